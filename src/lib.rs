@@ -1,0 +1,6 @@
+//! modelgate: a firewall for machine-learning model files.
+//!
+//! The [`scan`] module is the detection core; everything else is an adapter
+//! around it.
+
+pub mod scan;

@@ -1,0 +1,11 @@
+//! Parsers for model formats that are not containers. Each exposes
+//! `scan(cx, data)` and reports into the [`Ctx`](super::Ctx).
+
+pub mod gguf;
+pub mod hdf5;
+pub mod keras;
+pub mod numpy;
+pub mod onnx;
+pub mod safetensors;
+pub mod savedmodel;
+pub mod tflite;

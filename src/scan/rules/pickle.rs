@@ -1,0 +1,135 @@
+//! Rules of the pickle engine (plain pickles, PyTorch, NumPy object arrays,
+//! joblib, dill and cloudpickle all end up here).
+
+use super::Rule;
+use crate::scan::finding::Verdict;
+
+const CONVERT: &str = "Re-save the weights as safetensors (`safetensors.torch.save_file`), or \
+    load them with `torch.load(path, weights_only=True)`; never unpickle this file.";
+
+pub static DANGEROUS_GLOBAL: Rule = Rule {
+    id: "PKL001",
+    name: "pickle-dangerous-global",
+    verdict: Verdict::Malicious,
+    summary: "The pickle imports a callable that runs code, spawns processes or touches files",
+    explanation: "Unpickling resolves every GLOBAL/STACK_GLOBAL/INST name with an import and lets \
+        REDUCE, OBJ, NEWOBJ and BUILD call it. Names such as `os.system`, `subprocess.Popen`, \
+        `builtins.exec`, `runpy._run_code` or `pip.main` run arbitrary code the moment the file \
+        is loaded.",
+    remediation: CONVERT,
+    references: &["https://docs.python.org/3/library/pickle.html#restricting-globals", "MITRE ATLAS AML.T0011.000"],
+};
+
+pub static UNKNOWN_GLOBAL: Rule = Rule {
+    id: "PKL002",
+    name: "pickle-unknown-global",
+    verdict: Verdict::Suspicious,
+    summary: "The pickle imports a name that is not known to be safe",
+    explanation: "Only an allowlist of exact (module, name) pairs is known to be harmless when \
+        imported and called by an unpickler. Anything else, typically a class from the author's \
+        own code (`__main__.Config`, `mypkg.models.Net`), needs that code to load and can run \
+        whatever it defines.",
+    remediation: "Save only tensors (a state_dict) and re-save as safetensors. If the class is \
+        yours and trusted, allow it in policy.toml ([pickle] allow = [\"module.Name\"]).",
+    references: &["https://pytorch.org/docs/stable/notes/serialization.html#weights-only"],
+};
+
+pub static UNRESOLVED_GLOBAL: Rule = Rule {
+    id: "PKL003",
+    name: "pickle-unresolved-global",
+    verdict: Verdict::Malicious,
+    summary: "A STACK_GLOBAL import name is computed at load time",
+    explanation: "STACK_GLOBAL takes its module and name from the stack. Legitimate picklers push \
+        two constant strings; operands that come from calls, concatenation or anything but a \
+        string constant hide which function will be imported, which is how scanners are \
+        bypassed.",
+    remediation: CONVERT,
+    references: &["https://github.com/mmaitre314/picklescan/issues/22", "GHSA-9gvj-pp9x-gcfr"],
+};
+
+pub static EXTENSION_REGISTRY: Rule = Rule {
+    id: "PKL004",
+    name: "pickle-extension-code",
+    verdict: Verdict::Malicious,
+    summary: "The pickle imports through the copyreg extension registry (EXT1/EXT2/EXT4)",
+    explanation: "EXT opcodes import whatever the loading process registered under a number with \
+        `copyreg.add_extension`. The scanner cannot know that registry, no mainstream pickler \
+        emits these opcodes, and an earlier pickle in the same file can fill the registry with \
+        `os.system`.",
+    remediation: CONVERT,
+    references: &["https://docs.python.org/3/library/copyreg.html"],
+};
+
+pub static GLOBAL_ATTRIBUTE_POISONING: Rule = Rule {
+    id: "PKL005",
+    name: "pickle-global-state-poisoning",
+    verdict: Verdict::Malicious,
+    summary: "BUILD sets attributes on an imported module or class, not on a new object",
+    explanation: "BUILD normally fills the state of an object the pickle just created. Applied to \
+        an imported global it rewrites that global for the whole process (e.g. planting \
+        `os.system` as `numpy.prod.a`), so later, innocent-looking imports resolve to dangerous \
+        functions.",
+    remediation: CONVERT,
+    references: &["https://github.com/protectai/modelscan/issues/85", "https://github.com/protectai/modelscan/issues/330"],
+};
+
+pub static MALFORMED_STREAM: Rule = Rule {
+    id: "PKL006",
+    name: "pickle-malformed-stream",
+    verdict: Verdict::Suspicious,
+    summary: "The pickle stream breaks before it ends",
+    explanation: "An unpickler executes opcodes as it reads them: everything before the break has \
+        already run when the load fails. Pickles broken on purpose right after a payload \
+        (the nullifAI technique) make scanners that need a complete stream give up.",
+    remediation: CONVERT,
+    references: &["https://www.reversinglabs.com/blog/rl-identifies-malware-ml-model-hosted-on-hugging-face"],
+};
+
+pub static DYNAMIC_ATTRIBUTE: Rule = Rule {
+    id: "PKL007",
+    name: "pickle-dynamic-attribute",
+    verdict: Verdict::Malicious,
+    summary: "The pickle reaches a function through getattr at load time",
+    explanation: "`builtins.getattr` turns any object and string into any attribute: \
+        `getattr(import_module('os'), 'system')` never names `os.system`. Enum members pickle as \
+        `getattr(EnumClass, 'MEMBER')` on an allowlisted class with a plain name, and only that \
+        pattern is accepted.",
+    remediation: CONVERT,
+    references: &["https://github.com/protectai/modelscan/issues/331"],
+};
+
+pub static INDIRECT_CALL: Rule = Rule {
+    id: "PKL008",
+    name: "pickle-indirect-call",
+    verdict: Verdict::Malicious,
+    summary: "The pickle calls an object that was itself produced by a call",
+    explanation: "Picklers call imported classes and functions. Calling the result of another \
+        call (`attrgetter('system')(module)('cmd')`) chains gadgets so that no dangerous name is \
+        ever imported directly.",
+    remediation: CONVERT,
+    references: &[],
+};
+
+pub static OBJECT_ARRAY: Rule = Rule {
+    id: "PKL009",
+    name: "numpy-object-array",
+    verdict: Verdict::Info,
+    summary: "A NumPy array of dtype object embeds a pickle",
+    explanation: "`.npy` files with an object dtype store their data as a pickle and need \
+        `np.load(allow_pickle=True)` (CVE-2019-6446). The embedded pickle is scanned; this note \
+        records that loading the file requires enabling pickle at all.",
+    remediation: "Store numeric arrays, or save strings with a fixed-width unicode dtype.",
+    references: &["CVE-2019-6446"],
+};
+
+pub(super) static RULES: &[&Rule] = &[
+    &DANGEROUS_GLOBAL,
+    &UNKNOWN_GLOBAL,
+    &UNRESOLVED_GLOBAL,
+    &EXTENSION_REGISTRY,
+    &GLOBAL_ATTRIBUTE_POISONING,
+    &MALFORMED_STREAM,
+    &DYNAMIC_ATTRIBUTE,
+    &INDIRECT_CALL,
+    &OBJECT_ARRAY,
+];

@@ -1,0 +1,275 @@
+//! Decides what a blob *is* from its bytes. The file name is only a hint for
+//! formats without magic bytes (protobuf-based ONNX and SavedModel) and for
+//! spotting disguises; it never makes the scanner skip content.
+
+use super::pickle;
+
+/// What a blob's bytes are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Format {
+    Zip,
+    Tar,
+    Gzip,
+    Bzip2,
+    Xz,
+    /// Raw LZMA ("alone") stream, as joblib's `.lzma` compressor writes.
+    Lzma,
+    Zlib,
+    SevenZ,
+    Pickle,
+    Numpy,
+    Hdf5,
+    Gguf,
+    Safetensors,
+    TfLite,
+    Onnx,
+    SavedModel,
+    Text,
+    Image,
+    Unknown,
+}
+
+impl Format {
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Zip => "zip",
+            Format::Tar => "tar",
+            Format::Gzip => "gzip",
+            Format::Bzip2 => "bzip2",
+            Format::Xz => "xz",
+            Format::Lzma => "lzma",
+            Format::Zlib => "zlib",
+            Format::SevenZ => "7z",
+            Format::Pickle => "pickle",
+            Format::Numpy => "numpy",
+            Format::Hdf5 => "hdf5",
+            Format::Gguf => "gguf",
+            Format::Safetensors => "safetensors",
+            Format::TfLite => "tflite",
+            Format::Onnx => "onnx",
+            Format::SavedModel => "savedmodel",
+            Format::Text => "text",
+            Format::Image => "image",
+            Format::Unknown => "unknown",
+        }
+    }
+
+    /// Formats whose loaders can run code or that wrap such formats: a file
+    /// *named* as a safe format but holding one of these is a disguise.
+    pub fn can_execute(self) -> bool {
+        matches!(self, Format::Pickle | Format::Zip | Format::Tar | Format::SevenZ | Format::Numpy)
+            || self.is_compression()
+    }
+
+    pub fn is_compression(self) -> bool {
+        matches!(self, Format::Gzip | Format::Bzip2 | Format::Xz | Format::Lzma | Format::Zlib)
+    }
+}
+
+/// HDF5 superblocks sit at 0, 512, 1024, 2048, … (a user block may precede).
+const HDF5_MAGIC: &[u8] = b"\x89HDF\r\n\x1a\n";
+
+pub fn sniff(data: &[u8], name: &str) -> Format {
+    let starts = |m: &[u8]| data.starts_with(m);
+    if starts(b"PK\x03\x04") || starts(b"PK\x05\x06") || starts(b"PK\x07\x08") {
+        return Format::Zip;
+    }
+    if starts(b"\x1f\x8b") {
+        return Format::Gzip;
+    }
+    if starts(b"BZh") && data.len() > 3 && (b'1'..=b'9').contains(&data[3]) {
+        return Format::Bzip2;
+    }
+    if starts(b"\xfd7zXZ\x00") {
+        return Format::Xz;
+    }
+    if starts(b"7z\xbc\xaf\x27\x1c") {
+        return Format::SevenZ;
+    }
+    if starts(b"\x93NUMPY") {
+        return Format::Numpy;
+    }
+    if starts(b"GGUF") {
+        return Format::Gguf;
+    }
+    if data.len() >= 8 && &data[4..8] == b"TFL3" {
+        return Format::TfLite;
+    }
+    if [0usize, 512, 1024, 2048].iter().any(|&o| data.get(o..o + 8) == Some(HDF5_MAGIC)) {
+        return Format::Hdf5;
+    }
+    if looks_like_safetensors(data) {
+        return Format::Safetensors;
+    }
+    if data.len() >= 262 && &data[257..262] == b"ustar" {
+        return Format::Tar;
+    }
+    if pickle::looks_like_pickle(data) {
+        return Format::Pickle;
+    }
+    if looks_like_zip_without_local_header(data) {
+        return Format::Zip;
+    }
+    if looks_like_zlib(data) {
+        return Format::Zlib;
+    }
+    if starts(b"\x5d\x00\x00") && data.len() > 13 {
+        return Format::Lzma;
+    }
+    let base = base_name(name);
+    if base == "saved_model.pb" {
+        return Format::SavedModel;
+    }
+    if is_image(data) {
+        return Format::Image;
+    }
+    if is_text(data) {
+        return Format::Text;
+    }
+    let lower = base.to_ascii_lowercase();
+    if lower.ends_with(".onnx") || lower.ends_with(".ort") {
+        return Format::Onnx;
+    }
+    if data.len() >= 512 && is_old_tar(data) {
+        return Format::Tar;
+    }
+    Format::Unknown
+}
+
+pub fn base_name(name: &str) -> &str {
+    name.rsplit(['/', '\\']).next().unwrap_or(name)
+}
+
+/// safetensors: an 8-byte little-endian header length, then a JSON object.
+/// The length itself is not trusted here (hostile lengths are findings of
+/// the safetensors parser), only the shape of the first header bytes.
+fn looks_like_safetensors(data: &[u8]) -> bool {
+    data.len() >= 10 && data[8] == b'{' && matches!(data[9], b'"' | b'}' | b' ' | b'\n' | b'\r' | b'\t')
+}
+
+/// An archive whose first member is preceded by other data (a self-extracting
+/// stub, or a polyglot) still loads in readers that start from the end.
+fn looks_like_zip_without_local_header(data: &[u8]) -> bool {
+    let tail_start = data.len().saturating_sub(22 + 65_535);
+    data.len() >= 22 && memfind(&data[tail_start..], b"PK\x05\x06").is_some() && !is_text(data)
+}
+
+fn looks_like_zlib(data: &[u8]) -> bool {
+    data.len() >= 2
+        && data[0] == 0x78
+        && matches!(data[1], 0x01 | 0x5e | 0x9c | 0xda)
+        && (u16::from(data[0]) << 8 | u16::from(data[1])) % 31 == 0
+}
+
+fn is_image(data: &[u8]) -> bool {
+    const MAGICS: &[&[u8]] = &[
+        b"\x89PNG\r\n\x1a\n",
+        b"\xff\xd8\xff",
+        b"GIF87a",
+        b"GIF89a",
+        b"BM",
+        b"RIFF",
+        b"II*\x00",
+        b"MM\x00*",
+    ];
+    MAGICS.iter().any(|m| data.starts_with(m))
+}
+
+/// Text: the first 8 KiB are UTF-8 (allowing a character cut at the end)
+/// without NUL bytes.
+pub fn is_text(data: &[u8]) -> bool {
+    let head = &data[..data.len().min(8192)];
+    if head.is_empty() || head.contains(&0) {
+        return false;
+    }
+    match std::str::from_utf8(head) {
+        Ok(_) => true,
+        Err(e) => e.error_len().is_none() && head.len() == 8192,
+    }
+}
+
+/// Pre-POSIX tar headers have no `ustar` magic; accept one whose header
+/// checksum is right.
+fn is_old_tar(data: &[u8]) -> bool {
+    let header = &data[..512];
+    let Some(stored) = parse_octal(&header[148..156]) else {
+        return false;
+    };
+    let sum: u64 = header
+        .iter()
+        .enumerate()
+        .map(|(i, &b)| if (148..156).contains(&i) { 32 } else { u64::from(b) })
+        .sum();
+    sum == stored && header[0] != 0
+}
+
+fn parse_octal(field: &[u8]) -> Option<u64> {
+    let s = std::str::from_utf8(field).ok()?;
+    let s = s.trim_matches(|c: char| c == '\0' || c == ' ');
+    if s.is_empty() {
+        return None;
+    }
+    u64::from_str_radix(s, 8).ok()
+}
+
+pub fn memfind(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.is_empty() || haystack.len() < needle.len() {
+        return None;
+    }
+    haystack.windows(needle.len()).rposition(|w| w == needle)
+}
+
+/// Extensions of formats that cannot run code. A file named so whose content
+/// can is disguised.
+pub fn claims_safe_format(name: &str) -> bool {
+    let lower = base_name(name).to_ascii_lowercase();
+    [
+        ".safetensors",
+        ".gguf",
+        ".onnx",
+        ".json",
+        ".txt",
+        ".md",
+        ".png",
+        ".jpg",
+        ".tflite",
+        ".msgpack",
+    ]
+    .iter()
+    .any(|ext| lower.ends_with(ext))
+}
+
+/// Extensions whose loaders unpickle. Unrecognised content under such a name
+/// is reported rather than skipped.
+pub fn claims_pickle_format(name: &str) -> bool {
+    let lower = base_name(name).to_ascii_lowercase();
+    [".pkl", ".pickle", ".pt", ".pth", ".ckpt", ".joblib", ".dill", ".npy", ".npz", ".pth.tar"]
+        .iter()
+        .any(|ext| lower.ends_with(ext))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn magic_beats_extension() {
+        assert_eq!(sniff(b"\x80\x04\x95\x05\x00\x00\x00\x00\x00\x00\x00N.", "model.safetensors"), Format::Pickle);
+        assert_eq!(sniff(b"PK\x03\x04rest", "weights"), Format::Zip);
+        assert_eq!(sniff(b"GGUF\x03\x00\x00\x00", "x.bin"), Format::Gguf);
+    }
+
+    #[test]
+    fn text_is_text() {
+        assert_eq!(sniff(b"# README\nsome words about os.system\n", "README.md"), Format::Text);
+        assert_eq!(sniff(b"import torch\nmodel = torch.load('x')\n", "train.py"), Format::Text);
+        assert_eq!(sniff(b"[PAD]\n[UNK]\n", "vocab.txt"), Format::Text);
+    }
+
+    #[test]
+    fn safetensors_header_shape() {
+        let mut f = 2u64.to_le_bytes().to_vec();
+        f.extend_from_slice(b"{}");
+        assert_eq!(sniff(&f, "a"), Format::Safetensors);
+    }
+}
