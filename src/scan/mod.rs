@@ -292,6 +292,15 @@ impl<'s> Ctx<'s> {
         self.members.pop();
     }
 
+    /// Runs `f` with `name` appended to the location chain, for members a
+    /// container parser dispatches itself (e.g. a Keras `config.json`).
+    pub fn in_member<R>(&mut self, name: &str, f: impl FnOnce(&mut Ctx) -> R) -> R {
+        self.members.push(name.to_string());
+        let r = f(self);
+        self.members.pop();
+        r
+    }
+
     fn finish(mut self, display: &str, size: u64) -> FileReport {
         dedupe(&mut self.findings);
         let status = if !self.inconclusive.is_empty() {

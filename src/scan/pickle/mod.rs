@@ -193,6 +193,13 @@ pub fn looks_like_pickle(data: &[u8]) -> bool {
     }
 }
 
+/// Stricter than [`looks_like_pickle`], for bytes that are normally raw data
+/// (tensor storages): the whole stream must parse to STOP, or import and
+/// call something before breaking.
+pub fn looks_like_complete_pickle(data: &[u8]) -> bool {
+    probe(data)
+}
+
 fn probe(data: &[u8]) -> bool {
     let limits = Limits {
         max_pickle_opcodes: 10_000,
