@@ -842,12 +842,11 @@ impl<'a> Walker<'a> {
         }
         match v {
             Value::Call(c) => {
-                if let Value::Tuple(args) = &c.args {
-                    if let Some(Value::Str(d)) = args.first() {
-                        if d.starts_with('O') {
-                            return true;
-                        }
-                    }
+                if let Value::Tuple(args) = &c.args
+                    && let Some(Value::Str(d)) = args.first()
+                    && d.starts_with('O')
+                {
+                    return true;
                 }
                 c.state
                     .borrow()
@@ -1013,14 +1012,13 @@ impl<'a> Walker<'a> {
             Value::Dict(dict) => {
                 let mut dict = dict.borrow_mut();
                 for (k, v) in items {
-                    if let Value::Str(key) = &k {
-                        if let Some(slot) = dict
+                    if let Value::Str(key) = &k
+                        && let Some(slot) = dict
                             .iter_mut()
                             .find(|(old, _)| matches!(old, Value::Str(o) if o == key))
-                        {
-                            slot.1 = v;
-                            continue;
-                        }
+                    {
+                        slot.1 = v;
+                        continue;
                     }
                     if dict.len() < MAX_KEPT_ITEMS {
                         dict.push((k, v));
