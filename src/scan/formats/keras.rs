@@ -73,7 +73,10 @@ fn analyse(cx: &mut Ctx, raw: &[u8], attribute: Option<&'static str>) {
         cx.inconclusive(
             &rules::LIMIT_EXCEEDED,
             None,
-            format!("Keras config of {} bytes exceeds the {max}-byte limit", raw.len()),
+            format!(
+                "Keras config of {} bytes exceeds the {max}-byte limit",
+                raw.len()
+            ),
         );
         return;
     }
@@ -81,7 +84,11 @@ fn analyse(cx: &mut Ctx, raw: &[u8], attribute: Option<&'static str>) {
         // Attribute text sits in the HDF5 heap: its offsets are not file offsets.
         Ok((text, base)) => (text, base.filter(|_| attribute.is_none())),
         Err(reason) => {
-            cx.inconclusive(&rules::UNPARSEABLE, None, format!("Keras config is not text: {reason}"));
+            cx.inconclusive(
+                &rules::UNPARSEABLE,
+                None,
+                format!("Keras config is not text: {reason}"),
+            );
             return;
         }
     };
@@ -99,7 +106,10 @@ fn analyse(cx: &mut Ctx, raw: &[u8], attribute: Option<&'static str>) {
         Err(e) => {
             let offset = base.and_then(|b| b.checked_add(e.at())).map(|o| o as u64);
             let (rule, reason) = match e {
-                JsonError::Syntax(_, what) => (&rules::UNPARSEABLE, format!("Keras config is not valid JSON: {what}")),
+                JsonError::Syntax(_, what) => (
+                    &rules::UNPARSEABLE,
+                    format!("Keras config is not valid JSON: {what}"),
+                ),
                 JsonError::TooDeep(_) => (
                     &rules::LIMIT_EXCEEDED,
                     format!("Keras config nests deeper than {depth_cap} levels"),
@@ -143,7 +153,9 @@ fn decode_text(b: &[u8]) -> Result<(String, Option<usize>), String> {
             [x, y] => u16::from_le_bytes([*x, *y]),
             _ => 0xFFFD,
         });
-        char::decode_utf16(units).map(|r| r.unwrap_or('\u{FFFD}')).collect()
+        char::decode_utf16(units)
+            .map(|r| r.unwrap_or('\u{FFFD}'))
+            .collect()
     };
     let utf32 = |bytes: &[u8], big: bool| -> Result<String, String> {
         bytes
@@ -151,7 +163,11 @@ fn decode_text(b: &[u8]) -> Result<(String, Option<usize>), String> {
             .map(|c| {
                 let mut w = [0u8; 4];
                 w.copy_from_slice(c);
-                let v = if big { u32::from_be_bytes(w) } else { u32::from_le_bytes(w) };
+                let v = if big {
+                    u32::from_be_bytes(w)
+                } else {
+                    u32::from_le_bytes(w)
+                };
                 char::from_u32(v).ok_or_else(|| format!("invalid UTF-32 code point {v:#x}"))
             })
             .collect()
@@ -252,7 +268,10 @@ impl Parser<'_> {
         let v = self.value(0)?;
         self.ws();
         if self.pos != self.s.len() {
-            return Err(JsonError::Syntax(self.pos, "extra data after the JSON value"));
+            return Err(JsonError::Syntax(
+                self.pos,
+                "extra data after the JSON value",
+            ));
         }
         Ok(v)
     }
@@ -282,7 +301,11 @@ impl Parser<'_> {
                 self.number()?;
                 Value::Scalar
             }
-            Some(_) if [&b"null"[..], b"true", b"false", b"NaN", b"Infinity"].iter().any(|l| self.eat(l)) => {
+            Some(_)
+                if [&b"null"[..], b"true", b"false", b"NaN", b"Infinity"]
+                    .iter()
+                    .any(|l| self.eat(l)) =>
+            {
                 Value::Scalar
             }
             Some(_) => return Err(JsonError::Syntax(at, "unexpected character")),
@@ -332,7 +355,10 @@ impl Parser<'_> {
             if self.eat(b"}") {
                 return Ok(Value::Obj(pairs));
             }
-            return Err(JsonError::Syntax(self.pos, "expected `,` or `}` in an object"));
+            return Err(JsonError::Syntax(
+                self.pos,
+                "expected `,` or `}` in an object",
+            ));
         }
     }
 
@@ -354,7 +380,10 @@ impl Parser<'_> {
             if self.eat(b"]") {
                 return Ok(Value::Arr(items));
             }
-            return Err(JsonError::Syntax(self.pos, "expected `,` or `]` in an array"));
+            return Err(JsonError::Syntax(
+                self.pos,
+                "expected `,` or `]` in an array",
+            ));
         }
     }
 
@@ -392,10 +421,15 @@ impl Parser<'_> {
 
     fn hex4(&mut self) -> Result<u32, JsonError> {
         let at = self.pos;
-        let digits = self.s.get(at..at + 4).ok_or(JsonError::Syntax(at, "truncated \\u escape"))?;
+        let digits = self
+            .s
+            .get(at..at + 4)
+            .ok_or(JsonError::Syntax(at, "truncated \\u escape"))?;
         let mut v = 0u32;
         for d in digits {
-            let n = (*d as char).to_digit(16).ok_or(JsonError::Syntax(at, "invalid \\u escape"))?;
+            let n = (*d as char)
+                .to_digit(16)
+                .ok_or(JsonError::Syntax(at, "invalid \\u escape"))?;
             v = v * 16 + n;
         }
         self.pos += 4;
@@ -434,7 +468,9 @@ impl Parser<'_> {
                         b't' => '\t',
                         b'u' => {
                             let hi = self.hex4()?;
-                            let code = if (0xD800..0xDC00).contains(&hi) && self.s.get(self.pos..self.pos + 2) == Some(b"\\u") {
+                            let code = if (0xD800..0xDC00).contains(&hi)
+                                && self.s.get(self.pos..self.pos + 2) == Some(b"\\u")
+                            {
                                 let save = self.pos;
                                 self.pos += 2;
                                 let lo = self.hex4()?;
@@ -456,13 +492,19 @@ impl Parser<'_> {
                     let mut buf = [0u8; 4];
                     out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
                 }
-                0..=0x1F => return Err(JsonError::Syntax(self.pos - 1, "control character in a string")),
+                0..=0x1F => {
+                    return Err(JsonError::Syntax(
+                        self.pos - 1,
+                        "control character in a string",
+                    ));
+                }
                 _ => out.push(c),
             }
         }
         // The input is a `str` and escapes were re-encoded, so this holds;
         // the fallback only avoids a panic path.
-        Ok(String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
+        Ok(String::from_utf8(out)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
     }
 }
 
@@ -495,9 +537,13 @@ fn names() -> &'static Names {
             deny_name: Vec::new(),
             marshal: Vec::new(),
         };
-        for line in NAMES_TSV.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
+        for line in NAMES_TSV
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        {
             let mut cols = line.split('\t');
-            let (Some(kind), Some(pattern), Some(reason)) = (cols.next(), cols.next(), cols.next()) else {
+            let (Some(kind), Some(pattern), Some(reason)) = (cols.next(), cols.next(), cols.next())
+            else {
                 continue;
             };
             match kind {
@@ -536,13 +582,24 @@ fn classify(module: Option<&str>, name: Option<&str>, registered: Option<&str>) 
         (None, None) => String::new(),
     };
     if let Some((p, why)) = n.deny.iter().find(|(p, _)| under(&qualified, p)) {
-        return Class::Dangerous(if qualified.is_empty() { (*p).to_string() } else { qualified }, why);
+        return Class::Dangerous(
+            if qualified.is_empty() {
+                (*p).to_string()
+            } else {
+                qualified
+            },
+            why,
+        );
     }
     let registered_name = registered.map(|r| r.rsplit_once('>').map_or(r, |(_, x)| x));
     for candidate in [name, registered_name].into_iter().flatten() {
         let last = candidate.rsplit('.').next().unwrap_or(candidate);
         if let Some((_, why)) = n.deny_name.iter().find(|(p, _)| *p == last) {
-            let shown = if qualified.is_empty() { candidate.to_string() } else { qualified };
+            let shown = if qualified.is_empty() {
+                candidate.to_string()
+            } else {
+                qualified
+            };
             return Class::Dangerous(shown, why);
         }
     }
@@ -615,7 +672,10 @@ impl Walk<'_, '_> {
             Value::Obj(pairs) => {
                 let scope = self.object(node, scope);
                 for (k, v) in pairs {
-                    let child = Scope { layer: scope.layer.clone(), key: Some(k.clone()) };
+                    let child = Scope {
+                        layer: scope.layer.clone(),
+                        key: Some(k.clone()),
+                    };
                     self.node(v, &child);
                 }
             }
@@ -638,7 +698,9 @@ impl Walk<'_, '_> {
 
         if let Some(class) = class_name {
             if class == "__lambda__" {
-                let code = node.get("config").and_then(|c| c.get("code").or_else(|| c.get("value")));
+                let code = node
+                    .get("config")
+                    .and_then(|c| c.get("code").or_else(|| c.get("value")));
                 self.bytecode(node, code, &scope);
             } else {
                 let module = node.get_str("module");
@@ -647,7 +709,11 @@ impl Walk<'_, '_> {
                 let registered = node
                     .get_str("registered_name")
                     .or_else(|| Some(class).filter(|c| c.contains('>')));
-                let name = if class == "function" { node.get_str("config") } else { Some(class) };
+                let name = if class == "function" {
+                    node.get_str("config")
+                } else {
+                    Some(class)
+                };
                 self.reference(node, module, name, registered, &scope);
             }
             // tf.keras TF-op layers name a `tf.` API symbol to call.
@@ -662,20 +728,34 @@ impl Walk<'_, '_> {
         // what it is, and `X_module` (or `module` for `function`) its module.
         if let Value::Obj(pairs) = &node.v {
             for (key, value) in pairs {
-                let Some(base) = key.strip_suffix("_type") else { continue };
+                let Some(base) = key.strip_suffix("_type") else {
+                    continue;
+                };
                 match value.str() {
                     Some("lambda") => {
-                        if let Some(code) = node.get(base).filter(|c| !matches!(c.v, Value::Scalar)) {
-                            self.bytecode(node, Some(code), &scope);
+                        if let Some(code) = node.get(base).filter(|c| !matches!(c.v, Value::Scalar))
+                        {
+                            let at = Scope {
+                                layer: scope.layer.clone(),
+                                key: Some(base.to_string()),
+                            };
+                            self.bytecode(node, Some(code), &at);
                         }
                     }
                     Some("function") => {
                         let module_key = format!("{base}_module");
-                        let module = node
-                            .get_str(&module_key)
-                            .or_else(|| if base == "function" { node.get_str("module") } else { None });
+                        let module = node.get_str(&module_key).or_else(|| {
+                            if base == "function" {
+                                node.get_str("module")
+                            } else {
+                                None
+                            }
+                        });
                         if let Some(name) = node.get_str(base) {
-                            let at = Scope { layer: scope.layer.clone(), key: Some(base.to_string()) };
+                            let at = Scope {
+                                layer: scope.layer.clone(),
+                                key: Some(base.to_string()),
+                            };
                             self.reference(node, module, Some(name), None, &at);
                         }
                     }
@@ -686,11 +766,22 @@ impl Walk<'_, '_> {
         scope
     }
 
-    fn reference(&mut self, node: &Node, module: Option<&str>, name: Option<&str>, registered: Option<&str>, scope: &Scope) {
+    fn reference(
+        &mut self,
+        node: &Node,
+        module: Option<&str>,
+        name: Option<&str>,
+        registered: Option<&str>,
+        scope: &Scope,
+    ) {
         let class = classify(module, name, registered);
         let evidence = || {
             let mut parts = Vec::new();
-            for (k, v) in [("module", module), ("name", name), ("registered_name", registered)] {
+            for (k, v) in [
+                ("module", module),
+                ("name", name),
+                ("registered_name", registered),
+            ] {
                 if let Some(v) = v {
                     parts.push(format!("{k}={v}"));
                 }
@@ -701,9 +792,17 @@ impl Walk<'_, '_> {
             Class::Safe => {}
             Class::Dangerous(what, why) => {
                 if self.seen_refs.insert(format!("D{what}")) {
-                    let msg = format!("{} makes the loader resolve `{what}`: {why}", self.describe(scope));
+                    let msg = format!(
+                        "{} makes the loader resolve `{what}`: {why}",
+                        self.describe(scope)
+                    );
                     let offset = self.offset(node.at);
-                    self.cx.report(&rules::KERAS_DANGEROUS_REFERENCE, offset, msg, Some(evidence()));
+                    self.cx.report(
+                        &rules::KERAS_DANGEROUS_REFERENCE,
+                        offset,
+                        msg,
+                        Some(evidence()),
+                    );
                 }
             }
             Class::Custom(what) => {
@@ -713,7 +812,8 @@ impl Walk<'_, '_> {
                         self.describe(scope)
                     );
                     let offset = self.offset(node.at);
-                    self.cx.report(&rules::KERAS_CUSTOM_OBJECT, offset, msg, Some(evidence()));
+                    self.cx
+                        .report(&rules::KERAS_CUSTOM_OBJECT, offset, msg, Some(evidence()));
                 }
             }
         }
@@ -734,7 +834,11 @@ impl Walk<'_, '_> {
                 if found.is_empty() {
                     format!("base64 marshal, {} bytes", bytes.len())
                 } else {
-                    format!("base64 marshal, {} bytes, names: {}", bytes.len(), found.join(", "))
+                    format!(
+                        "base64 marshal, {} bytes, names: {}",
+                        bytes.len(),
+                        found.join(", ")
+                    )
                 }
             }
             None => "no readable code field".to_string(),
@@ -744,7 +848,8 @@ impl Walk<'_, '_> {
             self.describe(scope)
         );
         let offset = self.offset(node.at);
-        self.cx.report(&rules::KERAS_LAMBDA_BYTECODE, offset, msg, Some(evidence));
+        self.cx
+            .report(&rules::KERAS_LAMBDA_BYTECODE, offset, msg, Some(evidence));
     }
 }
 
@@ -797,7 +902,9 @@ fn marshal_names(code: &[u8]) -> Vec<&'static str> {
             ),
             _ => (None, i + 1),
         };
-        if let Some(s) = len.filter(|l| *l > 0 && *l <= 256).and_then(|l| code.get(start..start + l))
+        if let Some(s) = len
+            .filter(|l| *l > 0 && *l <= 256)
+            .and_then(|l| code.get(start..start + l))
             && let Some(name) = table.iter().find(|n| n.as_bytes() == s)
         {
             if !found.contains(name) {
@@ -850,7 +957,13 @@ mod tests {
     #[test]
     fn lambda_bytecode_is_malicious_with_marshal_evidence() {
         // marshal fragments: short-ASCII-interned "os" and "system" names.
-        let payload: Vec<u8> = [&b"\xe3\x00\x00"[..], b"\xda\x02os", b"\xda\x06system", b"\xfa\x08<lambda>"].concat();
+        let payload: Vec<u8> = [
+            &b"\xe3\x00\x00"[..],
+            b"\xda\x02os",
+            b"\xda\x06system",
+            b"\xfa\x08<lambda>",
+        ]
+        .concat();
         let b64 = encode_b64(&payload);
         let cfg = format!(
             r#"{{"class_name": "Lambda", "config": {{"name": "lam", "function": {{"class_name": "__lambda__", "config": {{"code": "{b64}\n", "defaults": null}}}}}}}}"#
@@ -859,7 +972,11 @@ mod tests {
         assert_eq!(ids(&r), ["KRS001"]);
         let ev = r.findings[0].evidence.clone().unwrap_or_default();
         assert!(ev.contains("os") && ev.contains("system"), "{ev}");
-        assert!(r.findings[0].message.contains("Lambda layer `lam`"), "{}", r.findings[0].message);
+        assert!(
+            r.findings[0].message.contains("Lambda layer `lam`"),
+            "{}",
+            r.findings[0].message
+        );
     }
 
     #[test]
@@ -884,7 +1001,11 @@ mod tests {
             ("os", "function", "\"system\""),
             ("builtins", "function", "\"exec\""),
             ("keras.utils", "function", "\"get_file\""),
-            ("keras.config", "function", "\"enable_unsafe_deserialization\""),
+            (
+                "keras.config",
+                "function",
+                "\"enable_unsafe_deserialization\"",
+            ),
             ("keras.layers", "TFSMLayer", "{\"filepath\": \"/tmp/x\"}"),
             ("keras.layers", "TorchModuleWrapper", "{}"),
             ("\\u006fs", "function", "\"system\""),
@@ -901,21 +1022,28 @@ mod tests {
 
     #[test]
     fn tf_op_lambda_symbols() {
-        let cfg = r#"{"class_name": "TFOpLambda", "config": {"name": "t", "function": "io.write_file"}}"#;
+        let cfg =
+            r#"{"class_name": "TFOpLambda", "config": {"name": "t", "function": "io.write_file"}}"#;
         assert_eq!(ids(&run(cfg)), ["KRS002"]);
-        let cfg = r#"{"class_name": "TFOpLambda", "config": {"name": "t", "function": "math.add"}}"#;
+        let cfg =
+            r#"{"class_name": "TFOpLambda", "config": {"name": "t", "function": "math.add"}}"#;
         assert!(run(cfg).findings.is_empty());
     }
 
     #[test]
     fn custom_objects_are_suspicious_once() {
         let layer = r#"{"module": "mypkg.layers", "class_name": "Scale", "config": {"name": "s"}, "registered_name": "mypkg>Scale"}"#;
-        let cfg = format!(r#"{{"class_name": "Sequential", "config": {{"layers": [{layer}, {layer}]}}}}"#);
+        let cfg = format!(
+            r#"{{"class_name": "Sequential", "config": {{"layers": [{layer}, {layer}]}}}}"#
+        );
         let r = run(&cfg);
         assert_eq!(ids(&r), ["KRS003"]);
         assert_eq!(r.verdict, Verdict::Suspicious);
         // Keras 2 style: no module, a registered `Package>Name` class.
-        assert_eq!(ids(&run(r#"{"class_name": "Custom>Scale", "config": {}}"#)), ["KRS003"]);
+        assert_eq!(
+            ids(&run(r#"{"class_name": "Custom>Scale", "config": {}}"#)),
+            ["KRS003"]
+        );
     }
 
     #[test]
@@ -947,13 +1075,29 @@ mod tests {
 
     #[test]
     fn broken_and_hostile_json_is_inconclusive() {
-        for bad in ["", "{", "{\"a\": 1,}", "[1 2]", "{\"a\": \"\u{1}\"}", "nul", "{} {}", "\"\\ud800", "-", "1e"] {
+        for bad in [
+            "",
+            "{",
+            "{\"a\": 1,}",
+            "[1 2]",
+            "{\"a\": \"\u{1}\"}",
+            "nul",
+            "{} {}",
+            "\"\\ud800",
+            "-",
+            "1e",
+        ] {
             let r = run(bad);
             assert_eq!(ids(&r), ["GEN001"], "{bad:?}");
         }
         let deep = "[".repeat(200) + &"]".repeat(200);
         assert_eq!(ids(&run(&deep)), ["GEN002"]);
-        for ok in ["\u{FEFF}{}", "NaN", "-Infinity", "[1.5e-3, -0, true, false, null, \"\\u00e9\\ud83d\\ude00\"]"] {
+        for ok in [
+            "\u{FEFF}{}",
+            "NaN",
+            "-Infinity",
+            "[1.5e-3, -0, true, false, null, \"\\u00e9\\ud83d\\ude00\"]",
+        ] {
             assert!(run(ok).findings.is_empty(), "{ok}");
         }
     }
@@ -967,14 +1111,25 @@ mod tests {
 
     #[test]
     fn names_table_is_well_formed() {
-        for line in NAMES_TSV.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
+        for line in NAMES_TSV
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        {
             let cols: Vec<&str> = line.split('\t').collect();
             assert_eq!(cols.len(), 3, "{line}");
-            assert!(["safe", "deny", "deny-name", "marshal"].contains(&cols[0]), "{line}");
+            assert!(
+                ["safe", "deny", "deny-name", "marshal"].contains(&cols[0]),
+                "{line}"
+            );
             assert!(!cols[2].trim().is_empty(), "{line}");
         }
         let n = names();
-        assert!(!n.safe.is_empty() && !n.deny.is_empty() && !n.deny_name.is_empty() && !n.marshal.is_empty());
+        assert!(
+            !n.safe.is_empty()
+                && !n.deny.is_empty()
+                && !n.deny_name.is_empty()
+                && !n.marshal.is_empty()
+        );
     }
 
     #[test]
@@ -987,7 +1142,11 @@ mod tests {
         const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
         let mut s = String::new();
         for chunk in data.chunks(3) {
-            let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+            let b = [
+                chunk[0],
+                *chunk.get(1).unwrap_or(&0),
+                *chunk.get(2).unwrap_or(&0),
+            ];
             let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
             for i in 0..4 {
                 if i <= chunk.len() {

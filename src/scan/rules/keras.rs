@@ -81,7 +81,7 @@ pub static KERAS_DUPLICATE_KEY: Rule = Rule {
 
 pub static HDF5_EXTERNAL_LINK: Rule = Rule {
     id: "HDF001",
-    name: "hdf5-external-link",
+    name: "hdf-external-link",
     verdict: Verdict::Malicious,
     summary: "An HDF5 file links to an object in another file",
     explanation: "An HDF5 external link makes the library open the named file when the link is \
@@ -93,7 +93,7 @@ pub static HDF5_EXTERNAL_LINK: Rule = Rule {
 
 pub static HDF5_EXTERNAL_DATA: Rule = Rule {
     id: "HDF002",
-    name: "hdf5-external-data-file",
+    name: "hdf-external-data-file",
     verdict: Verdict::Malicious,
     summary: "An HDF5 dataset keeps its data in another file",
     explanation: "An External Data Files message makes reading the dataset read bytes from a \
