@@ -9,10 +9,12 @@ use super::finding::Verdict;
 
 mod archive;
 mod general;
+mod keras;
 mod pickle;
 
 pub use archive::*;
 pub use general::*;
+pub use keras::*;
 pub use pickle::*;
 
 #[derive(Debug, PartialEq, Eq)]
@@ -35,7 +37,7 @@ pub struct Rule {
 
 /// Every rule the core can report, in id order.
 pub fn all() -> Vec<&'static Rule> {
-    let mut rules: Vec<&'static Rule> = [general::RULES, archive::RULES, pickle::RULES]
+    let mut rules: Vec<&'static Rule> = [general::RULES, archive::RULES, pickle::RULES, keras::RULES]
         .into_iter()
         .flatten()
         .copied()
