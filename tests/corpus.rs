@@ -19,6 +19,8 @@ const COVERED: &[&str] = &[
     "npz",
     "joblib",
     "other",
+    "keras-v3",
+    "keras-h5",
 ];
 
 fn corpus_dir() -> PathBuf {

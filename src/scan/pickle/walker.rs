@@ -1339,11 +1339,23 @@ mod tests {
 
     #[test]
     fn integers_and_longs() {
-        for p in [&b"I42\n."[..], b"I01\n.", b"J\xff\xff\xff\xff.", b"K\x07.", b"M\x01\x02.", b"L123L\n.", b"\x8a\x02\x01\x00.", b"\x8b\x01\x00\x00\x00\x05."] {
+        for p in [
+            &b"I42\n."[..],
+            b"I01\n.",
+            b"J\xff\xff\xff\xff.",
+            b"K\x07.",
+            b"M\x01\x02.",
+            b"L123L\n.",
+            b"\x8a\x02\x01\x00.",
+            b"\x8b\x01\x00\x00\x00\x05.",
+        ] {
             let s = run(p);
             assert!(stops(&s), "{p:?}: {:?}", s.end);
         }
-        assert!(matches!(run(b"J\xff\xff\xff\xff.").result, Some(Value::Int(-1))));
+        assert!(matches!(
+            run(b"J\xff\xff\xff\xff.").result,
+            Some(Value::Int(-1))
+        ));
         assert!(matches!(run(b"\x8a\x01\xff.").result, Some(Value::Int(-1))));
         assert!(matches!(run(b"I01\n.").result, Some(Value::Bool(true))));
     }
@@ -1351,12 +1363,26 @@ mod tests {
     #[test]
     fn string_opcodes_decode_names() {
         assert_eq!(decode_repr_string(b"'o\\x73'").as_deref(), Some("os"));
-        assert_eq!(decode_repr_string(b"\"sy\\163tem\"").as_deref(), Some("system"));
+        assert_eq!(
+            decode_repr_string(b"\"sy\\163tem\"").as_deref(),
+            Some("system")
+        );
         assert_eq!(decode_repr_string(b"'unterminated"), None);
         assert_eq!(decode_raw_unicode_escape(b"\\u006fs"), "os");
         assert_eq!(decode_raw_unicode_escape(b"a\\b"), "a\\b");
-        for p in [&b"S'x'\n."[..], b"T\x01\x00\x00\x00x.", b"U\x01x.", b"Vx\n.", b"X\x01\x00\x00\x00x.", b"\x8c\x01x.", b"\x8d\x01\x00\x00\x00\x00\x00\x00\x00x."] {
-            assert!(matches!(run(p).result, Some(Value::Str(ref s)) if &**s == "x"), "{p:?}");
+        for p in [
+            &b"S'x'\n."[..],
+            b"T\x01\x00\x00\x00x.",
+            b"U\x01x.",
+            b"Vx\n.",
+            b"X\x01\x00\x00\x00x.",
+            b"\x8c\x01x.",
+            b"\x8d\x01\x00\x00\x00\x00\x00\x00\x00x.",
+        ] {
+            assert!(
+                matches!(run(p).result, Some(Value::Str(ref s)) if &**s == "x"),
+                "{p:?}"
+            );
         }
     }
 
@@ -1399,9 +1425,15 @@ mod tests {
     fn stack_manipulation() {
         assert!(stops(&run(b"K\x01\x32\x30.")), "DUP then POP");
         assert!(stops(&run(b"K\x01(K\x02K\x031.")), "POP_MARK");
-        assert!(stops(&run(b"K\x01(0.")), "POP of an empty mark pops the mark");
+        assert!(
+            stops(&run(b"K\x01(0.")),
+            "POP of an empty mark pops the mark"
+        );
         assert!(matches!(run(b"0.").end, End::Error { .. }), "underflow");
-        assert!(matches!(run(b"t.").end, End::Error { .. }), "TUPLE without MARK");
+        assert!(
+            matches!(run(b"t.").end, End::Error { .. }),
+            "TUPLE without MARK"
+        );
     }
 
     #[test]
@@ -1410,7 +1442,10 @@ mod tests {
         assert!(stops(&run(b"K\x01q\x05h\x05.")));
         assert!(stops(&run(b"K\x01r\x05\x00\x00\x00j\x05\x00\x00\x00.")));
         assert!(stops(&run(b"K\x01\x94h\x00.")));
-        assert!(matches!(run(b"h\x09.").end, End::Error { .. }), "GET of a missing key");
+        assert!(
+            matches!(run(b"h\x09.").end, End::Error { .. }),
+            "GET of a missing key"
+        );
     }
 
     #[test]
@@ -1422,7 +1457,9 @@ mod tests {
 
     #[test]
     fn frames_and_protocols() {
-        assert!(stops(&run(b"\x80\x04\x95\x02\x00\x00\x00\x00\x00\x00\x00N.")));
+        assert!(stops(&run(
+            b"\x80\x04\x95\x02\x00\x00\x00\x00\x00\x00\x00N."
+        )));
         assert_eq!(run(b"\x80\x05N.").protocol, 5);
         assert!(matches!(run(b"\x80\x09N.").end, End::Error { .. }));
     }
@@ -1445,13 +1482,22 @@ mod tests {
 
     #[test]
     fn budgets_stop_the_walk() {
-        let tight = Limits { max_pickle_opcodes: 10, ..Limits::default() };
+        let tight = Limits {
+            max_pickle_opcodes: 10,
+            ..Limits::default()
+        };
         let s = walk(&[b'N'; 100], 0, &tight, &GlobalLists::default());
         assert!(matches!(s.end, End::Budget { .. }));
-        let tight = Limits { max_pickle_memo: 2, ..Limits::default() };
+        let tight = Limits {
+            max_pickle_memo: 2,
+            ..Limits::default()
+        };
         let s = walk(b"N\x94\x94\x94\x94.", 0, &tight, &GlobalLists::default());
         assert!(matches!(s.end, End::Budget { .. }));
-        let tight = Limits { max_pickle_stack: 3, ..Limits::default() };
+        let tight = Limits {
+            max_pickle_stack: 3,
+            ..Limits::default()
+        };
         let s = walk(b"NNNNNN.", 0, &tight, &GlobalLists::default());
         assert!(matches!(s.end, End::Budget { .. }));
     }
