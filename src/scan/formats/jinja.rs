@@ -883,3 +883,164 @@ fn has_underscore_fragment(expr: &Expr, depth: usize) -> bool {
         _ => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scan::{FileReport, Scanner, Verdict};
+
+    macro_rules! real {
+        ($name:literal) => {
+            ($name, include_str!(concat!("../../../tests/fixtures/gen/gguf_templates/", $name, ".jinja")))
+        };
+    }
+
+    const REAL_TEMPLATES: &[(&str, &str)] = &[
+        real!("chatml"),
+        real!("llama3"),
+        real!("llama31_tools"),
+        real!("mistral"),
+        real!("gemma"),
+        real!("qwen25_tools"),
+        real!("deepseek_r1"),
+        real!("hermes_tools_macro"),
+        real!("phi3"),
+        real!("hf_generation"),
+    ];
+
+    fn scan(template: &str) -> FileReport {
+        let scanner = Scanner::default();
+        let mut cx = Ctx::new(&scanner, None);
+        scan_template(&mut cx, "tokenizer.chat_template", template.as_bytes(), 100);
+        cx.finish("t", 0)
+    }
+
+    fn ids(report: &FileReport) -> Vec<&'static str> {
+        report.findings.iter().map(|f| f.rule.id).collect()
+    }
+
+    #[test]
+    fn real_world_templates_are_clean() {
+        for (name, template) in REAL_TEMPLATES {
+            let report = scan(template);
+            assert!(report.findings.is_empty(), "{name}: {:#?}", report.findings);
+        }
+    }
+
+    #[test]
+    fn dunder_chains_are_malicious() {
+        for t in [
+            "{{ cycler.__init__.__globals__.os.popen('id').read() }}",
+            "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+            "{{ x['__globals__'] }}",
+            "{{ x|attr('__class__') }}",
+            "{{ x[('__cla' ~ 'ss__')] }}",
+            "{{ x['__cla' + 'ss__'] }}",
+            "{{ x|attr(['__cla', 'ss__']|join) }}",
+            "{{ x|attr('__ssalc__'[::-1]) }}",
+            "{{ x|attr('_' * 2 ~ 'class' ~ '_' * 2) }}",
+            "{{ x|attr('%sclass%s' % ('__', '__')) }}",
+            "{{ x|attr('{}class{}'.format('__', '__')) }}",
+            "{{ x|attr(''.join(['__', 'class__'])) }}",
+            "{% set a = '__cla' ~ 'ss__' %}{{ x[a] }}",
+            "{% set a = '__globals__' %}{{ lipsum|attr(a) }}",
+            "{{ messages|map(attribute='__class__')|list }}",
+            "{{ self._TemplateReference__context.cycler }}",
+            "{{ lipsum.__globals__['os'].popen('id') }}",
+            "{{ namespace.__init__ }}",
+            "{{ joiner.whatever }}",
+            "{{ config.items() }}",
+            "{{ request.application }}",
+            "{{ x.os.system('id') }}",
+            "{{ eval('1') }}",
+            "{{ __import__('os') }}",
+        ] {
+            let report = scan(t);
+            assert_eq!(report.verdict, Verdict::Malicious, "{t}: {:#?}", report.findings);
+            assert!(ids(&report).contains(&"GGUF010"), "{t}");
+        }
+    }
+
+    #[test]
+    fn computed_names_are_suspicious() {
+        for t in [
+            "{{ x|attr(name) }}",
+            "{{ x|attr(a ~ b) }}",
+            "{{ x[a ~ '__'] }}",
+            "{{ x|map(attribute=name)|list }}",
+            "{{ x._private }}",
+            "{% include 'other.j2' %}",
+            "{% import 'macros.j2' as m %}",
+        ] {
+            let report = scan(t);
+            assert_eq!(report.verdict, Verdict::Suspicious, "{t}: {:#?}", report.findings);
+            assert!(ids(&report).contains(&"GGUF011"), "{t}");
+        }
+    }
+
+    #[test]
+    fn normal_api_use_is_clean() {
+        for t in [
+            "{% set ns = namespace(found=false) %}{% set ns.found = true %}{{ ns.found }}",
+            "{% for i in range(3) %}{{ i }}{% endfor %}",
+            "{% set c = cycler('a', 'b') %}{{ c.next() }}",
+            "{{ messages|map(attribute='role')|join(', ') }}",
+            "{{ message['content'].split('</think>')[-1].strip() }}",
+            "{% set config = {'a': 1} %}{{ config.a }}",
+            "{{ messages[loop.index0 - 1].role }}",
+            "{{ raise_exception('x') }}",
+        ] {
+            let report = scan(t);
+            assert!(report.findings.is_empty(), "{t}: {:#?}", report.findings);
+        }
+    }
+
+    #[test]
+    fn unparseable_templates_are_inconclusive() {
+        for t in ["{% for x in %}", "{{ x", "{% frobnicate %}"] {
+            let report = scan(t);
+            assert_eq!(ids(&report), ["GGUF012"], "{t}");
+            assert!(matches!(report.status, crate::scan::ScanStatus::Inconclusive { .. }));
+        }
+        let report = {
+            let scanner = Scanner::default();
+            let mut cx = Ctx::new(&scanner, None);
+            scan_template(&mut cx, "t", b"{{ \xff }}", 0);
+            cx.finish("t", 0)
+        };
+        assert_eq!(ids(&report), ["GGUF012"]);
+    }
+
+    #[test]
+    fn generation_tags_are_blanked_without_moving_offsets() {
+        let src = "a{% generation %}b{%- endgeneration -%}c{% if x %}{% endif %}";
+        let out = blank_hf_generation_tags(src);
+        assert_eq!(out.len(), src.len());
+        assert!(out.starts_with("a{#") && out.contains("#}b{#") && out.ends_with("#}c{% if x %}{% endif %}"));
+        assert!(!out.contains("generation"));
+    }
+
+    #[test]
+    fn evidence_and_offset_point_at_the_expression() {
+        let report = scan("hello {{ x.__class__ }}");
+        let f = &report.findings[0];
+        assert_eq!(f.location.offset, Some(100 + 9));
+        assert_eq!(f.evidence.as_deref(), Some("x.__class__"));
+    }
+
+    #[test]
+    fn hostile_shapes_stay_bounded() {
+        let chain = format!("{{{{ {} }}}}", vec!["a"; 5000].join(" ~ "));
+        assert_eq!(ids(&scan(&chain)), ["GGUF012"]);
+        let parens = format!("{{{{ {}a{} }}}}", "(".repeat(200), ")".repeat(200));
+        assert_eq!(ids(&scan(&parens)), ["GGUF012"]);
+        let nested = format!("{}{}", "{% if a %}".repeat(400), "{% endif %}".repeat(400));
+        assert_eq!(scan(&nested).verdict, Verdict::Suspicious);
+        // Just under the token cap: parsed (and dropped) without trouble,
+        // then refused by the walk's depth cap.
+        let deep = format!("{{{{ {} }}}}", vec!["a"; 1020].join(" ~ "));
+        assert_eq!(ids(&scan(&deep)), ["GGUF012"]);
+        let long_ok = format!("{{{{ {} }}}}", vec!["a"; 100].join(" ~ "));
+        assert!(scan(&long_ok).findings.is_empty());
+    }
+}
