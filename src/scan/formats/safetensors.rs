@@ -188,6 +188,7 @@ pub fn scan(cx: &mut Ctx, data: &[u8]) {
     report_duplicates(cx, &members, "", 0);
 
     let mut tensors = Vec::new();
+    let mut unplaced = false;
     for (name, value) in &members {
         if !cx.in_time() {
             return;
@@ -196,8 +197,9 @@ pub fn scan(cx: &mut Ctx, data: &[u8]) {
             check_metadata(cx, value);
             continue;
         }
-        if let Some(t) = check_tensor(cx, name, value, data_len) {
-            tensors.push(t);
+        match check_tensor(cx, name, value, data_len) {
+            Some(t) => tensors.push(t),
+            None => unplaced = true,
         }
     }
     // Like the reference loader, the last of two equal names is the tensor;
@@ -208,7 +210,7 @@ pub fn scan(cx: &mut Ctx, data: &[u8]) {
     }
     let tensors: Vec<Tensor> =
         tensors.into_iter().enumerate().filter(|(i, t)| last.get(&t.name) == Some(i)).map(|(_, t)| t).collect();
-    check_layout(cx, tensors, data_len, 8 + header_len, data);
+    check_layout(cx, tensors, data_len, 8 + header_len, data, unplaced);
 }
 
 fn invalid(cx: &mut Ctx, what: String, name: &str) {
@@ -365,7 +367,9 @@ fn check_tensor(cx: &mut Ctx, name: &str, value: &Json, data_len: u64) -> Option
     Some(tensor)
 }
 
-fn check_layout(cx: &mut Ctx, mut tensors: Vec<Tensor>, data_len: u64, data_start: u64, data: &[u8]) {
+/// Overlaps always count; gaps only when every tensor could be placed (an
+/// entry with broken offsets already explains the bytes nobody covers).
+fn check_layout(cx: &mut Ctx, mut tensors: Vec<Tensor>, data_len: u64, data_start: u64, data: &[u8], unplaced: bool) {
     tensors.sort_by_key(|t| (t.begin, t.end));
     let mut covered = 0u64;
     let mut covered_by = "";
@@ -378,7 +382,7 @@ fn check_layout(cx: &mut Ctx, mut tensors: Vec<Tensor>, data_len: u64, data_star
                 format!("tensor `{}` [{}, {}) overlaps tensor `{covered_by}` (ends at {covered})", t.name, t.begin, t.end),
                 Some(t.name.clone()),
             );
-        } else if t.begin > covered && !gap_reported {
+        } else if t.begin > covered && !gap_reported && !unplaced {
             gap_reported = true;
             cx.report(
                 &rules::SFT_GAP,
@@ -392,7 +396,7 @@ fn check_layout(cx: &mut Ctx, mut tensors: Vec<Tensor>, data_len: u64, data_star
             covered_by = &t.name;
         }
     }
-    if covered < data_len {
+    if covered < data_len && !unplaced {
         cx.report(
             &rules::SFT_GAP,
             Some(data_start + covered),
@@ -403,6 +407,150 @@ fn check_layout(cx: &mut Ctx, mut tensors: Vec<Tensor>, data_len: u64, data_star
         // there is scanned for what it is.
         if let Some(tail) = usize::try_from(data_start + covered).ok().and_then(|s| data.get(s..)) {
             cx.scan_member("data after the last safetensors tensor", tail);
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::scan::{FileReport, ScanStatus, Scanner, Verdict};
+    use proptest::prelude::*;
+
+    /// Scans `total` bytes whose first 64 KiB hold `head` and whose rest is
+    /// mapped without read permission: touching it kills the test process,
+    /// so a clean run proves the parser read nothing past the head.
+    pub(crate) fn scan_with_unreadable_tail(head: &[u8], total: usize) -> FileReport {
+        use rustix::mm::{MapFlags, MprotectFlags, ProtFlags, mmap_anonymous, mprotect, munmap};
+        const READABLE: usize = 64 << 10;
+        assert!(head.len() <= READABLE && total > READABLE);
+        // SAFETY: a fresh private anonymous mapping owned by this function;
+        // the slice is dropped before the unmap.
+        unsafe {
+            let base = mmap_anonymous(std::ptr::null_mut(), total, ProtFlags::empty(), MapFlags::PRIVATE | MapFlags::NORESERVE)
+                .expect("reserve address space");
+            mprotect(base, READABLE, MprotectFlags::READ | MprotectFlags::WRITE).expect("open the head");
+            std::ptr::copy_nonoverlapping(head.as_ptr(), base.cast::<u8>(), head.len());
+            let data = std::slice::from_raw_parts(base.cast::<u8>(), total);
+            let report = Scanner::default().scan_bytes("sparse", data);
+            munmap(base, total).expect("unmap");
+            report
+        }
+    }
+
+    fn file(header: &str, data_len: usize) -> Vec<u8> {
+        let mut out = (header.len() as u64).to_le_bytes().to_vec();
+        out.extend_from_slice(header.as_bytes());
+        out.resize(out.len() + data_len, 0);
+        out
+    }
+
+    fn ids(data: &[u8]) -> Vec<&'static str> {
+        let scanner = Scanner::default();
+        let mut cx = Ctx::new(&scanner, None);
+        scan(&mut cx, data);
+        cx.finish("t", data.len() as u64).findings.iter().map(|f| f.rule.id).collect()
+    }
+
+    /// The first 128 bytes of a `total`-byte file holding one U8 tensor
+    /// that fills everything after the (space-padded) header.
+    fn sparse_head(total: u64) -> Vec<u8> {
+        let n = total - 128;
+        let header = format!(r#"{{"w":{{"dtype":"U8","shape":[{n}],"data_offsets":[0,{n}]}}}}"#);
+        let mut head = 120u64.to_le_bytes().to_vec();
+        head.extend_from_slice(header.as_bytes());
+        head.resize(128, b' ');
+        head
+    }
+
+    #[test]
+    fn valid_files_are_clean() {
+        let h = r#"{"__metadata__":{"format":"pt"},"a":{"dtype":"F32","shape":[2,2],"data_offsets":[0,16]},"b":{"dtype":"BF16","shape":[3],"data_offsets":[16,22]},"e":{"dtype":"I64","shape":[0],"data_offsets":[22,22]},"f4":{"dtype":"F4","shape":[4],"data_offsets":[22,24]}}"#;
+        let report = Scanner::default().scan_bytes("t", &file(h, 24));
+        assert!(report.findings.is_empty(), "{:#?}", report.findings);
+        assert_eq!(report.status, ScanStatus::Complete);
+        assert!(ids(&file("{}", 0)).is_empty());
+    }
+
+    #[test]
+    fn each_violation_has_its_rule() {
+        let t = |dtype: &str, shape: &str, off: &str| format!(r#""t":{{"dtype":"{dtype}","shape":{shape},"data_offsets":{off}}}"#);
+        let cases: Vec<(String, usize, &str)> = vec![
+            ("{\"a\":1".to_string(), 0, "SFT002"),
+            ("[]".to_string(), 0, "SFT002"),
+            (format!("{{{}}}", t("F32", "[1]", "[0]")), 4, "SFT002"),
+            (format!("{{{},{}}}", t("F32", "[1]", "[0,4]"), t("F32", "[1]", "[0,4]")), 4, "SFT003"),
+            (format!("{{{}}}", t("Q4", "[1]", "[0,4]")), 4, "SFT004"),
+            (format!("{{{}}}", t("F32", "[1]", "[0,8]")), 4, "SFT005"),
+            (format!("{{{}}}", t("F32", "[1]", "[4,0]")), 4, "SFT005"),
+            (format!("{{{}}}", t("F32", "[1]", "[-4,0]")), 4, "SFT005"),
+            (format!(r#"{{{},"u":{{"dtype":"F32","shape":[1],"data_offsets":[2,6]}}}}"#, t("F32", "[1]", "[0,4]")), 6, "SFT006"),
+            (format!("{{{}}}", t("F32", "[1]", "[0,4]")), 8, "SFT007"),
+            (format!("{{{}}}", t("F32", "[1]", "[4,8]")), 8, "SFT007"),
+            (format!("{{{}}}", t("F32", "[3]", "[0,4]")), 4, "SFT008"),
+            (format!("{{{}}}", t("F32", "[4294967296,4294967296]", "[0,4]")), 4, "SFT008"),
+            (format!(r#"{{"__metadata__":{{"n":1}},{}}}"#, t("F32", "[1]", "[0,4]")), 4, "SFT009"),
+        ];
+        for (header, data_len, rule) in cases {
+            let got = ids(&file(&header, data_len));
+            assert!(got.contains(&rule), "{header}: expected {rule}, got {got:?}");
+        }
+    }
+
+    #[test]
+    fn impossible_header_lengths_are_malicious_without_allocation() {
+        let mut data = (1u64 << 62).to_le_bytes().to_vec();
+        data.extend_from_slice(b"{\"a\":{}}");
+        let report = Scanner::default().scan_bytes("t", &data);
+        assert_eq!(report.verdict, Verdict::Malicious);
+        assert_eq!(report.findings[0].rule.id, "SFT001");
+    }
+
+    #[test]
+    fn trailing_pickle_is_scanned() {
+        let mut data = file(r#"{"t":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}"#, 1);
+        data.extend_from_slice(b"\x80\x04\x95\x10\x00\x00\x00\x00\x00\x00\x00\x8c\x02os\x94\x8c\x06system\x94\x93\x94.");
+        let report = Scanner::default().scan_bytes("t", &data);
+        assert!(report.findings.iter().any(|f| f.rule.id == "SFT007"));
+    }
+
+    #[test]
+    fn a_gigabyte_file_costs_only_its_header() {
+        let total = 1usize << 30;
+        let report = scan_with_unreadable_tail(&sparse_head(total as u64), total);
+        assert!(report.findings.is_empty(), "{:#?}", report.findings);
+        assert_eq!(report.status, ScanStatus::Complete);
+    }
+
+    #[test]
+    fn sparse_file_on_disk_is_clean() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("model.safetensors");
+        let total: u64 = 1 << 30;
+        std::fs::write(&path, sparse_head(total)).unwrap();
+        std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(total).unwrap();
+        let report = Scanner::default().scan_file(&path, "model.safetensors").unwrap();
+        assert!(report.findings.is_empty(), "{:#?}", report.findings);
+    }
+
+    proptest! {
+        #[test]
+        fn random_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let scanner = Scanner::default();
+            let mut cx = Ctx::new(&scanner, None);
+            scan(&mut cx, &data);
+        }
+
+        #[test]
+        fn mutated_headers_never_panic(cut in 0usize..200, flips in proptest::collection::vec((0usize..200, any::<u8>()), 0..8)) {
+            let mut data = file(r#"{"__metadata__":{"a":"b"},"x":{"dtype":"F16","shape":[2,3],"data_offsets":[0,12]},"y":{"dtype":"I8","shape":[4],"data_offsets":[12,16]}}"#, 16);
+            for (i, b) in flips {
+                if let Some(x) = data.get_mut(i) { *x = b; }
+            }
+            data.truncate(cut.min(data.len()));
+            let scanner = Scanner::default();
+            let mut cx = Ctx::new(&scanner, None);
+            scan(&mut cx, &data);
         }
     }
 }
