@@ -112,12 +112,34 @@ const EXEC_NAMES: &[&str] = &[
 
 /// Function names that execute code when called (as a global or a method).
 const EXEC_CALLS: &[&str] = &[
-    "system", "popen", "eval", "exec", "execfile", "compile", "getattr", "setattr", "globals",
-    "locals", "vars", "open", "import_module", "Popen",
+    "system",
+    "popen",
+    "eval",
+    "exec",
+    "execfile",
+    "compile",
+    "getattr",
+    "setattr",
+    "globals",
+    "locals",
+    "vars",
+    "open",
+    "import_module",
+    "Popen",
 ];
 
 /// Filters that read attributes named by an argument.
-const ATTRIBUTE_FILTERS: &[&str] = &["map", "selectattr", "rejectattr", "sort", "groupby", "sum", "unique", "min", "max"];
+const ATTRIBUTE_FILTERS: &[&str] = &[
+    "map",
+    "selectattr",
+    "rejectattr",
+    "sort",
+    "groupby",
+    "sum",
+    "unique",
+    "min",
+    "max",
+];
 
 /// Scans one chat template. `name` says where it came from (the metadata
 /// key); `base_offset` is the file offset of the template's first byte.
@@ -135,19 +157,30 @@ pub fn scan_template(cx: &mut Ctx, name: &str, raw: &[u8], base_offset: u64) {
         cx.inconclusive(
             &rules::LIMIT_EXCEEDED,
             Some(base_offset),
-            format!("{name} is {} bytes, over the {max}-byte limit for analysed strings", raw.len()),
+            format!(
+                "{name} is {} bytes, over the {max}-byte limit for analysed strings",
+                raw.len()
+            ),
         );
         return;
     }
     let source = blank_hf_generation_tags(text);
     if let Err(reason) = check_complexity(&source) {
-        cx.inconclusive(&rules::TEMPLATE_UNPARSEABLE, Some(base_offset), format!("{name}: {reason}"));
+        cx.inconclusive(
+            &rules::TEMPLATE_UNPARSEABLE,
+            Some(base_offset),
+            format!("{name}: {reason}"),
+        );
         return;
     }
-    let tree = match minijinja::machinery::parse(&source, "chat_template", SyntaxConfig::default()) {
+    let tree = match minijinja::machinery::parse(&source, "chat_template", SyntaxConfig::default())
+    {
         Ok(tree) => tree,
         Err(err) => {
-            let line = err.line().map(|l| format!(" (line {l})")).unwrap_or_default();
+            let line = err
+                .line()
+                .map(|l| format!(" (line {l})"))
+                .unwrap_or_default();
             let detail = err.detail().unwrap_or("syntax error");
             cx.inconclusive(
                 &rules::TEMPLATE_UNPARSEABLE,
@@ -160,7 +193,11 @@ pub fn scan_template(cx: &mut Ctx, name: &str, raw: &[u8], base_offset: u64) {
     let max_depth = cx.limits().max_structure_depth as usize;
     // The first pass only learns which names the template binds itself.
     let mut assigned = Assignments::default();
-    let mut collector = Collector { out: &mut assigned, max_depth, too_deep: false };
+    let mut collector = Collector {
+        out: &mut assigned,
+        max_depth,
+        too_deep: false,
+    };
     collector.stmt(&tree, 0);
     let too_deep = collector.too_deep;
     let constants: HashMap<String, String> = assigned
@@ -228,7 +265,9 @@ fn hf_generation_tag_len(s: &str) -> Option<usize> {
         i += 1;
     }
     let word = s.get(i..)?;
-    let kw = ["endgeneration", "generation"].into_iter().find(|k| word.starts_with(k))?;
+    let kw = ["endgeneration", "generation"]
+        .into_iter()
+        .find(|k| word.starts_with(k))?;
     i += kw.len();
     while b.get(i).is_some_and(u8::is_ascii_whitespace) {
         i += 1;
@@ -245,7 +284,9 @@ fn check_complexity(source: &str) -> Result<(), String> {
     let mut in_tag = 0usize;
     let mut brackets = 0usize;
     for item in minijinja::machinery::tokenize(source, false, SyntaxConfig::default()) {
-        let Ok((token, span)) = item else { return Ok(()) };
+        let Ok((token, span)) = item else {
+            return Ok(());
+        };
         match token {
             Token::VariableStart | Token::BlockStart => {
                 in_tag = 0;
@@ -267,7 +308,10 @@ fn check_complexity(source: &str) -> Result<(), String> {
         }
         in_tag += 1;
         if in_tag > MAX_TAG_TOKENS {
-            return Err(format!("a tag at line {} has more than {MAX_TAG_TOKENS} tokens", span.start_line));
+            return Err(format!(
+                "a tag at line {} has more than {MAX_TAG_TOKENS} tokens",
+                span.start_line
+            ));
         }
     }
     Ok(())
@@ -353,7 +397,10 @@ impl Collector<'_> {
                 self.body(&c.macro_decl.body, depth);
             }
             Stmt::Import(i) => self.bind(&i.name),
-            Stmt::FromImport(f) => f.names.iter().for_each(|(n, alias)| self.bind(alias.as_ref().unwrap_or(n))),
+            Stmt::FromImport(f) => f
+                .names
+                .iter()
+                .for_each(|(n, alias)| self.bind(alias.as_ref().unwrap_or(n))),
             Stmt::EmitExpr(_)
             | Stmt::EmitRaw(_)
             | Stmt::Extends(_)
@@ -387,7 +434,9 @@ fn fold(expr: &Expr, constants: &HashMap<String, String>, depth: usize) -> Optio
             }
             BinOpKind::Mul => {
                 let (s, n) = match (&b.left, &b.right) {
-                    (Expr::Const(n), other) | (other, Expr::Const(n)) if n.value.as_i64().is_some() => {
+                    (Expr::Const(n), other) | (other, Expr::Const(n))
+                        if n.value.as_i64().is_some() =>
+                    {
                         (fold(other, constants, depth + 1)?, n.value.as_i64()?)
                     }
                     _ => return None,
@@ -398,7 +447,11 @@ fn fold(expr: &Expr, constants: &HashMap<String, String>, depth: usize) -> Optio
             BinOpKind::Rem => {
                 let fmt = fold(&b.left, constants, depth + 1)?;
                 let args: Vec<String> = match &b.right {
-                    Expr::Tuple(t) => t.items.iter().map(|e| fold(e, constants, depth + 1)).collect::<Option<_>>()?,
+                    Expr::Tuple(t) => t
+                        .items
+                        .iter()
+                        .map(|e| fold(e, constants, depth + 1))
+                        .collect::<Option<_>>()?,
                     other => vec![fold(other, constants, depth + 1)?],
                 };
                 let mut out = fmt;
@@ -425,8 +478,15 @@ fn fold(expr: &Expr, constants: &HashMap<String, String>, depth: usize) -> Optio
             match f.name {
                 "join" => {
                     let items = list_items(input)?;
-                    let sep = if f.args.is_empty() { String::new() } else { arg(0)? };
-                    let parts: Vec<String> = items.iter().map(|e| fold(e, constants, depth + 1)).collect::<Option<_>>()?;
+                    let sep = if f.args.is_empty() {
+                        String::new()
+                    } else {
+                        arg(0)?
+                    };
+                    let parts: Vec<String> = items
+                        .iter()
+                        .map(|e| fold(e, constants, depth + 1))
+                        .collect::<Option<_>>()?;
                     bounded(parts.join(&sep))
                 }
                 "reverse" => Some(fold(input, constants, depth + 1)?.chars().rev().collect()),
@@ -450,7 +510,9 @@ fn fold(expr: &Expr, constants: &HashMap<String, String>, depth: usize) -> Optio
         }
         Expr::Call(c) => {
             // `'sep'.join([...])`, `'{}{}'.format(...)` and friends.
-            let Expr::GetAttr(m) = &c.expr else { return None };
+            let Expr::GetAttr(m) = &c.expr else {
+                return None;
+            };
             let recv = fold(&m.expr, constants, depth + 1)?;
             let pos = || -> Option<Vec<String>> {
                 c.args
@@ -463,9 +525,13 @@ fn fold(expr: &Expr, constants: &HashMap<String, String>, depth: usize) -> Optio
             };
             match m.name {
                 "join" => {
-                    let CallArg::Pos(list) = c.args.first()? else { return None };
-                    let parts: Vec<String> =
-                        list_items(list)?.iter().map(|e| fold(e, constants, depth + 1)).collect::<Option<_>>()?;
+                    let CallArg::Pos(list) = c.args.first()? else {
+                        return None;
+                    };
+                    let parts: Vec<String> = list_items(list)?
+                        .iter()
+                        .map(|e| fold(e, constants, depth + 1))
+                        .collect::<Option<_>>()?;
                     bounded(parts.join(&recv))
                 }
                 "format" => {
@@ -532,7 +598,12 @@ impl Walker<'_, '_, '_> {
         let end = (span.end_offset as usize).max(start);
         let snippet = self.source.get(start..end).unwrap_or("");
         let message = format!("{} line {}: {what}", self.name, span.start_line);
-        self.cx.report(rule, Some(self.base_offset + start as u64), message, Some(snippet.to_string()));
+        self.cx.report(
+            rule,
+            Some(self.base_offset + start as u64),
+            message,
+            Some(snippet.to_string()),
+        );
     }
 
     fn fold(&self, expr: &Expr) -> Option<String> {
@@ -573,7 +644,10 @@ impl Walker<'_, '_, '_> {
             self.report(
                 &rules::TEMPLATE_CODE_EXECUTION,
                 span,
-                format!("{how} `{name}` on Jinja's `{}` global reaches template-engine internals", v.id),
+                format!(
+                    "{how} `{name}` on Jinja's `{}` global reaches template-engine internals",
+                    v.id
+                ),
             );
             return;
         }
@@ -589,14 +663,16 @@ impl Walker<'_, '_, '_> {
     fn constant_string(&mut self, expr: &Expr, span: Span) {
         if let Expr::Const(c) = expr
             && let Some(s) = c.value.as_str()
+            && is_dunder(s.trim())
         {
-            if is_dunder(s.trim()) {
-                self.report(
-                    &rules::TEMPLATE_CODE_EXECUTION,
-                    span,
-                    format!("string constant `{}` names a Python special attribute", s.trim()),
-                );
-            }
+            self.report(
+                &rules::TEMPLATE_CODE_EXECUTION,
+                span,
+                format!(
+                    "string constant `{}` names a Python special attribute",
+                    s.trim()
+                ),
+            );
         }
     }
 
@@ -662,12 +738,19 @@ impl Walker<'_, '_, '_> {
             Stmt::Import(x) => self.loader(&x.expr, x.span(), "import", d),
             Stmt::FromImport(x) => self.loader(&x.expr, x.span(), "from ... import", d),
             Stmt::Macro(m) => {
-                m.args.iter().chain(&m.defaults).for_each(|e| self.expr(e, d));
+                m.args
+                    .iter()
+                    .chain(&m.defaults)
+                    .for_each(|e| self.expr(e, d));
                 self.body(&m.body, depth);
             }
             Stmt::CallBlock(c) => {
                 self.call(&c.call, c.call.span(), d);
-                c.macro_decl.args.iter().chain(&c.macro_decl.defaults).for_each(|e| self.expr(e, d));
+                c.macro_decl
+                    .args
+                    .iter()
+                    .chain(&c.macro_decl.defaults)
+                    .for_each(|e| self.expr(e, d));
                 self.body(&c.macro_decl.body, depth);
             }
             Stmt::Do(c) => self.call(&c.call, c.call.span(), d),
@@ -686,9 +769,10 @@ impl Walker<'_, '_, '_> {
     fn args(&mut self, args: &[CallArg], depth: usize) {
         for a in args {
             match a {
-                CallArg::Pos(e) | CallArg::Kwarg(_, e) | CallArg::PosSplat(e) | CallArg::KwargSplat(e) => {
-                    self.expr(e, depth)
-                }
+                CallArg::Pos(e)
+                | CallArg::Kwarg(_, e)
+                | CallArg::PosSplat(e)
+                | CallArg::KwargSplat(e) => self.expr(e, depth),
             }
         }
     }
@@ -797,20 +881,28 @@ impl Walker<'_, '_, '_> {
         }
         if ATTRIBUTE_FILTERS.contains(&f.name) {
             for a in &f.args {
-                let (CallArg::Kwarg("attribute", e) | CallArg::Pos(e)) = a else { continue };
+                let (CallArg::Kwarg("attribute", e) | CallArg::Pos(e)) = a else {
+                    continue;
+                };
                 let is_attribute_kwarg = matches!(a, CallArg::Kwarg(..));
                 match self.fold(e) {
                     Some(name) if name.split('.').any(is_dunder) => {
                         self.report(
                             &rules::TEMPLATE_CODE_EXECUTION,
                             span,
-                            format!("`|{}` reads attribute `{name}`, a Python special attribute", f.name),
+                            format!(
+                                "`|{}` reads attribute `{name}`, a Python special attribute",
+                                f.name
+                            ),
                         );
                     }
                     None if is_attribute_kwarg => self.report(
                         &rules::TEMPLATE_DYNAMIC_ACCESS,
                         span,
-                        format!("`|{}(attribute=...)` with a name computed at render time", f.name),
+                        format!(
+                            "`|{}(attribute=...)` with a name computed at render time",
+                            f.name
+                        ),
                     ),
                     _ => {}
                 }
@@ -820,7 +912,13 @@ impl Walker<'_, '_, '_> {
 
     /// Runs `walk` (the children of `expr`), first judging `expr` as a whole
     /// if it is the outermost of a string operation.
-    fn with_glue(&mut self, string_op: bool, expr: &Expr, span: Span, walk: impl FnOnce(&mut Self)) {
+    fn with_glue(
+        &mut self,
+        string_op: bool,
+        expr: &Expr,
+        span: Span,
+        walk: impl FnOnce(&mut Self),
+    ) {
         if !string_op || self.in_glue {
             let outer = self.in_glue;
             self.in_glue = string_op && outer;
@@ -842,7 +940,10 @@ impl Walker<'_, '_, '_> {
                 self.report(
                     &rules::TEMPLATE_CODE_EXECUTION,
                     span,
-                    format!("string operations build `{}`, a Python special attribute", s.trim()),
+                    format!(
+                        "string operations build `{}`, a Python special attribute",
+                        s.trim()
+                    ),
                 );
             }
             return;
@@ -851,7 +952,8 @@ impl Walker<'_, '_, '_> {
             self.report(
                 &rules::TEMPLATE_DYNAMIC_ACCESS,
                 span,
-                "string operations glue `__` fragments into a name computed at render time".to_string(),
+                "string operations glue `__` fragments into a name computed at render time"
+                    .to_string(),
             );
         }
     }
@@ -865,17 +967,25 @@ fn has_underscore_fragment(expr: &Expr, depth: usize) -> bool {
     let d = depth + 1;
     let arg_has = |args: &[CallArg]| {
         args.iter().any(|a| match a {
-            CallArg::Pos(e) | CallArg::Kwarg(_, e) | CallArg::PosSplat(e) | CallArg::KwargSplat(e) => {
-                has_underscore_fragment(e, d)
-            }
+            CallArg::Pos(e)
+            | CallArg::Kwarg(_, e)
+            | CallArg::PosSplat(e)
+            | CallArg::KwargSplat(e) => has_underscore_fragment(e, d),
         })
     };
     match expr {
         Expr::Const(c) => c.value.as_str().is_some_and(|s| s.contains("__")),
-        Expr::BinOp(b) => has_underscore_fragment(&b.left, d) || has_underscore_fragment(&b.right, d),
+        Expr::BinOp(b) => {
+            has_underscore_fragment(&b.left, d) || has_underscore_fragment(&b.right, d)
+        }
         Expr::List(l) => l.items.iter().any(|e| has_underscore_fragment(e, d)),
         Expr::Tuple(t) => t.items.iter().any(|e| has_underscore_fragment(e, d)),
-        Expr::Filter(f) => f.expr.as_ref().is_some_and(|e| has_underscore_fragment(e, d)) || arg_has(&f.args),
+        Expr::Filter(f) => {
+            f.expr
+                .as_ref()
+                .is_some_and(|e| has_underscore_fragment(e, d))
+                || arg_has(&f.args)
+        }
         Expr::Call(c) => match &c.expr {
             Expr::GetAttr(m) => has_underscore_fragment(&m.expr, d) || arg_has(&c.args),
             _ => false,
@@ -891,7 +1001,14 @@ mod tests {
 
     macro_rules! real {
         ($name:literal) => {
-            ($name, include_str!(concat!("../../../tests/fixtures/gen/gguf_templates/", $name, ".jinja")))
+            (
+                $name,
+                include_str!(concat!(
+                    "../../../tests/fixtures/gen/gguf_templates/",
+                    $name,
+                    ".jinja"
+                )),
+            )
         };
     }
 
@@ -956,7 +1073,12 @@ mod tests {
             "{{ __import__('os') }}",
         ] {
             let report = scan(t);
-            assert_eq!(report.verdict, Verdict::Malicious, "{t}: {:#?}", report.findings);
+            assert_eq!(
+                report.verdict,
+                Verdict::Malicious,
+                "{t}: {:#?}",
+                report.findings
+            );
             assert!(ids(&report).contains(&"GGUF010"), "{t}");
         }
     }
@@ -973,7 +1095,12 @@ mod tests {
             "{% import 'macros.j2' as m %}",
         ] {
             let report = scan(t);
-            assert_eq!(report.verdict, Verdict::Suspicious, "{t}: {:#?}", report.findings);
+            assert_eq!(
+                report.verdict,
+                Verdict::Suspicious,
+                "{t}: {:#?}",
+                report.findings
+            );
             assert!(ids(&report).contains(&"GGUF011"), "{t}");
         }
     }
@@ -1000,7 +1127,10 @@ mod tests {
         for t in ["{% for x in %}", "{{ x", "{% frobnicate %}"] {
             let report = scan(t);
             assert_eq!(ids(&report), ["GGUF012"], "{t}");
-            assert!(matches!(report.status, crate::scan::ScanStatus::Inconclusive { .. }));
+            assert!(matches!(
+                report.status,
+                crate::scan::ScanStatus::Inconclusive { .. }
+            ));
         }
         let report = {
             let scanner = Scanner::default();
@@ -1016,7 +1146,11 @@ mod tests {
         let src = "a{% generation %}b{%- endgeneration -%}c{% if x %}{% endif %}";
         let out = blank_hf_generation_tags(src);
         assert_eq!(out.len(), src.len());
-        assert!(out.starts_with("a{#") && out.contains("#}b{#") && out.ends_with("#}c{% if x %}{% endif %}"));
+        assert!(
+            out.starts_with("a{#")
+                && out.contains("#}b{#")
+                && out.ends_with("#}c{% if x %}{% endif %}")
+        );
         assert!(!out.contains("generation"));
     }
 

@@ -130,7 +130,11 @@ struct Tensor {
 
 pub fn scan(cx: &mut Ctx, data: &[u8]) {
     let Some(len_bytes) = data.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok()) else {
-        cx.inconclusive(&rules::UNPARSEABLE, Some(0), "safetensors file shorter than its 8-byte header length");
+        cx.inconclusive(
+            &rules::UNPARSEABLE,
+            Some(0),
+            "safetensors file shorter than its 8-byte header length",
+        );
         return;
     };
     let header_len = u64::from_le_bytes(len_bytes);
@@ -164,7 +168,9 @@ pub fn scan(cx: &mut Ctx, data: &[u8]) {
         );
     }
     // Both bounds were checked above; `get` keeps that local.
-    let Some(header) = data.get(8..8 + header_len as usize) else { return };
+    let Some(header) = data.get(8..8 + header_len as usize) else {
+        return;
+    };
     let data_len = available - header_len;
     let json: Json = match serde_json::from_slice(header) {
         Ok(j) => j,
@@ -208,13 +214,22 @@ pub fn scan(cx: &mut Ctx, data: &[u8]) {
     for (i, t) in tensors.iter().enumerate() {
         last.insert(t.name.clone(), i);
     }
-    let tensors: Vec<Tensor> =
-        tensors.into_iter().enumerate().filter(|(i, t)| last.get(&t.name) == Some(i)).map(|(_, t)| t).collect();
+    let tensors: Vec<Tensor> = tensors
+        .into_iter()
+        .enumerate()
+        .filter(|(i, t)| last.get(&t.name) == Some(i))
+        .map(|(_, t)| t)
+        .collect();
     check_layout(cx, tensors, data_len, 8 + header_len, data, unplaced);
 }
 
 fn invalid(cx: &mut Ctx, what: String, name: &str) {
-    cx.report(&rules::SFT_INVALID_HEADER, Some(8), what, Some(name.to_string()));
+    cx.report(
+        &rules::SFT_INVALID_HEADER,
+        Some(8),
+        what,
+        Some(name.to_string()),
+    );
 }
 
 fn report_duplicates(cx: &mut Ctx, members: &[(String, Json)], path: &str, depth: usize) {
@@ -259,7 +274,7 @@ fn check_metadata(cx: &mut Ctx, value: &Json) {
     }
 }
 
-fn unsigned_list<'j>(v: &'j Json) -> Option<Vec<Result<u64, &'j Json>>> {
+fn unsigned_list(v: &Json) -> Option<Vec<Result<u64, &Json>>> {
     let Json::Array(items) = v else { return None };
     Some(
         items
@@ -274,20 +289,38 @@ fn unsigned_list<'j>(v: &'j Json) -> Option<Vec<Result<u64, &'j Json>>> {
 
 fn check_tensor(cx: &mut Ctx, name: &str, value: &Json, data_len: u64) -> Option<Tensor> {
     let Json::Object(fields) = value else {
-        invalid(cx, format!("tensor `{name}` is {}, not an object", value.kind()), name);
+        invalid(
+            cx,
+            format!("tensor `{name}` is {}, not an object", value.kind()),
+            name,
+        );
         return None;
     };
     let field = |key: &str| fields.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v);
-    let (Some(dtype), Some(shape), Some(offsets)) = (field("dtype"), field("shape"), field("data_offsets")) else {
-        invalid(cx, format!("tensor `{name}` lacks dtype, shape or data_offsets"), name);
+    let (Some(dtype), Some(shape), Some(offsets)) =
+        (field("dtype"), field("shape"), field("data_offsets"))
+    else {
+        invalid(
+            cx,
+            format!("tensor `{name}` lacks dtype, shape or data_offsets"),
+            name,
+        );
         return None;
     };
     let Json::Str(dtype) = dtype else {
-        invalid(cx, format!("tensor `{name}` has a dtype that is {}", dtype.kind()), name);
+        invalid(
+            cx,
+            format!("tensor `{name}` has a dtype that is {}", dtype.kind()),
+            name,
+        );
         return None;
     };
     let Some(offsets) = unsigned_list(offsets) else {
-        invalid(cx, format!("tensor `{name}` has data_offsets that are not a list"), name);
+        invalid(
+            cx,
+            format!("tensor `{name}` has data_offsets that are not a list"),
+            name,
+        );
         return None;
     };
     let (begin, end) = match offsets.as_slice() {
@@ -301,13 +334,21 @@ fn check_tensor(cx: &mut Ctx, name: &str, value: &Json, data_len: u64) -> Option
             cx.report(
                 &rules::SFT_OFFSETS_OUT_OF_RANGE,
                 Some(8),
-                format!("tensor `{name}` has negative data_offsets [{}, {}]", show(b), show(e)),
+                format!(
+                    "tensor `{name}` has negative data_offsets [{}, {}]",
+                    show(b),
+                    show(e)
+                ),
                 Some(name.to_string()),
             );
             return None;
         }
         _ => {
-            invalid(cx, format!("tensor `{name}` needs data_offsets [begin, end] of unsigned integers"), name);
+            invalid(
+                cx,
+                format!("tensor `{name}` needs data_offsets [begin, end] of unsigned integers"),
+                name,
+            );
             return None;
         }
     };
@@ -321,14 +362,26 @@ fn check_tensor(cx: &mut Ctx, name: &str, value: &Json, data_len: u64) -> Option
         return None;
     }
     let Some(shape) = unsigned_list(shape) else {
-        invalid(cx, format!("tensor `{name}` has a shape that is not a list"), name);
+        invalid(
+            cx,
+            format!("tensor `{name}` has a shape that is not a list"),
+            name,
+        );
         return None;
     };
     let Some(shape) = shape.into_iter().collect::<Result<Vec<u64>, _>>().ok() else {
-        invalid(cx, format!("tensor `{name}` has a shape with non-integer or negative entries"), name);
+        invalid(
+            cx,
+            format!("tensor `{name}` has a shape with non-integer or negative entries"),
+            name,
+        );
         return None;
     };
-    let tensor = Tensor { name: name.to_string(), begin, end };
+    let tensor = Tensor {
+        name: name.to_string(),
+        begin,
+        end,
+    };
     let Some(bits) = dtype_bits(dtype) else {
         cx.report(
             &rules::SFT_UNKNOWN_DTYPE,
@@ -360,7 +413,10 @@ fn check_tensor(cx: &mut Ctx, name: &str, value: &Json, data_len: u64) -> Option
         None => cx.report(
             &rules::SFT_SIZE_MISMATCH,
             Some(8),
-            format!("tensor `{name}`'s size {dtype}[{}] overflows or is not a whole number of bytes", shown.join(", ")),
+            format!(
+                "tensor `{name}`'s size {dtype}[{}] overflows or is not a whole number of bytes",
+                shown.join(", ")
+            ),
             Some(name.to_string()),
         ),
     }
@@ -369,7 +425,14 @@ fn check_tensor(cx: &mut Ctx, name: &str, value: &Json, data_len: u64) -> Option
 
 /// Overlaps always count; gaps only when every tensor could be placed (an
 /// entry with broken offsets already explains the bytes nobody covers).
-fn check_layout(cx: &mut Ctx, mut tensors: Vec<Tensor>, data_len: u64, data_start: u64, data: &[u8], unplaced: bool) {
+fn check_layout(
+    cx: &mut Ctx,
+    mut tensors: Vec<Tensor>,
+    data_len: u64,
+    data_start: u64,
+    data: &[u8],
+    unplaced: bool,
+) {
     tensors.sort_by_key(|t| (t.begin, t.end));
     let mut covered = 0u64;
     let mut covered_by = "";
@@ -379,7 +442,10 @@ fn check_layout(cx: &mut Ctx, mut tensors: Vec<Tensor>, data_len: u64, data_star
             cx.report(
                 &rules::SFT_OVERLAP,
                 Some(8),
-                format!("tensor `{}` [{}, {}) overlaps tensor `{covered_by}` (ends at {covered})", t.name, t.begin, t.end),
+                format!(
+                    "tensor `{}` [{}, {}) overlaps tensor `{covered_by}` (ends at {covered})",
+                    t.name, t.begin, t.end
+                ),
                 Some(t.name.clone()),
             );
         } else if t.begin > covered && !gap_reported && !unplaced {
@@ -387,7 +453,11 @@ fn check_layout(cx: &mut Ctx, mut tensors: Vec<Tensor>, data_len: u64, data_star
             cx.report(
                 &rules::SFT_GAP,
                 Some(data_start + covered),
-                format!("{} bytes before tensor `{}` belong to no tensor", t.begin - covered, t.name),
+                format!(
+                    "{} bytes before tensor `{}` belong to no tensor",
+                    t.begin - covered,
+                    t.name
+                ),
                 Some(t.name.clone()),
             );
         }
@@ -400,12 +470,18 @@ fn check_layout(cx: &mut Ctx, mut tensors: Vec<Tensor>, data_len: u64, data_star
         cx.report(
             &rules::SFT_GAP,
             Some(data_start + covered),
-            format!("{} bytes after the last tensor belong to no tensor", data_len - covered),
+            format!(
+                "{} bytes after the last tensor belong to no tensor",
+                data_len - covered
+            ),
             None,
         );
         // Appended bytes are not tensor data: a pickle or archive smuggled
         // there is scanned for what it is.
-        if let Some(tail) = usize::try_from(data_start + covered).ok().and_then(|s| data.get(s..)) {
+        if let Some(tail) = usize::try_from(data_start + covered)
+            .ok()
+            .and_then(|s| data.get(s..))
+        {
             cx.scan_member("data after the last safetensors tensor", tail);
         }
     }
@@ -427,9 +503,15 @@ pub(crate) mod tests {
         // SAFETY: a fresh private anonymous mapping owned by this function;
         // the slice is dropped before the unmap.
         unsafe {
-            let base = mmap_anonymous(std::ptr::null_mut(), total, ProtFlags::empty(), MapFlags::PRIVATE | MapFlags::NORESERVE)
-                .expect("reserve address space");
-            mprotect(base, READABLE, MprotectFlags::READ | MprotectFlags::WRITE).expect("open the head");
+            let base = mmap_anonymous(
+                std::ptr::null_mut(),
+                total,
+                ProtFlags::empty(),
+                MapFlags::PRIVATE | MapFlags::NORESERVE,
+            )
+            .expect("reserve address space");
+            mprotect(base, READABLE, MprotectFlags::READ | MprotectFlags::WRITE)
+                .expect("open the head");
             std::ptr::copy_nonoverlapping(head.as_ptr(), base.cast::<u8>(), head.len());
             let data = std::slice::from_raw_parts(base.cast::<u8>(), total);
             let report = Scanner::default().scan_bytes("sparse", data);
@@ -449,7 +531,11 @@ pub(crate) mod tests {
         let scanner = Scanner::default();
         let mut cx = Ctx::new(&scanner, None);
         scan(&mut cx, data);
-        cx.finish("t", data.len() as u64).findings.iter().map(|f| f.rule.id).collect()
+        cx.finish("t", data.len() as u64)
+            .findings
+            .iter()
+            .map(|f| f.rule.id)
+            .collect()
     }
 
     /// The first 128 bytes of a `total`-byte file holding one U8 tensor
@@ -474,26 +560,57 @@ pub(crate) mod tests {
 
     #[test]
     fn each_violation_has_its_rule() {
-        let t = |dtype: &str, shape: &str, off: &str| format!(r#""t":{{"dtype":"{dtype}","shape":{shape},"data_offsets":{off}}}"#);
+        let t = |dtype: &str, shape: &str, off: &str| {
+            format!(r#""t":{{"dtype":"{dtype}","shape":{shape},"data_offsets":{off}}}"#)
+        };
         let cases: Vec<(String, usize, &str)> = vec![
             ("{\"a\":1".to_string(), 0, "SFT002"),
             ("[]".to_string(), 0, "SFT002"),
             (format!("{{{}}}", t("F32", "[1]", "[0]")), 4, "SFT002"),
-            (format!("{{{},{}}}", t("F32", "[1]", "[0,4]"), t("F32", "[1]", "[0,4]")), 4, "SFT003"),
+            (
+                format!(
+                    "{{{},{}}}",
+                    t("F32", "[1]", "[0,4]"),
+                    t("F32", "[1]", "[0,4]")
+                ),
+                4,
+                "SFT003",
+            ),
             (format!("{{{}}}", t("Q4", "[1]", "[0,4]")), 4, "SFT004"),
             (format!("{{{}}}", t("F32", "[1]", "[0,8]")), 4, "SFT005"),
             (format!("{{{}}}", t("F32", "[1]", "[4,0]")), 4, "SFT005"),
             (format!("{{{}}}", t("F32", "[1]", "[-4,0]")), 4, "SFT005"),
-            (format!(r#"{{{},"u":{{"dtype":"F32","shape":[1],"data_offsets":[2,6]}}}}"#, t("F32", "[1]", "[0,4]")), 6, "SFT006"),
+            (
+                format!(
+                    r#"{{{},"u":{{"dtype":"F32","shape":[1],"data_offsets":[2,6]}}}}"#,
+                    t("F32", "[1]", "[0,4]")
+                ),
+                6,
+                "SFT006",
+            ),
             (format!("{{{}}}", t("F32", "[1]", "[0,4]")), 8, "SFT007"),
             (format!("{{{}}}", t("F32", "[1]", "[4,8]")), 8, "SFT007"),
             (format!("{{{}}}", t("F32", "[3]", "[0,4]")), 4, "SFT008"),
-            (format!("{{{}}}", t("F32", "[4294967296,4294967296]", "[0,4]")), 4, "SFT008"),
-            (format!(r#"{{"__metadata__":{{"n":1}},{}}}"#, t("F32", "[1]", "[0,4]")), 4, "SFT009"),
+            (
+                format!("{{{}}}", t("F32", "[4294967296,4294967296]", "[0,4]")),
+                4,
+                "SFT008",
+            ),
+            (
+                format!(
+                    r#"{{"__metadata__":{{"n":1}},{}}}"#,
+                    t("F32", "[1]", "[0,4]")
+                ),
+                4,
+                "SFT009",
+            ),
         ];
         for (header, data_len, rule) in cases {
             let got = ids(&file(&header, data_len));
-            assert!(got.contains(&rule), "{header}: expected {rule}, got {got:?}");
+            assert!(
+                got.contains(&rule),
+                "{header}: expected {rule}, got {got:?}"
+            );
         }
     }
 
@@ -508,7 +625,10 @@ pub(crate) mod tests {
 
     #[test]
     fn trailing_pickle_is_scanned() {
-        let mut data = file(r#"{"t":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}"#, 1);
+        let mut data = file(
+            r#"{"t":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}"#,
+            1,
+        );
         data.extend_from_slice(b"\x80\x04\x95\x10\x00\x00\x00\x00\x00\x00\x00\x8c\x02os\x94\x8c\x06system\x94\x93\x94.");
         let report = Scanner::default().scan_bytes("t", &data);
         assert!(report.findings.iter().any(|f| f.rule.id == "SFT007"));
@@ -528,8 +648,15 @@ pub(crate) mod tests {
         let path = dir.path().join("model.safetensors");
         let total: u64 = 1 << 30;
         std::fs::write(&path, sparse_head(total)).unwrap();
-        std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(total).unwrap();
-        let report = Scanner::default().scan_file(&path, "model.safetensors").unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(total)
+            .unwrap();
+        let report = Scanner::default()
+            .scan_file(&path, "model.safetensors")
+            .unwrap();
         assert!(report.findings.is_empty(), "{:#?}", report.findings);
     }
 

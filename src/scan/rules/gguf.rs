@@ -43,7 +43,10 @@ pub static GGUF_TENSOR_OUT_OF_BOUNDS: Rule = Rule {
         does not follow the tensor layout), offsets whose sum overflows, or tensors that share \
         bytes make a memory-mapping loader read outside the mapping or alias weights.",
     remediation: REEXPORT,
-    references: &["https://github.com/ggml-org/ggml/blob/master/docs/gguf.md", "CVE-2024-25664"],
+    references: &[
+        "https://github.com/ggml-org/ggml/blob/master/docs/gguf.md",
+        "CVE-2024-25664",
+    ],
 };
 
 pub static GGUF_DUPLICATE_NAME: Rule = Rule {
@@ -113,7 +116,10 @@ pub static TEMPLATE_DYNAMIC_ACCESS: Rule = Rule {
         a template touches; they are the building blocks of sandbox escapes that avoid literal \
         `__class__` strings. Real chat templates only read message fields.",
     remediation: TEMPLATE_FIX,
-    references: &["CVE-2024-34359", "https://jinja.palletsprojects.com/en/stable/sandbox/"],
+    references: &[
+        "CVE-2024-34359",
+        "https://jinja.palletsprojects.com/en/stable/sandbox/",
+    ],
 };
 
 pub static TEMPLATE_UNPARSEABLE: Rule = Rule {

@@ -21,7 +21,10 @@ pub static SFT_HEADER_LENGTH: Rule = Rule {
         implementation accepts, exists to exhaust memory or make a loader read out of bounds; \
         real headers are a few hundred kilobytes.",
     remediation: RESAVE,
-    references: &[SPEC, "https://github.com/huggingface/safetensors/blob/main/safetensors/src/tensor.rs"],
+    references: &[
+        SPEC,
+        "https://github.com/huggingface/safetensors/blob/main/safetensors/src/tensor.rs",
+    ],
 };
 
 pub static SFT_INVALID_HEADER: Rule = Rule {
@@ -46,7 +49,10 @@ pub static SFT_DUPLICATE_KEY: Rule = Rule {
         some fail. A scanner and a loader can thus see different tensors or metadata in the same \
         file. No writer produces duplicates.",
     remediation: RESAVE,
-    references: &[SPEC, "https://bishopfox.com/blog/json-interoperability-vulnerabilities"],
+    references: &[
+        SPEC,
+        "https://bishopfox.com/blog/json-interoperability-vulnerabilities",
+    ],
 };
 
 pub static SFT_UNKNOWN_DTYPE: Rule = Rule {
