@@ -21,6 +21,8 @@ const COVERED: &[&str] = &[
     "other",
     "keras-v3",
     "keras-h5",
+    "gguf",
+    "safetensors",
 ];
 
 fn corpus_dir() -> PathBuf {

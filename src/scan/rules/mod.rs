@@ -9,13 +9,27 @@ use super::finding::Verdict;
 
 mod archive;
 mod general;
+mod gguf;
 mod keras;
 mod pickle;
+mod safetensors;
 
 pub use archive::*;
 pub use general::*;
+pub use gguf::*;
 pub use keras::*;
 pub use pickle::*;
+pub use safetensors::*;
+
+/// Every family's rule list, one per line.
+const FAMILIES: &[&[&Rule]] = &[
+    general::RULES,
+    archive::RULES,
+    pickle::RULES,
+    keras::RULES,
+    gguf::RULES,
+    safetensors::RULES,
+];
 
 #[derive(Debug, PartialEq, Eq)]
 pub struct Rule {
@@ -37,12 +51,7 @@ pub struct Rule {
 
 /// Every rule the core can report, in id order.
 pub fn all() -> Vec<&'static Rule> {
-    let mut rules: Vec<&'static Rule> =
-        [general::RULES, archive::RULES, pickle::RULES, keras::RULES]
-            .into_iter()
-            .flatten()
-            .copied()
-            .collect();
+    let mut rules: Vec<&'static Rule> = FAMILIES.iter().flat_map(|f| f.iter().copied()).collect();
     rules.sort_by_key(|r| r.id);
     rules
 }
