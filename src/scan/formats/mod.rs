@@ -6,6 +6,7 @@ pub mod hdf5;
 pub mod keras;
 pub mod numpy;
 pub mod onnx;
+pub mod protobuf;
 pub mod safetensors;
 pub mod savedmodel;
 pub mod tflite;

@@ -9,11 +9,15 @@ use super::finding::Verdict;
 
 mod archive;
 mod general;
+mod onnx;
 mod pickle;
+mod tensorflow;
 
 pub use archive::*;
 pub use general::*;
+pub use onnx::*;
 pub use pickle::*;
+pub use tensorflow::*;
 
 #[derive(Debug, PartialEq, Eq)]
 pub struct Rule {
@@ -35,7 +39,7 @@ pub struct Rule {
 
 /// Every rule the core can report, in id order.
 pub fn all() -> Vec<&'static Rule> {
-    let mut rules: Vec<&'static Rule> = [general::RULES, archive::RULES, pickle::RULES]
+    let mut rules: Vec<&'static Rule> = [general::RULES, archive::RULES, pickle::RULES, onnx::RULES, tensorflow::RULES]
         .into_iter()
         .flatten()
         .copied()
