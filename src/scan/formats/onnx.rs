@@ -212,7 +212,7 @@ impl Walker<'_, '_> {
                     let g = g?;
                     match g.number {
                         1 => name = g.text().unwrap_or_default(),
-                        8 => domain = g.text().unwrap_or_default(),
+                        10 => domain = g.text().unwrap_or_default(),
                         _ => {}
                     }
                 }
@@ -260,7 +260,7 @@ impl Walker<'_, '_> {
         let depth = self.enter(depth, func.offset())?;
         for f in func.fields() {
             let f = f?;
-            if let (5, Some(node)) = (f.number, f.message()) {
+            if let (7, Some(node)) = (f.number, f.message()) {
                 self.node(node, depth)?;
             }
         }
@@ -565,14 +565,14 @@ mod tests {
 
     #[test]
     fn custom_domains_are_graded() {
-        let m = model(&[msg(1, &[node("Gemm", "ai.onnx"), node("FusedMatMul", "com.microsoft")].concat())], &[]);
+        let m = model(&[msg(1, &[node("Gemm", "ai.onnx")]), msg(1, &[node("FusedMatMul", "com.microsoft")])], &[]);
         assert!(rule_ids(&m).is_empty());
         let m = model(&[msg(1, &[node("MyNorm", "org.example")])], &[]);
         assert_eq!(rule_ids(&m), vec![("ONNX003", Verdict::Suspicious)]);
         let m = model(&[msg(1, &[node("RunShell", "org.example")])], &[]);
         assert_eq!(rule_ids(&m), vec![("ONNX003", Verdict::Malicious)]);
         // A function the model defines itself is not a custom op.
-        let func = msg(25, &[bytes(1, b"MyNorm"), bytes(8, b"org.example"), msg(5, &[node("Relu", "")])]);
+        let func = msg(25, &[bytes(1, b"MyNorm"), bytes(10, b"org.example"), msg(7, &[node("Relu", "")])]);
         let m = model(&[msg(1, &[node("MyNorm", "org.example")])], &[func]);
         assert!(rule_ids(&m).is_empty());
     }
