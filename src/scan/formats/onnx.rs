@@ -123,7 +123,14 @@ pub fn looks_like_onnx(data: &[u8]) -> bool {
     }
     let Some(graph) = graph else { return false };
     graph.fields().all(|f| {
-        matches!(f, Ok(Field { number: 1 | 2 | 5 | 10 | 11 | 12 | 13 | 14 | 15 | 16, value: Value::Bytes(..), .. }))
+        matches!(
+            f,
+            Ok(Field {
+                number: 1 | 2 | 5 | 10 | 11 | 12 | 13 | 14 | 15 | 16,
+                value: Value::Bytes(..),
+                ..
+            })
+        )
     })
 }
 
@@ -152,15 +159,22 @@ pub fn scan(cx: &mut Ctx, data: &[u8]) {
     // Only a file scanned from disk has a directory its external data can be
     // resolved in; an archive member's origin is the archive.
     let dir = if cx.depth() == 0 {
-        cx.origin().filter(|p| !p.is_dir()).map(|p| match p.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-            _ => PathBuf::from("."),
-        })
+        cx.origin()
+            .filter(|p| !p.is_dir())
+            .map(|p| match p.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+                _ => PathBuf::from("."),
+            })
     } else {
         None
     };
     let model = Message::new(data);
-    let mut walker = Walker { cx, dir, local_functions: HashSet::new(), has_graph: false };
+    let mut walker = Walker {
+        cx,
+        dir,
+        local_functions: HashSet::new(),
+        has_graph: false,
+    };
     let result = walker.model(model);
     let has_graph = walker.has_graph;
     match result {
@@ -277,10 +291,10 @@ impl Walker<'_, '_> {
                 4 => op = Some(f),
                 7 => domain = f.text().unwrap_or_default(),
                 5 => {
-                    if let Some(attr) = f.message() {
-                        if let Some(name) = self.attribute(attr, depth)? {
-                            attr_names.push(name);
-                        }
+                    if let Some(attr) = f.message()
+                        && let Some(name) = self.attribute(attr, depth)?
+                    {
+                        attr_names.push(name);
                     }
                 }
                 _ => {}
@@ -290,7 +304,11 @@ impl Walker<'_, '_> {
             return Err(Stop::Time);
         }
         let op_type = op.and_then(|f| f.text()).unwrap_or_default();
-        if STANDARD_DOMAINS.contains(domain.as_str()) || self.local_functions.contains(&(domain.clone(), op_type.clone())) {
+        if STANDARD_DOMAINS.contains(domain.as_str())
+            || self
+                .local_functions
+                .contains(&(domain.clone(), op_type.clone()))
+        {
             return Ok(());
         }
         let offset = op.map(|f| f.offset).unwrap_or(node.offset());
@@ -431,26 +449,40 @@ fn link_escape(dir: &Path, location: &str) -> Option<(crate::scan::Verdict, Stri
     let mut real = target.clone();
     if meta.file_type().is_symlink() || has_symlinked_parent(dir, location) {
         let Ok(resolved) = target.canonicalize() else {
-            return Some((Verdict::Suspicious, "is a symbolic link that does not resolve".to_string()));
+            return Some((
+                Verdict::Suspicious,
+                "is a symbolic link that does not resolve".to_string(),
+            ));
         };
         if !resolved.starts_with(&canon_dir) {
             if !is_hf_blob(&canon_dir, &resolved) {
                 return Some((
                     Verdict::Malicious,
-                    format!("is a symbolic link to `{}`, outside the model directory", resolved.display()),
+                    format!(
+                        "is a symbolic link to `{}`, outside the model directory",
+                        resolved.display()
+                    ),
                 ));
             }
         } else if meta.file_type().is_symlink() {
             return Some((
                 Verdict::Suspicious,
-                format!("is a symbolic link (to `{}`); onnx refuses linked external data", resolved.display()),
+                format!(
+                    "is a symbolic link (to `{}`); onnx refuses linked external data",
+                    resolved.display()
+                ),
             ));
         }
         real = resolved;
     }
-    hard_link_count(&real)
-        .filter(|&n| n > 1)
-        .map(|n| (Verdict::Suspicious, format!("is a hard link ({n} names share its inode), so it may be any file on the volume")))
+    hard_link_count(&real).filter(|&n| n > 1).map(|n| {
+        (
+            Verdict::Suspicious,
+            format!(
+                "is a hard link ({n} names share its inode), so it may be any file on the volume"
+            ),
+        )
+    })
 }
 
 /// True when a directory component of the location (not the file itself) is
@@ -474,10 +506,14 @@ fn has_symlinked_parent(dir: &Path, location: &str) -> bool {
 fn is_hf_blob(canon_dir: &Path, resolved: &Path) -> bool {
     canon_dir.ancestors().any(|a| {
         let parent = a.parent();
-        parent.and_then(Path::file_name).is_some_and(|n| n == "snapshots")
+        parent
+            .and_then(Path::file_name)
+            .is_some_and(|n| n == "snapshots")
             && parent.and_then(Path::parent).is_some_and(|repo| {
                 let name = repo.file_name().and_then(|n| n.to_str()).unwrap_or("");
-                let kind_ok = ["models--", "datasets--", "spaces--"].iter().any(|k| name.starts_with(k));
+                let kind_ok = ["models--", "datasets--", "spaces--"]
+                    .iter()
+                    .any(|k| name.starts_with(k));
                 kind_ok && resolved.parent() == Some(repo.join("blobs").as_path())
             })
     })
@@ -486,7 +522,10 @@ fn is_hf_blob(canon_dir: &Path, resolved: &Path) -> bool {
 #[cfg(unix)]
 fn hard_link_count(path: &Path) -> Option<u64> {
     use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(path).ok().filter(|m| m.is_file()).map(|m| m.nlink())
+    std::fs::metadata(path)
+        .ok()
+        .filter(|m| m.is_file())
+        .map(|m| m.nlink())
 }
 
 #[cfg(not(unix))]
@@ -511,11 +550,23 @@ mod tests {
     }
 
     fn node(op: &str, domain: &str) -> Vec<u8> {
-        [bytes(1, b"x"), bytes(2, b"y"), bytes(4, op.as_bytes()), bytes(7, domain.as_bytes())].concat()
+        [
+            bytes(1, b"x"),
+            bytes(2, b"y"),
+            bytes(4, op.as_bytes()),
+            bytes(7, domain.as_bytes()),
+        ]
+        .concat()
     }
 
     fn model(graph: &[Vec<u8>], extra: &[Vec<u8>]) -> Vec<u8> {
-        let mut m = [int(1, 8), bytes(2, b"test"), msg(7, graph), msg(8, &[bytes(1, b""), int(2, 17)])].concat();
+        let mut m = [
+            int(1, 8),
+            bytes(2, b"test"),
+            msg(7, graph),
+            msg(8, &[bytes(1, b""), int(2, 17)]),
+        ]
+        .concat();
         m.extend(extra.concat());
         m
     }
@@ -529,7 +580,10 @@ mod tests {
     fn plain_model_is_clean_and_sniffed_by_content() {
         let m = model(&[msg(1, &[node("Relu", "")]), bytes(2, b"g")], &[]);
         assert!(looks_like_onnx(&m));
-        assert_eq!(crate::scan::sniff::sniff(&m, "weights.bin"), crate::scan::Format::Onnx);
+        assert_eq!(
+            crate::scan::sniff::sniff(&m, "weights.bin"),
+            crate::scan::Format::Onnx
+        );
         assert!(rule_ids(&m).is_empty());
     }
 
@@ -544,7 +598,13 @@ mod tests {
 
     #[test]
     fn traversal_and_absolute_locations() {
-        for loc in ["../../etc/passwd", "/etc/shadow", "a/../../b", "C:\\Windows\\win.ini", "sub\\..\\..\\x"] {
+        for loc in [
+            "../../etc/passwd",
+            "/etc/shadow",
+            "a/../../b",
+            "C:\\Windows\\win.ini",
+            "sub\\..\\..\\x",
+        ] {
             let m = model(&[msg(5, &[tensor("W", loc)])], &[]);
             assert_eq!(rule_ids(&m), vec![("ONNX001", Verdict::Malicious)], "{loc}");
         }
@@ -557,7 +617,14 @@ mod tests {
         let then_branch = [msg(5, &[tensor("T", "../x")])].concat();
         let attr = [bytes(1, b"then_branch"), msg(6, &[then_branch]), int(20, 5)].concat();
         let if_node = [node("If", ""), msg(5, &[attr])].concat();
-        let constant = [node("Constant", ""), msg(5, &[bytes(1, b"value"), msg(5, &[tensor("C", "/etc/hosts")])])].concat();
+        let constant = [
+            node("Constant", ""),
+            msg(
+                5,
+                &[bytes(1, b"value"), msg(5, &[tensor("C", "/etc/hosts")])],
+            ),
+        ]
+        .concat();
         let m = model(&[msg(1, &[if_node]), msg(1, &[constant])], &[]);
         let ids = rule_ids(&m);
         assert_eq!(ids.len(), 2, "{ids:?}");
@@ -565,14 +632,27 @@ mod tests {
 
     #[test]
     fn custom_domains_are_graded() {
-        let m = model(&[msg(1, &[node("Gemm", "ai.onnx")]), msg(1, &[node("FusedMatMul", "com.microsoft")])], &[]);
+        let m = model(
+            &[
+                msg(1, &[node("Gemm", "ai.onnx")]),
+                msg(1, &[node("FusedMatMul", "com.microsoft")]),
+            ],
+            &[],
+        );
         assert!(rule_ids(&m).is_empty());
         let m = model(&[msg(1, &[node("MyNorm", "org.example")])], &[]);
         assert_eq!(rule_ids(&m), vec![("ONNX003", Verdict::Suspicious)]);
         let m = model(&[msg(1, &[node("RunShell", "org.example")])], &[]);
         assert_eq!(rule_ids(&m), vec![("ONNX003", Verdict::Malicious)]);
         // A function the model defines itself is not a custom op.
-        let func = msg(25, &[bytes(1, b"MyNorm"), bytes(10, b"org.example"), msg(7, &[node("Relu", "")])]);
+        let func = msg(
+            25,
+            &[
+                bytes(1, b"MyNorm"),
+                bytes(10, b"org.example"),
+                msg(7, &[node("Relu", "")]),
+            ],
+        );
         let m = model(&[msg(1, &[node("MyNorm", "org.example")])], &[func]);
         assert!(rule_ids(&m).is_empty());
     }
@@ -596,7 +676,11 @@ mod tests {
         }
         let m = [int(1, 8), msg(7, &[g])].concat();
         let r = Scanner::default().scan_bytes("m.onnx", &m);
-        assert!(r.findings.iter().any(|f| f.rule.id == "GEN002"), "{:?}", r.findings);
+        assert!(
+            r.findings.iter().any(|f| f.rule.id == "GEN002"),
+            "{:?}",
+            r.findings
+        );
     }
 
     #[test]
@@ -619,7 +703,10 @@ mod tests {
             let path = dir.path().join("m.onnx");
             std::fs::write(&path, model(&[msg(5, &[tensor("W", loc)])], &[])).unwrap();
             let r = Scanner::default().scan_file(&path, "m.onnx").unwrap();
-            r.findings.iter().map(|f| (f.rule.id, f.verdict)).collect::<Vec<_>>()
+            r.findings
+                .iter()
+                .map(|f| (f.rule.id, f.verdict))
+                .collect::<Vec<_>>()
         };
         assert_eq!(scan("w.bin"), vec![("ONNX002", Verdict::Malicious)]);
         assert_eq!(scan("hard.bin"), vec![("ONNX002", Verdict::Suspicious)]);
@@ -639,7 +726,11 @@ mod tests {
         std::fs::write(repo.join("blobs").join("deadbeef"), b"x").unwrap();
         std::os::unix::fs::symlink("../../blobs/deadbeef", snap.join("model.onnx_data")).unwrap();
         let path = snap.join("model.onnx");
-        std::fs::write(&path, model(&[msg(5, &[tensor("W", "model.onnx_data")])], &[])).unwrap();
+        std::fs::write(
+            &path,
+            model(&[msg(5, &[tensor("W", "model.onnx_data")])], &[]),
+        )
+        .unwrap();
         let r = Scanner::default().scan_file(&path, "model.onnx").unwrap();
         assert!(r.findings.is_empty(), "{:?}", r.findings);
     }

@@ -35,7 +35,11 @@ pub struct Error {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid protobuf at byte {}: {}", self.offset, self.reason)
+        write!(
+            f,
+            "invalid protobuf at byte {}: {}",
+            self.offset, self.reason
+        )
     }
 }
 
@@ -86,7 +90,8 @@ impl<'a> Field<'a> {
     /// The payload as text, lossily decoded (names in these schemas are
     /// `string` fields; invalid UTF-8 is shown, not trusted).
     pub fn text(&self) -> Option<String> {
-        self.bytes().map(|b| String::from_utf8_lossy(b).into_owned())
+        self.bytes()
+            .map(|b| String::from_utf8_lossy(b).into_owned())
     }
 }
 
@@ -121,7 +126,12 @@ impl<'a> Message<'a> {
     }
 
     pub fn fields(&self) -> Fields<'a> {
-        Fields { data: self.data, pos: 0, base: self.base, failed: false }
+        Fields {
+            data: self.data,
+            pos: 0,
+            base: self.base,
+            failed: false,
+        }
     }
 
     /// Checks that the whole message is well-formed at the top level
@@ -147,7 +157,10 @@ const MAX_GROUP_DEPTH: usize = 64;
 impl<'a> Fields<'a> {
     fn err(&mut self, at: usize, reason: &'static str) -> Error {
         self.failed = true;
-        Error { offset: self.base.saturating_add(at as u64), reason }
+        Error {
+            offset: self.base.saturating_add(at as u64),
+            reason,
+        }
     }
 
     fn varint(&mut self) -> Result<u64, Error> {
@@ -167,7 +180,9 @@ impl<'a> Fields<'a> {
     }
 
     fn take(&mut self, n: u64, start: usize, reason: &'static str) -> Result<&'a [u8], Error> {
-        let end = usize::try_from(n).ok().and_then(|n| self.pos.checked_add(n));
+        let end = usize::try_from(n)
+            .ok()
+            .and_then(|n| self.pos.checked_add(n));
         match end.and_then(|end| self.data.get(self.pos..end).map(|s| (s, end))) {
             Some((slice, end)) => {
                 self.pos = end;
@@ -191,7 +206,11 @@ impl<'a> Fields<'a> {
             2 => {
                 let len = self.varint()?;
                 let at = self.pos;
-                let b = self.take(len, tag_at, "length-delimited field runs past the end of its message")?;
+                let b = self.take(
+                    len,
+                    tag_at,
+                    "length-delimited field runs past the end of its message",
+                )?;
                 Value::Bytes(b, self.base.saturating_add(at as u64))
             }
             3 => {
@@ -259,7 +278,11 @@ impl<'a> Iterator for Fields<'a> {
             match self.read_value(key & 7, tag_at) {
                 Ok(Some(value)) => {
                     let offset = self.base.saturating_add(tag_at as u64);
-                    return Some(Ok(Field { number, value, offset }));
+                    return Some(Ok(Field {
+                        number,
+                        value,
+                        offset,
+                    }));
                 }
                 Ok(None) => continue,
                 Err(e) => return Some(Err(e)),
@@ -332,17 +355,30 @@ mod tests {
     fn nested_offsets_are_absolute() {
         let data = [int(1, 1), msg(7, &[bytes(4, b"Relu")])].concat();
         let outer: Vec<_> = collect(&data).into_iter().map(Result::unwrap).collect();
-        let inner = outer[1].message().unwrap().fields().next().unwrap().unwrap();
+        let inner = outer[1]
+            .message()
+            .unwrap()
+            .fields()
+            .next()
+            .unwrap()
+            .unwrap();
         assert_eq!(inner.offset, 4);
         assert_eq!(inner.value, Value::Bytes(b"Relu", 6));
     }
 
     #[test]
     fn hostile_lengths_and_varints_are_errors_not_panics() {
-        let overlong = [0x0a, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01];
+        let overlong = [
+            0x0a, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01,
+        ];
         assert!(collect(&overlong)[0].is_err());
-        let eleven = [0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01];
-        assert_eq!(collect(&eleven)[0].clone().unwrap_err().reason, "varint longer than 10 bytes");
+        let eleven = [
+            0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01,
+        ];
+        assert_eq!(
+            collect(&eleven)[0].clone().unwrap_err().reason,
+            "varint longer than 10 bytes"
+        );
         let past_end = [0x08, 0x01, 0x12, 0x05, b'a'];
         let r = collect(&past_end);
         assert_eq!(r[1].clone().unwrap_err().offset, 2);

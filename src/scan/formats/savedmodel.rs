@@ -72,7 +72,14 @@ static TF_OPS: LazyLock<HashMap<&'static str, OpEntry>> = LazyLock::new(|| {
                 "suspicious" => Verdict::Suspicious,
                 _ => return None,
             };
-            Some((*cols.first()?, OpEntry { class, verdict, reason: cols.get(3)? }))
+            Some((
+                *cols.first()?,
+                OpEntry {
+                    class,
+                    verdict,
+                    reason: cols.get(3)?,
+                },
+            ))
         })
         .collect()
 });
@@ -106,7 +113,10 @@ pub(crate) struct Node<'a> {
 
 impl<'a> Node<'a> {
     pub(crate) fn parse(m: Message<'a>) -> Result<Self, protobuf::Error> {
-        let mut node = Node { op_offset: m.offset(), ..Node::default() };
+        let mut node = Node {
+            op_offset: m.offset(),
+            ..Node::default()
+        };
         for f in m.fields() {
             let f = f?;
             match f.number {
@@ -138,23 +148,37 @@ impl<'a> Node<'a> {
     }
 
     fn attr(&self, name: &str) -> Option<Message<'a>> {
-        self.attrs.iter().find(|(k, _)| *k == name.as_bytes()).map(|(_, v)| *v)
+        self.attrs
+            .iter()
+            .find(|(k, _)| *k == name.as_bytes())
+            .map(|(_, v)| *v)
     }
 
     /// An `AttrValue`'s `s` (string) payload.
     fn attr_string(&self, name: &str) -> Option<String> {
         let v = self.attr(name)?;
-        v.fields().flatten().find(|f| f.number == 2).and_then(|f| f.text())
+        v.fields()
+            .flatten()
+            .find(|f| f.number == 2)
+            .and_then(|f| f.text())
     }
 
     /// String values of a `Const` node's tensor (`value.tensor.string_val`).
     fn const_strings(&self) -> Vec<String> {
-        let Some(v) = self.attr("value") else { return Vec::new() };
+        let Some(v) = self.attr("value") else {
+            return Vec::new();
+        };
         v.fields()
             .flatten()
             .filter(|f| f.number == 8)
             .filter_map(|f| f.message())
-            .flat_map(|t| t.fields().flatten().filter(|f| f.number == 9).filter_map(|f| f.text()).collect::<Vec<_>>())
+            .flat_map(|t| {
+                t.fields()
+                    .flatten()
+                    .filter(|f| f.number == 9)
+                    .filter_map(|f| f.text())
+                    .collect::<Vec<_>>()
+            })
             .collect()
     }
 }
@@ -169,7 +193,8 @@ fn input_node(input: &[u8]) -> &[u8] {
 /// Why a constant path escapes wherever the loader puts the model.
 fn path_escape(path: &str) -> Option<&'static str> {
     let b = path.as_bytes();
-    if b.first().is_some_and(|&c| c == b'/' || c == b'\\') || (b.len() >= 2 && b[0].is_ascii_alphabetic() && b[1] == b':')
+    if b.first().is_some_and(|&c| c == b'/' || c == b'\\')
+        || (b.len() >= 2 && b[0].is_ascii_alphabetic() && b[1] == b':')
     {
         return Some("an absolute path");
     }
@@ -183,13 +208,22 @@ fn path_escape(path: &str) -> Option<&'static str> {
 /// names resolve.
 pub(crate) fn check_scope(nodes: &[Node]) -> Vec<OpFinding> {
     let by_name: HashMap<&str, &Node> = nodes.iter().map(|n| (n.name.as_str(), n)).collect();
-    nodes.iter().filter_map(|n| check_node(n, &by_name)).collect()
+    nodes
+        .iter()
+        .filter_map(|n| check_node(n, &by_name))
+        .collect()
 }
 
 fn check_node(node: &Node, scope: &HashMap<&str, &Node>) -> Option<OpFinding> {
     let op = node.op.as_str();
     let finding = |rule: &'static Rule, verdict, message: String, evidence: String| {
-        Some(OpFinding { rule, verdict, offset: node.op_offset, message, evidence })
+        Some(OpFinding {
+            rule,
+            verdict,
+            offset: node.op_offset,
+            message,
+            evidence,
+        })
     };
     if op == "PrintV2" {
         let stream = node.attr_string("output_stream")?;
@@ -199,7 +233,10 @@ fn check_node(node: &Node, scope: &HashMap<&str, &Node>) -> Option<OpFinding> {
         return finding(
             &rules::TF_PRINT_TO_FILE,
             Verdict::Malicious,
-            format!("PrintV2 op `{}` appends to the host file `{stream}`", node.name),
+            format!(
+                "PrintV2 op `{}` appends to the host file `{stream}`",
+                node.name
+            ),
             format!("PrintV2 output_stream={stream}"),
         );
     }
@@ -211,7 +248,9 @@ fn check_node(node: &Node, scope: &HashMap<&str, &Node>) -> Option<OpFinding> {
         OpClass::Path => {
             let (path, why) = node.inputs.iter().find_map(|i| {
                 let c = resolve_const(i, scope)?;
-                c.const_strings().into_iter().find_map(|s| path_escape(&s).map(|why| (s, why)))
+                c.const_strings()
+                    .into_iter()
+                    .find_map(|s| path_escape(&s).map(|why| (s, why)))
             })?;
             return finding(
                 &rules::TF_PATH_ESCAPE,
@@ -225,11 +264,19 @@ fn check_node(node: &Node, scope: &HashMap<&str, &Node>) -> Option<OpFinding> {
     if let Some(region) = node.attr_string("memory_region_name") {
         evidence.push_str(&format!(" memory_region_name={region}"));
     }
-    finding(rule, entry.verdict, format!("{op} op `{}` {}", node.name, entry.reason), evidence)
+    finding(
+        rule,
+        entry.verdict,
+        format!("{op} op `{}` {}", node.name, entry.reason),
+        evidence,
+    )
 }
 
 /// Follows an input through `Identity` ops to a `Const` node, if it is one.
-fn resolve_const<'n, 'a>(input: &[u8], scope: &HashMap<&str, &'n Node<'a>>) -> Option<&'n Node<'a>> {
+fn resolve_const<'n, 'a>(
+    input: &[u8],
+    scope: &HashMap<&str, &'n Node<'a>>,
+) -> Option<&'n Node<'a>> {
     let mut name = input_node(input);
     for _ in 0..MAX_IDENTITY_HOPS {
         let node = scope.get(std::str::from_utf8(name).ok()?)?;
@@ -245,7 +292,11 @@ fn resolve_const<'n, 'a>(input: &[u8], scope: &HashMap<&str, &'n Node<'a>>) -> O
 /// Scans one `saved_model.pb` blob.
 pub fn scan_pb(cx: &mut Ctx, data: &[u8]) {
     if let Err(e) = walk_saved_model(cx, data) {
-        cx.inconclusive(&rules::UNPARSEABLE, Some(e.offset), format!("SavedModel is not valid protobuf: {}", e.reason));
+        cx.inconclusive(
+            &rules::UNPARSEABLE,
+            Some(e.offset),
+            format!("SavedModel is not valid protobuf: {}", e.reason),
+        );
     }
 }
 
@@ -253,7 +304,9 @@ fn walk_saved_model(cx: &mut Ctx, data: &[u8]) -> Result<(), protobuf::Error> {
     let mut graphs = 0usize;
     for f in Message::new(data).fields() {
         let f = f?;
-        let (2, Some(meta)) = (f.number, f.message()) else { continue };
+        let (2, Some(meta)) = (f.number, f.message()) else {
+            continue;
+        };
         for g in meta.fields() {
             let g = g?;
             if let (2, Some(graph)) = (g.number, g.message()) {
@@ -265,7 +318,11 @@ fn walk_saved_model(cx: &mut Ctx, data: &[u8]) -> Result<(), protobuf::Error> {
         }
     }
     if graphs == 0 {
-        cx.inconclusive(&rules::UNPARSEABLE, Some(0), "SavedModel holds no graph: nothing it would run could be inspected");
+        cx.inconclusive(
+            &rules::UNPARSEABLE,
+            Some(0),
+            "SavedModel holds no graph: nothing it would run could be inspected",
+        );
     }
     Ok(())
 }
@@ -289,7 +346,9 @@ fn walk_graph(cx: &mut Ctx, graph: Message) -> Result<bool, protobuf::Error> {
     for lib in library {
         for f in lib.fields() {
             let f = f?;
-            let (1, Some(function)) = (f.number, f.message()) else { continue };
+            let (1, Some(function)) = (f.number, f.message()) else {
+                continue;
+            };
             let mut body = Vec::new();
             for g in function.fields() {
                 let g = g?;
@@ -312,12 +371,25 @@ fn check_messages(cx: &mut Ctx, messages: &[Message]) -> Result<bool, protobuf::
     let max = cx.limits().max_array_len;
     if messages.len() as u64 > max {
         let at = messages.first().map(Message::offset);
-        cx.inconclusive(&rules::LIMIT_EXCEEDED, at, format!("graph has more than {max} nodes"));
+        cx.inconclusive(
+            &rules::LIMIT_EXCEEDED,
+            at,
+            format!("graph has more than {max} nodes"),
+        );
         return Ok(false);
     }
-    let nodes = messages.iter().map(|m| Node::parse(*m)).collect::<Result<Vec<_>, _>>()?;
+    let nodes = messages
+        .iter()
+        .map(|m| Node::parse(*m))
+        .collect::<Result<Vec<_>, _>>()?;
     for f in check_scope(&nodes) {
-        cx.report_as(f.rule, f.verdict, Some(f.offset), f.message, Some(f.evidence));
+        cx.report_as(
+            f.rule,
+            f.verdict,
+            Some(f.offset),
+            f.message,
+            Some(f.evidence),
+        );
     }
     Ok(true)
 }
@@ -326,12 +398,18 @@ fn check_messages(cx: &mut Ctx, messages: &[Message]) -> Result<bool, protobuf::
 /// the JSON config of a Keras layer or model. Model-level configs hold every
 /// layer, so they are analysed when present; otherwise each object's is.
 fn scan_keras_metadata(cx: &mut Ctx, data: &[u8]) -> Result<(), protobuf::Error> {
-    const MODEL_IDS: [&[u8]; 3] = [b"_tf_keras_model", b"_tf_keras_network", b"_tf_keras_sequential"];
+    const MODEL_IDS: [&[u8]; 3] = [
+        b"_tf_keras_model",
+        b"_tf_keras_network",
+        b"_tf_keras_sequential",
+    ];
     let mut models = Vec::new();
     let mut others = Vec::new();
     for f in Message::new(data).fields() {
         let f = f?;
-        let (1, Some(obj)) = (f.number, f.message()) else { continue };
+        let (1, Some(obj)) = (f.number, f.message()) else {
+            continue;
+        };
         let (mut identifier, mut metadata) = (None, None);
         for g in obj.fields() {
             let g = g?;
@@ -341,7 +419,9 @@ fn scan_keras_metadata(cx: &mut Ctx, data: &[u8]) -> Result<(), protobuf::Error>
                 _ => {}
             }
         }
-        let Some(json) = metadata.filter(|m| !m.is_empty()) else { continue };
+        let Some(json) = metadata.filter(|m| !m.is_empty()) else {
+            continue;
+        };
         if identifier.is_some_and(|id| MODEL_IDS.contains(&id)) {
             models.push(json);
         } else {
@@ -362,9 +442,15 @@ pub fn scan_dir(cx: &mut Ctx, dir: &Path) -> std::io::Result<u64> {
     let mut files = Vec::new();
     collect_files(cx, dir, "", 0, &mut files)?;
     let mut total = 0u64;
-    let has_graph = files.iter().any(|(rel, _)| rel == "saved_model.pb" || rel == "saved_model.pbtxt");
+    let has_graph = files
+        .iter()
+        .any(|(rel, _)| rel == "saved_model.pb" || rel == "saved_model.pbtxt");
     if !has_graph {
-        cx.inconclusive(&rules::UNPARSEABLE, None, "directory has no saved_model.pb: not a SavedModel");
+        cx.inconclusive(
+            &rules::UNPARSEABLE,
+            None,
+            "directory has no saved_model.pb: not a SavedModel",
+        );
     }
     for (rel, size) in files {
         total = total.saturating_add(size);
@@ -373,14 +459,21 @@ pub fn scan_dir(cx: &mut Ctx, dir: &Path) -> std::io::Result<u64> {
         }
         // Variable shards are tensor bytes and the fingerprint is hashes:
         // neither can hold anything a loader executes.
-        if rel.starts_with("variables/variables.data-") || rel == "variables/variables.index" || rel == "fingerprint.pb" {
+        if rel.starts_with("variables/variables.data-")
+            || rel == "variables/variables.index"
+            || rel == "fingerprint.pb"
+        {
             continue;
         }
         let path = dir.join(&rel);
         let map = match map_file(&path) {
             Ok(m) => m,
             Err(e) => {
-                cx.inconclusive(&rules::UNPARSEABLE, None, format!("cannot read `{rel}`: {e}"));
+                cx.inconclusive(
+                    &rules::UNPARSEABLE,
+                    None,
+                    format!("cannot read `{rel}`: {e}"),
+                );
                 continue;
             }
         };
@@ -421,7 +514,13 @@ fn scan_pbtxt(cx: &mut Ctx, data: &[u8]) {
                 OpClass::Network => &rules::TF_NETWORK_OP,
                 _ => &rules::TF_FILE_OP,
             };
-            cx.report_as(rule, entry.verdict, Some(offset), format!("{op} op {}", entry.reason), Some(op.to_string()));
+            cx.report_as(
+                rule,
+                entry.verdict,
+                Some(offset),
+                format!("{op} op {}", entry.reason),
+                Some(op.to_string()),
+            );
         }
         offset += line.len() as u64;
     }
@@ -444,7 +543,11 @@ fn collect_files(
 ) -> std::io::Result<()> {
     if depth > cx.limits().max_nesting_depth {
         let max = cx.limits().max_nesting_depth;
-        cx.inconclusive(&rules::LIMIT_EXCEEDED, None, format!("SavedModel directories nested deeper than {max} levels"));
+        cx.inconclusive(
+            &rules::LIMIT_EXCEEDED,
+            None,
+            format!("SavedModel directories nested deeper than {max} levels"),
+        );
         return Ok(());
     }
     let mut entries: Vec<_> = std::fs::read_dir(dir)?.filter_map(Result::ok).collect();
@@ -452,12 +555,22 @@ fn collect_files(
     for entry in entries {
         if out.len() as u64 >= cx.limits().max_archive_members {
             let max = cx.limits().max_archive_members;
-            cx.inconclusive(&rules::LIMIT_EXCEEDED, None, format!("SavedModel directory has more than {max} files"));
+            cx.inconclusive(
+                &rules::LIMIT_EXCEEDED,
+                None,
+                format!("SavedModel directory has more than {max} files"),
+            );
             return Ok(());
         }
         let name = entry.file_name().to_string_lossy().into_owned();
-        let rel = if prefix.is_empty() { name } else { format!("{prefix}/{name}") };
-        let Ok(kind) = entry.file_type() else { continue };
+        let rel = if prefix.is_empty() {
+            name
+        } else {
+            format!("{prefix}/{name}")
+        };
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
         if kind.is_dir() {
             collect_files(cx, &entry.path(), &rel, depth + 1, out)?;
         } else if let Ok(meta) = std::fs::metadata(entry.path())
@@ -506,7 +619,10 @@ mod tests {
     /// SavedModel { meta_graphs { graph_def { nodes…, library { function { node_def… } } } } }
     fn saved_model(graph_nodes: &[Vec<u8>], function_nodes: &[Vec<u8>]) -> Vec<u8> {
         // Function bodies use field 3 for node_def; re-tag the field-1 nodes.
-        let body: Vec<u8> = function_nodes.iter().flat_map(|n| [&[0x1a][..], &n[1..]].concat()).collect();
+        let body: Vec<u8> = function_nodes
+            .iter()
+            .flat_map(|n| [&[0x1a][..], &n[1..]].concat())
+            .collect();
         let function = msg(1, &[msg(1, &[bytes(1, b"f")]), body]);
         let graph = msg(2, &[graph_nodes.concat(), msg(2, &[function])]);
         [int(1, 1), msg(2, &[graph])].concat()
@@ -520,14 +636,24 @@ mod tests {
     #[test]
     fn table_is_well_formed() {
         let rows = data_rows(include_str!("../data/tf_ops.tsv")).count();
-        assert_eq!(rows, TF_OPS.len(), "a row of tf_ops.tsv has a bad class or verdict");
+        assert_eq!(
+            rows,
+            TF_OPS.len(),
+            "a row of tf_ops.tsv has a bad class or verdict"
+        );
         assert!(lookup_op("ReadFile").is_some() && lookup_op("MatMul").is_none());
     }
 
     #[test]
     fn dangerous_ops_in_graph_and_functions() {
-        let m = saved_model(&[node("r", "ReadFile", &["p"], &[])], &[node("w", "WriteFile", &["a", "b"], &[])]);
-        assert_eq!(findings(&m), vec![("TF002", Verdict::Malicious), ("TF002", Verdict::Malicious)]);
+        let m = saved_model(
+            &[node("r", "ReadFile", &["p"], &[])],
+            &[node("w", "WriteFile", &["a", "b"], &[])],
+        );
+        assert_eq!(
+            findings(&m),
+            vec![("TF002", Verdict::Malicious), ("TF002", Verdict::Malicious)]
+        );
         let m = saved_model(&[], &[node("py", "EagerPyFunc", &[], &[])]);
         assert_eq!(findings(&m), vec![("TF001", Verdict::Malicious)]);
     }
@@ -536,34 +662,52 @@ mod tests {
     fn print_to_file_but_not_to_stderr() {
         let to_file = attr("output_stream", msg(2, &[bytes(2, b"file:///tmp/x")]));
         let to_err = attr("output_stream", msg(2, &[bytes(2, b"stderr")]));
-        assert_eq!(findings(&saved_model(&[], &[node("p", "PrintV2", &[], &[to_file])])), vec![(
-            "TF004",
-            Verdict::Malicious
-        )]);
+        assert_eq!(
+            findings(&saved_model(&[], &[node("p", "PrintV2", &[], &[to_file])])),
+            vec![("TF004", Verdict::Malicious)]
+        );
         assert!(findings(&saved_model(&[], &[node("p", "PrintV2", &[], &[to_err])])).is_empty());
     }
 
     #[test]
     fn saver_ops_only_with_escaping_constant_paths() {
-        let fed = saved_model(&[], &[
-            node("prefix", "Identity", &["saver_filename"], &[]),
-            node("save", "SaveV2", &["prefix:output:0", "names"], &[]),
-        ]);
-        assert!(findings(&fed).is_empty());
-        let names = saved_model(&[], &[const_string("names", "layer/.ATTRIBUTES/VARIABLE_VALUE"), node(
-            "save",
-            "SaveV2",
-            &["saver_filename", "names:output:0"],
+        let fed = saved_model(
             &[],
-        )]);
+            &[
+                node("prefix", "Identity", &["saver_filename"], &[]),
+                node("save", "SaveV2", &["prefix:output:0", "names"], &[]),
+            ],
+        );
+        assert!(findings(&fed).is_empty());
+        let names = saved_model(
+            &[],
+            &[
+                const_string("names", "layer/.ATTRIBUTES/VARIABLE_VALUE"),
+                node("save", "SaveV2", &["saver_filename", "names:output:0"], &[]),
+            ],
+        );
         assert!(findings(&names).is_empty());
-        let baked = saved_model(&[const_string("c", "../../home/u/.bashrc"), node("id", "Identity", &["c:0"], &[])], &[]);
-        let baked = [baked, saved_model(&[node("save", "SaveV2", &["id"], &[])], &[])].concat();
+        let baked = saved_model(
+            &[
+                const_string("c", "../../home/u/.bashrc"),
+                node("id", "Identity", &["c:0"], &[]),
+            ],
+            &[],
+        );
+        let baked = [
+            baked,
+            saved_model(&[node("save", "SaveV2", &["id"], &[])], &[]),
+        ]
+        .concat();
         // Two meta graphs: the constant is in the first, the saver in the
         // second, so names must not resolve across graphs.
         assert!(findings(&baked).is_empty());
         let same = saved_model(
-            &[const_string("c", "/etc/cron.d/x"), node("id", "Identity", &["c:0"], &[]), node("save", "SaveV2", &["id"], &[])],
+            &[
+                const_string("c", "/etc/cron.d/x"),
+                node("id", "Identity", &["c:0"], &[]),
+                node("save", "SaveV2", &["id"], &[]),
+            ],
             &[],
         );
         assert_eq!(findings(&same), vec![("TF005", Verdict::Malicious)]);
@@ -578,22 +722,37 @@ mod tests {
     #[test]
     fn directory_scan_covers_files_and_skips_shards() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("saved_model.pb"), saved_model(&[node("r", "ReadFile", &[], &[])], &[])).unwrap();
+        std::fs::write(
+            dir.path().join("saved_model.pb"),
+            saved_model(&[node("r", "ReadFile", &[], &[])], &[]),
+        )
+        .unwrap();
         std::fs::create_dir(dir.path().join("variables")).unwrap();
-        std::fs::write(dir.path().join("variables/variables.data-00000-of-00001"), b"\x80\x04junk").unwrap();
+        std::fs::write(
+            dir.path().join("variables/variables.data-00000-of-00001"),
+            b"\x80\x04junk",
+        )
+        .unwrap();
         std::fs::create_dir(dir.path().join("assets")).unwrap();
         std::fs::write(dir.path().join("assets/vocab.txt"), b"a\nb\n").unwrap();
         let r = Scanner::default().scan_model_dir(dir.path(), "m").unwrap();
         let ids: Vec<_> = r.findings.iter().map(|f| f.rule.id).collect();
         assert_eq!(ids, vec!["TF002"]);
-        assert_eq!(r.findings[0].location.members, vec!["saved_model.pb".to_string()]);
+        assert_eq!(
+            r.findings[0].location.members,
+            vec!["saved_model.pb".to_string()]
+        );
         assert!(r.size > 0);
     }
 
     #[test]
     fn pbtxt_op_lines_are_checked() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("saved_model.pbtxt"), "node {\n  name: \"r\"\n  op: \"ReadFile\"\n}\n").unwrap();
+        std::fs::write(
+            dir.path().join("saved_model.pbtxt"),
+            "node {\n  name: \"r\"\n  op: \"ReadFile\"\n}\n",
+        )
+        .unwrap();
         let r = Scanner::default().scan_model_dir(dir.path(), "m").unwrap();
         assert!(r.findings.iter().any(|f| f.rule.id == "TF002"));
     }

@@ -38,8 +38,11 @@ use crate::scan::{Ctx, Verdict};
 const CUSTOM: i32 = 32;
 
 /// Custom operators whose kernels ship with TFLite or its standard delegates.
-static RUNTIME_CUSTOM_OPS: LazyLock<HashSet<&'static str>> =
-    LazyLock::new(|| data_rows(include_str!("../data/tflite_custom_ops.tsv")).filter_map(|c| c.first().copied()).collect());
+static RUNTIME_CUSTOM_OPS: LazyLock<HashSet<&'static str>> = LazyLock::new(|| {
+    data_rows(include_str!("../data/tflite_custom_ops.tsv"))
+        .filter_map(|c| c.first().copied())
+        .collect()
+});
 
 /// A failed read: where and why.
 struct Bad(u64, &'static str);
@@ -91,13 +94,17 @@ impl<'a> Fb<'a> {
             .and_then(|v| usize::try_from(v).ok())
             .ok_or(Bad(pos as u64, "vtable offset points outside the file"))?;
         let vtable_len = self.u16(vtable)? as usize;
-        if vtable_len < 4 || vtable_len % 2 != 0 {
+        if vtable_len < 4 || !vtable_len.is_multiple_of(2) {
             return Err(Bad(vtable as u64, "malformed vtable"));
         }
         self.bytes(vtable, vtable_len)?;
         let object_len = self.u16(vtable + 2)? as usize;
         self.bytes(pos, object_len.max(4))?;
-        Ok(Table { pos, vtable, vtable_len })
+        Ok(Table {
+            pos,
+            vtable,
+            vtable_len,
+        })
     }
 
     /// Absolute position of field `idx` of a table, if present.
@@ -133,24 +140,36 @@ impl<'a> Fb<'a> {
 
     /// A vector field: position of its first element and its length.
     fn vector(&self, t: Table, idx: usize, elem: usize) -> R<Option<(usize, usize)>> {
-        let Some(p) = self.field(t, idx)? else { return Ok(None) };
+        let Some(p) = self.field(t, idx)? else {
+            return Ok(None);
+        };
         let v = self.deref(p)?;
         let len = self.u32(v)? as usize;
         if len as u64 > self.max_len {
             return Err(Bad(v as u64, "vector longer than the array limit"));
         }
         let start = v + 4;
-        self.bytes(start, len.checked_mul(elem).ok_or(Bad(v as u64, "vector size overflows"))?)?;
+        self.bytes(
+            start,
+            len.checked_mul(elem)
+                .ok_or(Bad(v as u64, "vector size overflows"))?,
+        )?;
         Ok(Some((start, len)))
     }
 
     fn tables(&self, t: Table, idx: usize) -> R<Vec<Table>> {
-        let Some((start, len)) = self.vector(t, idx, 4)? else { return Ok(Vec::new()) };
-        (0..len).map(|i| self.deref(start + 4 * i).and_then(|p| self.table(p))).collect()
+        let Some((start, len)) = self.vector(t, idx, 4)? else {
+            return Ok(Vec::new());
+        };
+        (0..len)
+            .map(|i| self.deref(start + 4 * i).and_then(|p| self.table(p)))
+            .collect()
     }
 
     fn string(&self, t: Table, idx: usize) -> R<Option<&'a [u8]>> {
-        self.vector(t, idx, 1)?.map(|(start, len)| self.bytes(start, len)).transpose()
+        self.vector(t, idx, 1)?
+            .map(|(start, len)| self.bytes(start, len))
+            .transpose()
     }
 }
 
@@ -169,9 +188,16 @@ struct OpCode {
 }
 
 pub fn scan(cx: &mut Ctx, data: &[u8]) {
-    let fb = Fb { data, max_len: cx.limits().max_array_len };
+    let fb = Fb {
+        data,
+        max_len: cx.limits().max_array_len,
+    };
     if let Err(Bad(at, why)) = walk(cx, &fb) {
-        cx.inconclusive(&rules::UNPARSEABLE, Some(at), format!("TFLite flatbuffer is malformed: {why}"));
+        cx.inconclusive(
+            &rules::UNPARSEABLE,
+            Some(at),
+            format!("TFLite flatbuffer is malformed: {why}"),
+        );
     }
 }
 
@@ -183,8 +209,14 @@ fn walk(cx: &mut Ctx, fb: &Fb) -> R<()> {
     let mut codes = Vec::new();
     for t in fb.tables(model, 1)? {
         let builtin = fb.field_i8(t, 0)?.max(fb.field_i32(t, 3, 0)?);
-        let custom = fb.string(t, 1)?.map(|s| String::from_utf8_lossy(s).into_owned());
-        codes.push(OpCode { builtin, custom, offset: t.pos as u64 });
+        let custom = fb
+            .string(t, 1)?
+            .map(|s| String::from_utf8_lossy(s).into_owned());
+        codes.push(OpCode {
+            builtin,
+            custom,
+            offset: t.pos as u64,
+        });
     }
     // Custom options of every operator that uses each op code.
     let mut options: Vec<Vec<Options>> = vec![Vec::new(); codes.len()];
@@ -194,8 +226,13 @@ fn walk(cx: &mut Ctx, fb: &Fb) -> R<()> {
         }
         for op in fb.tables(subgraph, 3)? {
             let index = fb.field_u32(op, 0)? as usize;
-            if let (Some(list), Some((start, len))) = (options.get_mut(index), fb.vector(op, 5, 1)?) {
-                list.push(Options { op_pos: op.pos as u64, start, bytes: fb.bytes(start, len)? });
+            if let (Some(list), Some((start, len))) = (options.get_mut(index), fb.vector(op, 5, 1)?)
+            {
+                list.push(Options {
+                    op_pos: op.pos as u64,
+                    start,
+                    bytes: fb.bytes(start, len)?,
+                });
             }
         }
     }
@@ -242,11 +279,19 @@ fn check_flex(cx: &mut Ctx, code: &OpCode, tf_op: &str, opts: &[Options]) {
             &rules::TFLITE_DANGEROUS_OP,
             entry.verdict,
             Some(code.offset),
-            format!("Flex op `Flex{tf_op}` runs the TensorFlow {tf_op} kernel, which {}", entry.reason),
+            format!(
+                "Flex op `Flex{tf_op}` runs the TensorFlow {tf_op} kernel, which {}",
+                entry.reason
+            ),
             Some(format!("custom_code=Flex{tf_op}")),
         );
     }
-    for &Options { op_pos, start, bytes } in opts {
+    for &Options {
+        op_pos,
+        start,
+        bytes,
+    } in opts
+    {
         let Some((def, def_at)) = flex_node_def(bytes) else {
             cx.inconclusive(
                 &rules::UNPARSEABLE,
@@ -256,10 +301,14 @@ fn check_flex(cx: &mut Ctx, code: &OpCode, tf_op: &str, opts: &[Options]) {
             continue;
         };
         let abs = start.saturating_add(def_at) as u64;
-        let node = match Node::parse(Message::at(def, abs as u64)) {
+        let node = match Node::parse(Message::at(def, abs)) {
             Ok(n) => n,
             Err(e) => {
-                cx.inconclusive(&rules::UNPARSEABLE, Some(op_pos), format!("Flex NodeDef is not valid protobuf: {}", e.reason));
+                cx.inconclusive(
+                    &rules::UNPARSEABLE,
+                    Some(op_pos),
+                    format!("Flex NodeDef is not valid protobuf: {}", e.reason),
+                );
                 continue;
             }
         };
@@ -267,7 +316,10 @@ fn check_flex(cx: &mut Ctx, code: &OpCode, tf_op: &str, opts: &[Options]) {
             cx.report(
                 &rules::TFLITE_CUSTOM_OP,
                 Some(op_pos),
-                format!("Flex op named `Flex{tf_op}` actually carries a `{}` NodeDef", node.op),
+                format!(
+                    "Flex op named `Flex{tf_op}` actually carries a `{}` NodeDef",
+                    node.op
+                ),
                 Some(format!("custom_code=Flex{tf_op} NodeDef.op={}", node.op)),
             );
         }
@@ -324,4 +376,60 @@ fn uint(buf: &[u8], pos: usize, width: usize) -> Option<usize> {
     let b = buf.get(pos..pos.checked_add(width)?)?;
     let v = b.iter().rev().fold(0u64, |acc, &x| acc << 8 | u64::from(x));
     usize::try_from(v).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scan::Scanner;
+
+    const FLEX_WRITE: &[u8] =
+        include_bytes!("../../../tests/fixtures/rules/TFL001/bad_flex_write_file.tflite");
+    const DISGUISED: &[u8] =
+        include_bytes!("../../../tests/fixtures/rules/TFL001/bad_flex_disguised_read_file.tflite");
+    const GOOD_FLEX: &[u8] =
+        include_bytes!("../../../tests/fixtures/rules/TFL001/good_flex_math.tflite");
+
+    fn findings(data: &[u8]) -> Vec<(&'static str, Verdict)> {
+        let r = Scanner::default().scan_bytes("m.bin", data);
+        r.findings.iter().map(|f| (f.rule.id, f.verdict)).collect()
+    }
+
+    #[test]
+    fn flex_ops_are_judged_by_name_and_node_def() {
+        assert_eq!(findings(FLEX_WRITE), vec![("TFL001", Verdict::Malicious)]);
+        let d = findings(DISGUISED);
+        assert!(d.contains(&("TFL001", Verdict::Malicious)), "{d:?}");
+        assert!(findings(GOOD_FLEX).is_empty());
+    }
+
+    #[test]
+    fn flexbuffer_reader_checks_bounds() {
+        assert_eq!(flex_node_def(b""), None);
+        assert_eq!(flex_node_def(b"\x28\x01"), None);
+        assert_eq!(flex_node_def(b"\xff\x28\x01"), None);
+        // [String "A", String "\x12\x01A"]
+        let buf = b"\x01A\x00\x03\x12\x01A\x00\x02\x08\x06\x14\x14\x04\x28\x01";
+        assert_eq!(flex_node_def(buf), Some((&b"\x12\x01A"[..], 4)));
+    }
+
+    #[test]
+    fn truncated_and_corrupted_models_never_panic_and_never_pass_silently() {
+        for len in 8..FLEX_WRITE.len() {
+            let r = Scanner::default().scan_bytes("m.tflite", &FLEX_WRITE[..len]);
+            assert!(!r.findings.is_empty(), "truncated at {len} passed clean");
+        }
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..2000 {
+            let mut data = DISGUISED.to_vec();
+            for _ in 0..4 {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                let i = 8 + (seed as usize) % (data.len() - 8);
+                data[i] = (seed >> 32) as u8;
+            }
+            Scanner::default().scan_bytes("m.tflite", &data);
+        }
+    }
 }

@@ -39,7 +39,12 @@ pub static ONNX_EXTERNAL_DATA_LINK: Rule = Rule {
         refuses all three.",
     remediation: "Do not load the model from this directory. Replace the link with a regular \
         copy of the weights file you trust, or re-download the model.",
-    references: &["CVE-2026-27489", "CVE-2026-34446", "CVE-2026-34447", "https://github.com/onnx/onnx/pull/7717"],
+    references: &[
+        "CVE-2026-27489",
+        "CVE-2026-34446",
+        "CVE-2026-34447",
+        "https://github.com/onnx/onnx/pull/7717",
+    ],
 };
 
 pub static ONNX_CUSTOM_OP: Rule = Rule {
@@ -60,4 +65,8 @@ pub static ONNX_CUSTOM_OP: Rule = Rule {
     ],
 };
 
-pub(super) static RULES: &[&Rule] = &[&ONNX_EXTERNAL_DATA_TRAVERSAL, &ONNX_EXTERNAL_DATA_LINK, &ONNX_CUSTOM_OP];
+pub(super) static RULES: &[&Rule] = &[
+    &ONNX_EXTERNAL_DATA_TRAVERSAL,
+    &ONNX_EXTERNAL_DATA_LINK,
+    &ONNX_CUSTOM_OP,
+];

@@ -15,7 +15,10 @@ pub static TF_PYTHON_OP: Rule = Rule {
         how Python payloads are smuggled into serving pipelines.",
     remediation: "Do not serve or load this model. Re-export it without tf.py_function / \
         tf.numpy_function (use TensorFlow ops), or as safetensors weights.",
-    references: &["https://www.tensorflow.org/api_docs/python/tf/py_function", "https://github.com/tensorflow/tensorflow/blob/master/SECURITY.md"],
+    references: &[
+        "https://www.tensorflow.org/api_docs/python/tf/py_function",
+        "https://github.com/tensorflow/tensorflow/blob/master/SECURITY.md",
+    ],
 };
 
 pub static TF_FILE_OP: Rule = Rule {
@@ -29,7 +32,10 @@ pub static TF_FILE_OP: Rule = Rule {
         TensorFlow's security policy says models are programs for exactly this reason.",
     remediation: "Do not run the model. Inference graphs have no reason to touch files; ask the \
         publisher for a graph without file ops.",
-    references: &["https://github.com/tensorflow/tensorflow/blob/master/SECURITY.md", "https://github.com/protectai/modelscan"],
+    references: &[
+        "https://github.com/tensorflow/tensorflow/blob/master/SECURITY.md",
+        "https://github.com/protectai/modelscan",
+    ],
 };
 
 pub static TF_NETWORK_OP: Rule = Rule {
