@@ -29,12 +29,13 @@
 //! name. Spec: <https://github.com/onnx/onnx/blob/main/onnx/onnx.proto>,
 //! <https://onnx.ai/onnx/repo-docs/ExternalData.html>.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Component, Path, PathBuf};
 use std::sync::LazyLock;
 
 use super::protobuf::{self, Field, Message, Value};
 use crate::scan::Ctx;
+use crate::scan::Verdict;
 use crate::scan::rules;
 
 /// Runtime-implemented operator domains (`data/onnx_domains.tsv`).
@@ -174,6 +175,7 @@ pub fn scan(cx: &mut Ctx, data: &[u8]) {
         dir,
         local_functions: HashSet::new(),
         has_graph: false,
+        resolved: HashMap::new(),
     };
     let result = walker.model(model);
     let has_graph = walker.has_graph;
@@ -201,6 +203,9 @@ struct Walker<'c, 's> {
     /// them are not custom operators.
     local_functions: HashSet<(String, String)>,
     has_graph: bool,
+    /// On-disk verdicts per location: sharded exports point thousands of
+    /// tensors at the same few files.
+    resolved: HashMap<String, Option<(Verdict, String)>>,
 }
 
 impl Walker<'_, '_> {
@@ -319,7 +324,7 @@ impl Walker<'_, '_> {
         match hint {
             Some((name, word, why)) => self.cx.report_as(
                 &rules::ONNX_CUSTOM_OP,
-                crate::scan::Verdict::Malicious,
+                Verdict::Malicious,
                 Some(offset),
                 format!(
                     "custom operator `{op_type}` of domain `{domain}` {why} (`{name}` contains `{word}`) through a native custom-op library"
@@ -407,7 +412,12 @@ impl Walker<'_, '_> {
             return;
         }
         let Some(dir) = &self.dir else { return };
-        if let Some((verdict, why)) = link_escape(dir, location) {
+        let found = self
+            .resolved
+            .entry(location.to_string())
+            .or_insert_with(|| link_escape(dir, location))
+            .clone();
+        if let Some((verdict, why)) = found {
             self.cx.report_as(
                 &rules::ONNX_EXTERNAL_DATA_LINK,
                 verdict,
@@ -441,8 +451,7 @@ fn lexical_escape(location: &str) -> Option<&'static str> {
 /// Resolves a lexically clean location next to the model and reports what
 /// the file system makes of it: a link out of the directory is malicious, a
 /// link inside it or a hard link cannot be shown safe.
-fn link_escape(dir: &Path, location: &str) -> Option<(crate::scan::Verdict, String)> {
-    use crate::scan::Verdict;
+fn link_escape(dir: &Path, location: &str) -> Option<(Verdict, String)> {
     let target = dir.join(location);
     let meta = std::fs::symlink_metadata(&target).ok()?;
     let canon_dir = dir.canonicalize().ok()?;
