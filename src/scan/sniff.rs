@@ -124,6 +124,11 @@ pub fn sniff(data: &[u8], name: &str) -> Format {
     if starts(b"\x5d\x00\x00") && data.len() > 13 {
         return Format::Lzma;
     }
+    // ONNX has no magic number: a strict structural check, late so that no
+    // format with magic bytes can be claimed by it.
+    if super::formats::onnx::looks_like_onnx(data) {
+        return Format::Onnx;
+    }
     let base = base_name(name);
     if base == "saved_model.pb" {
         return Format::SavedModel;
@@ -134,6 +139,8 @@ pub fn sniff(data: &[u8], name: &str) -> Format {
     if is_text(data) {
         return Format::Text;
     }
+    // A name that says ONNX but content that fails the check still goes to
+    // the ONNX parser, which reports why it cannot read it.
     let lower = base.to_ascii_lowercase();
     if lower.ends_with(".onnx") || lower.ends_with(".ort") {
         return Format::Onnx;

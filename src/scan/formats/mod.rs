@@ -7,6 +7,7 @@ pub mod jinja;
 pub mod keras;
 pub mod numpy;
 pub mod onnx;
+pub mod protobuf;
 pub mod safetensors;
 pub mod savedmodel;
 pub mod tflite;

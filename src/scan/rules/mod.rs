@@ -11,15 +11,19 @@ mod archive;
 mod general;
 mod gguf;
 mod keras;
+mod onnx;
 mod pickle;
 mod safetensors;
+mod tensorflow;
 
 pub use archive::*;
 pub use general::*;
 pub use gguf::*;
 pub use keras::*;
+pub use onnx::*;
 pub use pickle::*;
 pub use safetensors::*;
+pub use tensorflow::*;
 
 /// Every family's rule list, one per line.
 const FAMILIES: &[&[&Rule]] = &[
@@ -29,6 +33,8 @@ const FAMILIES: &[&[&Rule]] = &[
     keras::RULES,
     gguf::RULES,
     safetensors::RULES,
+    onnx::RULES,
+    tensorflow::RULES,
 ];
 
 #[derive(Debug, PartialEq, Eq)]
