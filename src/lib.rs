@@ -3,4 +3,6 @@
 //! The [`scan`] module is the detection core; everything else is an adapter
 //! around it.
 
+pub mod quarantine;
 pub mod scan;
+pub mod watch;
