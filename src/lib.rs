@@ -4,5 +4,6 @@
 //! around it.
 
 pub mod quarantine;
+pub mod report;
 pub mod scan;
 pub mod watch;

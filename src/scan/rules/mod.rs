@@ -9,10 +9,12 @@ use super::finding::Verdict;
 
 mod archive;
 mod general;
+mod keras;
 mod pickle;
 
 pub use archive::*;
 pub use general::*;
+pub use keras::*;
 pub use pickle::*;
 
 #[derive(Debug, PartialEq, Eq)]
@@ -35,11 +37,12 @@ pub struct Rule {
 
 /// Every rule the core can report, in id order.
 pub fn all() -> Vec<&'static Rule> {
-    let mut rules: Vec<&'static Rule> = [general::RULES, archive::RULES, pickle::RULES]
-        .into_iter()
-        .flatten()
-        .copied()
-        .collect();
+    let mut rules: Vec<&'static Rule> =
+        [general::RULES, archive::RULES, pickle::RULES, keras::RULES]
+            .into_iter()
+            .flatten()
+            .copied()
+            .collect();
     rules.sort_by_key(|r| r.id);
     rules
 }
@@ -63,7 +66,12 @@ mod tests {
         for r in all() {
             assert!(ids.insert(r.id), "duplicate rule id {}", r.id);
             assert!(names.insert(r.name), "duplicate rule name {}", r.name);
-            assert!(r.id.len() >= 5 && r.id.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()));
+            assert!(
+                r.id.len() >= 5
+                    && r.id
+                        .chars()
+                        .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+            );
             assert!(r.name.chars().all(|c| c.is_ascii_lowercase() || c == '-'));
             assert_ne!(r.verdict, Verdict::Clean, "{} has no severity", r.id);
             for text in [r.summary, r.explanation, r.remediation] {
