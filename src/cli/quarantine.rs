@@ -41,12 +41,25 @@ fn print_record(out: &mut impl Write, r: &Record) -> std::io::Result<()> {
     writeln!(out, "file:        {}", r.display)?;
     writeln!(out, "path:        {}", r.path.display())?;
     for l in &r.links {
-        writeln!(out, "link:        {} -> {}", l.path.display(), l.target.display())?;
+        writeln!(
+            out,
+            "link:        {} -> {}",
+            l.path.display(),
+            l.target.display()
+        )?;
     }
     writeln!(out, "sha256:      {}", r.sha256)?;
     writeln!(out, "size:        {}", r.size)?;
     writeln!(out, "verdict:     {} ({})", r.verdict, r.format)?;
-    writeln!(out, "rules:       {}", if r.rules.is_empty() { "-".to_string() } else { r.rules.join(", ") })?;
+    writeln!(
+        out,
+        "rules:       {}",
+        if r.rules.is_empty() {
+            "-".to_string()
+        } else {
+            r.rules.join(", ")
+        }
+    )?;
     writeln!(out, "reason:      {}", r.reason)?;
     writeln!(out, "quarantined: {}", r.quarantined_at)?;
     writeln!(out, "updated:     {}", r.updated_at)?;
@@ -62,7 +75,8 @@ fn print_record(out: &mut impl Write, r: &Record) -> std::io::Result<()> {
 }
 
 pub fn run(args: QuarantineArgs) -> anyhow::Result<ExitCode> {
-    let state = default_state_dir().context("cannot find a state directory; set MODELGATE_STATE_DIR")?;
+    let state =
+        default_state_dir().context("cannot find a state directory; set MODELGATE_STATE_DIR")?;
     let store = Store::open(&state)?;
     let mut out = std::io::stdout().lock();
     match args.command {
@@ -74,8 +88,19 @@ pub fn run(args: QuarantineArgs) -> anyhow::Result<ExitCode> {
                 writeln!(out, "nothing quarantined")?;
             } else {
                 for r in &recs {
-                    let rules = if r.rules.is_empty() { r.reason.clone() } else { r.rules.join(",") };
-                    writeln!(out, "{}  {:<11}  {:<16}  {}", r.id, r.state.as_str(), rules, r.display)?;
+                    let rules = if r.rules.is_empty() {
+                        r.reason.clone()
+                    } else {
+                        r.rules.join(",")
+                    };
+                    writeln!(
+                        out,
+                        "{}  {:<11}  {:<16}  {}",
+                        r.id,
+                        r.state.as_str(),
+                        rules,
+                        r.display
+                    )?;
                 }
             }
         }
@@ -89,11 +114,22 @@ pub fn run(args: QuarantineArgs) -> anyhow::Result<ExitCode> {
         }
         QuarantineCommand::Restore { id } => {
             let r = store.restore(&id)?;
-            writeln!(out, "restored {} ({} bytes, sha256 {}); this content is now allowed", r.path.display(), r.size, r.sha256)?;
+            writeln!(
+                out,
+                "restored {} ({} bytes, sha256 {}); this content is now allowed",
+                r.path.display(),
+                r.size,
+                r.sha256
+            )?;
         }
         QuarantineCommand::Delete { id } => {
             let r = store.delete(&id)?;
-            writeln!(out, "deleted the quarantined bytes of {}; the tombstone stays at {}", r.id, r.path.display())?;
+            writeln!(
+                out,
+                "deleted the quarantined bytes of {}; the tombstone stays at {}",
+                r.id,
+                r.path.display()
+            )?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -75,7 +75,11 @@ enum ServiceCommand {
 }
 
 fn default_kind() -> Kind {
-    if cfg!(target_os = "macos") { Kind::Launchd } else { Kind::Systemd }
+    if cfg!(target_os = "macos") {
+        Kind::Launchd
+    } else {
+        Kind::Systemd
+    }
 }
 
 fn home() -> anyhow::Result<PathBuf> {
@@ -94,7 +98,9 @@ fn unit_path(kind: Kind) -> anyhow::Result<PathBuf> {
             };
             config.join("systemd/user").join(UNIT_NAME)
         }
-        Kind::Launchd => home()?.join("Library/LaunchAgents").join(format!("{LABEL}.plist")),
+        Kind::Launchd => home()?
+            .join("Library/LaunchAgents")
+            .join(format!("{LABEL}.plist")),
     })
 }
 
@@ -133,22 +139,39 @@ fn systemd_quote(s: &str) -> String {
 }
 
 fn xml_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 fn env_pairs() -> Vec<(String, String)> {
     PASSED_ENV
         .iter()
-        .filter_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()).map(|v| (k.to_string(), v)))
+        .filter_map(|k| {
+            std::env::var(k)
+                .ok()
+                .filter(|v| !v.is_empty())
+                .map(|v| (k.to_string(), v))
+        })
         .collect()
 }
 
-fn render(kind: Kind, exe: &Path, target: &Target, env: &[(String, String)]) -> anyhow::Result<String> {
+fn render(
+    kind: Kind,
+    exe: &Path,
+    target: &Target,
+    env: &[(String, String)],
+) -> anyhow::Result<String> {
     let mut argv = vec![exe.display().to_string()];
     argv.extend(watch_args(target));
     Ok(match kind {
         Kind::Systemd => {
-            let exec = argv.iter().map(|a| systemd_quote(a)).collect::<Vec<_>>().join(" ");
+            let exec = argv
+                .iter()
+                .map(|a| systemd_quote(a))
+                .collect::<Vec<_>>()
+                .join(" ");
             let envs = env
                 .iter()
                 .map(|(k, v)| format!("Environment={}", systemd_quote(&format!("{k}={v}"))))
@@ -179,7 +202,13 @@ fn render(kind: Kind, exe: &Path, target: &Target, env: &[(String, String)]) -> 
                 .join("\n");
             let envs = env
                 .iter()
-                .map(|(k, v)| format!("    <key>{}</key>\n    <string>{}</string>", xml_escape(k), xml_escape(v)))
+                .map(|(k, v)| {
+                    format!(
+                        "    <key>{}</key>\n    <string>{}</string>",
+                        xml_escape(k),
+                        xml_escape(v)
+                    )
+                })
                 .collect::<Vec<_>>()
                 .join("\n");
             let log = home()?.join("Library/Logs/modelgate-watch.log");
@@ -197,23 +226,45 @@ fn start_commands(kind: Kind, path: &Path) -> Vec<Vec<String>> {
     match kind {
         Kind::Systemd => vec![
             vec!["systemctl".into(), "--user".into(), "daemon-reload".into()],
-            vec!["systemctl".into(), "--user".into(), "enable".into(), "--now".into(), UNIT_NAME.into()],
+            vec![
+                "systemctl".into(),
+                "--user".into(),
+                "enable".into(),
+                "--now".into(),
+                UNIT_NAME.into(),
+            ],
         ],
-        Kind::Launchd => vec![vec!["sh".into(), "-c".into(), format!("launchctl bootstrap gui/$(id -u) '{p}'")]],
+        Kind::Launchd => vec![vec![
+            "sh".into(),
+            "-c".into(),
+            format!("launchctl bootstrap gui/$(id -u) '{p}'"),
+        ]],
     }
 }
 
 fn stop_commands(kind: Kind, path: &Path) -> Vec<Vec<String>> {
     let p = path.display().to_string();
     match kind {
-        Kind::Systemd => vec![vec!["systemctl".into(), "--user".into(), "disable".into(), "--now".into(), UNIT_NAME.into()]],
-        Kind::Launchd => vec![vec!["sh".into(), "-c".into(), format!("launchctl bootout gui/$(id -u) '{p}'")]],
+        Kind::Systemd => vec![vec![
+            "systemctl".into(),
+            "--user".into(),
+            "disable".into(),
+            "--now".into(),
+            UNIT_NAME.into(),
+        ]],
+        Kind::Launchd => vec![vec![
+            "sh".into(),
+            "-c".into(),
+            format!("launchctl bootout gui/$(id -u) '{p}'"),
+        ]],
     }
 }
 
 fn run_all(cmds: &[Vec<String>]) -> anyhow::Result<()> {
     for c in cmds {
-        let Some((prog, rest)) = c.split_first() else { continue };
+        let Some((prog, rest)) = c.split_first() else {
+            continue;
+        };
         let status = std::process::Command::new(prog)
             .args(rest)
             .status()
@@ -239,7 +290,8 @@ pub fn run(args: ServiceArgs) -> anyhow::Result<ExitCode> {
             let text = render(kind, &exe, &target, &env_pairs())?;
             let path = unit_path(kind)?;
             if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("cannot create {}", dir.display()))?;
             }
             modelgate::quarantine::fsio::write_atomic(&path, text.as_bytes(), 0o644)
                 .with_context(|| format!("cannot write {}", path.display()))?;
@@ -264,8 +316,12 @@ pub fn run(args: ServiceArgs) -> anyhow::Result<ExitCode> {
             }
             match std::fs::remove_file(&path) {
                 Ok(()) => writeln!(out, "removed {}", path.display())?,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => writeln!(out, "{} was not installed", path.display())?,
-                Err(e) => return Err(e).with_context(|| format!("cannot remove {}", path.display())),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    writeln!(out, "{} was not installed", path.display())?
+                }
+                Err(e) => {
+                    return Err(e).with_context(|| format!("cannot remove {}", path.display()));
+                }
             }
             if !now {
                 writeln!(out, "if it is running, stop it with:")?;
@@ -290,15 +346,35 @@ mod tests {
 
     #[test]
     fn unit_carries_environment_and_arguments() {
-        let target = Target { kind: None, caches: vec![PathBuf::from("/data/hf cache")], local_dirs: vec![] };
+        let target = Target {
+            kind: None,
+            caches: vec![PathBuf::from("/data/hf cache")],
+            local_dirs: vec![],
+        };
         let env = vec![("HF_HOME".to_string(), "/data/hf".to_string())];
-        let unit = render(Kind::Systemd, Path::new("/usr/bin/modelgate"), &target, &env).unwrap();
-        assert!(unit.contains("ExecStart=\"/usr/bin/modelgate\" \"watch\" \"--cache\" \"/data/hf cache\""));
+        let unit = render(
+            Kind::Systemd,
+            Path::new("/usr/bin/modelgate"),
+            &target,
+            &env,
+        )
+        .unwrap();
+        assert!(
+            unit.contains(
+                "ExecStart=\"/usr/bin/modelgate\" \"watch\" \"--cache\" \"/data/hf cache\""
+            )
+        );
         assert!(unit.contains("Environment=\"HF_HOME=/data/hf\""));
         assert!(unit.contains("Restart=on-failure"));
         assert!(unit.contains("Type=notify"));
         assert!(!unit.contains("@EXEC_START@") && !unit.contains("@ENVIRONMENT@"));
-        let plist = render(Kind::Launchd, Path::new("/usr/bin/modelgate"), &target, &env).unwrap();
+        let plist = render(
+            Kind::Launchd,
+            Path::new("/usr/bin/modelgate"),
+            &target,
+            &env,
+        )
+        .unwrap();
         assert!(plist.contains("<string>/data/hf cache</string>"));
         assert!(plist.contains("<key>HF_HOME</key>"));
         assert!(!plist.contains("@LABEL@") && !plist.contains("@ENVIRONMENT@"));

@@ -45,7 +45,11 @@ pub struct WatchArgs {
 pub fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("MODELGATE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Human => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
@@ -56,11 +60,21 @@ pub fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
     init_logging(args.log_format);
     let mut caches = Vec::new();
     if !args.no_default_cache {
-        caches.push(hf_cache::default_hub_cache().context("cannot find the home directory to locate the Hugging Face cache")?);
+        caches.push(
+            hf_cache::default_hub_cache()
+                .context("cannot find the home directory to locate the Hugging Face cache")?,
+        );
     }
     caches.extend(args.caches);
-    let state_dir = modelgate::quarantine::default_state_dir().context("cannot find a state directory; set MODELGATE_STATE_DIR")?;
-    let cfg = WatchConfig { caches, local_dirs: args.local_dirs, once: args.once, jobs: usize::from(args.jobs), state_dir };
+    let state_dir = modelgate::quarantine::default_state_dir()
+        .context("cannot find a state directory; set MODELGATE_STATE_DIR")?;
+    let cfg = WatchConfig {
+        caches,
+        local_dirs: args.local_dirs,
+        once: args.once,
+        jobs: usize::from(args.jobs),
+        state_dir,
+    };
     let summary = watch::run(cfg, Scanner::default())?;
     if args.once && summary.quarantined > 0 {
         return Ok(ExitCode::from(super::EXIT_FINDINGS));

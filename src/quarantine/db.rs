@@ -149,7 +149,14 @@ impl Db {
 
     /// Inserts a new quarantine row in state `pending` and puts its content
     /// on the deny-list, in one transaction.
-    pub fn begin_quarantine(&mut self, id: &str, sha256: &str, size: u64, path: &str, record: &str) -> rusqlite::Result<()> {
+    pub fn begin_quarantine(
+        &mut self,
+        id: &str,
+        sha256: &str,
+        size: u64,
+        path: &str,
+        record: &str,
+    ) -> rusqlite::Result<()> {
         let tx = self.conn.transaction()?;
         let at = now();
         tx.execute(
@@ -186,7 +193,13 @@ impl Db {
     }
 
     /// Puts a hash on a list outside of any quarantine operation.
-    pub fn set_list(&mut self, sha256: &str, kind: ListKind, reason: &str, id: Option<&str>) -> rusqlite::Result<()> {
+    pub fn set_list(
+        &mut self,
+        sha256: &str,
+        kind: ListKind,
+        reason: &str,
+        id: Option<&str>,
+    ) -> rusqlite::Result<()> {
         let tx = self.conn.transaction()?;
         upsert_list(&tx, sha256, kind, reason, id)?;
         tx.commit()
@@ -195,7 +208,11 @@ impl Db {
     pub fn list_of(&self, sha256: &str) -> rusqlite::Result<Option<ListKind>> {
         let v: Option<String> = self
             .conn
-            .query_row("SELECT list FROM content_list WHERE sha256 = ?1", params![sha256], |r| r.get(0))
+            .query_row(
+                "SELECT list FROM content_list WHERE sha256 = ?1",
+                params![sha256],
+                |r| r.get(0),
+            )
             .optional()?;
         Ok(match v.as_deref() {
             Some("deny") => Some(ListKind::Deny),
@@ -209,8 +226,16 @@ impl Db {
     }
 
     pub fn rows(&self, states: &[&str]) -> rusqlite::Result<Vec<Row>> {
-        let mut stmt = self.conn.prepare("SELECT id, state, record FROM quarantine ORDER BY created_at, id")?;
-        let rows = stmt.query_map([], |r| Ok(Row { id: r.get(0)?, state: r.get(1)?, record: r.get(2)? }))?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, state, record FROM quarantine ORDER BY created_at, id")?;
+        let rows = stmt.query_map([], |r| {
+            Ok(Row {
+                id: r.get(0)?,
+                state: r.get(1)?,
+                record: r.get(2)?,
+            })
+        })?;
         let mut out = Vec::new();
         for row in rows {
             let row = row?;
@@ -223,15 +248,27 @@ impl Db {
 
     pub fn row(&self, id: &str) -> rusqlite::Result<Option<Row>> {
         self.conn
-            .query_row("SELECT id, state, record FROM quarantine WHERE id = ?1", params![id], |r| {
-                Ok(Row { id: r.get(0)?, state: r.get(1)?, record: r.get(2)? })
-            })
+            .query_row(
+                "SELECT id, state, record FROM quarantine WHERE id = ?1",
+                params![id],
+                |r| {
+                    Ok(Row {
+                        id: r.get(0)?,
+                        state: r.get(1)?,
+                        record: r.get(2)?,
+                    })
+                },
+            )
             .optional()
     }
 
     pub fn seen(&self, stat_key: &str) -> rusqlite::Result<Option<String>> {
         self.conn
-            .query_row("SELECT sha256 FROM file_seen WHERE stat_key = ?1", params![stat_key], |r| r.get(0))
+            .query_row(
+                "SELECT sha256 FROM file_seen WHERE stat_key = ?1",
+                params![stat_key],
+                |r| r.get(0),
+            )
             .optional()
     }
 
@@ -244,7 +281,12 @@ impl Db {
         Ok(())
     }
 
-    pub fn cached_scan(&self, sha256: &str, engine: &str, name: &str) -> rusqlite::Result<Option<CachedScan>> {
+    pub fn cached_scan(
+        &self,
+        sha256: &str,
+        engine: &str,
+        name: &str,
+    ) -> rusqlite::Result<Option<CachedScan>> {
         self.conn
             .query_row(
                 "SELECT verdict, action, format, rules, findings FROM scan_result
@@ -263,7 +305,13 @@ impl Db {
             .optional()
     }
 
-    pub fn remember_scan(&self, sha256: &str, engine: &str, name: &str, scan: &CachedScan) -> rusqlite::Result<()> {
+    pub fn remember_scan(
+        &self,
+        sha256: &str,
+        engine: &str,
+        name: &str,
+        scan: &CachedScan,
+    ) -> rusqlite::Result<()> {
         self.conn.execute(
             "INSERT OR REPLACE INTO scan_result (sha256, engine, name, verdict, action, format, rules, findings, at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -274,12 +322,20 @@ impl Db {
 
     /// Number of scan results stored (tests and `--once` summaries).
     pub fn scan_count(&self) -> rusqlite::Result<u64> {
-        let n: i64 = self.conn.query_row("SELECT COUNT(*) FROM scan_result", [], |r| r.get(0))?;
+        let n: i64 = self
+            .conn
+            .query_row("SELECT COUNT(*) FROM scan_result", [], |r| r.get(0))?;
         Ok(u64::try_from(n).unwrap_or(0))
     }
 }
 
-fn upsert_list(conn: &Connection, sha256: &str, kind: ListKind, reason: &str, id: Option<&str>) -> rusqlite::Result<()> {
+fn upsert_list(
+    conn: &Connection,
+    sha256: &str,
+    kind: ListKind,
+    reason: &str,
+    id: Option<&str>,
+) -> rusqlite::Result<()> {
     conn.execute(
         "INSERT INTO content_list (sha256, list, reason, quarantine_id, at) VALUES (?1, ?2, ?3, ?4, ?5)
          ON CONFLICT(sha256) DO UPDATE SET list = excluded.list, reason = excluded.reason,
@@ -305,8 +361,19 @@ mod tests {
     fn audit_is_append_only() {
         let dir = tempfile::tempdir().unwrap();
         let mut db = Db::open(&dir.path().join("s.db")).unwrap();
-        db.audit(&AuditEntry { action: "x", quarantine_id: None, sha256: None, path: None, detail: "d" }).unwrap();
-        assert!(db.conn.execute("UPDATE audit SET action = 'y'", []).is_err());
+        db.audit(&AuditEntry {
+            action: "x",
+            quarantine_id: None,
+            sha256: None,
+            path: None,
+            detail: "d",
+        })
+        .unwrap();
+        assert!(
+            db.conn
+                .execute("UPDATE audit SET action = 'y'", [])
+                .is_err()
+        );
         assert!(db.conn.execute("DELETE FROM audit", []).is_err());
     }
 

@@ -30,7 +30,10 @@ pub fn fsync_dir(dir: &Path) -> io::Result<()> {
 fn parent_of(path: &Path) -> io::Result<&Path> {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => Ok(p),
-        _ => Err(io::Error::new(io::ErrorKind::InvalidInput, format!("{} has no parent directory", path.display()))),
+        _ => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} has no parent directory", path.display()),
+        )),
     }
 }
 
@@ -39,7 +42,10 @@ fn parent_of(path: &Path) -> io::Result<&Path> {
 pub fn temp_path_for(dest: &Path, purpose: &str) -> io::Result<PathBuf> {
     let dir = parent_of(dest)?;
     let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-    Ok(dir.join(format!("{TEMP_PREFIX}{purpose}.{}.{n}.tmp", std::process::id())))
+    Ok(dir.join(format!(
+        "{TEMP_PREFIX}{purpose}.{}.{n}.tmp",
+        std::process::id()
+    )))
 }
 
 fn create_new(path: &Path, mode: u32) -> io::Result<File> {
@@ -145,7 +151,10 @@ mod tests {
         fs::write(&p, b"old").unwrap();
         write_atomic(&p, b"new", 0o644).unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"new");
-        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names.len(), 1);
     }
 
@@ -156,7 +165,10 @@ mod tests {
         let b = dir.path().join("b");
         fs::write(&a, b"abc").unwrap();
         let h = copy_durable(&a, &b, 0o600).unwrap();
-        assert_eq!(h, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(
+            h,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
         assert_eq!(sha256_file(&b).unwrap(), h);
     }
 }

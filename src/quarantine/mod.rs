@@ -175,7 +175,10 @@ trait IoContext<T> {
 
 impl<T> IoContext<T> for io::Result<T> {
     fn ctx(self, what: impl FnOnce() -> String) -> Result<T, Error> {
-        self.map_err(|source| Error::Io { context: what(), source })
+        self.map_err(|source| Error::Io {
+            context: what(),
+            source,
+        })
     }
 }
 
@@ -196,12 +199,17 @@ pub fn default_state_dir() -> Option<PathBuf> {
         return Some(PathBuf::from(dir));
     }
     let dirs = directories::ProjectDirs::from("dev", "modelgate", "modelgate")?;
-    Some(dirs.state_dir().unwrap_or_else(|| dirs.data_local_dir()).to_path_buf())
+    Some(
+        dirs.state_dir()
+            .unwrap_or_else(|| dirs.data_local_dir())
+            .to_path_buf(),
+    )
 }
 
 fn private_dir(dir: &Path) -> Result<(), Error> {
     fs::create_dir_all(dir).ctx(|| format!("cannot create {}", dir.display()))?;
-    fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).ctx(|| format!("cannot chmod {}", dir.display()))
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+        .ctx(|| format!("cannot chmod {}", dir.display()))
 }
 
 /// The bytes of the tombstone for one quarantine.
@@ -228,7 +236,9 @@ pub fn tombstone_id(path: &Path) -> Option<String> {
 fn parse_tombstone(head: &[u8]) -> Option<String> {
     let rest = head.strip_prefix(TOMBSTONE_MAGIC)?;
     let text = String::from_utf8_lossy(rest);
-    let line = text.lines().find_map(|l| l.strip_prefix("quarantine id: "))?;
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("quarantine id: "))?;
     Some(line.trim().to_string())
 }
 
@@ -244,7 +254,12 @@ impl Store {
             .ok()
             .and_then(|v| v.parse::<u64>().ok())
             .map(Duration::from_millis);
-        let store = Store { state_dir: state_dir.to_path_buf(), qdir, db: Mutex::new(db), step_delay };
+        let store = Store {
+            state_dir: state_dir.to_path_buf(),
+            qdir,
+            db: Mutex::new(db),
+            step_delay,
+        };
         store.recover()?;
         Ok(store)
     }
@@ -287,10 +302,16 @@ impl Store {
     }
 
     fn new_id(&self, sha256: &str) -> Result<(String, PathBuf), Error> {
-        let stamp = jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ").to_string();
+        let stamp = jiff::Timestamp::now()
+            .strftime("%Y%m%dT%H%M%SZ")
+            .to_string();
         let short = sha256.get(..12).unwrap_or(sha256);
         for n in 0u32..1000 {
-            let id = if n == 0 { format!("{stamp}-{short}") } else { format!("{stamp}-{short}-{n}") };
+            let id = if n == 0 {
+                format!("{stamp}-{short}")
+            } else {
+                format!("{stamp}-{short}-{n}")
+            };
             let dir = self.qdir.join(&id);
             match fs::create_dir(&dir) {
                 Ok(()) => {
@@ -338,7 +359,14 @@ impl Store {
         }
     }
 
-    fn finish(&self, rec: &mut Record, state: State, list: Option<ListKind>, action: &str, detail: &str) -> Result<(), Error> {
+    fn finish(
+        &self,
+        rec: &mut Record,
+        state: State,
+        list: Option<ListKind>,
+        action: &str,
+        detail: &str,
+    ) -> Result<(), Error> {
         rec.state = state;
         rec.updated_at = db::now();
         let json = self.write_record(rec)?;
@@ -351,7 +379,8 @@ impl Store {
             detail,
         };
         let list = list.map(|k| (rec.sha256.as_str(), k, action));
-        self.db().update(&rec.id, state.as_str(), &json, list, &[entry])?;
+        self.db()
+            .update(&rec.id, state.as_str(), &json, list, &[entry])?;
         self.append_audit_log(action, rec, detail);
         Ok(())
     }
@@ -359,9 +388,13 @@ impl Store {
     /// Moves the file at `req.path` into the store and leaves a tombstone.
     pub fn quarantine(&self, req: Request) -> Result<Record, Error> {
         let _lock = self.lock()?;
-        let meta = fs::symlink_metadata(&req.path).ctx(|| format!("cannot stat {}", req.path.display()))?;
+        let meta = fs::symlink_metadata(&req.path)
+            .ctx(|| format!("cannot stat {}", req.path.display()))?;
         if !meta.file_type().is_file() || (meta.dev(), meta.ino()) != req.identity {
-            return Err(Error::Conflict(format!("{} changed since it was scanned", req.path.display())));
+            return Err(Error::Conflict(format!(
+                "{} changed since it was scanned",
+                req.path.display()
+            )));
         }
         let (id, dir) = self.new_id(&req.sha256)?;
         let now = db::now();
@@ -387,8 +420,13 @@ impl Store {
         // Step 1: the complete record exists before any byte moves.
         let json = self.write_record(&rec)?;
         fsio::fsync_dir(&self.qdir).ctx(|| format!("cannot sync {}", self.qdir.display()))?;
-        self.db()
-            .begin_quarantine(&id, &rec.sha256, rec.size, &rec.path.to_string_lossy(), &json)?;
+        self.db().begin_quarantine(
+            &id,
+            &rec.sha256,
+            rec.size,
+            &rec.path.to_string_lossy(),
+            &json,
+        )?;
         self.step();
 
         // Step 2: the payload becomes durable in the store.
@@ -403,8 +441,17 @@ impl Store {
                     .ctx(|| format!("cannot copy {} into the store", rec.path.display()))?;
                 if got != rec.sha256 {
                     let _ = fs::remove_file(&payload);
-                    self.finish(&mut rec, State::Aborted, None, "quarantine-aborted", "content changed while copying")?;
-                    return Err(Error::Conflict(format!("{} changed while being copied", rec.path.display())));
+                    self.finish(
+                        &mut rec,
+                        State::Aborted,
+                        None,
+                        "quarantine-aborted",
+                        "content changed while copying",
+                    )?;
+                    return Err(Error::Conflict(format!(
+                        "{} changed while being copied",
+                        rec.path.display()
+                    )));
                 }
             }
         }
@@ -427,7 +474,13 @@ impl Store {
 
         // Step 4.
         let rules = rec.rules.join(",");
-        self.finish(&mut rec, State::Quarantined, Some(ListKind::Deny), "quarantine", &rules)?;
+        self.finish(
+            &mut rec,
+            State::Quarantined,
+            Some(ListKind::Deny),
+            "quarantine",
+            &rules,
+        )?;
         Ok(rec)
     }
 
@@ -442,19 +495,31 @@ impl Store {
             let mut rec: Record = serde_json::from_str(&row.record)?;
             let dir = self.qdir.join(&rec.id);
             let payload = dir.join("payload");
-            let have_payload = fs::symlink_metadata(&payload).map(|m| m.is_file()).unwrap_or(false);
+            let have_payload = fs::symlink_metadata(&payload)
+                .map(|m| m.is_file())
+                .unwrap_or(false);
             match (row.state.as_str(), have_payload) {
                 ("pending", false) => {
                     // Died before the payload was durable: the original never
                     // moved. Temp copies are garbage.
                     remove_temps(&dir);
-                    self.finish(&mut rec, State::Aborted, None, "quarantine-aborted", "interrupted before the payload was stored; original left in place")?;
+                    self.finish(
+                        &mut rec,
+                        State::Aborted,
+                        None,
+                        "quarantine-aborted",
+                        "interrupted before the payload was stored; original left in place",
+                    )?;
                     done.push(rec.id);
                 }
                 ("pending", true) => {
-                    let got = fsio::sha256_file(&payload).ctx(|| format!("cannot read {}", payload.display()))?;
+                    let got = fsio::sha256_file(&payload)
+                        .ctx(|| format!("cannot read {}", payload.display()))?;
                     if got != rec.sha256 {
-                        tracing::error!(id = rec.id, "interrupted quarantine has a damaged payload; left for inspection");
+                        tracing::error!(
+                            id = rec.id,
+                            "interrupted quarantine has a damaged payload; left for inspection"
+                        );
                         continue;
                     }
                     let replace = match current_content(&rec.path) {
@@ -467,19 +532,35 @@ impl Store {
                         }
                     };
                     if replace {
-                        fsio::write_atomic(&rec.path, &tombstone_bytes(&rec.id, &rec.sha256), 0o444)
-                            .ctx(|| format!("cannot write the tombstone at {}", rec.path.display()))?;
+                        fsio::write_atomic(
+                            &rec.path,
+                            &tombstone_bytes(&rec.id, &rec.sha256),
+                            0o444,
+                        )
+                        .ctx(|| format!("cannot write the tombstone at {}", rec.path.display()))?;
                     }
                     if !rec.copied {
                         let _ = fs::set_permissions(&payload, fs::Permissions::from_mode(0o400));
                     }
-                    self.finish(&mut rec, State::Quarantined, Some(ListKind::Deny), "quarantine", "completed after an interruption")?;
+                    self.finish(
+                        &mut rec,
+                        State::Quarantined,
+                        Some(ListKind::Deny),
+                        "quarantine",
+                        "completed after an interruption",
+                    )?;
                     done.push(rec.id);
                 }
                 ("quarantined", false) => {
                     // Died in the middle of a restore, after the rename back.
                     if matches!(current_content(&rec.path), Current::File(s) if s == rec.sha256) {
-                        self.finish(&mut rec, State::Restored, Some(ListKind::Allow), "restore", "completed after an interruption")?;
+                        self.finish(
+                            &mut rec,
+                            State::Restored,
+                            Some(ListKind::Allow),
+                            "restore",
+                            "completed after an interruption",
+                        )?;
                         done.push(rec.id);
                     } else {
                         tracing::error!(id = rec.id, "quarantine payload is missing");
@@ -496,7 +577,8 @@ impl Store {
     /// remove them. A payload without a row cannot happen by construction,
     /// but is imported rather than deleted if it ever does.
     fn import_orphans(&self) -> Result<(), Error> {
-        let entries = fs::read_dir(&self.qdir).ctx(|| format!("cannot list {}", self.qdir.display()))?;
+        let entries =
+            fs::read_dir(&self.qdir).ctx(|| format!("cannot list {}", self.qdir.display()))?;
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.starts_with('.') || !entry.path().is_dir() || self.db().row(&name)?.is_some() {
@@ -504,12 +586,19 @@ impl Store {
             }
             let dir = entry.path();
             let record = fs::read_to_string(dir.join("record.json")).ok();
-            let parsed = record.as_deref().and_then(|r| serde_json::from_str::<Record>(r).ok());
+            let parsed = record
+                .as_deref()
+                .and_then(|r| serde_json::from_str::<Record>(r).ok());
             match parsed {
                 Some(rec) if dir.join("payload").is_file() => {
                     let json = serde_json::to_string_pretty(&rec)?;
-                    self.db()
-                        .begin_quarantine(&rec.id, &rec.sha256, rec.size, &rec.path.to_string_lossy(), &json)?;
+                    self.db().begin_quarantine(
+                        &rec.id,
+                        &rec.sha256,
+                        rec.size,
+                        &rec.path.to_string_lossy(),
+                        &json,
+                    )?;
                 }
                 _ => {
                     let _ = fs::remove_dir_all(&dir);
@@ -521,13 +610,22 @@ impl Store {
 
     /// Every record, oldest first; only live quarantines unless `all`.
     pub fn list(&self, all: bool) -> Result<Vec<Record>, Error> {
-        let states: &[&str] = if all { &[] } else { &["quarantined", "pending"] };
+        let states: &[&str] = if all {
+            &[]
+        } else {
+            &["quarantined", "pending"]
+        };
         let rows = self.db().rows(states)?;
-        rows.iter().map(|r| Ok(serde_json::from_str(&r.record)?)).collect()
+        rows.iter()
+            .map(|r| Ok(serde_json::from_str(&r.record)?))
+            .collect()
     }
 
     pub fn get(&self, id: &str) -> Result<Record, Error> {
-        let row = self.db().row(id)?.ok_or_else(|| Error::NotFound(id.to_string()))?;
+        let row = self
+            .db()
+            .row(id)?
+            .ok_or_else(|| Error::NotFound(id.to_string()))?;
         Ok(serde_json::from_str(&row.record)?)
     }
 
@@ -539,10 +637,18 @@ impl Store {
         if rec.state != State::Quarantined || rec.links.iter().any(|l| l.path == link.path) {
             return Ok(());
         }
+        // The snapshot link usually appears just after the blob was taken:
+        // its name is the one people recognise.
+        if !rec.display.contains("/snapshots/")
+            && link.path.to_string_lossy().contains("/snapshots/")
+        {
+            rec.display = link.path.to_string_lossy().into_owned();
+        }
         rec.links.push(link);
         rec.updated_at = db::now();
         let json = self.write_record(&rec)?;
-        self.db().update(&rec.id, rec.state.as_str(), &json, None, &[])?;
+        self.db()
+            .update(&rec.id, rec.state.as_str(), &json, None, &[])?;
         Ok(())
     }
 
@@ -552,10 +658,14 @@ impl Store {
         let _lock = self.lock()?;
         let mut rec = self.get(id)?;
         if rec.state != State::Quarantined {
-            return Err(Error::Conflict(format!("`{id}` is {}, not quarantined", rec.state.as_str())));
+            return Err(Error::Conflict(format!(
+                "`{id}` is {}, not quarantined",
+                rec.state.as_str()
+            )));
         }
         let payload = self.qdir.join(&rec.id).join("payload");
-        let got = fsio::sha256_file(&payload).ctx(|| format!("cannot read {}", payload.display()))?;
+        let got =
+            fsio::sha256_file(&payload).ctx(|| format!("cannot read {}", payload.display()))?;
         if got != rec.sha256 {
             return Err(Error::Conflict(format!(
                 "payload of `{id}` does not match its recorded sha256 ({got} != {}); refusing to restore",
@@ -572,24 +682,31 @@ impl Store {
             }
         }
         // Allowed before the bytes reappear, so the watcher lets them be.
-        self.db().set_list(&rec.sha256, ListKind::Allow, "restored", Some(&rec.id))?;
+        self.db()
+            .set_list(&rec.sha256, ListKind::Allow, "restored", Some(&rec.id))?;
         if let Some(parent) = rec.path.parent() {
             fs::create_dir_all(parent).ctx(|| format!("cannot create {}", parent.display()))?;
         }
         let mode = fs::Permissions::from_mode(rec.mode);
         if rec.copied {
             let tmp = fsio::temp_path_for(&rec.path, "restore").ctx(|| "bad path".into())?;
-            let copied = fsio::copy_durable(&payload, &tmp, 0o600).ctx(|| format!("cannot copy to {}", tmp.display()))?;
+            let copied = fsio::copy_durable(&payload, &tmp, 0o600)
+                .ctx(|| format!("cannot copy to {}", tmp.display()))?;
             if copied != rec.sha256 {
                 let _ = fs::remove_file(&tmp);
-                return Err(Error::Conflict("copy back did not match the recorded sha256".into()));
+                return Err(Error::Conflict(
+                    "copy back did not match the recorded sha256".into(),
+                ));
             }
             fs::set_permissions(&tmp, mode).ctx(|| format!("cannot chmod {}", tmp.display()))?;
-            fs::rename(&tmp, &rec.path).ctx(|| format!("cannot move into {}", rec.path.display()))?;
+            fs::rename(&tmp, &rec.path)
+                .ctx(|| format!("cannot move into {}", rec.path.display()))?;
             let _ = fs::remove_file(&payload);
         } else {
-            fs::set_permissions(&payload, mode).ctx(|| format!("cannot chmod {}", payload.display()))?;
-            fs::rename(&payload, &rec.path).ctx(|| format!("cannot move back to {}", rec.path.display()))?;
+            fs::set_permissions(&payload, mode)
+                .ctx(|| format!("cannot chmod {}", payload.display()))?;
+            fs::rename(&payload, &rec.path)
+                .ctx(|| format!("cannot move back to {}", rec.path.display()))?;
         }
         if let Some(parent) = rec.path.parent() {
             fsio::fsync_dir(parent).ctx(|| format!("cannot sync {}", parent.display()))?;
@@ -603,7 +720,13 @@ impl Store {
                     .ctx(|| format!("cannot recreate link {}", link.path.display()))?;
             }
         }
-        self.finish(&mut rec, State::Restored, Some(ListKind::Allow), "restore", "restored by user; content allowed")?;
+        self.finish(
+            &mut rec,
+            State::Restored,
+            Some(ListKind::Allow),
+            "restore",
+            "restored by user; content allowed",
+        )?;
         Ok(rec)
     }
 
@@ -613,7 +736,10 @@ impl Store {
         let _lock = self.lock()?;
         let mut rec = self.get(id)?;
         if rec.state != State::Quarantined {
-            return Err(Error::Conflict(format!("`{id}` is {}, not quarantined", rec.state.as_str())));
+            return Err(Error::Conflict(format!(
+                "`{id}` is {}, not quarantined",
+                rec.state.as_str()
+            )));
         }
         let payload = self.qdir.join(&rec.id).join("payload");
         match fs::remove_file(&payload) {
@@ -621,7 +747,13 @@ impl Store {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(e).ctx(|| format!("cannot remove {}", payload.display())),
         }
-        self.finish(&mut rec, State::Deleted, Some(ListKind::Deny), "delete", "payload destroyed by user")?;
+        self.finish(
+            &mut rec,
+            State::Deleted,
+            Some(ListKind::Deny),
+            "delete",
+            "payload destroyed by user",
+        )?;
         Ok(rec)
     }
 }
@@ -640,7 +772,9 @@ fn current_content(path: &Path) -> Current {
             if tombstone_id(path).is_some() {
                 Current::Tombstone
             } else {
-                fsio::sha256_file(path).map(Current::File).unwrap_or(Current::Other)
+                fsio::sha256_file(path)
+                    .map(Current::File)
+                    .unwrap_or(Current::Other)
             }
         }
         _ => Current::Other,
@@ -650,7 +784,10 @@ fn current_content(path: &Path) -> Current {
 fn remove_temps(dir: &Path) {
     if let Ok(entries) = fs::read_dir(dir) {
         for e in entries.flatten() {
-            if e.file_name().to_string_lossy().starts_with(fsio::TEMP_PREFIX) {
+            if e.file_name()
+                .to_string_lossy()
+                .starts_with(fsio::TEMP_PREFIX)
+            {
                 let _ = fs::remove_file(e.path());
             }
         }
@@ -695,11 +832,17 @@ mod tests {
         fs::write(&f, b"payload bytes").unwrap();
         let rec = store.quarantine(request(&f)).unwrap();
         assert_eq!(tombstone_id(&f).as_deref(), Some(rec.id.as_str()));
-        assert_eq!(store.db().list_of(&rec.sha256).unwrap(), Some(ListKind::Deny));
+        assert_eq!(
+            store.db().list_of(&rec.sha256).unwrap(),
+            Some(ListKind::Deny)
+        );
         assert_eq!(store.list(false).unwrap().len(), 1);
         store.restore(&rec.id).unwrap();
         assert_eq!(fs::read(&f).unwrap(), b"payload bytes");
-        assert_eq!(store.db().list_of(&rec.sha256).unwrap(), Some(ListKind::Allow));
+        assert_eq!(
+            store.db().list_of(&rec.sha256).unwrap(),
+            Some(ListKind::Allow)
+        );
         assert!(store.restore(&rec.id).is_err());
 
         fs::write(dir.path().join("b2"), b"other").unwrap();

@@ -105,12 +105,16 @@ fn jobs_for(engine: &Engine, event: Event, out: &mut Vec<Job>) {
         _ => None,
     };
     let Some(path) = path else { return };
-    let Some((idx, root)) = hf_cache::root_of(&engine.roots, path) else { return };
+    let Some((idx, root)) = hf_cache::root_of(&engine.roots, path) else {
+        return;
+    };
     let place = hf_cache::classify(root, path);
     if place == Place::Ignore {
         return;
     }
-    let Ok(meta) = std::fs::symlink_metadata(path) else { return };
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return;
+    };
     let ft = meta.file_type();
     if ft.is_dir() {
         out.push(Job::Dir(idx, path.clone()));
@@ -125,7 +129,10 @@ fn jobs_for(engine: &Engine, event: Event, out: &mut Vec<Job>) {
     }
 }
 
-fn arm(engine: &Engine, tx: mpsc::Sender<notify::Result<Event>>) -> notify::Result<notify::RecommendedWatcher> {
+fn arm(
+    engine: &Engine,
+    tx: mpsc::Sender<notify::Result<Event>>,
+) -> notify::Result<notify::RecommendedWatcher> {
     let mut watcher = notify::recommended_watcher(move |res| {
         // Blocking here is the back-pressure described above.
         let _ = tx.blocking_send(res);
@@ -147,8 +154,12 @@ fn arm(engine: &Engine, tx: mpsc::Sender<notify::Result<Event>>) -> notify::Resu
 /// Tells systemd (Type=notify) that the initial sweep is done and the
 /// watches are armed. A no-op outside systemd.
 fn sd_notify(state: &str) {
-    let Some(addr) = std::env::var_os("NOTIFY_SOCKET") else { return };
-    let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() else { return };
+    let Some(addr) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() else {
+        return;
+    };
     let bytes = addr.as_encoded_bytes();
     #[cfg(target_os = "linux")]
     if let Some(name) = bytes.strip_prefix(b"@") {
@@ -181,7 +192,12 @@ async fn shutdown_signal() {
 pub async fn run(engine: Arc<Engine>, once: bool, jobs: usize) -> notify::Result<()> {
     let (tx, mut rx) = mpsc::channel(EVENT_QUEUE);
     let _watcher = if once { None } else { Some(arm(&engine, tx)?) };
-    let mut sched = Scheduler { queue: VecDeque::new(), slots: HashMap::new(), running: 0, limit: jobs.max(1) };
+    let mut sched = Scheduler {
+        queue: VecDeque::new(),
+        slots: HashMap::new(),
+        running: 0,
+        limit: jobs.max(1),
+    };
     for (i, r) in engine.roots.iter().enumerate() {
         sched.push(Job::Dir(i, r.path.clone()));
     }
@@ -200,7 +216,10 @@ pub async fn run(engine: Arc<Engine>, once: bool, jobs: usize) -> notify::Result
                         Vec::new()
                     }
                     Job::Dir(i, p) => match engine.roots.get(*i) {
-                        Some(root) => hf_cache::enumerate(root, p).into_iter().map(|f| Job::File(*i, f)).collect(),
+                        Some(root) => hf_cache::enumerate(root, p)
+                            .into_iter()
+                            .map(|f| Job::File(*i, f))
+                            .collect(),
                         None => Vec::new(),
                     },
                 };
@@ -223,12 +242,17 @@ pub async fn run(engine: Arc<Engine>, once: bool, jobs: usize) -> notify::Result
                 return Ok(());
             }
             sd_notify("READY=1\nSTATUS=watching");
-            let roots: Vec<String> = engine.roots.iter().map(|r| r.path.display().to_string()).collect();
+            let roots: Vec<String> = engine
+                .roots
+                .iter()
+                .map(|r| r.path.display().to_string())
+                .collect();
             tracing::info!(roots = roots.join(", "), "watching");
         }
         tokio::select! {
             ev = rx.recv(), if !once => match ev {
                 Some(Ok(event)) => {
+                    tracing::trace!(?event, "event");
                     jobs_for(&engine, event, &mut new_jobs);
                     for j in new_jobs.drain(..) {
                         sched.push(j);

@@ -86,7 +86,16 @@ impl Drop for BusyGuard<'_> {
 }
 
 fn stat_key(m: &fs::Metadata) -> String {
-    format!("{}:{}:{}:{}.{}:{}.{}", m.dev(), m.ino(), m.len(), m.mtime(), m.mtime_nsec(), m.ctime(), m.ctime_nsec())
+    format!(
+        "{}:{}:{}:{}.{}:{}.{}",
+        m.dev(),
+        m.ino(),
+        m.len(),
+        m.mtime(),
+        m.mtime_nsec(),
+        m.ctime(),
+        m.ctime_nsec()
+    )
 }
 
 fn action_name(a: Action) -> &'static str {
@@ -136,7 +145,10 @@ impl Engine {
             busy = self.idle.wait(busy).unwrap_or_else(|p| p.into_inner());
         }
         busy.insert(real.to_path_buf());
-        BusyGuard { engine: self, path: real.to_path_buf() }
+        BusyGuard {
+            engine: self,
+            path: real.to_path_buf(),
+        }
     }
 
     /// Processes one path; errors are logged and counted, never fatal.
@@ -162,7 +174,12 @@ impl Engine {
         let lmeta = match fs::symlink_metadata(path) {
             Ok(m) => m,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Outcome::Ignored),
-            Err(e) => return Err(quarantine::Error::Io { context: format!("cannot stat {}", path.display()), source: e }),
+            Err(e) => {
+                return Err(quarantine::Error::Io {
+                    context: format!("cannot stat {}", path.display()),
+                    source: e,
+                });
+            }
         };
         let real = if lmeta.file_type().is_symlink() {
             match fs::canonicalize(path) {
@@ -183,12 +200,21 @@ impl Engine {
             if lmeta.file_type().is_symlink()
                 && let Ok(target) = fs::read_link(path)
             {
-                self.store.add_link(&id, Link { path: path.to_path_buf(), target })?;
+                self.store.add_link(
+                    &id,
+                    Link {
+                        path: path.to_path_buf(),
+                        target,
+                    },
+                )?;
             }
             return Ok(Outcome::Tombstone);
         }
         Counters::bump(&self.counters.files);
-        let io_err = |e: io::Error| quarantine::Error::Io { context: format!("cannot read {}", real.display()), source: e };
+        let io_err = |e: io::Error| quarantine::Error::Io {
+            context: format!("cannot read {}", real.display()),
+            source: e,
+        };
 
         let key = stat_key(&meta);
         let known = self.store.db().seen(&key)?;
@@ -213,34 +239,38 @@ impl Engine {
             path.to_path_buf()
         } else {
             let l = hf_cache::links_to(root, &real);
-            let name = hf_cache::snapshot_name(&l).map(Path::to_path_buf).unwrap_or_else(|| real.clone());
+            let name = hf_cache::snapshot_name(&l)
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| real.clone());
             links = Some(l);
             name
         };
         let display_str = shown.to_string_lossy().into_owned();
-        let name_key = shown.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name_key = shown
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
 
         let listed = self.store.db().list_of(&sha)?;
+        // Bound first: a guard in a `match` scrutinee would live through the
+        // arms, which lock the database again.
+        let cached = self.store.db().cached_scan(&sha, ENGINE, &name_key)?;
         let (action, summary, reason) = match listed {
             Some(ListKind::Allow) => {
                 tracing::debug!(path = %shown.display(), sha256 = sha, "content allowed by an earlier restore");
                 return Ok(Outcome::Allowed);
             }
             Some(ListKind::Deny) => {
-                let summary = self
-                    .store
-                    .db()
-                    .cached_scan(&sha, ENGINE, &name_key)?
-                    .unwrap_or_else(|| CachedScan {
-                        verdict: "malicious".into(),
-                        action: "quarantine".into(),
-                        format: "unknown".into(),
-                        rules: String::new(),
-                        findings: "[]".into(),
-                    });
+                let summary = cached.unwrap_or_else(|| CachedScan {
+                    verdict: "malicious".into(),
+                    action: "quarantine".into(),
+                    format: "unknown".into(),
+                    rules: String::new(),
+                    findings: "[]".into(),
+                });
                 (Action::Quarantine, summary, "deny-list")
             }
-            None => match self.store.db().cached_scan(&sha, ENGINE, &name_key)? {
+            None => match cached {
                 Some(c) => {
                     Counters::bump(&self.counters.cached);
                     tracing::debug!(path = %shown.display(), sha256 = sha, verdict = c.verdict, "unchanged content; cached verdict");
@@ -259,7 +289,9 @@ impl Engine {
                     Counters::bump(&self.counters.scanned);
                     let action = daemon_action(&report);
                     let summary = summarize(&report, action);
-                    self.store.db().remember_scan(&sha, ENGINE, &name_key, &summary)?;
+                    self.store
+                        .db()
+                        .remember_scan(&sha, ENGINE, &name_key, &summary)?;
                     tracing::debug!(path = %shown.display(), sha256 = sha, verdict = summary.verdict, format = summary.format, "scanned");
                     if action == Action::Warn {
                         Counters::bump(&self.counters.warned);
@@ -284,7 +316,10 @@ impl Engine {
                     && !links.iter().any(|l| l.path == path)
                     && let Ok(target) = fs::read_link(path)
                 {
-                    links.push(Link { path: path.to_path_buf(), target });
+                    links.push(Link {
+                        path: path.to_path_buf(),
+                        target,
+                    });
                 }
                 let req = Request {
                     path: real.clone(),
@@ -295,7 +330,12 @@ impl Engine {
                     reason: reason.to_string(),
                     verdict: summary.verdict.clone(),
                     format: summary.format.clone(),
-                    rules: summary.rules.split(',').filter(|r| !r.is_empty()).map(str::to_string).collect(),
+                    rules: summary
+                        .rules
+                        .split(',')
+                        .filter(|r| !r.is_empty())
+                        .map(str::to_string)
+                        .collect(),
                     findings: serde_json::from_str(&summary.findings).unwrap_or_default(),
                 };
                 match self.store.quarantine(req) {

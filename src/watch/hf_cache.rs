@@ -33,8 +33,8 @@ use std::ffi::OsStr;
 use std::fs;
 use std::path::{Component, Path, PathBuf};
 
-use crate::quarantine::fsio::TEMP_PREFIX;
 use crate::quarantine::Link;
+use crate::quarantine::fsio::TEMP_PREFIX;
 
 /// What kind of directory a watched root is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,7 +65,9 @@ fn expand(value: &str, env: &dyn Fn(&str) -> Option<String>, home: Option<&Path>
                 None => ("", 0),
             }
         } else {
-            let end = after.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(after.len());
+            let end = after
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(after.len());
             (after.get(..end).unwrap_or_default(), end)
         };
         match (name.is_empty(), env(name)) {
@@ -85,7 +87,10 @@ fn expand(value: &str, env: &dyn Fn(&str) -> Option<String>, home: Option<&Path>
 
 /// Resolves the hub cache root the way huggingface_hub does, from the given
 /// environment lookup and home directory.
-pub fn resolve_hub_cache(env: &dyn Fn(&str) -> Option<String>, home: Option<&Path>) -> Option<PathBuf> {
+pub fn resolve_hub_cache(
+    env: &dyn Fn(&str) -> Option<String>,
+    home: Option<&Path>,
+) -> Option<PathBuf> {
     let get = |k: &str| env(k).filter(|v| !v.is_empty());
     if let Some(v) = get("HF_HUB_CACHE").or_else(|| get("HUGGINGFACE_HUB_CACHE")) {
         return Some(expand(&v, env, home));
@@ -105,7 +110,9 @@ pub fn resolve_hub_cache(env: &dyn Fn(&str) -> Option<String>, home: Option<&Pat
 
 /// The hub cache of the current process environment.
 pub fn default_hub_cache() -> Option<PathBuf> {
-    let home = std::env::var_os("HOME").map(PathBuf::from).or_else(|| directories::BaseDirs::new().map(|b| b.home_dir().to_path_buf()));
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .or_else(|| directories::BaseDirs::new().map(|b| b.home_dir().to_path_buf()));
     resolve_hub_cache(&|k| std::env::var(k).ok(), home.as_deref())
 }
 
@@ -171,7 +178,11 @@ pub fn classify(root: &Root, path: &Path) -> Place {
     match root.kind {
         RootKind::LocalDir => {
             let first = parts.first().copied().unwrap_or("");
-            if first == ".cache" || first == ".git" || is_temporary_name(last) || last.ends_with(".metadata") {
+            if first == ".cache"
+                || first == ".git"
+                || is_temporary_name(last)
+                || last.ends_with(".metadata")
+            {
                 Place::Ignore
             } else {
                 Place::LocalFile
@@ -234,7 +245,9 @@ pub fn enumerate(root: &Root, dir: &Path) -> Vec<PathBuf> {
     let mut unnamed = Vec::new();
     let mut stack = vec![(dir.to_path_buf(), 0usize)];
     while let Some((d, depth)) = stack.pop() {
-        let Ok(entries) = fs::read_dir(&d) else { continue };
+        let Ok(entries) = fs::read_dir(&d) else {
+            continue;
+        };
         for entry in entries.flatten() {
             if named.len() + unnamed.len() >= MAX_ENTRIES {
                 tracing::warn!(dir = %dir.display(), "more than {MAX_ENTRIES} entries; the rest is not swept");
@@ -295,9 +308,14 @@ pub fn links_to(root: &Root, real: &Path) -> Vec<Link> {
     }
     let mut links = Vec::new();
     for repo in repos {
-        let mut stack = vec![(repo.join("blobs"), 0usize), (repo.join("snapshots"), 0usize)];
+        let mut stack = vec![
+            (repo.join("blobs"), 0usize),
+            (repo.join("snapshots"), 0usize),
+        ];
         while let Some((d, depth)) = stack.pop() {
-            let Ok(entries) = fs::read_dir(&d) else { continue };
+            let Ok(entries) = fs::read_dir(&d) else {
+                continue;
+            };
             for entry in entries.flatten().take(MAX_ENTRIES) {
                 let Ok(ft) = entry.file_type() else { continue };
                 let path = entry.path();
@@ -319,10 +337,10 @@ pub fn links_to(root: &Root, real: &Path) -> Vec<Link> {
 /// The snapshot entry to scan a blob under, so that name-dependent rules
 /// (a pickle named `.safetensors`) see the name the loader sees.
 pub fn snapshot_name(links: &[Link]) -> Option<&Path> {
-    links
-        .iter()
-        .map(|l| l.path.as_path())
-        .find(|p| p.components().any(|c| c.as_os_str() == OsStr::new("snapshots")))
+    links.iter().map(|l| l.path.as_path()).find(|p| {
+        p.components()
+            .any(|c| c.as_os_str() == OsStr::new("snapshots"))
+    })
 }
 
 #[cfg(test)]
@@ -330,34 +348,70 @@ mod tests {
     use super::*;
 
     fn env_of(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
-        move |k| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+        move |k| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        }
     }
 
     #[test]
     fn resolution_order() {
         let home = Path::new("/home/u");
-        let r = |p: &'static [(&'static str, &'static str)]| resolve_hub_cache(&env_of(p), Some(home)).unwrap();
+        let r = |p: &'static [(&'static str, &'static str)]| {
+            resolve_hub_cache(&env_of(p), Some(home)).unwrap()
+        };
         assert_eq!(r(&[]), PathBuf::from("/home/u/.cache/huggingface/hub"));
-        assert_eq!(r(&[("XDG_CACHE_HOME", "/x")]), PathBuf::from("/x/huggingface/hub"));
-        assert_eq!(r(&[("XDG_CACHE_HOME", "/x"), ("HF_HOME", "~/hf")]), PathBuf::from("/home/u/hf/hub"));
-        assert_eq!(r(&[("HF_HOME", "/h"), ("HUGGINGFACE_HUB_CACHE", "/legacy")]), PathBuf::from("/legacy"));
         assert_eq!(
-            r(&[("HF_HUB_CACHE", "$D/${E}/$NOPE"), ("HUGGINGFACE_HUB_CACHE", "/legacy"), ("D", "/d"), ("E", "e")]),
+            r(&[("XDG_CACHE_HOME", "/x")]),
+            PathBuf::from("/x/huggingface/hub")
+        );
+        assert_eq!(
+            r(&[("XDG_CACHE_HOME", "/x"), ("HF_HOME", "~/hf")]),
+            PathBuf::from("/home/u/hf/hub")
+        );
+        assert_eq!(
+            r(&[("HF_HOME", "/h"), ("HUGGINGFACE_HUB_CACHE", "/legacy")]),
+            PathBuf::from("/legacy")
+        );
+        assert_eq!(
+            r(&[
+                ("HF_HUB_CACHE", "$D/${E}/$NOPE"),
+                ("HUGGINGFACE_HUB_CACHE", "/legacy"),
+                ("D", "/d"),
+                ("E", "e")
+            ]),
             PathBuf::from("/d/e/$NOPE")
         );
-        assert_eq!(r(&[("HF_HUB_CACHE", ""), ("HF_HOME", "/h")]), PathBuf::from("/h/hub"));
+        assert_eq!(
+            r(&[("HF_HUB_CACHE", ""), ("HF_HOME", "/h")]),
+            PathBuf::from("/h/hub")
+        );
     }
 
     #[test]
     fn classification() {
-        let root = Root { path: PathBuf::from("/c"), kind: RootKind::HubCache };
+        let root = Root {
+            path: PathBuf::from("/c"),
+            kind: RootKind::HubCache,
+        };
         let c = |p: &str| classify(&root, Path::new(p));
         assert_eq!(c("/c/models--a--b/blobs/abc"), Place::RepoBlob);
-        assert_eq!(c("/c/models--a--b/blobs/abc.1234abcd.incomplete"), Place::Ignore);
+        assert_eq!(
+            c("/c/models--a--b/blobs/abc.1234abcd.incomplete"),
+            Place::Ignore
+        );
         assert_eq!(c("/c/models--a--b/blobs/abc.incomplete"), Place::Ignore);
-        assert_eq!(c("/c/models--a--b/blobs/.abc.1234abcd.shared"), Place::Ignore);
+        assert_eq!(
+            c("/c/models--a--b/blobs/.abc.1234abcd.shared"),
+            Place::Ignore
+        );
         assert_eq!(c("/c/models--a--b/blobs/tmp_123"), Place::Ignore);
-        assert_eq!(c("/c/models--a--b/snapshots/0123/sub/model.bin"), Place::Snapshot);
+        assert_eq!(
+            c("/c/models--a--b/snapshots/0123/sub/model.bin"),
+            Place::Snapshot
+        );
         assert_eq!(c("/c/models--a--b/snapshots/0123"), Place::Container);
         assert_eq!(c("/c/models--a--b/refs/main"), Place::Ignore);
         assert_eq!(c("/c/models--a--b/.no_exist/0123/x"), Place::Ignore);
@@ -369,8 +423,17 @@ mod tests {
         assert_eq!(c("/c/blobs/ab"), Place::Container);
         assert_eq!(c("/c/blobs/.huggingface-shared-blobs"), Place::Container);
         assert_eq!(c("/c/CACHEDIR.TAG"), Place::Ignore);
-        let local = Root { path: PathBuf::from("/l"), kind: RootKind::LocalDir };
+        let local = Root {
+            path: PathBuf::from("/l"),
+            kind: RootKind::LocalDir,
+        };
         assert_eq!(classify(&local, Path::new("/l/model.pt")), Place::LocalFile);
-        assert_eq!(classify(&local, Path::new("/l/.cache/huggingface/download/x.incomplete")), Place::Ignore);
+        assert_eq!(
+            classify(
+                &local,
+                Path::new("/l/.cache/huggingface/download/x.incomplete")
+            ),
+            Place::Ignore
+        );
     }
 }

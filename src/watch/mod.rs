@@ -111,10 +111,14 @@ fn prepare_roots(cfg: &WatchConfig) -> Result<Vec<Root>, WatchError> {
     for (path, kind) in all {
         // huggingface_hub creates the cache on first download; creating it
         // now lets the watch exist before that download.
-        std::fs::create_dir_all(path)
-            .map_err(|source| WatchError::Io { context: format!("cannot create {}", path.display()), source })?;
-        let path = std::fs::canonicalize(path)
-            .map_err(|source| WatchError::Io { context: format!("cannot resolve {}", path.display()), source })?;
+        std::fs::create_dir_all(path).map_err(|source| WatchError::Io {
+            context: format!("cannot create {}", path.display()),
+            source,
+        })?;
+        let path = std::fs::canonicalize(path).map_err(|source| WatchError::Io {
+            context: format!("cannot resolve {}", path.display()),
+            source,
+        })?;
         if !roots.iter().any(|r| r.path == path) {
             roots.push(Root { path, kind });
         }
@@ -132,7 +136,10 @@ pub fn run(cfg: WatchConfig, scanner: Scanner) -> Result<RunSummary, WatchError>
         .enable_all()
         .max_blocking_threads(cfg.jobs.max(1))
         .build()
-        .map_err(|source| WatchError::Io { context: "cannot start the runtime".into(), source })?;
+        .map_err(|source| WatchError::Io {
+            context: "cannot start the runtime".into(),
+            source,
+        })?;
     rt.block_on(daemon::run(engine.clone(), cfg.once, cfg.jobs))?;
     let c = &engine.counters;
     Ok(RunSummary {
