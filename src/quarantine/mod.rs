@@ -136,9 +136,10 @@ pub struct Record {
 #[derive(Debug, Clone)]
 pub struct Request {
     pub path: PathBuf,
-    /// (device, inode) of the file that was hashed and scanned; the
-    /// quarantine is refused if the path now names another file.
-    pub identity: (u64, u64),
+    /// [`stat_key`] of the file that was hashed and scanned; the
+    /// quarantine is refused if the path now names another file or the file
+    /// changed.
+    pub stat_key: String,
     pub sha256: String,
     pub links: Vec<Link>,
     pub display: String,
@@ -210,6 +211,23 @@ fn private_dir(dir: &Path) -> Result<(), Error> {
     fs::create_dir_all(dir).ctx(|| format!("cannot create {}", dir.display()))?;
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
         .ctx(|| format!("cannot chmod {}", dir.display()))
+}
+
+/// A file's identity and version on disk: device, inode, size, mtime and
+/// ctime (nanoseconds). ctime cannot be set from user space, so content
+/// written in place, or a new file that reuses the inode number, never keeps
+/// the key.
+pub fn stat_key(m: &fs::Metadata) -> String {
+    format!(
+        "{}:{}:{}:{}.{}:{}.{}",
+        m.dev(),
+        m.ino(),
+        m.len(),
+        m.mtime(),
+        m.mtime_nsec(),
+        m.ctime(),
+        m.ctime_nsec()
+    )
 }
 
 /// The bytes of the tombstone for one quarantine.
@@ -390,7 +408,7 @@ impl Store {
         let _lock = self.lock()?;
         let meta = fs::symlink_metadata(&req.path)
             .ctx(|| format!("cannot stat {}", req.path.display()))?;
-        if !meta.file_type().is_file() || (meta.dev(), meta.ino()) != req.identity {
+        if !meta.file_type().is_file() || stat_key(&meta) != req.stat_key {
             return Err(Error::Conflict(format!(
                 "{} changed since it was scanned",
                 req.path.display()
@@ -802,7 +820,7 @@ mod tests {
         let m = fs::metadata(path).unwrap();
         Request {
             path: path.to_path_buf(),
-            identity: (m.dev(), m.ino()),
+            stat_key: stat_key(&m),
             sha256: fsio::sha256_file(path).unwrap(),
             links: vec![],
             display: "x".into(),
@@ -872,6 +890,7 @@ mod tests {
         let f = dir.path().join("blob");
         fs::write(&f, b"bad").unwrap();
         let req = request(&f);
+        std::thread::sleep(Duration::from_millis(5));
         fs::remove_file(&f).unwrap();
         fs::write(&f, b"new").unwrap();
         assert!(matches!(store.quarantine(req), Err(Error::Conflict(_))));

@@ -14,7 +14,6 @@
 use std::collections::HashSet;
 use std::fs;
 use std::io;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
@@ -22,7 +21,7 @@ use std::sync::{Condvar, Mutex};
 use super::hf_cache::{self, Place, Root};
 use super::{Action, daemon_action};
 use crate::quarantine::db::{CachedScan, ListKind};
-use crate::quarantine::{self, Link, Request, Store};
+use crate::quarantine::{self, Link, Request, Store, stat_key};
 use crate::scan::{FileReport, Scanner};
 
 /// The engine version that keys the scan cache: a new release rescans.
@@ -83,19 +82,6 @@ impl Drop for BusyGuard<'_> {
         busy.remove(&self.path);
         self.engine.idle.notify_all();
     }
-}
-
-fn stat_key(m: &fs::Metadata) -> String {
-    format!(
-        "{}:{}:{}:{}.{}:{}.{}",
-        m.dev(),
-        m.ino(),
-        m.len(),
-        m.mtime(),
-        m.mtime_nsec(),
-        m.ctime(),
-        m.ctime_nsec()
-    )
 }
 
 fn action_name(a: Action) -> &'static str {
@@ -323,7 +309,7 @@ impl Engine {
                 }
                 let req = Request {
                     path: real.clone(),
-                    identity: (meta.dev(), meta.ino()),
+                    stat_key: key.clone(),
                     sha256: sha.clone(),
                     links,
                     display: display_str,
