@@ -8,8 +8,11 @@
 //! | 2 | operational error: unreadable path, bad arguments |
 //! | 3 | configuration error: the policy file is invalid |
 
+mod quarantine;
 mod rules;
 mod scan;
+mod service;
+mod watch;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -35,6 +38,12 @@ enum Command {
     Scan(scan::ScanArgs),
     /// List the detection rules, or explain one.
     Rules(rules::RulesArgs),
+    /// Watch the Hugging Face cache and quarantine unsafe downloads.
+    Watch(watch::WatchArgs),
+    /// List, inspect, restore or delete quarantined files.
+    Quarantine(quarantine::QuarantineArgs),
+    /// Install the watch daemon as a systemd user unit or launchd agent.
+    Service(service::ServiceArgs),
 }
 
 /// Runs the CLI and maps every outcome to an exit code.
@@ -43,6 +52,9 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Scan(args) => scan::run(args),
         Command::Rules(args) => rules::run(args),
+        Command::Watch(args) => watch::run(args),
+        Command::Quarantine(args) => quarantine::run(args),
+        Command::Service(args) => service::run(args),
     };
     match result {
         Ok(code) => code,
