@@ -54,7 +54,7 @@ use std::time::Duration;
 
 /// The first bytes of every tombstone. Starts with NUL so that no loader
 /// mistakes it for a model (see the module documentation).
-pub const TOMBSTONE_MAGIC: &[u8] = b"\0MODELGATE-QUARANTINED\n";
+pub use crate::scan::sniff::TOMBSTONE_MAGIC;
 
 /// The tool version recorded with every quarantine.
 pub const TOOL_VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -364,6 +364,11 @@ fn dispatch(cx: &mut Ctx, data: &[u8], name: &str, format: Format) {
         Format::TfLite => formats::tflite::scan(cx, data),
         Format::Onnx => formats::onnx::scan(cx, data),
         Format::SavedModel => formats::savedmodel::scan_pb(cx, data),
+        Format::Tombstone => {
+            if cx.depth() == 0 {
+                cx.skipped = Some("quarantined by modelgate (tombstone)".to_string());
+            }
+        }
         Format::Text | Format::Image | Format::Unknown => {
             if format == Format::Unknown && sniff::claims_pickle_format(name) {
                 cx.inconclusive(

@@ -24,6 +24,8 @@ pub enum Format {
     TfLite,
     Onnx,
     SavedModel,
+    /// What modelgate's quarantine leaves in place of a quarantined file.
+    Tombstone,
     Text,
     Image,
     Unknown,
@@ -48,6 +50,7 @@ impl Format {
             Format::TfLite => "tflite",
             Format::Onnx => "onnx",
             Format::SavedModel => "savedmodel",
+            Format::Tombstone => "modelgate-tombstone",
             Format::Text => "text",
             Format::Image => "image",
             Format::Unknown => "unknown",
@@ -71,11 +74,25 @@ impl Format {
     }
 }
 
+/// First bytes of a quarantine tombstone. The NUL makes every unpickler and
+/// header parser fail on it at once.
+pub const TOMBSTONE_MAGIC: &[u8] = b"\0MODELGATE-QUARANTINED\n";
+/// Tombstones are a few hundred bytes of text. Anything longer that starts
+/// with the magic could be a real archive behind it (zip readers start from
+/// the end), so it is scanned like any other file.
+const MAX_TOMBSTONE_BYTES: usize = 4096;
+
 /// HDF5 superblocks sit at 0, 512, 1024, 2048, … (a user block may precede).
 const HDF5_MAGIC: &[u8] = b"\x89HDF\r\n\x1a\n";
 
 pub fn sniff(data: &[u8], name: &str) -> Format {
     let starts = |m: &[u8]| data.starts_with(m);
+    if starts(TOMBSTONE_MAGIC)
+        && data.len() <= MAX_TOMBSTONE_BYTES
+        && std::str::from_utf8(&data[TOMBSTONE_MAGIC.len()..]).is_ok()
+    {
+        return Format::Tombstone;
+    }
     if starts(b"PK\x03\x04") || starts(b"PK\x05\x06") || starts(b"PK\x07\x08") {
         return Format::Zip;
     }
@@ -301,6 +318,15 @@ mod tests {
             Format::Text
         );
         assert_eq!(sniff(b"[PAD]\n[UNK]\n", "vocab.txt"), Format::Text);
+    }
+
+    #[test]
+    fn tombstones_are_recognised_but_cannot_hide_an_archive() {
+        let mut t = TOMBSTONE_MAGIC.to_vec();
+        t.extend_from_slice(b"quarantine id: q1\n");
+        assert_eq!(sniff(&t, "model.bin"), Format::Tombstone);
+        t.extend_from_slice(&[0xff; 8192]);
+        assert_ne!(sniff(&t, "model.bin"), Format::Tombstone);
     }
 
     #[test]
