@@ -169,6 +169,12 @@ fn report(cx: &mut Ctx, data: &[u8], stream: &Stream) {
                     cx.scan_member(&name, payload);
                 }
             }
+            Event::OpaquePayload { offset, detail } => cx.report(
+                &rules::OPAQUE_PAYLOAD,
+                Some(*offset as u64),
+                "hands a byte payload computed at load time to a loader that unpickles it unscanned",
+                Some(detail.clone()),
+            ),
             Event::ObjectArray { offset } => cx.report_as(
                 &rules::OBJECT_ARRAY,
                 Verdict::Info,
