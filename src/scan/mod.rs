@@ -353,9 +353,13 @@ fn dispatch(cx: &mut Ctx, data: &[u8], name: &str, format: Format) {
         Format::Zip => archive::zip::scan(cx, data),
         Format::Tar => archive::tar::scan(cx, data),
         Format::SevenZ => archive::sevenz::scan(cx, data),
-        Format::Gzip | Format::Bzip2 | Format::Xz | Format::Lzma | Format::Zlib => {
-            archive::compress::scan(cx, data, format)
-        }
+        Format::Gzip
+        | Format::Bzip2
+        | Format::Xz
+        | Format::Lzma
+        | Format::Zlib
+        | Format::Zstd
+        | Format::Lz4 => archive::compress::scan(cx, data, format),
         Format::Pickle => pickle::scan(cx, data),
         Format::Numpy => formats::numpy::scan(cx, data),
         Format::Hdf5 => formats::hdf5::scan(cx, data),

@@ -15,6 +15,9 @@ pub enum Format {
     /// Raw LZMA ("alone") stream, as joblib's `.lzma` compressor writes.
     Lzma,
     Zlib,
+    Zstd,
+    /// LZ4 frame, as joblib's `lz4` compressor writes.
+    Lz4,
     SevenZ,
     Pickle,
     Numpy,
@@ -41,6 +44,8 @@ impl Format {
             Format::Xz => "xz",
             Format::Lzma => "lzma",
             Format::Zlib => "zlib",
+            Format::Zstd => "zstd",
+            Format::Lz4 => "lz4",
             Format::SevenZ => "7z",
             Format::Pickle => "pickle",
             Format::Numpy => "numpy",
@@ -104,6 +109,12 @@ pub fn sniff(data: &[u8], name: &str) -> Format {
     }
     if starts(b"\xfd7zXZ\x00") {
         return Format::Xz;
+    }
+    if starts(b"\x28\xb5\x2f\xfd") {
+        return Format::Zstd;
+    }
+    if starts(b"\x04\x22\x4d\x18") {
+        return Format::Lz4;
     }
     if starts(b"7z\xbc\xaf\x27\x1c") {
         return Format::SevenZ;
