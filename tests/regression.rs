@@ -228,3 +228,15 @@ fn zstd_and_lz4_wrapped_pickles_are_scanned() {
     let lz4 = enc.finish().unwrap();
     assert_malicious(&scan("model.joblib", &lz4), "PKL001");
 }
+
+/// A zip appended after a valid safetensors body: zip readers open it from
+/// the end, so its members are scanned (as data trailing the tensors).
+#[test]
+fn safetensors_with_appended_zip() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/rules/PKL001/bad_zip_after_safetensors.safetensors"
+    );
+    let r = scan("model.safetensors", &std::fs::read(path).unwrap());
+    assert_malicious(&r, "PKL001");
+}

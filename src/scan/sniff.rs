@@ -125,13 +125,16 @@ pub fn sniff(data: &[u8], name: &str) -> Format {
     if starts(b"GGUF") {
         return Format::Gguf;
     }
+    // A PROTO opcode at byte 0 decides before formats whose magic sits
+    // further in (TFLite at 4, HDF5 after a user block, safetensors' `{` at
+    // 8): a pickle can carry those bytes inside its first string argument.
+    if matches!(data, [0x80, 2..=5, ..]) && pickle::looks_like_pickle(data) {
+        return Format::Pickle;
+    }
     if data.len() >= 8 && &data[4..8] == b"TFL3" {
         return Format::TfLite;
     }
-    if [0usize, 512, 1024, 2048]
-        .iter()
-        .any(|&o| data.get(o..o + 8) == Some(HDF5_MAGIC))
-    {
+    if hdf5_superblock_offset(data).is_some() {
         return Format::Hdf5;
     }
     if looks_like_safetensors(data) {
@@ -183,6 +186,15 @@ pub fn base_name(name: &str) -> &str {
     name.rsplit(['/', '\\']).next().unwrap_or(name)
 }
 
+/// Where the HDF5 superblock starts: 0, or after a user block of 512,
+/// 1024, 2048, … bytes (whatever the user block holds is read by nobody
+/// but whoever put it there, so it is scanned too).
+pub fn hdf5_superblock_offset(data: &[u8]) -> Option<usize> {
+    [0usize, 512, 1024, 2048, 4096, 8192]
+        .into_iter()
+        .find(|&o| data.get(o..o + 8) == Some(HDF5_MAGIC))
+}
+
 /// safetensors: an 8-byte little-endian header length, then a JSON object.
 /// The length itself is not trusted here (hostile lengths are findings of
 /// the safetensors parser), only the shape of the first header bytes.
@@ -194,7 +206,7 @@ fn looks_like_safetensors(data: &[u8]) -> bool {
 
 /// An archive whose first member is preceded by other data (a self-extracting
 /// stub, or a polyglot) still loads in readers that start from the end.
-fn looks_like_zip_without_local_header(data: &[u8]) -> bool {
+pub fn looks_like_zip_without_local_header(data: &[u8]) -> bool {
     let tail_start = data.len().saturating_sub(22 + 65_535);
     data.len() >= 22 && memfind(&data[tail_start..], b"PK\x05\x06").is_some() && !is_text(data)
 }

@@ -206,6 +206,9 @@ pub fn looks_like_complete_pickle(data: &[u8]) -> bool {
     probe(data)
 }
 
+/// Opcodes after which a probe accepts a stream whatever its ending.
+const PROBE_CONVINCING_OPCODES: u64 = 1_000;
+
 fn probe(data: &[u8]) -> bool {
     let limits = Limits {
         max_pickle_opcodes: 10_000,
@@ -215,6 +218,9 @@ fn probe(data: &[u8]) -> bool {
     let stream = walker::walk(head, 0, &limits, &GlobalLists::default());
     match stream.end {
         End::Stop { .. } => stream.opcodes >= 2,
+        // Thousands of valid opcodes are no accident of text: a payload
+        // padded past the probe's budget is still a pickle.
+        _ if stream.opcodes >= PROBE_CONVINCING_OPCODES => true,
         // A broken stream is still a pickle when it imported something with
         // a plausible name and called it (a payload then a break).
         _ => stream
