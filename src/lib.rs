@@ -3,4 +3,5 @@
 //! The [`scan`] module is the detection core; everything else is an adapter
 //! around it.
 
+pub mod policy;
 pub mod scan;
