@@ -4,4 +4,5 @@
 //! around it.
 
 pub mod policy;
+pub mod report;
 pub mod scan;

@@ -19,6 +19,7 @@ pub const EXIT_FINDINGS: u8 = 1;
 /// Exit code for operational errors (I/O, arguments).
 pub const EXIT_ERROR: u8 = 2;
 /// Exit code for an invalid policy file.
+#[allow(dead_code)] // used by the policy subcommands
 pub const EXIT_CONFIG: u8 = 3;
 
 #[derive(Debug, Parser)]

@@ -18,7 +18,11 @@ pub fn run(args: RulesArgs) -> anyhow::Result<ExitCode> {
     match args.id {
         None => {
             for r in rules::all() {
-                writeln!(out, "{:<8} {:<11} {:<32} {}", r.id, r.verdict, r.name, r.summary)?;
+                writeln!(
+                    out,
+                    "{:<8} {:<11} {:<32} {}",
+                    r.id, r.verdict, r.name, r.summary
+                )?;
             }
         }
         Some(key) => {

@@ -74,7 +74,10 @@ impl Scanner {
     /// parts a parser touches are read: a 10 GB checkpoint costs its pickle
     /// and headers, not its tensors.
     pub fn scan_file(&self, path: &Path, display: &str) -> Result<FileReport, ScanError> {
-        let io = |source| ScanError::Io { path: path.to_path_buf(), source };
+        let io = |source| ScanError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
         let file = std::fs::File::open(path).map_err(io)?;
         let len = file.metadata().map_err(io)?.len();
         if len == 0 {
@@ -177,7 +180,13 @@ impl<'s> Ctx<'s> {
     }
 
     /// Reports a finding with the rule's default verdict.
-    pub fn report(&mut self, rule: &'static Rule, offset: Option<u64>, message: impl Into<String>, evidence: Option<String>) {
+    pub fn report(
+        &mut self,
+        rule: &'static Rule,
+        offset: Option<u64>,
+        message: impl Into<String>,
+        evidence: Option<String>,
+    ) {
         self.report_as(rule, rule.verdict, offset, message, evidence);
     }
 
@@ -194,14 +203,22 @@ impl<'s> Ctx<'s> {
             rule,
             verdict,
             message: message.into(),
-            location: Location { members: self.members.clone(), offset },
+            location: Location {
+                members: self.members.clone(),
+                offset,
+            },
             evidence: evidence.map(|e| finding::evidence(&e)),
         });
     }
 
     /// Reports that part of the input could not be inspected: a finding of
     /// `rule` (normally GEN001 or GEN002) and an inconclusive scan status.
-    pub fn inconclusive(&mut self, rule: &'static Rule, offset: Option<u64>, reason: impl Into<String>) {
+    pub fn inconclusive(
+        &mut self,
+        rule: &'static Rule,
+        offset: Option<u64>,
+        reason: impl Into<String>,
+    ) {
         let reason = reason.into();
         let where_ = if self.members.is_empty() {
             String::new()
@@ -221,7 +238,11 @@ impl<'s> Ctx<'s> {
         if Instant::now() > self.deadline {
             self.timed_out = true;
             let ms = self.limits().max_scan_millis;
-            self.inconclusive(&rules::LIMIT_EXCEEDED, None, format!("scan time budget of {ms} ms exhausted"));
+            self.inconclusive(
+                &rules::LIMIT_EXCEEDED,
+                None,
+                format!("scan time budget of {ms} ms exhausted"),
+            );
             return false;
         }
         true
@@ -245,7 +266,9 @@ impl<'s> Ctx<'s> {
 
     /// What is left of the decompression budget.
     pub fn decompression_left(&self) -> u64 {
-        self.limits().max_decompressed_bytes.saturating_sub(self.decompressed)
+        self.limits()
+            .max_decompressed_bytes
+            .saturating_sub(self.decompressed)
     }
 
     /// Scans an archive member (or a decompressed stream) as a blob of its
@@ -269,19 +292,32 @@ impl<'s> Ctx<'s> {
         self.members.pop();
     }
 
+    /// Runs `f` with `name` appended to the location chain, for members a
+    /// container parser dispatches itself (e.g. a Keras `config.json`).
+    pub fn in_member<R>(&mut self, name: &str, f: impl FnOnce(&mut Ctx) -> R) -> R {
+        self.members.push(name.to_string());
+        let r = f(self);
+        self.members.pop();
+        r
+    }
+
     fn finish(mut self, display: &str, size: u64) -> FileReport {
         dedupe(&mut self.findings);
         let status = if !self.inconclusive.is_empty() {
-            ScanStatus::Inconclusive { reasons: self.inconclusive }
+            ScanStatus::Inconclusive {
+                reasons: self.inconclusive,
+            }
         } else if let Some(reason) = self.skipped {
             ScanStatus::Skipped { reason }
         } else {
             ScanStatus::Complete
         };
-        let format = self
-            .top_kind
-            .map(str::to_string)
-            .unwrap_or_else(|| self.top_format.unwrap_or(Format::Unknown).name().to_string());
+        let format = self.top_kind.map(str::to_string).unwrap_or_else(|| {
+            self.top_format
+                .unwrap_or(Format::Unknown)
+                .name()
+                .to_string()
+        });
         FileReport {
             path: display.to_string(),
             format,
@@ -306,7 +342,10 @@ fn dispatch(cx: &mut Ctx, data: &[u8], name: &str, format: Format) {
         cx.report(
             &rules::DISGUISED_FORMAT,
             None,
-            format!("named like a safe format but the content is {}", format.name()),
+            format!(
+                "named like a safe format but the content is {}",
+                format.name()
+            ),
             Some(sniff::base_name(name).to_string()),
         );
     }

@@ -57,12 +57,17 @@ impl Format {
     /// Formats whose loaders can run code or that wrap such formats: a file
     /// *named* as a safe format but holding one of these is a disguise.
     pub fn can_execute(self) -> bool {
-        matches!(self, Format::Pickle | Format::Zip | Format::Tar | Format::SevenZ | Format::Numpy)
-            || self.is_compression()
+        matches!(
+            self,
+            Format::Pickle | Format::Zip | Format::Tar | Format::SevenZ | Format::Numpy
+        ) || self.is_compression()
     }
 
     pub fn is_compression(self) -> bool {
-        matches!(self, Format::Gzip | Format::Bzip2 | Format::Xz | Format::Lzma | Format::Zlib)
+        matches!(
+            self,
+            Format::Gzip | Format::Bzip2 | Format::Xz | Format::Lzma | Format::Zlib
+        )
     }
 }
 
@@ -95,7 +100,10 @@ pub fn sniff(data: &[u8], name: &str) -> Format {
     if data.len() >= 8 && &data[4..8] == b"TFL3" {
         return Format::TfLite;
     }
-    if [0usize, 512, 1024, 2048].iter().any(|&o| data.get(o..o + 8) == Some(HDF5_MAGIC)) {
+    if [0usize, 512, 1024, 2048]
+        .iter()
+        .any(|&o| data.get(o..o + 8) == Some(HDF5_MAGIC))
+    {
         return Format::Hdf5;
     }
     if looks_like_safetensors(data) {
@@ -144,7 +152,9 @@ pub fn base_name(name: &str) -> &str {
 /// The length itself is not trusted here (hostile lengths are findings of
 /// the safetensors parser), only the shape of the first header bytes.
 fn looks_like_safetensors(data: &[u8]) -> bool {
-    data.len() >= 10 && data[8] == b'{' && matches!(data[9], b'"' | b'}' | b' ' | b'\n' | b'\r' | b'\t')
+    data.len() >= 10
+        && data[8] == b'{'
+        && matches!(data[9], b'"' | b'}' | b' ' | b'\n' | b'\r' | b'\t')
 }
 
 /// An archive whose first member is preceded by other data (a self-extracting
@@ -198,7 +208,13 @@ fn is_old_tar(data: &[u8]) -> bool {
     let sum: u64 = header
         .iter()
         .enumerate()
-        .map(|(i, &b)| if (148..156).contains(&i) { 32 } else { u64::from(b) })
+        .map(|(i, &b)| {
+            if (148..156).contains(&i) {
+                32
+            } else {
+                u64::from(b)
+            }
+        })
         .sum();
     sum == stored && header[0] != 0
 }
@@ -243,9 +259,11 @@ pub fn claims_safe_format(name: &str) -> bool {
 /// is reported rather than skipped.
 pub fn claims_pickle_format(name: &str) -> bool {
     let lower = base_name(name).to_ascii_lowercase();
-    [".pkl", ".pickle", ".pt", ".pth", ".ckpt", ".joblib", ".dill", ".npy", ".npz", ".pth.tar"]
-        .iter()
-        .any(|ext| lower.ends_with(ext))
+    [
+        ".pkl", ".pickle", ".pt", ".pth", ".ckpt", ".joblib", ".dill", ".npy", ".npz", ".pth.tar",
+    ]
+    .iter()
+    .any(|ext| lower.ends_with(ext))
 }
 
 #[cfg(test)]
@@ -254,15 +272,27 @@ mod tests {
 
     #[test]
     fn magic_beats_extension() {
-        assert_eq!(sniff(b"\x80\x04\x95\x05\x00\x00\x00\x00\x00\x00\x00N.", "model.safetensors"), Format::Pickle);
+        assert_eq!(
+            sniff(
+                b"\x80\x04\x95\x05\x00\x00\x00\x00\x00\x00\x00N.",
+                "model.safetensors"
+            ),
+            Format::Pickle
+        );
         assert_eq!(sniff(b"PK\x03\x04rest", "weights"), Format::Zip);
         assert_eq!(sniff(b"GGUF\x03\x00\x00\x00", "x.bin"), Format::Gguf);
     }
 
     #[test]
     fn text_is_text() {
-        assert_eq!(sniff(b"# README\nsome words about os.system\n", "README.md"), Format::Text);
-        assert_eq!(sniff(b"import torch\nmodel = torch.load('x')\n", "train.py"), Format::Text);
+        assert_eq!(
+            sniff(b"# README\nsome words about os.system\n", "README.md"),
+            Format::Text
+        );
+        assert_eq!(
+            sniff(b"import torch\nmodel = torch.load('x')\n", "train.py"),
+            Format::Text
+        );
         assert_eq!(sniff(b"[PAD]\n[UNK]\n", "vocab.txt"), Format::Text);
     }
 

@@ -1,3 +1,107 @@
-//! WIP
-use crate::scan::Ctx;
-pub fn scan(_cx: &mut Ctx, _data: &[u8]) {}
+//! Tar archives (PyTorch's ancient `tar` checkpoint format, exported model
+//! folders). Members are sliced out of the input without copying; names and
+//! link targets that escape the extraction directory are findings.
+
+use super::zip::check_path;
+use crate::scan::{Ctx, rules};
+
+pub fn scan(cx: &mut Ctx, data: &[u8]) {
+    let mut archive = tar::Archive::new(data);
+    let entries = match archive.entries() {
+        Ok(entries) => entries,
+        Err(e) => {
+            cx.inconclusive(
+                &rules::UNPARSEABLE,
+                None,
+                format!("tar archive unreadable: {e}"),
+            );
+            return;
+        }
+    };
+    let is_torch_legacy = has_torch_legacy_layout(data);
+    if is_torch_legacy {
+        cx.set_kind("pytorch-legacy");
+    }
+    let mut count = 0u64;
+    for entry in entries {
+        if !cx.in_time() {
+            return;
+        }
+        count += 1;
+        if count > cx.limits().max_archive_members {
+            let max = cx.limits().max_archive_members;
+            cx.inconclusive(
+                &rules::LIMIT_EXCEEDED,
+                None,
+                format!("tar archive has more than {max} members"),
+            );
+            return;
+        }
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(e) => {
+                cx.inconclusive(
+                    &rules::UNPARSEABLE,
+                    None,
+                    format!("tar archive breaks after {count} members: {e}"),
+                );
+                return;
+            }
+        };
+        let offset = entry.raw_header_position();
+        let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        check_path(cx, &name, offset);
+        let kind = entry.header().entry_type();
+        if kind.is_symlink() || kind.is_hard_link() {
+            if let Some(target) = entry
+                .link_name_bytes()
+                .map(|t| String::from_utf8_lossy(&t).into_owned())
+            {
+                let escapes = target.starts_with('/') || target.split('/').any(|c| c == "..");
+                if escapes {
+                    cx.report(
+                        &rules::ARCHIVE_PATH_TRAVERSAL,
+                        Some(offset),
+                        format!("member `{name}` links to `{target}`, outside the archive"),
+                        Some(format!("{name} -> {target}")),
+                    );
+                }
+            }
+            continue;
+        }
+        if !kind.is_file() {
+            continue;
+        }
+        let start = entry.raw_file_position();
+        let end = start.checked_add(entry.size());
+        let Some(content) = end.and_then(|end| data.get(start as usize..end as usize)) else {
+            cx.in_member(&name, |cx| {
+                cx.inconclusive(
+                    &rules::UNPARSEABLE,
+                    Some(offset),
+                    "member data runs past the end of the archive",
+                )
+            });
+            return;
+        };
+        cx.scan_member(&name, content);
+    }
+}
+
+/// The legacy format's four members, in any order.
+fn has_torch_legacy_layout(data: &[u8]) -> bool {
+    let mut archive = tar::Archive::new(data);
+    let Ok(entries) = archive.entries() else {
+        return false;
+    };
+    let names: Vec<String> = entries
+        .take(16)
+        .filter_map(|e| {
+            e.ok()
+                .map(|e| String::from_utf8_lossy(&e.path_bytes()).into_owned())
+        })
+        .collect();
+    ["sys_info", "pickle", "storages", "tensors"]
+        .iter()
+        .all(|n| names.iter().any(|m| m == n))
+}

@@ -26,7 +26,10 @@ pub static ZIP_NAME_MISMATCH: Rule = Rule {
         scanners built on zipfile have been bypassed this way (CVE-2025-1944).",
     remediation: "Do not load the file; re-export the checkpoint with torch.save or, better, \
         as safetensors.",
-    references: &["CVE-2025-1944", "https://github.com/protectai/modelscan/issues/263"],
+    references: &[
+        "CVE-2025-1944",
+        "https://github.com/protectai/modelscan/issues/263",
+    ],
 };
 
 pub static ZIP_EVASION_FLAGS: Rule = Rule {
@@ -51,7 +54,10 @@ pub static ARCHIVE_PATH_TRAVERSAL: Rule = Rule {
         archive overwrite or expose arbitrary files when the archive is extracted (tar slip, zip \
         slip). Model archives have no reason to contain them.",
     remediation: "Do not extract the archive. Delete it or ask the publisher for a clean export.",
-    references: &["CVE-2024-5187", "https://snyk.io/research/zip-slip-vulnerability"],
+    references: &[
+        "CVE-2024-5187",
+        "https://snyk.io/research/zip-slip-vulnerability",
+    ],
 };
 
 pub static DUPLICATE_MEMBER: Rule = Rule {

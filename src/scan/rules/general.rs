@@ -58,4 +58,9 @@ pub static UNRECOGNISED_MODEL: Rule = Rule {
     references: &[],
 };
 
-pub(super) static RULES: &[&Rule] = &[&UNPARSEABLE, &LIMIT_EXCEEDED, &DISGUISED_FORMAT, &UNRECOGNISED_MODEL];
+pub(super) static RULES: &[&Rule] = &[
+    &UNPARSEABLE,
+    &LIMIT_EXCEEDED,
+    &DISGUISED_FORMAT,
+    &UNRECOGNISED_MODEL,
+];

@@ -63,7 +63,12 @@ mod tests {
         for r in all() {
             assert!(ids.insert(r.id), "duplicate rule id {}", r.id);
             assert!(names.insert(r.name), "duplicate rule name {}", r.name);
-            assert!(r.id.len() >= 5 && r.id.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()));
+            assert!(
+                r.id.len() >= 5
+                    && r.id
+                        .chars()
+                        .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+            );
             assert!(r.name.chars().all(|c| c.is_ascii_lowercase() || c == '-'));
             assert_ne!(r.verdict, Verdict::Clean, "{} has no severity", r.id);
             for text in [r.summary, r.explanation, r.remediation] {

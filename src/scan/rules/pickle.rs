@@ -17,7 +17,10 @@ pub static DANGEROUS_GLOBAL: Rule = Rule {
         `builtins.exec`, `runpy._run_code` or `pip.main` run arbitrary code the moment the file \
         is loaded.",
     remediation: CONVERT,
-    references: &["https://docs.python.org/3/library/pickle.html#restricting-globals", "MITRE ATLAS AML.T0011.000"],
+    references: &[
+        "https://docs.python.org/3/library/pickle.html#restricting-globals",
+        "MITRE ATLAS AML.T0011.000",
+    ],
 };
 
 pub static UNKNOWN_GLOBAL: Rule = Rule {
@@ -44,7 +47,10 @@ pub static UNRESOLVED_GLOBAL: Rule = Rule {
         string constant hide which function will be imported, which is how scanners are \
         bypassed.",
     remediation: CONVERT,
-    references: &["https://github.com/mmaitre314/picklescan/issues/22", "GHSA-9gvj-pp9x-gcfr"],
+    references: &[
+        "https://github.com/mmaitre314/picklescan/issues/22",
+        "GHSA-9gvj-pp9x-gcfr",
+    ],
 };
 
 pub static EXTENSION_REGISTRY: Rule = Rule {
@@ -70,7 +76,10 @@ pub static GLOBAL_ATTRIBUTE_POISONING: Rule = Rule {
         `os.system` as `numpy.prod.a`), so later, innocent-looking imports resolve to dangerous \
         functions.",
     remediation: CONVERT,
-    references: &["https://github.com/protectai/modelscan/issues/85", "https://github.com/protectai/modelscan/issues/330"],
+    references: &[
+        "https://github.com/protectai/modelscan/issues/85",
+        "https://github.com/protectai/modelscan/issues/330",
+    ],
 };
 
 pub static MALFORMED_STREAM: Rule = Rule {
@@ -82,7 +91,9 @@ pub static MALFORMED_STREAM: Rule = Rule {
         already run when the load fails. Pickles broken on purpose right after a payload \
         (the nullifAI technique) make scanners that need a complete stream give up.",
     remediation: CONVERT,
-    references: &["https://www.reversinglabs.com/blog/rl-identifies-malware-ml-model-hosted-on-hugging-face"],
+    references: &[
+        "https://www.reversinglabs.com/blog/rl-identifies-malware-ml-model-hosted-on-hugging-face",
+    ],
 };
 
 pub static DYNAMIC_ATTRIBUTE: Rule = Rule {

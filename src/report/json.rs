@@ -1,0 +1,99 @@
+//! The JSON report. Its shape is a stable interface (documented in the
+//! README and pinned by a snapshot test): bump `SCHEMA_VERSION` on any
+//! incompatible change.
+
+use serde::Serialize;
+
+use super::Summary;
+use crate::scan::{FileReport, Finding, Location, ScanStatus, Verdict};
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Serialize)]
+pub struct Document<'a> {
+    pub schema_version: u32,
+    pub tool: Tool,
+    pub files: Vec<JsonFile<'a>>,
+    pub errors: Vec<JsonError>,
+    pub summary: Summary,
+}
+
+#[derive(Serialize)]
+pub struct Tool {
+    pub name: &'static str,
+    pub version: &'static str,
+}
+
+impl Default for Tool {
+    fn default() -> Self {
+        Tool {
+            name: "modelgate",
+            version: env!("CARGO_PKG_VERSION"),
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct JsonFile<'a> {
+    pub path: &'a str,
+    pub format: &'a str,
+    pub size: u64,
+    pub verdict: Verdict,
+    pub status: &'a ScanStatus,
+    pub findings: Vec<JsonFinding<'a>>,
+}
+
+#[derive(Serialize)]
+pub struct JsonFinding<'a> {
+    pub rule: &'static str,
+    pub name: &'static str,
+    pub verdict: Verdict,
+    pub message: &'a str,
+    pub location: &'a Location,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<&'a str>,
+    pub remediation: &'static str,
+}
+
+#[derive(Serialize)]
+pub struct JsonError {
+    pub path: String,
+    pub error: String,
+}
+
+impl<'a> JsonFile<'a> {
+    pub fn new(r: &'a FileReport) -> Self {
+        JsonFile {
+            path: &r.path,
+            format: &r.format,
+            size: r.size,
+            verdict: r.verdict,
+            status: &r.status,
+            findings: r.findings.iter().map(JsonFinding::new).collect(),
+        }
+    }
+}
+
+impl<'a> JsonFinding<'a> {
+    pub fn new(f: &'a Finding) -> Self {
+        JsonFinding {
+            rule: f.rule.id,
+            name: f.rule.name,
+            verdict: f.verdict,
+            message: &f.message,
+            location: &f.location,
+            evidence: f.evidence.as_deref(),
+            remediation: f.rule.remediation,
+        }
+    }
+}
+
+pub fn document<'a>(reports: &'a [FileReport], errors: Vec<JsonError>) -> Document<'a> {
+    Document {
+        schema_version: SCHEMA_VERSION,
+        tool: Tool::default(),
+        summary: Summary::of(reports, errors.len()),
+        files: reports.iter().map(JsonFile::new).collect(),
+        errors,
+    }
+}

@@ -1,0 +1,1324 @@
+//! A symbolic pickle machine: it reads every opcode of protocols 0–5 the way
+//! `pickle.Unpickler` would, but instead of importing and calling it pushes
+//! *descriptions* of values onto a stack and into a memo. That is enough to
+//! know, for each import, which module and name it names (even when
+//! STACK_GLOBAL takes them from the memo or from protocol-0 string opcodes),
+//! what it is called with, and whether BUILD touches an imported global.
+//!
+//! It never builds Python values beyond short strings and small containers,
+//! never resolves an import, and never recurses without a depth cap. Every
+//! loop is bounded by [`Limits`]. Opcode semantics follow CPython's
+//! `Lib/pickletools.py` table and `Lib/pickle.py` `_Unpickler`.
+//!
+//! The walker is pure: it returns a [`Stream`] describing what it saw, and
+//! the caller turns that into findings. That keeps it easy to fuzz and lets
+//! the sniffer reuse it as a probe.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use super::globals::{self, Class, GlobalLists};
+use crate::scan::limits::Limits;
+
+/// Strings longer than this are kept as a prefix only: long strings are
+/// payloads or data, never module names.
+const MAX_KEPT_STR: usize = 4096;
+/// Items kept per container; the rest are counted, not stored.
+const MAX_KEPT_ITEMS: usize = 64;
+
+/// A value on the symbolic stack.
+#[derive(Debug, Clone)]
+pub enum Value {
+    Str(Rc<str>),
+    /// A string too long to keep whole (a payload, not a name).
+    LongStr(Rc<str>),
+    /// Bytes, as a range of the walked buffer (not copied).
+    Bytes {
+        start: usize,
+        end: usize,
+    },
+    Int(i64),
+    BigInt,
+    Float,
+    Bool(bool),
+    None,
+    /// An imported global; the index points into [`Stream::uses`].
+    Global(usize),
+    /// An import through the copyreg extension registry.
+    Ext(u32),
+    /// The result of calling something.
+    Call(Rc<Call>),
+    Tuple(Rc<Vec<Value>>),
+    List(Rc<RefCell<Vec<Value>>>),
+    Dict(Rc<RefCell<Vec<(Value, Value)>>>),
+    Set,
+    PersistentId,
+    /// A protocol-5 out-of-band buffer (never present in a file).
+    Buffer,
+}
+
+#[derive(Debug)]
+pub struct Call {
+    pub callee: Value,
+    pub args: Value,
+    /// What BUILD applied to the result, if anything.
+    pub state: RefCell<Option<Value>>,
+    /// Offset of the opcode that made the call.
+    pub offset: usize,
+}
+
+/// One import the unpickler would perform.
+#[derive(Debug, Clone)]
+pub struct GlobalUse {
+    pub offset: usize,
+    pub module: String,
+    pub name: String,
+    pub class: Class,
+    /// The first call made with it, rendered for evidence.
+    pub call: Option<String>,
+    /// Uses of `builtins.getattr` that matched the enum pattern only.
+    pub getattr_ok: bool,
+    /// Set when this getattr was used in any way other than the enum pattern.
+    pub getattr_bad: Option<String>,
+}
+
+impl GlobalUse {
+    pub fn qualified(&self) -> String {
+        format!("{}.{}", self.module, self.name)
+    }
+
+    fn is_getattr(&self) -> bool {
+        self.module == "builtins" && self.name == "getattr"
+    }
+}
+
+/// Something the walker saw that is a finding in itself.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// STACK_GLOBAL operands that are not constant strings.
+    Unresolved { offset: usize, detail: String },
+    /// EXT1/EXT2/EXT4.
+    Ext { offset: usize, code: u32 },
+    /// BUILD applied to an imported global.
+    Poison { offset: usize, target: String },
+    /// A call whose callee was produced by another call.
+    IndirectCall { offset: usize, detail: String },
+    /// Bytes passed to a loader; to be scanned as a nested file.
+    Nested {
+        offset: usize,
+        start: usize,
+        end: usize,
+        via: String,
+    },
+    /// A NumPy object array inside a joblib pickle (a nested pickle).
+    ObjectArray { offset: usize },
+    /// A budget ran out.
+    Budget { offset: usize, what: String },
+}
+
+/// How a stream ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum End {
+    /// STOP at this offset; the next stream (if any) starts after it.
+    Stop { next: usize },
+    /// The stream is malformed at `offset` (what a loader would raise on).
+    Error { offset: usize, reason: String },
+    /// A budget was exhausted; the rest was not inspected.
+    Budget { offset: usize },
+}
+
+/// Everything the walker learned from one pickle stream.
+#[derive(Debug)]
+pub struct Stream {
+    pub uses: Vec<GlobalUse>,
+    pub events: Vec<Event>,
+    pub end: End,
+    /// The value left by STOP, for format detection (PyTorch legacy magic).
+    pub result: Option<Value>,
+    pub opcodes: u64,
+    /// The highest protocol seen in a PROTO opcode.
+    pub protocol: u8,
+    /// Whether joblib's array wrapper appeared (the stream is a joblib file).
+    pub joblib: bool,
+}
+
+impl Stream {
+    /// Calls, imports or other activity happened: the stream is a real
+    /// pickle, not random bytes that start like one.
+    pub fn did_something(&self) -> bool {
+        !self.uses.is_empty() || !self.events.is_empty()
+    }
+}
+
+struct Walker<'a> {
+    data: &'a [u8],
+    pos: usize,
+    limits: &'a Limits,
+    extra: &'a GlobalLists,
+    stack: Vec<Value>,
+    marks: Vec<usize>,
+    memo: HashMap<u64, Value>,
+    uses: Vec<GlobalUse>,
+    events: Vec<Event>,
+    opcodes: u64,
+    protocol: u8,
+    joblib: bool,
+    nesting: u32,
+}
+
+/// Walks one pickle stream starting at `start`.
+pub fn walk(data: &[u8], start: usize, limits: &Limits, extra: &GlobalLists) -> Stream {
+    let mut w = Walker {
+        data,
+        pos: start,
+        limits,
+        extra,
+        stack: Vec::new(),
+        marks: Vec::new(),
+        memo: HashMap::new(),
+        uses: Vec::new(),
+        events: Vec::new(),
+        opcodes: 0,
+        protocol: 0,
+        joblib: false,
+        nesting: 0,
+    };
+    let (end, result) = w.run();
+    Stream {
+        uses: w.uses,
+        events: w.events,
+        end,
+        result,
+        opcodes: w.opcodes,
+        protocol: w.protocol,
+        joblib: w.joblib,
+    }
+}
+
+/// The error type inside the walker: where and why the stream breaks.
+struct Broken {
+    offset: usize,
+    reason: String,
+    budget: bool,
+}
+
+type Step<T> = Result<T, Broken>;
+
+impl<'a> Walker<'a> {
+    fn run(&mut self) -> (End, Option<Value>) {
+        match self.run_stream() {
+            Ok(next) => {
+                let result = self.stack.pop();
+                (End::Stop { next }, result)
+            }
+            Err(b) if b.budget => {
+                self.events.push(Event::Budget {
+                    offset: b.offset,
+                    what: b.reason,
+                });
+                (End::Budget { offset: b.offset }, None)
+            }
+            Err(b) => (
+                End::Error {
+                    offset: b.offset,
+                    reason: b.reason,
+                },
+                None,
+            ),
+        }
+    }
+
+    fn broken<T>(&self, offset: usize, reason: impl Into<String>) -> Step<T> {
+        Err(Broken {
+            offset,
+            reason: reason.into(),
+            budget: false,
+        })
+    }
+
+    fn budget<T>(&self, offset: usize, reason: impl Into<String>) -> Step<T> {
+        Err(Broken {
+            offset,
+            reason: reason.into(),
+            budget: true,
+        })
+    }
+
+    /// Runs opcodes until STOP; returns the offset just after it.
+    fn run_stream(&mut self) -> Step<usize> {
+        loop {
+            let at = self.pos;
+            self.opcodes += 1;
+            if self.opcodes > self.limits.max_pickle_opcodes {
+                return self.budget(
+                    at,
+                    format!(
+                        "more than {} pickle opcodes",
+                        self.limits.max_pickle_opcodes
+                    ),
+                );
+            }
+            let Some(&op) = self.data.get(at) else {
+                return self.broken(at, "stream ends without STOP (truncated)");
+            };
+            self.pos += 1;
+            if op == b'.' {
+                return Ok(self.pos);
+            }
+            self.step(op, at)?;
+            if self.stack.len() as u64 > self.limits.max_pickle_stack {
+                return self.budget(
+                    at,
+                    format!("stack deeper than {} values", self.limits.max_pickle_stack),
+                );
+            }
+        }
+    }
+
+    fn step(&mut self, op: u8, at: usize) -> Step<()> {
+        match op {
+            b'(' => {
+                if self.marks.len() as u64 >= self.limits.max_pickle_stack {
+                    return self.budget(at, "too many nested MARKs");
+                }
+                self.marks.push(self.stack.len());
+            }
+            b'0' => {
+                // POP: CPython pops the mark itself when the stack is empty
+                // above the topmost mark.
+                if self.marks.last() == Some(&self.stack.len()) {
+                    self.marks.pop();
+                } else {
+                    self.pop(at)?;
+                }
+            }
+            b'1' => {
+                self.pop_mark(at)?;
+            }
+            b'2' => {
+                let top = self.top(at)?.clone();
+                self.stack.push(top);
+            }
+            b'F' => {
+                self.line(at)?;
+                self.stack.push(Value::Float);
+            }
+            b'I' => {
+                let line = self.line(at)?;
+                let v = match line {
+                    b"00" => Value::Bool(false),
+                    b"01" => Value::Bool(true),
+                    _ => parse_int(line).map_or(Value::BigInt, Value::Int),
+                };
+                self.stack.push(v);
+            }
+            b'J' => {
+                let b = self.take(at, 4)?;
+                self.stack.push(Value::Int(i64::from(i32::from_le_bytes([
+                    b[0], b[1], b[2], b[3],
+                ]))));
+            }
+            b'K' => {
+                let b = self.take(at, 1)?;
+                self.stack.push(Value::Int(i64::from(b[0])));
+            }
+            b'M' => {
+                let b = self.take(at, 2)?;
+                self.stack
+                    .push(Value::Int(i64::from(u16::from_le_bytes([b[0], b[1]]))));
+            }
+            b'L' => {
+                let line = self.line(at)?;
+                let digits = line.strip_suffix(b"L").unwrap_or(line);
+                self.stack
+                    .push(parse_int(digits).map_or(Value::BigInt, Value::Int));
+            }
+            b'N' => self.stack.push(Value::None),
+            0x88 => self.stack.push(Value::Bool(true)),
+            0x89 => self.stack.push(Value::Bool(false)),
+            b'G' => {
+                self.take(at, 8)?;
+                self.stack.push(Value::Float);
+            }
+            0x8a => {
+                let n = usize::from(self.take(at, 1)?[0]);
+                let b = self.take(at, n)?;
+                self.stack.push(long_value(b));
+            }
+            0x8b => {
+                let n = self.len_u32(at)?;
+                let b = self.take(at, n)?;
+                self.stack.push(long_value(b));
+            }
+            b'S' => {
+                let line = self.line(at)?;
+                let Some(s) = decode_repr_string(line) else {
+                    return self.broken(at, "STRING argument is not a quoted string");
+                };
+                self.stack.push(str_value(&s));
+            }
+            b'T' => {
+                let n = self.len_u32(at)?;
+                self.push_byte_string(at, n)?;
+            }
+            b'U' => {
+                let n = usize::from(self.take(at, 1)?[0]);
+                self.push_byte_string(at, n)?;
+            }
+            b'V' => {
+                let line = self.line(at)?;
+                let s = decode_raw_unicode_escape(line);
+                self.stack.push(str_value(&s));
+            }
+            b'X' => {
+                let n = self.len_u32(at)?;
+                self.push_unicode(at, n)?;
+            }
+            0x8c => {
+                let n = usize::from(self.take(at, 1)?[0]);
+                self.push_unicode(at, n)?;
+            }
+            0x8d => {
+                let n = self.len_u64(at)?;
+                self.push_unicode(at, n)?;
+            }
+            b'B' => {
+                let n = self.len_u32(at)?;
+                self.push_bytes(at, n)?;
+            }
+            b'C' => {
+                let n = usize::from(self.take(at, 1)?[0]);
+                self.push_bytes(at, n)?;
+            }
+            0x8e | 0x96 => {
+                let n = self.len_u64(at)?;
+                self.push_bytes(at, n)?;
+            }
+            0x97 => self.stack.push(Value::Buffer),
+            0x98 => {
+                self.top(at)?;
+            }
+            b')' => self.stack.push(Value::Tuple(Rc::new(Vec::new()))),
+            b't' => {
+                let items = self.pop_mark(at)?;
+                self.stack.push(Value::Tuple(Rc::new(items)));
+            }
+            0x85..=0x87 => {
+                let n = usize::from(op - 0x84);
+                if self.above_mark() < n {
+                    return self.broken(at, "TUPLE needs more values than the stack holds");
+                }
+                let items = self.stack.split_off(self.stack.len() - n);
+                self.stack.push(Value::Tuple(Rc::new(items)));
+            }
+            b']' => self.stack.push(Value::List(Rc::default())),
+            b'l' => {
+                let items = self.pop_mark(at)?;
+                self.stack
+                    .push(Value::List(Rc::new(RefCell::new(cap(items)))));
+            }
+            b'}' => self.stack.push(Value::Dict(Rc::default())),
+            b'd' => {
+                let items = self.pop_mark(at)?;
+                let pairs = pairs(items);
+                self.stack.push(Value::Dict(Rc::new(RefCell::new(pairs))));
+            }
+            0x8f => self.stack.push(Value::Set),
+            0x91 => {
+                self.pop_mark(at)?;
+                self.stack.push(Value::Set);
+            }
+            b'a' => {
+                let v = self.pop(at)?;
+                self.extend_list(at, vec![v])?;
+            }
+            b'e' => {
+                let items = self.pop_mark(at)?;
+                self.extend_list(at, items)?;
+            }
+            b's' => {
+                let v = self.pop(at)?;
+                let k = self.pop(at)?;
+                self.extend_dict(at, vec![(k, v)])?;
+            }
+            b'u' => {
+                let items = self.pop_mark(at)?;
+                self.extend_dict(at, pairs(items))?;
+            }
+            0x90 => {
+                self.pop_mark(at)?;
+                match self.top(at)? {
+                    Value::Set => {}
+                    _ => return self.broken(at, "ADDITEMS on something that is not a set"),
+                }
+            }
+            b'g' => {
+                let line = self.line(at)?;
+                let Some(key) = parse_int(line).and_then(|k| u64::try_from(k).ok()) else {
+                    return self.broken(at, "GET with a non-numeric memo key");
+                };
+                self.memo_get(at, key)?;
+            }
+            b'h' => {
+                let key = u64::from(self.take(at, 1)?[0]);
+                self.memo_get(at, key)?;
+            }
+            b'j' => {
+                let key = self.len_u32(at)? as u64;
+                self.memo_get(at, key)?;
+            }
+            b'p' => {
+                let line = self.line(at)?;
+                let Some(key) = parse_int(line).and_then(|k| u64::try_from(k).ok()) else {
+                    return self.broken(at, "PUT with a non-numeric memo key");
+                };
+                self.memo_put(at, key)?;
+            }
+            b'q' => {
+                let key = u64::from(self.take(at, 1)?[0]);
+                self.memo_put(at, key)?;
+            }
+            b'r' => {
+                let key = self.len_u32(at)? as u64;
+                self.memo_put(at, key)?;
+            }
+            0x94 => {
+                let key = self.memo.len() as u64;
+                self.memo_put(at, key)?;
+            }
+            0x80 => {
+                let v = self.take(at, 1)?[0];
+                if v > 5 {
+                    return self.broken(at, format!("unsupported pickle protocol {v}"));
+                }
+                self.protocol = self.protocol.max(v);
+            }
+            0x95 => {
+                // FRAME only announces how many bytes the next opcodes take;
+                // the opcodes themselves follow inline.
+                self.take(at, 8)?;
+            }
+            b'c' => {
+                let module = String::from_utf8_lossy(self.line(at)?).into_owned();
+                let name = String::from_utf8_lossy(self.line(at)?).into_owned();
+                let g = self.import(at, module, name);
+                self.stack.push(g);
+            }
+            0x93 => {
+                let name = self.pop(at)?;
+                let module = self.pop(at)?;
+                match (&module, &name) {
+                    (Value::Str(m), Value::Str(n)) => {
+                        let g = self.import(at, m.to_string(), n.to_string());
+                        self.stack.push(g);
+                    }
+                    _ => {
+                        let detail = format!(
+                            "module from {}, name from {}",
+                            self.describe(&module),
+                            self.describe(&name)
+                        );
+                        self.events.push(Event::Unresolved { offset: at, detail });
+                        self.stack.push(Value::Call(Rc::new(Call {
+                            callee: Value::None,
+                            args: Value::Tuple(Rc::new(vec![module, name])),
+                            state: RefCell::new(None),
+                            offset: at,
+                        })));
+                    }
+                }
+            }
+            0x82 => {
+                let code = u32::from(self.take(at, 1)?[0]);
+                self.ext(at, code);
+            }
+            0x83 => {
+                let b = self.take(at, 2)?;
+                let code = u32::from(u16::from_le_bytes([b[0], b[1]]));
+                self.ext(at, code);
+            }
+            0x84 => {
+                let code = self.len_u32(at)? as u32;
+                self.ext(at, code);
+            }
+            b'P' => {
+                self.line(at)?;
+                self.stack.push(Value::PersistentId);
+            }
+            b'Q' => {
+                self.pop(at)?;
+                self.stack.push(Value::PersistentId);
+            }
+            b'R' => {
+                let args = self.pop(at)?;
+                let callee = self.pop(at)?;
+                self.call(at, callee, args)?;
+            }
+            0x81 => {
+                let args = self.pop(at)?;
+                let cls = self.pop(at)?;
+                self.call(at, cls, args)?;
+            }
+            0x92 => {
+                let _kwargs = self.pop(at)?;
+                let args = self.pop(at)?;
+                let cls = self.pop(at)?;
+                self.call(at, cls, args)?;
+            }
+            b'i' => {
+                let module = String::from_utf8_lossy(self.line(at)?).into_owned();
+                let name = String::from_utf8_lossy(self.line(at)?).into_owned();
+                let args = self.pop_mark(at)?;
+                let cls = self.import(at, module, name);
+                self.call(at, cls, Value::Tuple(Rc::new(args)))?;
+            }
+            b'o' => {
+                let mut items = self.pop_mark(at)?;
+                if items.is_empty() {
+                    return self.broken(at, "OBJ without a class");
+                }
+                let cls = items.remove(0);
+                self.call(at, cls, Value::Tuple(Rc::new(items)))?;
+            }
+            b'b' => {
+                let state = self.pop(at)?;
+                self.build(at, state)?;
+            }
+            _ => return self.broken(at, format!("invalid opcode 0x{op:02x}")),
+        }
+        Ok(())
+    }
+
+    fn import(&mut self, at: usize, module: String, name: String) -> Value {
+        let module = globals::normalize_module(&module).to_string();
+        let class = globals::classify(&module, &name, self.extra);
+        if module == "joblib.numpy_pickle" {
+            self.joblib = true;
+        }
+        self.uses.push(GlobalUse {
+            offset: at,
+            module,
+            name,
+            class,
+            call: None,
+            getattr_ok: false,
+            getattr_bad: None,
+        });
+        Value::Global(self.uses.len() - 1)
+    }
+
+    fn ext(&mut self, at: usize, code: u32) {
+        self.events.push(Event::Ext { offset: at, code });
+        self.stack.push(Value::Ext(code));
+    }
+
+    fn call(&mut self, at: usize, callee: Value, args: Value) -> Step<()> {
+        match &callee {
+            Value::Global(i) => {
+                let i = *i;
+                if self.uses[i].is_getattr() {
+                    match self.safe_getattr(&args) {
+                        Ok(()) => self.uses[i].getattr_ok = true,
+                        Err(detail) => {
+                            if self.uses[i].getattr_bad.is_none() {
+                                self.uses[i].getattr_bad = Some(detail);
+                            }
+                        }
+                    }
+                }
+                if self.uses[i].call.is_none() {
+                    let rendered =
+                        format!("{}({})", self.uses[i].qualified(), self.render_args(&args));
+                    self.uses[i].call = Some(rendered);
+                }
+                self.nested_payloads(at, i, &args);
+            }
+            Value::Call(inner) => {
+                let detail = format!("calls the result of {}", self.describe_call(inner));
+                self.events.push(Event::IndirectCall { offset: at, detail });
+            }
+            _ => {}
+        }
+        self.stack.push(Value::Call(Rc::new(Call {
+            callee,
+            args,
+            state: RefCell::new(None),
+            offset: at,
+        })));
+        Ok(())
+    }
+
+    /// `getattr(EnumClass, 'MEMBER')` with an allowlisted class and a plain
+    /// public identifier is how enum members pickle; nothing else is.
+    fn safe_getattr(&self, args: &Value) -> Result<(), String> {
+        let Value::Tuple(items) = args else {
+            return Err("getattr with non-constant arguments".into());
+        };
+        let [target, attr] = items.as_slice() else {
+            return Err("getattr with an unusual argument count".into());
+        };
+        let target_ok = match target {
+            Value::Global(i) => self.uses[*i].class == Class::Safe,
+            _ => false,
+        };
+        let attr_ok = match attr {
+            Value::Str(s) => is_public_identifier(s),
+            _ => false,
+        };
+        if target_ok && attr_ok {
+            Ok(())
+        } else {
+            Err(format!(
+                "getattr({}, {})",
+                self.describe(target),
+                self.describe(attr)
+            ))
+        }
+    }
+
+    /// Bytes handed to a loader are themselves files: remember where they
+    /// are so the caller can scan them.
+    fn nested_payloads(&mut self, at: usize, callee: usize, args: &Value) {
+        let Value::Tuple(items) = args else { return };
+        let qualified = self.uses[callee].qualified();
+        let loads_payload = matches!(
+            qualified.as_str(),
+            "torch.storage._load_from_bytes" | "io.BytesIO" | "_io.BytesIO"
+        ) || matches!(self.uses[callee].class, Class::Dangerous(_));
+        if !loads_payload {
+            return;
+        }
+        for item in items.iter() {
+            if let Value::Bytes { start, end } = item {
+                self.events.push(Event::Nested {
+                    offset: at,
+                    start: *start,
+                    end: *end,
+                    via: qualified.clone(),
+                });
+            }
+        }
+    }
+
+    fn build(&mut self, at: usize, state: Value) -> Step<()> {
+        let target = self.top(at)?.clone();
+        match &target {
+            Value::Global(i) => {
+                let target = self.uses[*i].qualified();
+                self.events.push(Event::Poison { offset: at, target });
+            }
+            Value::Call(call) => {
+                *call.state.borrow_mut() = Some(state);
+                if self.is_joblib_wrapper(&call.callee) {
+                    self.skip_joblib_array(at, call)?;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn is_joblib_wrapper(&self, callee: &Value) -> bool {
+        matches!(callee, Value::Global(i)
+            if self.uses[*i].module == "joblib.numpy_pickle" && self.uses[*i].name == "NumpyArrayWrapper")
+    }
+
+    /// joblib writes each array's raw bytes straight into the file right
+    /// after the wrapper's BUILD (`NumpyArrayWrapper.write_array`): an
+    /// optional alignment pad, then the data — or, for object arrays, a
+    /// whole nested pickle. Skip them the way `read_array` reads them.
+    fn skip_joblib_array(&mut self, at: usize, call: &Call) -> Step<()> {
+        let state = call.state.borrow();
+        let Some(Value::Dict(state)) = state.as_ref() else {
+            return self.broken(at, "joblib array wrapper without a state dict");
+        };
+        let state = state.borrow();
+        let lookup = |key: &str| {
+            state.iter().find_map(|(k, v)| match k {
+                Value::Str(s) if &**s == key => Some(v.clone()),
+                _ => None,
+            })
+        };
+        let Some(dtype) = lookup("dtype") else {
+            return self.broken(at, "joblib array wrapper without a dtype");
+        };
+        let itemsize = match self.dtype_itemsize(&dtype) {
+            Some(DtypeSize::Object) => {
+                drop(state);
+                self.events.push(Event::ObjectArray { offset: at });
+                return self.nested_stream(at);
+            }
+            Some(DtypeSize::Bytes(n)) => n,
+            None => return self.broken(at, "joblib array with a dtype the scanner cannot size"),
+        };
+        let count = match lookup("shape") {
+            Some(Value::Tuple(dims)) => {
+                let mut count: u64 = 1;
+                for d in dims.iter() {
+                    let Value::Int(d) = d else {
+                        return self.broken(at, "joblib array shape is not a tuple of integers");
+                    };
+                    let Ok(d) = u64::try_from(*d) else {
+                        return self.broken(at, "joblib array shape has a negative dimension");
+                    };
+                    count = count.saturating_mul(d);
+                }
+                count
+            }
+            _ => return self.broken(at, "joblib array wrapper without a shape"),
+        };
+        let aligned = lookup("numpy_array_alignment_bytes").is_some();
+        drop(state);
+        if aligned {
+            let pad = usize::from(self.take(at, 1)?[0]);
+            self.take(at, pad)?;
+        }
+        let bytes = count.saturating_mul(itemsize);
+        let Ok(bytes) = usize::try_from(bytes) else {
+            return self.broken(at, "joblib array larger than the address space");
+        };
+        self.take(at, bytes)?;
+        Ok(())
+    }
+
+    /// A nested pickle stream inline in this one (joblib object arrays).
+    fn nested_stream(&mut self, at: usize) -> Step<()> {
+        if self.nesting >= self.limits.max_pickle_nesting {
+            return self.budget(
+                at,
+                format!(
+                    "pickles nested deeper than {}",
+                    self.limits.max_pickle_nesting
+                ),
+            );
+        }
+        let saved_stack = std::mem::take(&mut self.stack);
+        let saved_marks = std::mem::take(&mut self.marks);
+        let saved_memo = std::mem::take(&mut self.memo);
+        self.nesting += 1;
+        let result = self.run_stream();
+        self.nesting -= 1;
+        self.stack = saved_stack;
+        self.marks = saved_marks;
+        self.memo = saved_memo;
+        self.pos = result?;
+        Ok(())
+    }
+
+    fn dtype_itemsize(&self, dtype: &Value) -> Option<DtypeSize> {
+        let Value::Call(call) = dtype else {
+            return None;
+        };
+        let Value::Global(i) = call.callee else {
+            return None;
+        };
+        if self.uses[i].module != "numpy" || self.uses[i].name != "dtype" {
+            return None;
+        }
+        let Value::Tuple(args) = &call.args else {
+            return None;
+        };
+        let Some(Value::Str(descr)) = args.first() else {
+            return None;
+        };
+        // A structured dtype pickles as 'V<n>' with its fields in the BUILD
+        // state; any object field makes the whole array an object array.
+        if descr.starts_with('V') {
+            let state = call.state.borrow();
+            if state
+                .as_ref()
+                .is_some_and(|s| self.mentions_object_dtype(s, 0))
+            {
+                return Some(DtypeSize::Object);
+            }
+        }
+        descr_itemsize(descr)
+    }
+
+    fn mentions_object_dtype(&self, v: &Value, depth: u32) -> bool {
+        if depth > 16 {
+            return true;
+        }
+        match v {
+            Value::Call(c) => {
+                if let Value::Tuple(args) = &c.args {
+                    if let Some(Value::Str(d)) = args.first() {
+                        if d.starts_with('O') {
+                            return true;
+                        }
+                    }
+                }
+                c.state
+                    .borrow()
+                    .as_ref()
+                    .is_some_and(|s| self.mentions_object_dtype(s, depth + 1))
+            }
+            Value::Tuple(items) => items
+                .iter()
+                .any(|i| self.mentions_object_dtype(i, depth + 1)),
+            Value::Dict(d) => d
+                .borrow()
+                .iter()
+                .any(|(_, v)| self.mentions_object_dtype(v, depth + 1)),
+            _ => false,
+        }
+    }
+
+    fn describe(&self, v: &Value) -> String {
+        match v {
+            Value::Str(s) => format!("{:?}", short(s)),
+            Value::LongStr(_) => "a long string".into(),
+            Value::Global(i) => format!("`{}`", self.uses[*i].qualified()),
+            Value::Call(c) => format!("the result of {}", self.describe_call(c)),
+            Value::Bytes { .. } => "bytes".into(),
+            Value::Int(n) => n.to_string(),
+            Value::None => "None".into(),
+            Value::Tuple(_) => "a tuple".into(),
+            Value::List(_) => "a list".into(),
+            Value::Dict(_) => "a dict".into(),
+            Value::Ext(c) => format!("extension code {c}"),
+            _ => "a computed value".into(),
+        }
+    }
+
+    fn describe_call(&self, c: &Call) -> String {
+        match &c.callee {
+            Value::Global(i) => format!("`{}(…)`", self.uses[*i].qualified()),
+            Value::Call(inner) => format!("a call on {}", self.describe_call(inner)),
+            _ => "a computed call".into(),
+        }
+    }
+
+    fn render_args(&self, args: &Value) -> String {
+        let Value::Tuple(items) = args else {
+            return self.render(args, 0);
+        };
+        items
+            .iter()
+            .map(|v| self.render(v, 0))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    fn render(&self, v: &Value, depth: u32) -> String {
+        if depth > 3 {
+            return "…".into();
+        }
+        match v {
+            Value::Str(s) | Value::LongStr(s) => format!("{:?}", short(s)),
+            Value::Bytes { start, end } => {
+                let b = &self.data[*start..*end];
+                format!(
+                    "b{:?}",
+                    short(&String::from_utf8_lossy(&b[..b.len().min(80)]))
+                )
+            }
+            Value::Int(n) => n.to_string(),
+            Value::Bool(b) => if *b { "True" } else { "False" }.into(),
+            Value::None => "None".into(),
+            Value::Global(i) => self.uses[*i].qualified(),
+            Value::Call(c) => {
+                let callee = match &c.callee {
+                    Value::Global(i) => self.uses[*i].qualified(),
+                    other => self.render(other, depth + 1),
+                };
+                format!("{callee}({})", self.render_tuple_items(&c.args, depth + 1))
+            }
+            Value::Tuple(items) => {
+                let inner: Vec<_> = items
+                    .iter()
+                    .take(8)
+                    .map(|i| self.render(i, depth + 1))
+                    .collect();
+                format!("({})", inner.join(", "))
+            }
+            Value::List(items) => {
+                let items = items.borrow();
+                let inner: Vec<_> = items
+                    .iter()
+                    .take(8)
+                    .map(|i| self.render(i, depth + 1))
+                    .collect();
+                format!("[{}]", inner.join(", "))
+            }
+            Value::Dict(_) => "{…}".into(),
+            _ => "…".into(),
+        }
+    }
+
+    fn render_tuple_items(&self, args: &Value, depth: u32) -> String {
+        match args {
+            Value::Tuple(items) => items
+                .iter()
+                .take(8)
+                .map(|i| self.render(i, depth))
+                .collect::<Vec<_>>()
+                .join(", "),
+            other => self.render(other, depth),
+        }
+    }
+
+    // --- stack, memo and input primitives ---------------------------------
+
+    fn pop(&mut self, at: usize) -> Step<Value> {
+        if self.above_mark() == 0 {
+            return self.broken(at, "stack underflow");
+        }
+        match self.stack.pop() {
+            Some(v) => Ok(v),
+            None => self.broken(at, "stack underflow"),
+        }
+    }
+
+    fn top(&self, at: usize) -> Step<&Value> {
+        if self.above_mark() == 0 {
+            return self.broken(at, "stack underflow");
+        }
+        match self.stack.last() {
+            Some(v) => Ok(v),
+            None => self.broken(at, "stack underflow"),
+        }
+    }
+
+    /// Values above the topmost mark (all values when there is no mark).
+    fn above_mark(&self) -> usize {
+        self.stack.len() - self.marks.last().copied().unwrap_or(0)
+    }
+
+    fn pop_mark(&mut self, at: usize) -> Step<Vec<Value>> {
+        let Some(mark) = self.marks.pop() else {
+            return self.broken(at, "MARK expected but none on the stack");
+        };
+        Ok(self.stack.split_off(mark))
+    }
+
+    fn extend_list(&mut self, at: usize, items: Vec<Value>) -> Step<()> {
+        match self.top(at)? {
+            Value::List(list) => {
+                let mut list = list.borrow_mut();
+                let room = MAX_KEPT_ITEMS.saturating_sub(list.len());
+                list.extend(items.into_iter().take(room));
+                Ok(())
+            }
+            // APPEND on an object calls its append/extend method; the
+            // object came from an import that is checked on its own.
+            Value::Call(_) => Ok(()),
+            _ => self.broken(at, "APPEND on something that is not a list"),
+        }
+    }
+
+    fn extend_dict(&mut self, at: usize, items: Vec<(Value, Value)>) -> Step<()> {
+        match self.top(at)? {
+            Value::Dict(dict) => {
+                let mut dict = dict.borrow_mut();
+                for (k, v) in items {
+                    if let Value::Str(key) = &k {
+                        if let Some(slot) = dict
+                            .iter_mut()
+                            .find(|(old, _)| matches!(old, Value::Str(o) if o == key))
+                        {
+                            slot.1 = v;
+                            continue;
+                        }
+                    }
+                    if dict.len() < MAX_KEPT_ITEMS {
+                        dict.push((k, v));
+                    }
+                }
+                Ok(())
+            }
+            // SETITEM on an object calls its __setitem__; see extend_list.
+            Value::Call(_) => Ok(()),
+            _ => self.broken(at, "SETITEM on something that is not a dict"),
+        }
+    }
+
+    fn memo_get(&mut self, at: usize, key: u64) -> Step<()> {
+        match self.memo.get(&key) {
+            Some(v) => {
+                let v = v.clone();
+                self.stack.push(v);
+                Ok(())
+            }
+            None => self.broken(at, format!("memo key {key} read before it was written")),
+        }
+    }
+
+    fn memo_put(&mut self, at: usize, key: u64) -> Step<()> {
+        let v = self.top(at)?.clone();
+        if self.memo.len() as u64 >= self.limits.max_pickle_memo && !self.memo.contains_key(&key) {
+            return self.budget(
+                at,
+                format!("more than {} memo entries", self.limits.max_pickle_memo),
+            );
+        }
+        self.memo.insert(key, v);
+        Ok(())
+    }
+
+    fn take(&mut self, at: usize, n: usize) -> Step<&'a [u8]> {
+        let data: &'a [u8] = self.data;
+        let end = self.pos.checked_add(n).filter(|&e| e <= data.len());
+        match end {
+            Some(end) => {
+                let s = &data[self.pos..end];
+                self.pos = end;
+                Ok(s)
+            }
+            None => self.broken(
+                at,
+                format!("argument of {n} bytes runs past the end of the data (truncated)"),
+            ),
+        }
+    }
+
+    fn line(&mut self, at: usize) -> Step<&'a [u8]> {
+        let data: &'a [u8] = self.data;
+        let rest = &data[self.pos.min(data.len())..];
+        let limit = rest.len().min(self.limits.max_string_bytes as usize);
+        match rest[..limit].iter().position(|&b| b == b'\n') {
+            Some(n) => {
+                let line = &rest[..n];
+                self.pos += n + 1;
+                Ok(line.strip_suffix(b"\r").unwrap_or(line))
+            }
+            None => self.broken(
+                at,
+                "text argument without a terminating newline (truncated)",
+            ),
+        }
+    }
+
+    fn len_u32(&mut self, at: usize) -> Step<usize> {
+        let b = self.take(at, 4)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+    }
+
+    fn len_u64(&mut self, at: usize) -> Step<usize> {
+        let b = self.take(at, 8)?;
+        let n = u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
+        match usize::try_from(n) {
+            Ok(n) => Ok(n),
+            Err(_) => self.broken(at, format!("declared length {n} exceeds the address space")),
+        }
+    }
+
+    /// Protocol 0–2 byte strings: Python 3 decodes them as text (ASCII or
+    /// latin-1) by default, which is how names reach STACK_GLOBAL.
+    fn push_byte_string(&mut self, at: usize, n: usize) -> Step<()> {
+        let b = self.take(at, n)?;
+        let s: String = b.iter().map(|&c| char::from(c)).collect();
+        self.stack.push(str_value(&s));
+        Ok(())
+    }
+
+    fn push_unicode(&mut self, at: usize, n: usize) -> Step<()> {
+        let b = self.take(at, n)?;
+        match std::str::from_utf8(b) {
+            Ok(s) => {
+                self.stack.push(str_value(s));
+                Ok(())
+            }
+            Err(_) => self.broken(at, "unicode string is not valid UTF-8"),
+        }
+    }
+
+    fn push_bytes(&mut self, at: usize, n: usize) -> Step<()> {
+        let start = self.pos;
+        self.take(at, n)?;
+        self.stack.push(Value::Bytes {
+            start,
+            end: self.pos,
+        });
+        Ok(())
+    }
+}
+
+enum DtypeSize {
+    Bytes(u64),
+    Object,
+}
+
+/// Item size of a NumPy type string such as `f8`, `<i4`, `U10`, `S5`, `O8`.
+fn descr_itemsize(descr: &str) -> Option<DtypeSize> {
+    let d = descr.trim_start_matches(['<', '>', '|', '=']);
+    let mut chars = d.chars();
+    let kind = chars.next()?;
+    let digits = chars.as_str();
+    if kind == 'O' {
+        return Some(DtypeSize::Object);
+    }
+    let n: u64 = if digits.is_empty() {
+        match kind {
+            '?' | 'b' | 'B' => 1,
+            _ => return None,
+        }
+    } else {
+        digits.split('[').next()?.parse().ok()?
+    };
+    match kind {
+        'f' | 'i' | 'u' | 'c' | 'b' | 'V' | 'S' | 'a' | '?' | 'B' | 'M' | 'm' => {
+            Some(DtypeSize::Bytes(n))
+        }
+        'U' => n.checked_mul(4).map(DtypeSize::Bytes),
+        _ => None,
+    }
+}
+
+fn cap(mut items: Vec<Value>) -> Vec<Value> {
+    items.truncate(MAX_KEPT_ITEMS);
+    items
+}
+
+fn pairs(items: Vec<Value>) -> Vec<(Value, Value)> {
+    let mut it = items.into_iter();
+    let mut out = Vec::new();
+    while let (Some(k), Some(v)) = (it.next(), it.next()) {
+        if out.len() < MAX_KEPT_ITEMS {
+            out.push((k, v));
+        }
+    }
+    out
+}
+
+fn str_value(s: &str) -> Value {
+    if s.len() > MAX_KEPT_STR {
+        let mut end = MAX_KEPT_STR;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        Value::LongStr(Rc::from(&s[..end]))
+    } else {
+        Value::Str(Rc::from(s))
+    }
+}
+
+fn short(s: &str) -> String {
+    if s.chars().count() > 120 {
+        let cut: String = s.chars().take(120).collect();
+        format!("{cut}…")
+    } else {
+        s.to_string()
+    }
+}
+
+fn parse_int(b: &[u8]) -> Option<i64> {
+    std::str::from_utf8(b).ok()?.trim().parse().ok()
+}
+
+/// LONG1/LONG4 little-endian two's complement; kept when it fits an i64.
+fn long_value(b: &[u8]) -> Value {
+    if b.is_empty() {
+        return Value::Int(0);
+    }
+    if b.len() > 8 {
+        return Value::BigInt;
+    }
+    let negative = b[b.len() - 1] & 0x80 != 0;
+    let mut buf = if negative { [0xffu8; 8] } else { [0u8; 8] };
+    buf[..b.len()].copy_from_slice(b);
+    Value::Int(i64::from_le_bytes(buf))
+}
+
+fn is_public_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Decodes the argument of protocol-0 `STRING`: a Python `repr` of a byte
+/// string, single- or double-quoted, with backslash escapes.
+pub fn decode_repr_string(line: &[u8]) -> Option<String> {
+    let (&q, rest) = line.split_first()?;
+    if q != b'\'' && q != b'"' {
+        return None;
+    }
+    let (&last, body) = rest.split_last()?;
+    if last != q {
+        return None;
+    }
+    let mut out = String::new();
+    let mut i = 0;
+    while i < body.len() {
+        let c = body[i];
+        i += 1;
+        if c != b'\\' {
+            out.push(char::from(c));
+            continue;
+        }
+        let Some(&e) = body.get(i) else {
+            out.push('\\');
+            break;
+        };
+        i += 1;
+        match e {
+            b'n' => out.push('\n'),
+            b't' => out.push('\t'),
+            b'r' => out.push('\r'),
+            b'0'..=b'7' => {
+                let mut v = u32::from(e - b'0');
+                for _ in 0..2 {
+                    match body.get(i) {
+                        Some(&d @ b'0'..=b'7') => {
+                            v = v * 8 + u32::from(d - b'0');
+                            i += 1;
+                        }
+                        _ => break,
+                    }
+                }
+                out.push(char::from_u32(v & 0xff).unwrap_or('?'));
+            }
+            b'x' => {
+                let hex = body.get(i..i + 2).and_then(|h| std::str::from_utf8(h).ok());
+                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(v) => {
+                        out.push(char::from(v));
+                        i += 2;
+                    }
+                    None => out.push_str("\\x"),
+                }
+            }
+            b'a' => out.push('\x07'),
+            b'b' => out.push('\x08'),
+            b'f' => out.push('\x0c'),
+            b'v' => out.push('\x0b'),
+            b'\n' => {}
+            other => out.push(char::from(other)),
+        }
+    }
+    Some(out)
+}
+
+/// Decodes the argument of protocol-0 `UNICODE` ("raw-unicode-escape"):
+/// only `\uXXXX` and `\UXXXXXXXX` are escapes; every other byte is latin-1.
+pub fn decode_raw_unicode_escape(line: &[u8]) -> String {
+    let mut out = String::new();
+    let mut i = 0;
+    while i < line.len() {
+        let c = line[i];
+        if c == b'\\' {
+            let width = match line.get(i + 1) {
+                Some(b'u') => 4,
+                Some(b'U') => 8,
+                _ => 0,
+            };
+            if width > 0 {
+                let hex = line
+                    .get(i + 2..i + 2 + width)
+                    .and_then(|h| std::str::from_utf8(h).ok());
+                if let Some(ch) = hex
+                    .and_then(|h| u32::from_str_radix(h, 16).ok())
+                    .and_then(char::from_u32)
+                {
+                    out.push(ch);
+                    i += 2 + width;
+                    continue;
+                }
+            }
+        }
+        out.push(char::from(c));
+        i += 1;
+    }
+    out
+}

@@ -1,0 +1,99 @@
+//! The `modelgate` binary as users run it: exit codes, output formats,
+//! stdin, and the rule catalogue.
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+
+fn modelgate() -> Command {
+    Command::cargo_bin("modelgate").unwrap()
+}
+
+fn fixture(rel: &str) -> String {
+    format!("{}/tests/fixtures/rules/{rel}", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn malicious_file_exits_1_with_rule_and_help() {
+    modelgate()
+        .args(["scan", &fixture("PKL001/bad_os_system.pkl")])
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("malicious[PKL001]"))
+        .stdout(predicate::str::contains("os.system(\"echo pwned\")"))
+        .stdout(predicate::str::contains("help: Re-save the weights as safetensors"));
+}
+
+#[test]
+fn clean_file_exits_0() {
+    modelgate().args(["scan", &fixture("PKL001/good_ordered_dict.pkl")]).assert().code(0);
+}
+
+#[test]
+fn fail_on_malicious_lets_suspicious_pass() {
+    let path = fixture("PKL002/bad_user_class.pkl");
+    modelgate().args(["scan", &path]).assert().code(1);
+    modelgate().args(["scan", "--fail-on", "malicious", &path]).assert().code(0);
+}
+
+#[test]
+fn unreadable_path_exits_2() {
+    modelgate()
+        .args(["scan", "/nonexistent/model.pt"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("/nonexistent/model.pt"));
+}
+
+#[test]
+fn bad_arguments_exit_2() {
+    modelgate().args(["scan", "--format", "yaml"]).assert().code(2);
+}
+
+#[test]
+fn stdin_is_scanned() {
+    modelgate()
+        .args(["scan", "--format", "json", "-"])
+        .write_stdin(&b"\x80\x02cos\nsystem\nX\x02\x00\x00\x00id\x85R."[..])
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("\"rule\": \"PKL001\""));
+}
+
+#[test]
+fn json_report_shape_is_stable() {
+    let out = modelgate()
+        .current_dir(fixture(""))
+        .args(["scan", "--format", "json", "PKL001/bad_os_system.pkl", "PKL006/bad_truncated.pkl", "PKL001/good_ordered_dict.pkl"])
+        .output()
+        .unwrap();
+    let mut doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    doc["tool"]["version"] = "[version]".into();
+    insta::assert_json_snapshot!(doc);
+}
+
+#[test]
+fn rules_lists_and_explains() {
+    modelgate().arg("rules").assert().success().stdout(predicate::str::contains("PKL001"));
+    modelgate()
+        .args(["rules", "pkl003"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("STACK_GLOBAL"))
+        .stdout(predicate::str::contains("How to fix it"));
+    modelgate().args(["rules", "NOPE999"]).assert().code(2);
+}
+
+#[test]
+fn directories_are_walked_and_text_skipped() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("README.md"), "# a model\nuses os.system in prose\n").unwrap();
+    std::fs::create_dir(tmp.path().join("sub")).unwrap();
+    std::fs::copy(fixture("PKL001/bad_os_system.pkl"), tmp.path().join("sub/.hidden_weights")).unwrap();
+    modelgate()
+        .args(["scan", "--verbose"])
+        .arg(tmp.path())
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("README.md: skipped: text"))
+        .stdout(predicate::str::contains(".hidden_weights"));
+}

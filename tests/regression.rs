@@ -1,0 +1,184 @@
+//! Regression tests named after the scanner bypasses they pin. Each builds
+//! the technique's bytes by hand and checks the verdict and the rule.
+
+use modelgate::scan::{FileReport, Scanner, Verdict};
+
+fn scan(name: &str, data: &[u8]) -> FileReport {
+    Scanner::default().scan_bytes(name, data)
+}
+
+fn rules(r: &FileReport) -> Vec<&'static str> {
+    r.findings.iter().map(|f| f.rule.id).collect()
+}
+
+fn assert_malicious(r: &FileReport, rule: &str) {
+    assert_eq!(r.verdict, Verdict::Malicious, "{:#?}", r.findings);
+    assert!(rules(r).contains(&rule), "expected {rule}: {:#?}", r.findings);
+}
+
+fn unicode(s: &str) -> Vec<u8> {
+    let mut v = vec![0x8c, s.len() as u8];
+    v.extend_from_slice(s.as_bytes());
+    v
+}
+
+fn cat(parts: &[&[u8]]) -> Vec<u8> {
+    parts.concat()
+}
+
+/// GHSA-5j3x-jp52-966f: STACK_GLOBAL("posixpath", "os.system") walks into `os`.
+#[test]
+fn ghsa_5j3x_dotted_name_reaches_os() {
+    let p = cat(&[b"\x80\x04", &unicode("posixpath"), &unicode("os.system"), b"\x93", &unicode("id"), b"\x85R."]);
+    assert_malicious(&scan("m.pkl", &p), "PKL001");
+}
+
+/// ImaginaryCTF 2023 "Safe Pickle" / picklescan#22: operands come from the memo.
+#[test]
+fn memo_desync_stack_global() {
+    let p = cat(&[
+        b"\x80\x04}\x94(",
+        &unicode("a"),
+        &unicode("os"),
+        b"\x94",
+        &unicode("b"),
+        &unicode("system"),
+        b"\x94u0h\x01h\x02\x93",
+        &unicode("id"),
+        b"\x85R.",
+    ]);
+    assert_malicious(&scan("m.pkl", &p), "PKL001");
+}
+
+/// GHSA-9gvj-pp9x-gcfr: STACK_GLOBAL operands from protocol-0/1 string opcodes.
+#[test]
+fn ghsa_9gvj_byte_string_operands() {
+    let p = b"\x80\x02S'os'\nU\x06system\x93S'id'\n\x85R.";
+    assert_malicious(&scan("m.pkl", p), "PKL001");
+    let p = b"\x80\x02T\x02\x00\x00\x00osU\x06system\x93S'id'\n\x85R.";
+    assert_malicious(&scan("m.pkl", p), "PKL001");
+}
+
+/// Names spelled with raw-unicode-escape so that no literal "os" appears.
+#[test]
+fn unicode_escaped_global_names() {
+    let p = b"\x80\x02V\\u006fs\nV\\u0073ystem\n\x93V id\n\x85R.";
+    assert_malicious(&scan("m.pkl", p), "PKL001");
+}
+
+/// CVE-2025-10157: a submodule of a denied module.
+#[test]
+fn cve_2025_10157_asyncio_submodule() {
+    let p = b"\x80\x02casyncio.unix_events\n_UnixSubprocessTransport._start\n)R.";
+    assert_malicious(&scan("m.pkl", p), "PKL001");
+}
+
+/// GHSA-vvpj-pp9x-gcfr: pkgutil.resolve_name turns a string into any callable.
+#[test]
+fn ghsa_vvpj_pkgutil_resolve_name() {
+    let p = b"\x80\x02cpkgutil\nresolve_name\nX\t\x00\x00\x00os:system\x85R.";
+    assert_malicious(&scan("m.pkl", p), "PKL001");
+}
+
+/// picklescan 1.0.4 open class: importlib + getattr, "system" only as a string.
+#[test]
+fn importlib_and_getattr_with_string_name() {
+    let p = b"\x80\x02cbuiltins\ngetattr\ncimportlib\nimport_module\nX\x02\x00\x00\x00os\x85RX\x06\x00\x00\x00system\x86R.";
+    let r = scan("m.pkl", p);
+    assert_malicious(&r, "PKL007");
+    assert!(rules(&r).contains(&"PKL001"));
+}
+
+/// nullifAI: the payload runs, then the stream breaks on purpose.
+#[test]
+fn nullifai_broken_after_reduce() {
+    let p = b"\x80\x02cos\nsystem\nX\x02\x00\x00\x00id\x85R\xff";
+    let r = scan("m.pkl", p);
+    assert_malicious(&r, "PKL001");
+    assert!(rules(&r).contains(&"PKL006"));
+}
+
+/// Several pickles in one file: the second one carries the payload.
+#[test]
+fn concatenated_pickles_are_all_scanned() {
+    let p = cat(&[b"\x80\x02}q\x00.", b"\x80\x02cos\nsystem\nX\x02\x00\x00\x00id\x85R."]);
+    assert_malicious(&scan("m.pkl", &p), "PKL001");
+}
+
+/// CVE-2025-10155: a plain pickle with a PyTorch extension is still scanned.
+#[test]
+fn cve_2025_10155_pickle_named_like_pytorch() {
+    let r = scan("pytorch_model.bin", b"\x80\x02cos\nsystem\nX\x02\x00\x00\x00id\x85R.");
+    assert_malicious(&r, "PKL001");
+}
+
+/// GHSA-97f8-7cmv-76j2: a legacy "magic number" produced by a call is not
+/// trusted; every stream is scanned.
+#[test]
+fn ghsa_97f8_computed_legacy_magic() {
+    let p = cat(&[
+        b"\x80\x02cbuiltins\nint\nX\x04\x00\x00\x001950\x85R.",
+        b"\x80\x02cos\nsystem\nX\x02\x00\x00\x00id\x85R.",
+    ]);
+    assert_malicious(&scan("m.pt", &p), "PKL001");
+}
+
+/// modelscan#85: BUILD plants attributes on an imported global.
+#[test]
+fn modelscan_85_build_on_global() {
+    let p = b"\x80\x02cnumpy\nprod\n}X\x01\x00\x00\x00aX\x02\x00\x00\x00ossb0N.";
+    assert_malicious(&scan("m.pkl", p), "PKL005");
+}
+
+/// EXT1 resolves through a registry the scanner cannot see.
+#[test]
+fn ext_opcode_is_malicious() {
+    assert_malicious(&scan("m.pkl", b"\x80\x02\x82\xe1X\x02\x00\x00\x00id\x85R."), "PKL004");
+}
+
+/// Protocol 0 INST and protocol 1 OBJ call their class directly.
+#[test]
+fn inst_and_obj_opcodes() {
+    assert_malicious(&scan("m.pkl", b"(S'id'\nios\nsystem\n."), "PKL001");
+    assert_malicious(&scan("m.pkl", b"(cos\nsystem\nS'id'\no."), "PKL001");
+}
+
+/// joblib writes raw array bytes after each NumpyArrayWrapper BUILD; the
+/// walker skips exactly those bytes and finds the payload after them.
+#[test]
+fn joblib_inline_array_bytes_are_skipped() {
+    let mut p = b"\x80\x04cjoblib.numpy_pickle\nNumpyArrayWrapper\n)\x81}(".to_vec();
+    p.extend(unicode("shape"));
+    p.extend(b"K\x02\x85");
+    p.extend(unicode("dtype"));
+    p.extend(b"cnumpy\ndtype\n");
+    p.extend(unicode("f8"));
+    p.extend(b"\x89\x88\x87R");
+    p.extend(unicode("numpy_array_alignment_bytes"));
+    p.extend(b"K\x10ub");
+    p.push(3); // padding length
+    p.extend([0xffu8; 3]);
+    p.extend([0x80u8; 16]); // two float64 values that look like opcodes
+    p.extend(b"0cos\nsystem\nX\x02\x00\x00\x00id\x85R.");
+    let r = scan("m.joblib", &p);
+    assert_eq!(r.format, "joblib");
+    assert_malicious(&r, "PKL001");
+    assert!(!rules(&r).contains(&"PKL006"), "{:#?}", r.findings);
+}
+
+/// Benign: enum members pickled through getattr stay clean.
+#[test]
+fn enum_member_getattr_is_clean() {
+    let p = b"\x80\x02cbuiltins\ngetattr\nctransformers.trainer_utils\nIntervalStrategy\nX\x05\x00\x00\x00STEPS\x86R.";
+    let r = scan("training_args.bin", p);
+    assert_eq!(r.verdict, Verdict::Clean, "{:#?}", r.findings);
+}
+
+/// Benign: text that starts with pickle opcode letters is not a pickle.
+#[test]
+fn text_is_not_a_pickle() {
+    for text in [&b"cat\nfood\nis nice\n"[..], b"(see below) the model", b"import os\nos.system('x')\n"] {
+        let r = scan("notes.txt", text);
+        assert_eq!(r.verdict, Verdict::Clean, "{:?}: {:#?}", String::from_utf8_lossy(text), r.findings);
+    }
+}

@@ -1,0 +1,67 @@
+//! Every rule has fixtures that trigger it and near-misses that must not:
+//! `tests/fixtures/rules/<RULE>/bad_*` and `good_*`. This test walks the rule
+//! registry, so a rule without fixtures, or a fixture that stops matching,
+//! fails the build.
+
+use std::path::{Path, PathBuf};
+
+use modelgate::scan::walk::is_saved_model_dir;
+use modelgate::scan::{FileReport, Scanner, rules};
+
+fn fixtures_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rules")
+}
+
+fn scan(scanner: &Scanner, path: &Path) -> FileReport {
+    let display = path.file_name().unwrap().to_string_lossy().into_owned();
+    if path.is_dir() && is_saved_model_dir(path) {
+        scanner.scan_model_dir(path, &display).unwrap()
+    } else {
+        scanner.scan_file(path, &display).unwrap()
+    }
+}
+
+#[test]
+fn every_rule_has_triggering_and_near_miss_fixtures() {
+    let scanner = Scanner::default();
+    let mut problems = Vec::new();
+    for rule in rules::all() {
+        let dir = fixtures_dir().join(rule.id);
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            problems.push(format!("{}: no fixture directory {}", rule.id, dir.display()));
+            continue;
+        };
+        let mut paths: Vec<PathBuf> = entries.map(|e| e.unwrap().path()).collect();
+        paths.sort();
+        let (mut bad, mut good) = (0, 0);
+        for path in paths {
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            let report = scan(&scanner, &path);
+            let fired = report.findings.iter().any(|f| f.rule.id == rule.id);
+            if name.starts_with("bad") {
+                bad += 1;
+                if !fired {
+                    problems.push(format!("{}: {name} does not trigger it: {:#?}", rule.id, report.findings));
+                }
+            } else if name.starts_with("good") {
+                good += 1;
+                if fired {
+                    problems.push(format!("{}: {name} triggers it", rule.id));
+                }
+            }
+        }
+        if bad == 0 || good == 0 {
+            problems.push(format!("{}: needs at least one bad_* and one good_* fixture", rule.id));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// Fixture directories must belong to a rule: a renamed rule leaves none behind.
+#[test]
+fn no_orphan_fixture_directories() {
+    for entry in std::fs::read_dir(fixtures_dir()).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        assert!(rules::find(&name).is_some(), "fixtures for unknown rule {name}");
+    }
+}
