@@ -15,7 +15,8 @@ use toml::Spanned;
 
 use super::diag::{Diagnostic, Severity};
 use super::schema::{RawActions, RawPolicy};
-use super::{Action, Actions, AllowedGlobal, Exemption, POLICY_RULES, PathRule, Policy, builtin};
+use super::{Action, Actions, AllowedGlobal, Exemption, POLICY_RULES, PathRule, Policy};
+use crate::scan::pickle::globals::builtin_denial;
 use crate::scan::{Limits, rules};
 
 /// `extends` chains deeper than this are certainly a mistake.
@@ -262,10 +263,10 @@ pub fn compile(files: &[LoadedFile], today: jiff::civil::Date) -> Result<Policy,
                 let overrides = entry.override_builtin.as_ref().is_some_and(|o| *o.get_ref());
                 let reason = entry.reason.as_ref().map(|r| r.get_ref().trim().to_string()).filter(|r| !r.is_empty());
                 let mut override_reason = None;
-                match builtin::is_builtin_denied(&module, &name) {
+                match builtin_denial(&module, &name) {
                     Some(why) if !overrides => c.err(
                         f,
-                        span,
+                        span.clone(),
                         format!("`{module}.{name}` is on the built-in denylist ({why}) and cannot simply be allowed"),
                         Some(format!(
                             "if you really trust it, write {{ global = \"{module}.{name}\", override = true, reason = \"...\" }}"
@@ -389,7 +390,8 @@ pub fn compile(files: &[LoadedFile], today: jiff::civil::Date) -> Result<Policy,
                     Some("re-review the file: renew `expires` or remove the exemption".into()),
                 );
             }
-            exemptions.push(Exemption { sha256: sha, rule, reason, expires, origin });
+            let note = e.note.as_ref().map(|n| n.get_ref().clone());
+            exemptions.push(Exemption { sha256: sha, rule, reason, expires, note, origin });
         }
     }
 
@@ -419,6 +421,8 @@ pub fn compile(files: &[LoadedFile], today: jiff::civil::Date) -> Result<Policy,
             globset::GlobSet::empty()
         }
     };
+    // Report in reading order whatever order the checks ran in.
+    c.diags.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
     if c.diags.iter().any(Diagnostic::is_error) {
         return Err(c.diags);
     }

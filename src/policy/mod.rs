@@ -32,7 +32,6 @@
 //! - path globs are compiled once into one `GlobSet`; deciding a file is a
 //!   single glob-set match plus a scan of its findings.
 
-mod builtin;
 mod compile;
 pub mod diag;
 mod schema;
@@ -43,7 +42,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use globset::GlobSet;
 use serde::Serialize;
 
-use crate::scan::{FileReport, Limits, ScanConfig, ScanStatus, Verdict};
+use crate::scan::{FileReport, GlobalLists, Limits, ScanConfig, ScanStatus, Verdict};
 pub use diag::{Diagnostic, Severity};
 
 /// The commented default policy (the repository's `policy.toml`).
@@ -190,6 +189,8 @@ pub struct Exemption {
     pub reason: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expires: Option<jiff::civil::Date>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
     /// `file:line` of the entry, to point people at it.
     pub origin: String,
 }
@@ -353,8 +354,8 @@ impl Policy {
 
     /// The scanner configuration this policy asks for.
     pub fn scan_config(&self) -> ScanConfig {
-        let allow: Vec<(String, String)> = self.allow.iter().map(|g| (g.module.clone(), g.name.clone())).collect();
-        ScanConfig { limits: self.limits, globals: builtin::global_lists(&allow, &self.deny) }
+        let allow = self.allow.iter().map(|g| (g.module.clone(), g.name.clone()));
+        ScanConfig { limits: self.limits, globals: GlobalLists::new(allow, self.deny.iter().cloned()) }
     }
 
     /// Decides what to do with a scanned file.
