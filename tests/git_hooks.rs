@@ -20,7 +20,10 @@ fn safetensors() -> Vec<u8> {
 }
 
 fn sha256(data: &[u8]) -> String {
-    Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Runs `program` isolated from the user's and system's git configuration.
@@ -49,7 +52,11 @@ impl Repo {
         let tmp = tempfile::tempdir().expect("tempdir");
         let root = tmp.path().to_path_buf();
         let dir = root.join("work");
-        let r = Repo { _tmp: tmp, root, dir };
+        let r = Repo {
+            _tmp: tmp,
+            root,
+            dir,
+        };
         let mut init = vec!["init", "-q", "-b", "main"];
         init.extend_from_slice(args);
         init.push("work");
@@ -60,7 +67,11 @@ impl Repo {
     }
 
     fn git_in(&self, cwd: &Path, args: &[&str]) -> Output {
-        isolated("git", &self.root).current_dir(cwd).args(args).output().expect("git runs")
+        isolated("git", &self.root)
+            .current_dir(cwd)
+            .args(args)
+            .output()
+            .expect("git runs")
     }
 
     fn git(&self, args: &[&str]) -> Output {
@@ -68,7 +79,11 @@ impl Repo {
     }
 
     fn modelgate(&self, args: &[&str]) -> Output {
-        isolated(BIN, &self.root).current_dir(&self.dir).args(args).output().expect("modelgate runs")
+        isolated(BIN, &self.root)
+            .current_dir(&self.dir)
+            .args(args)
+            .output()
+            .expect("modelgate runs")
     }
 
     fn write(&self, path: &str, data: &[u8]) {
@@ -87,12 +102,18 @@ impl Repo {
     }
 
     fn head(&self) -> String {
-        String::from_utf8_lossy(&self.git(&["rev-parse", "HEAD"]).stdout).trim().to_string()
+        String::from_utf8_lossy(&self.git(&["rev-parse", "HEAD"]).stdout)
+            .trim()
+            .to_string()
     }
 }
 
 fn text(out: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 trait MustSucceed {
@@ -118,9 +139,16 @@ fn malicious_pickle_blocks_the_commit() {
     let msg = text(&out);
     assert!(msg.contains("PKL001"), "{msg}");
     assert!(msg.contains("models/evil.pkl"), "{msg}");
-    assert!(msg.contains(&format!("sha256 = \"{}\"", sha256(EVIL))), "{msg}");
+    assert!(
+        msg.contains(&format!("sha256 = \"{}\"", sha256(EVIL))),
+        "{msg}"
+    );
     assert!(msg.contains("safetensors"), "{msg}");
-    assert!(r.git(&["rev-parse", "-q", "--verify", "HEAD"]).stdout.is_empty());
+    assert!(
+        r.git(&["rev-parse", "-q", "--verify", "HEAD"])
+            .stdout
+            .is_empty()
+    );
 }
 
 #[test]
@@ -193,15 +221,27 @@ fn lfs_pointer_is_resolved_to_the_local_object() {
     let r = Repo::new(&[]);
     r.install();
     let oid = sha256(EVIL);
-    let obj = r.dir.join(".git/lfs/objects").join(&oid[0..2]).join(&oid[2..4]).join(&oid);
+    let obj = r
+        .dir
+        .join(".git/lfs/objects")
+        .join(&oid[0..2])
+        .join(&oid[2..4])
+        .join(&oid);
     std::fs::create_dir_all(obj.parent().expect("parent")).expect("mkdir");
     std::fs::write(&obj, EVIL).expect("write");
-    let pointer = format!("version https://git-lfs.github.com/spec/v1\noid sha256:{oid}\nsize {}\n", EVIL.len());
+    let pointer = format!(
+        "version https://git-lfs.github.com/spec/v1\noid sha256:{oid}\nsize {}\n",
+        EVIL.len()
+    );
     r.write("big/model.pt", pointer.as_bytes());
     r.git(&["add", "."]).ok();
     let out = r.commit("lfs");
     assert!(!out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains("PKL001") && text(&out).contains("via Git LFS"), "{}", text(&out));
+    assert!(
+        text(&out).contains("PKL001") && text(&out).contains("via Git LFS"),
+        "{}",
+        text(&out)
+    );
 
     // Object absent: the default policy warns and lets it through.
     std::fs::remove_file(&obj).expect("rm");
@@ -240,7 +280,11 @@ fn invalid_policy_fails_closed() {
     r.git(&["add", "a.txt"]).ok();
     let out = r.commit("x");
     assert!(!out.status.success());
-    assert!(text(&out).contains(".modelgate.toml:2:13"), "{}", text(&out));
+    assert!(
+        text(&out).contains(".modelgate.toml:2:13"),
+        "{}",
+        text(&out)
+    );
 }
 
 #[test]
@@ -254,21 +298,34 @@ fn chained_hooks_still_run_and_uninstall_restores() {
     make_executable(&hooks.join("pre-commit"));
     r.install();
     let again = r.modelgate(&["install"]).ok();
-    assert!(text(&again).contains("already installed"), "{}", text(&again));
+    assert!(
+        text(&again).contains("already installed"),
+        "{}",
+        text(&again)
+    );
 
     r.write("a.txt", b"x\n");
     r.git(&["add", "."]).ok();
     r.commit("one").ok();
-    assert_eq!(std::fs::read_to_string(&marker).unwrap_or_default(), "pre-commit\n");
+    assert_eq!(
+        std::fs::read_to_string(&marker).unwrap_or_default(),
+        "pre-commit\n"
+    );
 
     // Blocked by modelgate: the chained hook does not run.
     r.write("evil.pkl", EVIL);
     r.git(&["add", "."]).ok();
     assert!(!r.commit("two").status.success());
-    assert_eq!(std::fs::read_to_string(&marker).unwrap_or_default(), "pre-commit\n");
+    assert_eq!(
+        std::fs::read_to_string(&marker).unwrap_or_default(),
+        "pre-commit\n"
+    );
 
     r.modelgate(&["uninstall"]).ok();
-    assert_eq!(std::fs::read_to_string(hooks.join("pre-commit")).unwrap_or_default(), script);
+    assert_eq!(
+        std::fs::read_to_string(hooks.join("pre-commit")).unwrap_or_default(),
+        script
+    );
     assert!(!hooks.join("pre-push").exists());
 }
 
@@ -296,7 +353,13 @@ fn with_remote(init: &[&str]) -> Repo {
     args.push("origin.git");
     r.git_in(&r.root, &args).ok();
     let origin = r.root.join("origin.git");
-    r.git(&["remote", "add", "origin", origin.to_str().expect("utf-8 path")]).ok();
+    r.git(&[
+        "remote",
+        "add",
+        "origin",
+        origin.to_str().expect("utf-8 path"),
+    ])
+    .ok();
     r
 }
 
@@ -316,16 +379,24 @@ fn pre_push_blocks_deleted_middle_commit(init: &[&str]) {
     r.commit("remove it again").ok();
 
     let out = r.git(&["push", "origin", "main"]);
-    assert!(!out.status.success(), "push should be blocked: {}", text(&out));
+    assert!(
+        !out.status.success(),
+        "push should be blocked: {}",
+        text(&out)
+    );
     let msg = text(&out);
     assert!(msg.contains("PKL001") && msg.contains("evil.pkl"), "{msg}");
-    assert!(msg.contains(&middle[..12]), "names the commit {middle}: {msg}");
+    assert!(
+        msg.contains(&middle[..12]),
+        "names the commit {middle}: {msg}"
+    );
 
     // A new branch carrying the same history is blocked too.
     let out = r.git(&["push", "origin", "main:refs/heads/feature"]);
     assert!(!out.status.success(), "{}", text(&out));
     // Deleting a branch pushes nothing.
-    r.git(&["push", "-q", "--no-verify", "origin", "main:refs/heads/tmp"]).ok();
+    r.git(&["push", "-q", "--no-verify", "origin", "main:refs/heads/tmp"])
+        .ok();
     r.git(&["push", "-q", "origin", ":refs/heads/tmp"]).ok();
 }
 
@@ -345,7 +416,10 @@ fn pre_push_replays_stdin_to_chained_lfs_hook_after_ours() {
     let hooks = r.dir.join(".git/hooks");
     std::fs::create_dir_all(&hooks).expect("mkdir");
     let log = r.root.join("lfs-saw");
-    let fake_lfs = format!("#!/bin/sh\necho \"args: $*\" > '{0}'\ncat >> '{0}'\n", log.display());
+    let fake_lfs = format!(
+        "#!/bin/sh\necho \"args: $*\" > '{0}'\ncat >> '{0}'\n",
+        log.display()
+    );
     std::fs::write(hooks.join("pre-push"), fake_lfs).expect("write");
     make_executable(&hooks.join("pre-push"));
     r.install();
@@ -370,7 +444,11 @@ fn pre_push_replays_stdin_to_chained_lfs_hook_after_ours() {
 fn pre_receive_rejects_the_push_from_quarantine() {
     let r = with_remote(&[]);
     let origin = r.root.join("origin.git");
-    let out = isolated(BIN, &r.root).current_dir(&origin).args(["install", "--hook", "pre-receive"]).output().expect("runs");
+    let out = isolated(BIN, &r.root)
+        .current_dir(&origin)
+        .args(["install", "--hook", "pre-receive"])
+        .output()
+        .expect("runs");
     assert!(out.status.success(), "{}", text(&out));
     r.write("README.md", b"hello\n");
     r.git(&["add", "."]).ok();
@@ -385,7 +463,10 @@ fn pre_receive_rejects_the_push_from_quarantine() {
     let out = r.git(&["push", "origin", "main"]);
     assert!(!out.status.success(), "{}", text(&out));
     let msg = text(&out);
-    assert!(msg.contains("remote: ") && msg.contains("PKL001") && msg.contains("models/evil.pkl"), "{msg}");
+    assert!(
+        msg.contains("remote: ") && msg.contains("PKL001") && msg.contains("models/evil.pkl"),
+        "{msg}"
+    );
     assert!(msg.contains(&bad[..12]), "{msg}");
     let server = r.git_in(&origin, &["rev-parse", "main"]);
     assert_eq!(String::from_utf8_lossy(&server.stdout).trim(), accepted);

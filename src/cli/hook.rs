@@ -83,7 +83,12 @@ pub fn run(args: HookArgs) -> anyhow::Result<ExitCode> {
     report(name, args.format, &policy, result)
 }
 
-fn report(name: &str, format: HookFormat, policy: &Policy, result: Result<Outcome, GitError>) -> anyhow::Result<ExitCode> {
+fn report(
+    name: &str,
+    format: HookFormat,
+    policy: &Policy,
+    result: Result<Outcome, GitError>,
+) -> anyhow::Result<ExitCode> {
     let (outcome, error) = match result {
         Ok(o) => (o, None),
         Err(e) => (Outcome::default(), Some(e.to_string())),
@@ -93,7 +98,13 @@ fn report(name: &str, format: HookFormat, policy: &Policy, result: Result<Outcom
         action = action.max(policy.on_error());
     }
     match format {
-        HookFormat::Json => render::json(&mut std::io::stdout().lock(), name, action, &outcome, error.as_deref())?,
+        HookFormat::Json => render::json(
+            &mut std::io::stdout().lock(),
+            name,
+            action,
+            &outcome,
+            error.as_deref(),
+        )?,
         HookFormat::Human => {
             let mut err = std::io::stderr().lock();
             if !policy.warnings().is_empty() {
@@ -101,7 +112,11 @@ fn report(name: &str, format: HookFormat, policy: &Policy, result: Result<Outcom
             }
             render::human(&mut err, name, &outcome)?;
             if let Some(e) = &error {
-                let what = if policy.on_error().stops() { "refusing (fail closed)" } else { "letting it through ([hook] on-error)" };
+                let what = if policy.on_error().stops() {
+                    "refusing (fail closed)"
+                } else {
+                    "letting it through ([hook] on-error)"
+                };
                 writeln!(err, "modelgate {name}: internal error: {e}; {what}")?;
             }
         }

@@ -24,7 +24,10 @@ fn selected(hooks: &[String]) -> anyhow::Result<Vec<&str>> {
         .iter()
         .map(|h| match install::KNOWN_HOOKS.iter().find(|k| **k == h) {
             Some(k) => Ok(*k),
-            None => bail!("unknown hook `{h}`; choose from {}", install::KNOWN_HOOKS.join(", ")),
+            None => bail!(
+                "unknown hook `{h}`; choose from {}",
+                install::KNOWN_HOOKS.join(", ")
+            ),
         })
         .collect()
 }
@@ -41,7 +44,11 @@ pub fn run_install(args: InstallArgs) -> anyhow::Result<ExitCode> {
     for done in install::install(&dir, &hooks, &exe)? {
         match done {
             Installed::Fresh(p) => println!("installed {}", p.display()),
-            Installed::Chained(p, old) => println!("installed {} (the previous hook runs after it, kept as {})", p.display(), old.display()),
+            Installed::Chained(p, old) => println!(
+                "installed {} (the previous hook runs after it, kept as {})",
+                p.display(),
+                old.display()
+            ),
             Installed::AlreadyInstalled(p) => println!("already installed: {}", p.display()),
         }
     }
@@ -55,7 +62,10 @@ pub fn run_uninstall(args: InstallArgs) -> anyhow::Result<ExitCode> {
     for done in install::uninstall(&dir, &hooks)? {
         match done {
             Uninstalled::Removed(p) => println!("removed {}", p.display()),
-            Uninstalled::Restored(p) => println!("removed modelgate from {} and restored the previous hook", p.display()),
+            Uninstalled::Restored(p) => println!(
+                "removed modelgate from {} and restored the previous hook",
+                p.display()
+            ),
             Uninstalled::NotInstalled(p) => println!("not installed: {}", p.display()),
         }
     }

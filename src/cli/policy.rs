@@ -22,9 +22,7 @@ pub struct PolicyArgs {
 enum PolicyCommand {
     /// Validate a policy (FILE, or the one found from the current directory)
     /// and print the effective settings.
-    Check {
-        file: Option<PathBuf>,
-    },
+    Check { file: Option<PathBuf> },
     /// Write the commented default policy.
     Init {
         /// Where to write it.
@@ -45,11 +43,18 @@ pub fn run(args: PolicyArgs) -> anyhow::Result<ExitCode> {
 
 fn init(file: PathBuf, force: bool) -> anyhow::Result<ExitCode> {
     if file.exists() && !force {
-        eprintln!("modelgate: {} already exists; use --force to overwrite it", file.display());
+        eprintln!(
+            "modelgate: {} already exists; use --force to overwrite it",
+            file.display()
+        );
         return Ok(ExitCode::from(EXIT_ERROR));
     }
-    std::fs::write(&file, policy::TEMPLATE).with_context(|| format!("cannot write {}", file.display()))?;
-    println!("wrote {}; `modelgate policy check` validates your edits", file.display());
+    std::fs::write(&file, policy::TEMPLATE)
+        .with_context(|| format!("cannot write {}", file.display()))?;
+    println!(
+        "wrote {}; `modelgate policy check` validates your edits",
+        file.display()
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -75,10 +80,18 @@ fn summarize(out: &mut dyn Write, p: &Policy) -> std::io::Result<()> {
     if p.files().is_empty() {
         writeln!(out, "policy: built-in defaults (no policy file found)")?;
     } else {
-        let files: Vec<String> = p.files().iter().rev().map(|f| f.display().to_string()).collect();
+        let files: Vec<String> = p
+            .files()
+            .iter()
+            .rev()
+            .map(|f| f.display().to_string())
+            .collect();
         writeln!(out, "policy: {} (valid)", files.join(" extends "))?;
     }
-    for (label, cx) in [("scan and hooks", Context::Hook), ("daemon", Context::Daemon)] {
+    for (label, cx) in [
+        ("scan and hooks", Context::Hook),
+        ("daemon", Context::Daemon),
+    ] {
         let a = p.actions(cx);
         writeln!(
             out,
@@ -87,15 +100,33 @@ fn summarize(out: &mut dyn Write, p: &Policy) -> std::io::Result<()> {
         )?;
     }
     writeln!(out, "  hook internal error → {}", p.on_error())?;
-    let l = p.limits();
-    if *l != modelgate::scan::Limits::default() {
-        writeln!(out, "  limits: {l:?}")?;
-    } else {
+    let table = |l: &modelgate::scan::Limits| toml::Table::try_from(l).unwrap_or_default();
+    let (ours, defaults) = (
+        table(p.limits()),
+        table(&modelgate::scan::Limits::default()),
+    );
+    let changed: Vec<String> = ours
+        .iter()
+        .filter(|(k, v)| defaults.get(*k) != Some(*v))
+        .map(|(k, v)| {
+            format!(
+                "{k} = {v} (default {})",
+                defaults.get(k).map(ToString::to_string).unwrap_or_default()
+            )
+        })
+        .collect();
+    if changed.is_empty() {
         writeln!(out, "  limits: defaults")?;
+    } else {
+        writeln!(out, "  limits: {}", changed.join(", "))?;
     }
     for g in p.allowed_globals() {
         match &g.override_reason {
-            Some(r) => writeln!(out, "  pickle allow {}.{} (overrides the built-in denylist: {r})", g.module, g.name)?,
+            Some(r) => writeln!(
+                out,
+                "  pickle allow {}.{} (overrides the built-in denylist: {r})",
+                g.module, g.name
+            )?,
             None => writeln!(out, "  pickle allow {}.{}", g.module, g.name)?,
         }
     }
@@ -104,7 +135,12 @@ fn summarize(out: &mut dyn Write, p: &Policy) -> std::io::Result<()> {
     }
     for r in p.path_rules() {
         let mut parts = Vec::new();
-        for (k, v) in [("malicious", r.malicious), ("suspicious", r.suspicious), ("info", r.info), ("unverifiable", r.unverifiable)] {
+        for (k, v) in [
+            ("malicious", r.malicious),
+            ("suspicious", r.suspicious),
+            ("info", r.info),
+            ("unverifiable", r.unverifiable),
+        ] {
             if let Some(v) = v {
                 parts.push(format!("{k} → {v}"));
             }
@@ -112,7 +148,13 @@ fn summarize(out: &mut dyn Write, p: &Policy) -> std::io::Result<()> {
         if let Some(f) = &r.require_format {
             parts.push(format!("only {}", f.join(", ")));
         }
-        writeln!(out, "  path rule {} [{}]: {}", r.name, r.globs.join(", "), parts.join(", "))?;
+        writeln!(
+            out,
+            "  path rule {} [{}]: {}",
+            r.name,
+            r.globs.join(", "),
+            parts.join(", ")
+        )?;
     }
     let expired = p.expired_exemptions();
     for e in p.exemptions() {
@@ -123,7 +165,11 @@ fn summarize(out: &mut dyn Write, p: &Policy) -> std::io::Result<()> {
             ""
         };
         let until = e.expires.map(|d| format!(" until {d}")).unwrap_or_default();
-        writeln!(out, "  exemption {} ({rule}){until}{state}: {} [{}]", e.sha256, e.reason, e.origin)?;
+        writeln!(
+            out,
+            "  exemption {} ({rule}){until}{state}: {} [{}]",
+            e.sha256, e.reason, e.origin
+        )?;
     }
     Ok(())
 }

@@ -87,10 +87,15 @@ pub fn install(dir: &Path, hooks: &[&str], exe: &Path) -> Result<Vec<Installed>,
                     chained.display()
                 )));
             }
-            std::fs::rename(&target, &chained).map_err(io(format!("cannot move {} aside", target.display())))?;
+            std::fs::rename(&target, &chained)
+                .map_err(io(format!("cannot move {} aside", target.display())))?;
         }
         write_script(&target, &script(hook, exe))?;
-        done.push(if existing { Installed::Chained(target, chained) } else { Installed::Fresh(target) });
+        done.push(if existing {
+            Installed::Chained(target, chained)
+        } else {
+            Installed::Fresh(target)
+        });
     }
     Ok(done)
 }
@@ -108,7 +113,8 @@ pub fn uninstall(dir: &Path, hooks: &[&str]) -> Result<Vec<Uninstalled>, GitErro
         std::fs::remove_file(&target).map_err(io(format!("cannot remove {}", target.display())))?;
         let chained = dir.join(format!("{hook}{CHAINED_SUFFIX}"));
         if std::fs::symlink_metadata(&chained).is_ok() {
-            std::fs::rename(&chained, &target).map_err(io(format!("cannot restore {}", chained.display())))?;
+            std::fs::rename(&chained, &target)
+                .map_err(io(format!("cannot restore {}", chained.display())))?;
             done.push(Uninstalled::Restored(target));
         } else {
             done.push(Uninstalled::Removed(target));
@@ -122,7 +128,10 @@ fn is_ours(path: &Path) -> bool {
 }
 
 fn write_script(path: &Path, text: &str) -> Result<(), GitError> {
-    let io = |source| GitError::Io { what: format!("cannot write {}", path.display()), source };
+    let io = |source| GitError::Io {
+        what: format!("cannot write {}", path.display()),
+        source,
+    };
     std::fs::write(path, text).map_err(io)?;
     #[cfg(unix)]
     {
@@ -179,7 +188,8 @@ mod tests {
     fn install_chains_and_uninstall_restores() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let d = dir.path();
-        std::fs::write(d.join("pre-push"), "#!/bin/sh\ngit lfs pre-push \"$@\"\n").unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(d.join("pre-push"), "#!/bin/sh\ngit lfs pre-push \"$@\"\n")
+            .unwrap_or_else(|e| panic!("{e}"));
         let exe = Path::new("/opt/it's/modelgate");
         let first = install(d, CLIENT_HOOKS, exe).unwrap_or_else(|e| panic!("{e}"));
         assert!(matches!(first[0], Installed::Fresh(_)));
@@ -187,7 +197,11 @@ mod tests {
         let script = std::fs::read_to_string(d.join("pre-push")).unwrap_or_default();
         assert!(script.contains("'/opt/it'\\''s/modelgate'"), "{script}");
         let second = install(d, CLIENT_HOOKS, exe).unwrap_or_else(|e| panic!("{e}"));
-        assert!(second.iter().all(|i| matches!(i, Installed::AlreadyInstalled(_))));
+        assert!(
+            second
+                .iter()
+                .all(|i| matches!(i, Installed::AlreadyInstalled(_)))
+        );
         let un = uninstall(d, CLIENT_HOOKS).unwrap_or_else(|e| panic!("{e}"));
         assert!(matches!(un[0], Uninstalled::Removed(_)));
         assert!(matches!(un[1], Uninstalled::Restored(_)));

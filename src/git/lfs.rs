@@ -13,7 +13,10 @@ use std::path::{Path, PathBuf};
 /// Pointers are smaller than this (spec).
 const MAX_POINTER: usize = 1024;
 
-const VERSIONS: &[&str] = &["https://git-lfs.github.com/spec/v1", "https://hawser.github.com/spec/v1"];
+const VERSIONS: &[&str] = &[
+    "https://git-lfs.github.com/spec/v1",
+    "https://hawser.github.com/spec/v1",
+];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pointer {
@@ -39,7 +42,11 @@ pub fn parse_pointer(data: &[u8]) -> Option<Pointer> {
         match key {
             "oid" => {
                 let hex = value.strip_prefix("sha256:")?;
-                if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+                if hex.len() != 64
+                    || !hex
+                        .bytes()
+                        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+                {
                     return None;
                 }
                 oid = Some(hex.to_string());
@@ -50,7 +57,10 @@ pub fn parse_pointer(data: &[u8]) -> Option<Pointer> {
             _ => return None,
         }
     }
-    Some(Pointer { oid: oid?, size: size? })
+    Some(Pointer {
+        oid: oid?,
+        size: size?,
+    })
 }
 
 /// The directory holding LFS objects for a repository whose common git
@@ -65,7 +75,10 @@ pub fn objects_dir(common_dir: &Path, storage: Option<&str>) -> PathBuf {
 
 /// Where the object of `p` would be, if it is present with the right size.
 pub fn local_object(objects: &Path, p: &Pointer) -> Option<PathBuf> {
-    let path = objects.join(p.oid.get(0..2)?).join(p.oid.get(2..4)?).join(&p.oid);
+    let path = objects
+        .join(p.oid.get(0..2)?)
+        .join(p.oid.get(2..4)?)
+        .join(&p.oid);
     let meta = std::fs::metadata(&path).ok()?;
     (meta.is_file() && meta.len() == p.size).then_some(path)
 }
@@ -78,18 +91,30 @@ mod tests {
 
     #[test]
     fn parses_spec_pointer() {
-        let p = format!("version https://git-lfs.github.com/spec/v1\noid sha256:{OID}\nsize 12345\n");
-        assert_eq!(parse_pointer(p.as_bytes()), Some(Pointer { oid: OID.into(), size: 12345 }));
+        let p =
+            format!("version https://git-lfs.github.com/spec/v1\noid sha256:{OID}\nsize 12345\n");
+        assert_eq!(
+            parse_pointer(p.as_bytes()),
+            Some(Pointer {
+                oid: OID.into(),
+                size: 12345
+            })
+        );
     }
 
     #[test]
     fn rejects_near_misses() {
         let bad = [
             format!("version https://example.com/v1\noid sha256:{OID}\nsize 1\n"),
-            format!("version https://git-lfs.github.com/spec/v1\noid sha256:{}\nsize 1\n", &OID[1..]),
+            format!(
+                "version https://git-lfs.github.com/spec/v1\noid sha256:{}\nsize 1\n",
+                &OID[1..]
+            ),
             format!("version https://git-lfs.github.com/spec/v1\noid sha256:{OID}\nsize -1\n"),
             format!("version https://git-lfs.github.com/spec/v1\noid sha256:{OID}\n"),
-            format!("version https://git-lfs.github.com/spec/v1\noid sha256:{OID}\nsize 1\nrm -rf /\n"),
+            format!(
+                "version https://git-lfs.github.com/spec/v1\noid sha256:{OID}\nsize 1\nrm -rf /\n"
+            ),
         ];
         for b in bad {
             assert_eq!(parse_pointer(b.as_bytes()), None, "{b}");
@@ -100,7 +125,13 @@ mod tests {
     fn storage_location() {
         let c = Path::new("/r/.git");
         assert_eq!(objects_dir(c, None), Path::new("/r/.git/lfs/objects"));
-        assert_eq!(objects_dir(c, Some("big")), Path::new("/r/.git/big/objects"));
-        assert_eq!(objects_dir(c, Some("/srv/lfs")), Path::new("/srv/lfs/objects"));
+        assert_eq!(
+            objects_dir(c, Some("big")),
+            Path::new("/r/.git/big/objects")
+        );
+        assert_eq!(
+            objects_dir(c, Some("/srv/lfs")),
+            Path::new("/srv/lfs/objects")
+        );
     }
 }

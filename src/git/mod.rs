@@ -95,7 +95,11 @@ pub struct Outcome {
 
 impl Outcome {
     pub fn action(&self) -> Action {
-        self.files.iter().map(|f| f.decision.action).max().unwrap_or(Action::Allow)
+        self.files
+            .iter()
+            .map(|f| f.decision.action)
+            .max()
+            .unwrap_or(Action::Allow)
     }
 }
 
@@ -112,7 +116,10 @@ pub struct Checker<'r> {
 
 impl<'r> Checker<'r> {
     pub fn new(repo: &'r Repository, policy: &'r Policy) -> Self {
-        let storage = repo.config().ok().and_then(|c| c.get_string("lfs.storage").ok());
+        let storage = repo
+            .config()
+            .ok()
+            .and_then(|c| c.get_string("lfs.storage").ok());
         Checker {
             repo,
             scanner: Scanner::new(policy.scan_config()),
@@ -139,11 +146,16 @@ impl<'r> Checker<'r> {
             match lfs::local_object(&self.lfs_objects, &pointer) {
                 Some(object) => {
                     self.outcome.scanned += 1;
-                    let report = self.scanner.scan_file(&object, path).map_err(|e| GitError::Io {
-                        what: format!("cannot scan LFS object of {path}"),
-                        source: std::io::Error::other(e.to_string()),
-                    })?;
-                    let decision = self.policy.decide_with(&report, path, || hash_file(&object), self.context);
+                    let report =
+                        self.scanner
+                            .scan_file(&object, path)
+                            .map_err(|e| GitError::Io {
+                                what: format!("cannot scan LFS object of {path}"),
+                                source: std::io::Error::other(e.to_string()),
+                            })?;
+                    let decision =
+                        self.policy
+                            .decide_with(&report, path, || hash_file(&object), self.context);
                     (Some(report), decision)
                 }
                 None => {
@@ -151,7 +163,12 @@ impl<'r> Checker<'r> {
                         "Git LFS object sha256:{} ({} bytes) is not present locally, so its content could not be checked",
                         pointer.oid, pointer.size
                     );
-                    let d = self.policy.decide_unverifiable(path, Some(&pointer.oid), &reason, self.context);
+                    let d = self.policy.decide_unverifiable(
+                        path,
+                        Some(&pointer.oid),
+                        &reason,
+                        self.context,
+                    );
                     (None, d)
                 }
             }
@@ -163,7 +180,9 @@ impl<'r> Checker<'r> {
             }
             self.outcome.scanned += 1;
             let report = self.scanner.scan_bytes(path, data);
-            let decision = self.policy.decide_with(&report, path, || hash_bytes(data), self.context);
+            let decision =
+                self.policy
+                    .decide_with(&report, path, || hash_bytes(data), self.context);
             (Some(report), decision)
         };
         if decision.action == Action::Allow && decision.basis.is_empty() {

@@ -38,9 +38,16 @@ pub struct Update {
 pub fn parse_pre_push(repo: &Repository, input: impl BufRead) -> Result<Vec<Update>, GitError> {
     parse_lines(input, |f| {
         let [_local_ref, local, remote_ref, remote] = f else {
-            return Err(GitError::Input(format!("malformed pre-push line: {}", f.join(" "))));
+            return Err(GitError::Input(format!(
+                "malformed pre-push line: {}",
+                f.join(" ")
+            )));
         };
-        Ok(Update { refname: remote_ref.to_string(), new: parse_oid(repo, local)?, old: parse_oid(repo, remote)? })
+        Ok(Update {
+            refname: remote_ref.to_string(),
+            new: parse_oid(repo, local)?,
+            old: parse_oid(repo, remote)?,
+        })
     })
 }
 
@@ -48,9 +55,16 @@ pub fn parse_pre_push(repo: &Repository, input: impl BufRead) -> Result<Vec<Upda
 pub fn parse_pre_receive(repo: &Repository, input: impl BufRead) -> Result<Vec<Update>, GitError> {
     parse_lines(input, |f| {
         let [old, new, refname] = f else {
-            return Err(GitError::Input(format!("malformed pre-receive line: {}", f.join(" "))));
+            return Err(GitError::Input(format!(
+                "malformed pre-receive line: {}",
+                f.join(" ")
+            )));
         };
-        Ok(Update { refname: refname.to_string(), new: parse_oid(repo, new)?, old: parse_oid(repo, old)? })
+        Ok(Update {
+            refname: refname.to_string(),
+            new: parse_oid(repo, new)?,
+            old: parse_oid(repo, old)?,
+        })
     })
 }
 
@@ -60,7 +74,10 @@ fn parse_lines(
 ) -> Result<Vec<Update>, GitError> {
     let mut out = Vec::new();
     for line in input.lines() {
-        let line = line.map_err(|source| GitError::Io { what: "cannot read the hook's input".into(), source })?;
+        let line = line.map_err(|source| GitError::Io {
+            what: "cannot read the hook's input".into(),
+            source,
+        })?;
         let fields: Vec<&str> = line.split_whitespace().collect();
         if fields.is_empty() {
             continue;
@@ -79,7 +96,12 @@ pub enum Known<'a> {
 }
 
 /// Judges every blob introduced by the commits `updates` would add.
-pub fn check_updates(repo: &Repository, policy: &Policy, updates: &[Update], known: Known) -> Result<Outcome, GitError> {
+pub fn check_updates(
+    repo: &Repository,
+    policy: &Policy,
+    updates: &[Update],
+    known: Known,
+) -> Result<Outcome, GitError> {
     let mut checker = Checker::new(repo, policy);
     let mut walk = repo.revwalk()?;
     walk.set_sorting(Sort::TOPOLOGICAL | Sort::REVERSE)?;
@@ -119,14 +141,20 @@ pub fn check_updates(repo: &Repository, policy: &Policy, updates: &[Update], kno
         };
         let diff = repo.diff_tree_to_tree(parent.as_ref(), Some(&tree), Some(&mut opts))?;
         for delta in diff.deltas() {
-            if !matches!(delta.status(), Delta::Added | Delta::Copied | Delta::Modified | Delta::Typechange | Delta::Renamed) {
+            if !matches!(
+                delta.status(),
+                Delta::Added | Delta::Copied | Delta::Modified | Delta::Typechange | Delta::Renamed
+            ) {
                 continue;
             }
             let file = delta.new_file();
             if file.mode() == FileMode::Commit {
                 continue;
             }
-            let path = file.path().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+            let path = file
+                .path()
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_default();
             checker.check(Some(commit.id()), &path, file.id())?;
         }
     }

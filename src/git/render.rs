@@ -20,7 +20,11 @@ pub fn human(out: &mut dyn Write, hook: &str, outcome: &Outcome) -> io::Result<(
     for f in &outcome.files {
         file(out, f)?;
     }
-    let blocked = outcome.files.iter().filter(|f| f.decision.action.stops()).count();
+    let blocked = outcome
+        .files
+        .iter()
+        .filter(|f| f.decision.action.stops())
+        .count();
     if blocked > 0 {
         let s = if blocked == 1 { "" } else { "s" };
         writeln!(
@@ -39,18 +43,28 @@ fn file(out: &mut dyn Write, f: &FileOutcome) -> io::Result<()> {
         Action::Warn => "warning",
         Action::Block | Action::Quarantine => "BLOCKED",
     };
-    let commit = f.commit.as_deref().map(|c| format!(" (commit {})", c.get(..12).unwrap_or(c))).unwrap_or_default();
+    let commit = f
+        .commit
+        .as_deref()
+        .map(|c| format!(" (commit {})", c.get(..12).unwrap_or(c)))
+        .unwrap_or_default();
     let what = match &f.report {
         Some(r) => format!("{}, {}", r.format, r.verdict),
         None => "content not available".to_string(),
     };
-    let lfs = if f.lfs_oid.is_some() { ", via Git LFS" } else { "" };
+    let lfs = if f.lfs_oid.is_some() {
+        ", via Git LFS"
+    } else {
+        ""
+    };
     writeln!(out, "modelgate: {label}: {}{commit} [{what}{lfs}]", f.path)?;
     for b in &f.decision.basis {
         if b.action == Action::Allow {
             continue;
         }
-        let finding = b.finding.and_then(|i| f.report.as_ref().and_then(|r| r.findings.get(i)));
+        let finding = b
+            .finding
+            .and_then(|i| f.report.as_ref().and_then(|r| r.findings.get(i)));
         let (name, why, fix) = match rules::find(b.rule) {
             Some(r) => (r.name, r.summary, r.remediation),
             None => match POLICY_RULES.iter().find(|r| r.id == b.rule) {
@@ -58,7 +72,11 @@ fn file(out: &mut dyn Write, f: &FileOutcome) -> io::Result<()> {
                 None => ("", "", ""),
             },
         };
-        writeln!(out, "  {} {name} ({}, {}): {}", b.rule, b.verdict, b.action, b.message)?;
+        writeln!(
+            out,
+            "  {} {name} ({}, {}): {}",
+            b.rule, b.verdict, b.action, b.message
+        )?;
         if let Some(f) = finding {
             if let Some(ev) = &f.evidence {
                 writeln!(out, "    evidence: {ev}")?;
@@ -77,20 +95,37 @@ fn file(out: &mut dyn Write, f: &FileOutcome) -> io::Result<()> {
         writeln!(out, "  exempted {} ({}): {}", e.rule, e.origin, e.reason)?;
     }
     for e in &f.decision.expired {
-        writeln!(out, "  expired exemption for {} ({}) no longer applies: {}", e.rule, e.origin, e.reason)?;
+        writeln!(
+            out,
+            "  expired exemption for {} ({}) no longer applies: {}",
+            e.rule, e.origin, e.reason
+        )?;
     }
     if f.decision.action.stops()
         && let Some(sha) = &f.decision.sha256
     {
-        let mut ids: Vec<&str> = f.decision.basis.iter().filter(|b| b.action.stops()).map(|b| b.rule).collect();
+        let mut ids: Vec<&str> = f
+            .decision
+            .basis
+            .iter()
+            .filter(|b| b.action.stops())
+            .map(|b| b.rule)
+            .collect();
         ids.dedup();
-        writeln!(out, "  To accept this exact file, add to policy.toml (and say why):")?;
+        writeln!(
+            out,
+            "  To accept this exact file, add to policy.toml (and say why):"
+        )?;
         for id in ids {
             writeln!(out, "    [[exemptions]]")?;
             writeln!(out, "    sha256 = \"{sha}\"")?;
             writeln!(out, "    rule = \"{id}\"")?;
             writeln!(out, "    reason = \"TODO: why this file is trusted\"")?;
-            writeln!(out, "    note = \"{}\"", f.path.replace('\\', "\\\\").replace('"', "\\\""))?;
+            writeln!(
+                out,
+                "    note = \"{}\"",
+                f.path.replace('\\', "\\\\").replace('"', "\\\"")
+            )?;
         }
     }
     Ok(())
@@ -112,8 +147,19 @@ struct Document<'a> {
 }
 
 /// The JSON document of a hook run.
-pub fn json(out: &mut dyn Write, hook: &str, action: Action, outcome: &Outcome, error: Option<&str>) -> io::Result<()> {
-    let doc = Document { hook, action, outcome, error };
+pub fn json(
+    out: &mut dyn Write,
+    hook: &str,
+    action: Action,
+    outcome: &Outcome,
+    error: Option<&str>,
+) -> io::Result<()> {
+    let doc = Document {
+        hook,
+        action,
+        outcome,
+        error,
+    };
     serde_json::to_writer_pretty(&mut *out, &doc).map_err(io::Error::other)?;
     writeln!(out)
 }

@@ -27,14 +27,20 @@ pub fn check_index(repo: &Repository, policy: &Policy) -> Result<Outcome, GitErr
     let diff = repo.diff_tree_to_index(head.as_ref(), Some(&index), Some(&mut opts))?;
     let mut checker = Checker::new(repo, policy);
     for delta in diff.deltas() {
-        if !matches!(delta.status(), Delta::Added | Delta::Copied | Delta::Modified | Delta::Typechange | Delta::Renamed) {
+        if !matches!(
+            delta.status(),
+            Delta::Added | Delta::Copied | Delta::Modified | Delta::Typechange | Delta::Renamed
+        ) {
             continue;
         }
         let file = delta.new_file();
         if file.mode() == FileMode::Commit {
             continue;
         }
-        let path = file.path().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+        let path = file
+            .path()
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default();
         checker.check(None, &path, file.id())?;
     }
     Ok(checker.finish())

@@ -54,7 +54,13 @@ pub struct LoadedFile {
 }
 
 impl LoadedFile {
-    fn diag(&self, sev: Severity, span: Range<usize>, msg: impl Into<String>, help: Option<String>) -> Diagnostic {
+    fn diag(
+        &self,
+        sev: Severity,
+        span: Range<usize>,
+        msg: impl Into<String>,
+        help: Option<String>,
+    ) -> Diagnostic {
         Diagnostic::at(sev, &self.path, &self.text, span, msg, help)
     }
 }
@@ -67,11 +73,21 @@ pub fn load_chain(path: &Path, diags: &mut Vec<Diagnostic>) -> Vec<LoadedFile> {
     files
 }
 
-fn load_one(path: &Path, stack: &mut Vec<PathBuf>, files: &mut Vec<LoadedFile>, diags: &mut Vec<Diagnostic>) {
+fn load_one(
+    path: &Path,
+    stack: &mut Vec<PathBuf>,
+    files: &mut Vec<LoadedFile>,
+    diags: &mut Vec<Diagnostic>,
+) {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) => {
-            diags.push(Diagnostic::whole_file(Severity::Error, path, format!("cannot read policy file: {e}"), None));
+            diags.push(Diagnostic::whole_file(
+                Severity::Error,
+                path,
+                format!("cannot read policy file: {e}"),
+                None,
+            ));
             return;
         }
     };
@@ -80,12 +96,23 @@ fn load_one(path: &Path, stack: &mut Vec<PathBuf>, files: &mut Vec<LoadedFile>, 
         Err(e) => {
             let span = e.span().unwrap_or(0..0);
             let (msg, help) = explain_parse_error(e.message());
-            diags.push(Diagnostic::at(Severity::Error, path, &text, span, msg, help));
+            diags.push(Diagnostic::at(
+                Severity::Error,
+                path,
+                &text,
+                span,
+                msg,
+                help,
+            ));
             return;
         }
     };
     stack.push(std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()));
-    let file = LoadedFile { path: path.to_path_buf(), text, raw };
+    let file = LoadedFile {
+        path: path.to_path_buf(),
+        text,
+        raw,
+    };
     if let Some(ext) = &file.raw.extends {
         let base = path.parent().unwrap_or(Path::new("")).join(ext.get_ref());
         let canonical = std::fs::canonicalize(&base);
@@ -127,7 +154,10 @@ fn load_one(path: &Path, stack: &mut Vec<PathBuf>, files: &mut Vec<LoadedFile>, 
 fn explain_parse_error(msg: &str) -> (String, Option<String>) {
     let msg = msg.trim().to_string();
     let help = if msg.starts_with("unknown field") {
-        Some("check the spelling against the commented template (`modelgate policy init`)".to_string())
+        Some(
+            "check the spelling against the commented template (`modelgate policy init`)"
+                .to_string(),
+        )
     } else if msg.starts_with("missing field `reason`") {
         Some("every exemption needs a `reason` saying why the file is trusted".to_string())
     } else {
@@ -142,15 +172,33 @@ struct Checker {
 }
 
 impl Checker {
-    fn err(&mut self, f: &LoadedFile, span: Range<usize>, msg: impl Into<String>, help: Option<String>) {
+    fn err(
+        &mut self,
+        f: &LoadedFile,
+        span: Range<usize>,
+        msg: impl Into<String>,
+        help: Option<String>,
+    ) {
         self.diags.push(f.diag(Severity::Error, span, msg, help));
     }
 
-    fn warn(&mut self, f: &LoadedFile, span: Range<usize>, msg: impl Into<String>, help: Option<String>) {
+    fn warn(
+        &mut self,
+        f: &LoadedFile,
+        span: Range<usize>,
+        msg: impl Into<String>,
+        help: Option<String>,
+    ) {
         self.diags.push(f.diag(Severity::Warning, span, msg, help));
     }
 
-    fn action(&mut self, f: &LoadedFile, v: &Option<Spanned<String>>, allowed: &[Action], table: &str) -> Option<Action> {
+    fn action(
+        &mut self,
+        f: &LoadedFile,
+        v: &Option<Spanned<String>>,
+        allowed: &[Action],
+        table: &str,
+    ) -> Option<Action> {
         let v = v.as_ref()?;
         let names: Vec<String> = allowed.iter().map(|a| format!("`{a}`")).collect();
         match Action::parse(v.get_ref()) {
@@ -161,17 +209,34 @@ impl Checker {
                 } else {
                     format!("in {table} use one of {}", names.join(", "))
                 };
-                self.err(f, v.span(), format!("action `{a}` is not available in {table}"), Some(help));
+                self.err(
+                    f,
+                    v.span(),
+                    format!("action `{a}` is not available in {table}"),
+                    Some(help),
+                );
                 None
             }
             None => {
-                self.err(f, v.span(), format!("unknown action `{}`", v.get_ref()), Some(format!("use one of {}", names.join(", "))));
+                self.err(
+                    f,
+                    v.span(),
+                    format!("unknown action `{}`", v.get_ref()),
+                    Some(format!("use one of {}", names.join(", "))),
+                );
                 None
             }
         }
     }
 
-    fn actions(&mut self, f: &LoadedFile, raw: &RawActions, into: &mut Actions, allowed: &[Action], table: &str) {
+    fn actions(
+        &mut self,
+        f: &LoadedFile,
+        raw: &RawActions,
+        into: &mut Actions,
+        allowed: &[Action],
+        table: &str,
+    ) {
         let slots = [
             (&raw.malicious, &mut into.malicious),
             (&raw.suspicious, &mut into.suspicious),
@@ -222,7 +287,12 @@ pub fn compile(files: &[LoadedFile], today: jiff::civil::Date) -> Result<Policy,
             for (key, value) in l {
                 if !default_limits.contains_key(key.get_ref()) {
                     let known: Vec<&str> = default_limits.keys().map(String::as_str).collect();
-                    c.err(f, key.span(), format!("unknown limit `{}`", key.get_ref()), Some(format!("known limits: {}", known.join(", "))));
+                    c.err(
+                        f,
+                        key.span(),
+                        format!("unknown limit `{}`", key.get_ref()),
+                        Some(format!("known limits: {}", known.join(", "))),
+                    );
                     continue;
                 }
                 let mut one = toml::Table::new();
@@ -240,7 +310,11 @@ pub fn compile(files: &[LoadedFile], today: jiff::civil::Date) -> Result<Policy,
                     Err(e) => c.err(
                         f,
                         value.span(),
-                        format!("invalid value for limit `{}`: {}", key.get_ref(), e.message().trim()),
+                        format!(
+                            "invalid value for limit `{}`: {}",
+                            key.get_ref(),
+                            e.message().trim()
+                        ),
                         Some("limits are positive integers (bytes, counts or milliseconds)".into()),
                     ),
                 }
@@ -250,18 +324,39 @@ pub fn compile(files: &[LoadedFile], today: jiff::civil::Date) -> Result<Policy,
             for d in &p.deny {
                 match split_global(d.get_ref()) {
                     Some(g) => deny.push(g),
-                    None => c.err(f, d.span(), format!("`{}` is not a global name", d.get_ref()), Some(GLOBAL_HELP.into())),
+                    None => c.err(
+                        f,
+                        d.span(),
+                        format!("`{}` is not a global name", d.get_ref()),
+                        Some(GLOBAL_HELP.into()),
+                    ),
                 }
             }
             for a in &p.allow {
                 let entry = a.get_ref();
-                let span = if entry.global.span().is_empty() { a.span() } else { entry.global.span() };
+                let span = if entry.global.span().is_empty() {
+                    a.span()
+                } else {
+                    entry.global.span()
+                };
                 let Some((module, name)) = split_global(entry.global.get_ref()) else {
-                    c.err(f, span, format!("`{}` is not a global name", entry.global.get_ref()), Some(GLOBAL_HELP.into()));
+                    c.err(
+                        f,
+                        span,
+                        format!("`{}` is not a global name", entry.global.get_ref()),
+                        Some(GLOBAL_HELP.into()),
+                    );
                     continue;
                 };
-                let overrides = entry.override_builtin.as_ref().is_some_and(|o| *o.get_ref());
-                let reason = entry.reason.as_ref().map(|r| r.get_ref().trim().to_string()).filter(|r| !r.is_empty());
+                let overrides = entry
+                    .override_builtin
+                    .as_ref()
+                    .is_some_and(|o| *o.get_ref());
+                let reason = entry
+                    .reason
+                    .as_ref()
+                    .map(|r| r.get_ref().trim().to_string())
+                    .filter(|r| !r.is_empty());
                 let mut override_reason = None;
                 match builtin_denial(&module, &name) {
                     Some(why) if !overrides => c.err(
@@ -287,24 +382,48 @@ pub fn compile(files: &[LoadedFile], today: jiff::civil::Date) -> Result<Policy,
                     ),
                     None => {}
                 }
-                allow.push((AllowedGlobal { module, name, override_reason }, fi, span));
+                allow.push((
+                    AllowedGlobal {
+                        module,
+                        name,
+                        override_reason,
+                    },
+                    fi,
+                    span,
+                ));
             }
         }
         for rule in &raw.paths {
             let idx = paths.len();
-            let name = rule.name.as_ref().map_or_else(|| format!("paths[{idx}]"), |n| n.get_ref().clone());
+            let name = rule
+                .name
+                .as_ref()
+                .map_or_else(|| format!("paths[{idx}]"), |n| n.get_ref().clone());
             if rule.globs.get_ref().is_empty() {
-                c.err(f, rule.globs.span(), "a path rule needs at least one glob", Some("e.g. globs = [\"models/**\"]".into()));
+                c.err(
+                    f,
+                    rule.globs.span(),
+                    "a path rule needs at least one glob",
+                    Some("e.g. globs = [\"models/**\"]".into()),
+                );
             }
             let mut patterns = Vec::new();
             for g in rule.globs.get_ref() {
-                match GlobBuilder::new(g.get_ref()).literal_separator(true).build() {
+                match GlobBuilder::new(g.get_ref())
+                    .literal_separator(true)
+                    .build()
+                {
                     Ok(glob) => {
                         globs.add(glob);
                         glob_owner.push(idx);
                         patterns.push(g.get_ref().clone());
                     }
-                    Err(e) => c.err(f, g.span(), format!("invalid glob `{}`: {}", g.get_ref(), e.kind()), None),
+                    Err(e) => c.err(
+                        f,
+                        g.span(),
+                        format!("invalid glob `{}`: {}", g.get_ref(), e.kind()),
+                        None,
+                    ),
                 }
             }
             let mut require_format = None;
@@ -314,7 +433,10 @@ pub fn compile(files: &[LoadedFile], today: jiff::civil::Date) -> Result<Policy,
                         f,
                         list.span(),
                         "`require-format` is empty, which would forbid every model format",
-                        Some("list the allowed formats, e.g. [\"safetensors\", \"gguf\", \"onnx\"]".into()),
+                        Some(
+                            "list the allowed formats, e.g. [\"safetensors\", \"gguf\", \"onnx\"]"
+                                .into(),
+                        ),
                     );
                 }
                 for fmt in list.get_ref() {
@@ -322,7 +444,10 @@ pub fn compile(files: &[LoadedFile], today: jiff::civil::Date) -> Result<Policy,
                         c.warn(
                             f,
                             fmt.span(),
-                            format!("`{}` is not a format name the scanner reports", fmt.get_ref()),
+                            format!(
+                                "`{}` is not a format name the scanner reports",
+                                fmt.get_ref()
+                            ),
                             Some(format!("known formats: {}", KNOWN_FORMATS.join(", "))),
                         );
                     }
@@ -333,17 +458,39 @@ pub fn compile(files: &[LoadedFile], today: jiff::civil::Date) -> Result<Policy,
             let suspicious = c.action(f, &rule.suspicious, REPO_ACTIONS, "[[paths]]");
             let info = c.action(f, &rule.info, REPO_ACTIONS, "[[paths]]");
             let unverifiable = c.action(f, &rule.unverifiable, REPO_ACTIONS, "[[paths]]");
-            let sets_nothing = [&rule.malicious, &rule.suspicious, &rule.info, &rule.unverifiable]
-                .iter()
-                .all(|v| v.is_none())
+            let sets_nothing = [
+                &rule.malicious,
+                &rule.suspicious,
+                &rule.info,
+                &rule.unverifiable,
+            ]
+            .iter()
+            .all(|v| v.is_none())
                 && rule.require_format.is_none();
             if sets_nothing {
-                c.warn(f, rule.globs.span(), format!("path rule `{name}` changes nothing"), None);
+                c.warn(
+                    f,
+                    rule.globs.span(),
+                    format!("path rule `{name}` changes nothing"),
+                    None,
+                );
             }
-            paths.push(PathRule { name, globs: patterns, malicious, suspicious, info, unverifiable, require_format });
+            paths.push(PathRule {
+                name,
+                globs: patterns,
+                malicious,
+                suspicious,
+                info,
+                unverifiable,
+                require_format,
+            });
         }
         for e in &raw.exemptions {
-            let line = f.text.get(..e.sha256.span().start).map_or(0, |t| t.matches('\n').count()) + 1;
+            let line = f
+                .text
+                .get(..e.sha256.span().start)
+                .map_or(0, |t| t.matches('\n').count())
+                + 1;
             let origin = format!("{}:{line}", f.path.display());
             let sha = e.sha256.get_ref().trim().to_ascii_lowercase();
             if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -351,7 +498,9 @@ pub fn compile(files: &[LoadedFile], today: jiff::civil::Date) -> Result<Policy,
                     f,
                     e.sha256.span(),
                     "`sha256` must be 64 hexadecimal digits",
-                    Some("`sha256sum FILE` prints it; hooks print a ready-to-paste exemption".into()),
+                    Some(
+                        "`sha256sum FILE` prints it; hooks print a ready-to-paste exemption".into(),
+                    ),
                 );
             }
             let rule = match &e.rule {
@@ -371,15 +520,28 @@ pub fn compile(files: &[LoadedFile], today: jiff::civil::Date) -> Result<Policy,
             };
             let reason = e.reason.get_ref().trim().to_string();
             if reason.is_empty() {
-                c.err(f, e.reason.span(), "an exemption needs a non-empty reason", Some("say why this exact file is trusted".into()));
+                c.err(
+                    f,
+                    e.reason.span(),
+                    "an exemption needs a non-empty reason",
+                    Some("say why this exact file is trusted".into()),
+                );
             }
-            let expires = e.expires.as_ref().and_then(|x| match parse_date(x.get_ref()) {
-                Some(d) => Some(d),
-                None => {
-                    c.err(f, x.span(), "`expires` must be a date", Some("write expires = 2026-12-31".into()));
-                    None
-                }
-            });
+            let expires = e
+                .expires
+                .as_ref()
+                .and_then(|x| match parse_date(x.get_ref()) {
+                    Some(d) => Some(d),
+                    None => {
+                        c.err(
+                            f,
+                            x.span(),
+                            "`expires` must be a date",
+                            Some("write expires = 2026-12-31".into()),
+                        );
+                        None
+                    }
+                });
             if let Some(d) = expires
                 && d < today
             {
@@ -391,7 +553,14 @@ pub fn compile(files: &[LoadedFile], today: jiff::civil::Date) -> Result<Policy,
                 );
             }
             let note = e.note.as_ref().map(|n| n.get_ref().clone());
-            exemptions.push(Exemption { sha256: sha, rule, reason, expires, note, origin });
+            exemptions.push(Exemption {
+                sha256: sha,
+                rule,
+                reason,
+                expires,
+                note,
+                origin,
+            });
         }
     }
 
@@ -408,21 +577,25 @@ pub fn compile(files: &[LoadedFile], today: jiff::civil::Date) -> Result<Policy,
         }
     }
 
-    let limits = match limits_table.try_into::<Limits>() {
-        Ok(l) => l,
-        Err(_) => Limits::default(),
-    };
+    // Every key was checked above, so this cannot fail.
+    let limits = limits_table.try_into::<Limits>().unwrap_or_default();
     let globs = match globs.build() {
         Ok(g) => g,
         Err(e) => {
             if let Some(f) = files.last() {
-                c.err(f, 0..0, format!("path globs could not be compiled: {e}"), None);
+                c.err(
+                    f,
+                    0..0,
+                    format!("path globs could not be compiled: {e}"),
+                    None,
+                );
             }
             globset::GlobSet::empty()
         }
     };
     // Report in reading order whatever order the checks ran in.
-    c.diags.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
+    c.diags
+        .sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
     if c.diags.iter().any(Diagnostic::is_error) {
         return Err(c.diags);
     }
@@ -455,7 +628,8 @@ fn split_global(s: &str) -> Option<(String, String)> {
     };
     let ident = |p: &str| {
         let mut chars = p.chars();
-        chars.next().is_some_and(|c| c.is_alphabetic() || c == '_') && chars.all(|c| c.is_alphanumeric() || c == '_')
+        chars.next().is_some_and(|c| c.is_alphabetic() || c == '_')
+            && chars.all(|c| c.is_alphanumeric() || c == '_')
     };
     let dotted = |p: &str| p.split('.').all(ident);
     (dotted(module) && dotted(name)).then(|| (module.to_string(), name.to_string()))
@@ -476,7 +650,12 @@ fn parse_date(v: &toml::Value) -> Option<jiff::civil::Date> {
     match v {
         toml::Value::Datetime(dt) if dt.time.is_none() && dt.offset.is_none() => {
             let d = dt.date?;
-            jiff::civil::Date::new(i16::try_from(d.year).ok()?, i8::try_from(d.month).ok()?, i8::try_from(d.day).ok()?).ok()
+            jiff::civil::Date::new(
+                i16::try_from(d.year).ok()?,
+                i8::try_from(d.month).ok()?,
+                i8::try_from(d.day).ok()?,
+            )
+            .ok()
         }
         toml::Value::String(s) => s.trim().parse().ok(),
         _ => None,
@@ -489,9 +668,18 @@ mod tests {
 
     #[test]
     fn global_names() {
-        assert_eq!(split_global("os.system"), Some(("os".into(), "system".into())));
-        assert_eq!(split_global("torch._utils._rebuild_tensor_v2"), Some(("torch._utils".into(), "_rebuild_tensor_v2".into())));
-        assert_eq!(split_global("collections:OrderedDict.fromkeys"), Some(("collections".into(), "OrderedDict.fromkeys".into())));
+        assert_eq!(
+            split_global("os.system"),
+            Some(("os".into(), "system".into()))
+        );
+        assert_eq!(
+            split_global("torch._utils._rebuild_tensor_v2"),
+            Some(("torch._utils".into(), "_rebuild_tensor_v2".into()))
+        );
+        assert_eq!(
+            split_global("collections:OrderedDict.fromkeys"),
+            Some(("collections".into(), "OrderedDict.fromkeys".into()))
+        );
         assert_eq!(split_global("system"), None);
         assert_eq!(split_global("os."), None);
         assert_eq!(split_global("os.sys tem"), None);

@@ -44,11 +44,21 @@ impl Diagnostic {
     ) -> Self {
         let start = floor_char_boundary(text, span.start.min(text.len()));
         let end = floor_char_boundary(text, span.end.clamp(start, text.len()));
-        let line_start = text.get(..start).and_then(|t| t.rfind('\n')).map_or(0, |i| i + 1);
-        let line_end = text.get(start..).and_then(|t| t.find('\n')).map_or(text.len(), |i| start + i);
+        let line_start = text
+            .get(..start)
+            .and_then(|t| t.rfind('\n'))
+            .map_or(0, |i| i + 1);
+        let line_end = text
+            .get(start..)
+            .and_then(|t| t.find('\n'))
+            .map_or(text.len(), |i| start + i);
         let line = text.get(..start).map_or(0, |t| t.matches('\n').count()) + 1;
         let before = text.get(line_start..start).unwrap_or("");
-        let source_line = text.get(line_start..line_end).unwrap_or("").trim_end_matches('\r').to_string();
+        let source_line = text
+            .get(line_start..line_end)
+            .unwrap_or("")
+            .trim_end_matches('\r')
+            .to_string();
         let caret_text = text.get(start..end.min(line_end)).unwrap_or("");
         Diagnostic {
             severity,
@@ -63,7 +73,12 @@ impl Diagnostic {
     }
 
     /// A diagnostic about a whole file (it cannot be read, say).
-    pub fn whole_file(severity: Severity, file: &Path, message: impl Into<String>, help: Option<String>) -> Self {
+    pub fn whole_file(
+        severity: Severity,
+        file: &Path,
+        message: impl Into<String>,
+        help: Option<String>,
+    ) -> Self {
         Diagnostic {
             severity,
             message: message.into(),
@@ -113,7 +128,12 @@ impl fmt::Display for Diagnostic {
             writeln!(f, "{pad} | {indent}{}", "^".repeat(self.caret_len))?;
         }
         if let Some(help) = &self.help {
-            writeln!(f, "  = help: {help}")?;
+            let pad = " ".repeat(if self.line == 0 {
+                1
+            } else {
+                self.line.to_string().len()
+            });
+            writeln!(f, "{pad} = help: {help}")?;
         }
         Ok(())
     }

@@ -76,9 +76,14 @@ impl Action {
     }
 
     fn parse(s: &str) -> Option<Action> {
-        [Action::Allow, Action::Warn, Action::Block, Action::Quarantine]
-            .into_iter()
-            .find(|a| a.as_str() == s)
+        [
+            Action::Allow,
+            Action::Warn,
+            Action::Block,
+            Action::Quarantine,
+        ]
+        .into_iter()
+        .find(|a| a.as_str() == s)
     }
 
     /// Whether the adapter must stop the file (block or quarantine).
@@ -292,20 +297,21 @@ impl Policy {
     /// As [`Policy::load_file`], deciding expiry against `today`.
     pub fn load_file_at(path: &Path, today: jiff::civil::Date) -> Result<Policy, PolicyError> {
         let mut diags = Vec::new();
+        // Whatever could be read is validated even when part of the chain
+        // could not, so that one run reports every problem.
         let files = compile::load_chain(path, &mut diags);
-        if diags.iter().any(Diagnostic::is_error) {
-            return Err(PolicyError(diags));
+        let mut result = compile::compile(&files, today);
+        match &mut result {
+            Ok(p) => diags.append(&mut p.warnings),
+            Err(more) => diags.append(more),
         }
-        match compile::compile(&files, today) {
-            Ok(mut p) => {
-                diags.append(&mut p.warnings);
+        diags.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
+        match result {
+            Ok(mut p) if !diags.iter().any(Diagnostic::is_error) => {
                 p.warnings = diags;
                 Ok(p)
             }
-            Err(mut more) => {
-                diags.append(&mut more);
-                Err(PolicyError(diags))
-            }
+            _ => Err(PolicyError(diags)),
         }
     }
 
@@ -354,12 +360,24 @@ impl Policy {
 
     /// The scanner configuration this policy asks for.
     pub fn scan_config(&self) -> ScanConfig {
-        let allow = self.allow.iter().map(|g| (g.module.clone(), g.name.clone()));
-        ScanConfig { limits: self.limits, globals: GlobalLists::new(allow, self.deny.iter().cloned()) }
+        let allow = self
+            .allow
+            .iter()
+            .map(|g| (g.module.clone(), g.name.clone()));
+        ScanConfig {
+            limits: self.limits,
+            globals: GlobalLists::new(allow, self.deny.iter().cloned()),
+        }
     }
 
     /// Decides what to do with a scanned file.
-    pub fn decide(&self, report: &FileReport, path_in_repo: &str, sha256: &str, context: Context) -> Decision {
+    pub fn decide(
+        &self,
+        report: &FileReport,
+        path_in_repo: &str,
+        sha256: &str,
+        context: Context,
+    ) -> Decision {
         self.decide_with(report, path_in_repo, || sha256.to_string(), context)
     }
 
@@ -427,7 +445,14 @@ impl Policy {
             Some(h) => self.finish(basis, path_rules, || h.to_string()),
             None => {
                 let action = actions.unverifiable;
-                Decision { action, basis, exempted: vec![], expired: vec![], path_rules, sha256: None }
+                Decision {
+                    action,
+                    basis,
+                    exempted: vec![],
+                    expired: vec![],
+                    path_rules,
+                    sha256: None,
+                }
             }
         }
     }
@@ -445,7 +470,10 @@ impl Policy {
 
     /// Exemptions whose date has passed.
     pub fn expired_exemptions(&self) -> Vec<&Exemption> {
-        self.exemptions.iter().filter(|e| self.is_expired(e)).collect()
+        self.exemptions
+            .iter()
+            .filter(|e| self.is_expired(e))
+            .collect()
     }
 
     fn is_expired(&self, e: &Exemption) -> bool {
@@ -454,7 +482,11 @@ impl Policy {
 
     /// The actions, format requirement and matching rule names for a path.
     /// Later path rules override earlier ones key by key.
-    fn effective(&self, path: &str, context: Context) -> (Actions, Option<(&str, &[String])>, Vec<String>) {
+    fn effective(
+        &self,
+        path: &str,
+        context: Context,
+    ) -> Effective<'_> {
         let mut actions = *self.actions(context);
         let mut require = None;
         let mut names = Vec::new();
@@ -487,7 +519,12 @@ impl Policy {
         (actions, require, names)
     }
 
-    fn finish(&self, mut basis: Vec<Basis>, path_rules: Vec<String>, sha256: impl FnOnce() -> String) -> Decision {
+    fn finish(
+        &self,
+        mut basis: Vec<Basis>,
+        path_rules: Vec<String>,
+        sha256: impl FnOnce() -> String,
+    ) -> Decision {
         let mut exempted = Vec::new();
         let mut expired = Vec::new();
         let mut hash = None;
@@ -502,7 +539,11 @@ impl Policy {
                     if e.sha256 != h || e.rule.is_some_and(|r| r != b.rule) {
                         continue;
                     }
-                    let applied = AppliedExemption { rule: b.rule, reason: e.reason.clone(), origin: e.origin.clone() };
+                    let applied = AppliedExemption {
+                        rule: b.rule,
+                        reason: e.reason.clone(),
+                        origin: e.origin.clone(),
+                    };
                     if self.is_expired(e) {
                         expired.push(applied);
                     } else {
@@ -518,16 +559,31 @@ impl Policy {
             hash = Some(h);
         }
         basis.sort_by(|a, b| b.action.cmp(&a.action).then(b.verdict.cmp(&a.verdict)));
-        let action = basis.iter().map(|b| b.action).max().unwrap_or(Action::Allow);
-        Decision { action, basis, exempted, expired, path_rules, sha256: hash }
+        let action = basis
+            .iter()
+            .map(|b| b.action)
+            .max()
+            .unwrap_or(Action::Allow);
+        Decision {
+            action,
+            basis,
+            exempted,
+            expired,
+            path_rules,
+            sha256: hash,
+        }
     }
 }
 
+/// The settings that apply to one path: actions, the `require-format` list
+/// with the name of the rule that set it, and the matching rule names.
+type Effective<'p> = (Actions, Option<(&'p str, &'p [String])>, Vec<String>);
+
 /// The nearest policy file at or above `start`.
 pub fn discover(start: &Path) -> Option<PathBuf> {
-    start.ancestors().find_map(|dir| {
-        FILE_NAMES.iter().map(|n| dir.join(n)).find(|p| p.is_file())
-    })
+    start
+        .ancestors()
+        .find_map(|dir| FILE_NAMES.iter().map(|n| dir.join(n)).find(|p| p.is_file()))
 }
 
 fn today() -> jiff::civil::Date {

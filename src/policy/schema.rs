@@ -87,11 +87,19 @@ impl<'de> Deserialize<'de> for RawAllow {
             }
             fn visit_str<E: de::Error>(self, s: &str) -> Result<RawAllow, E> {
                 // The string's span is the enclosing `Spanned<RawAllow>`'s.
-                Ok(RawAllow { global: Spanned::new(0..0, s.to_string()), override_builtin: None, reason: None })
+                Ok(RawAllow {
+                    global: Spanned::new(0..0, s.to_string()),
+                    override_builtin: None,
+                    reason: None,
+                })
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawAllow, A::Error> {
                 let t = RawAllowTable::deserialize(de::value::MapAccessDeserializer::new(map))?;
-                Ok(RawAllow { global: t.global, override_builtin: t.override_builtin, reason: t.reason })
+                Ok(RawAllow {
+                    global: t.global,
+                    override_builtin: t.override_builtin,
+                    reason: t.reason,
+                })
             }
         }
         d.deserialize_any(V)

@@ -15,7 +15,9 @@ fn load(files: &[(&str, &str)]) -> (tempfile::TempDir, Result<Policy, PolicyErro
         }
         std::fs::write(&p, text).unwrap_or_else(|e| panic!("{e}"));
     }
-    let first = dir.path().join(files.first().map_or("policy.toml", |f| f.0));
+    let first = dir
+        .path()
+        .join(files.first().map_or("policy.toml", |f| f.0));
     let result = Policy::load_file_at(&first, date("2026-01-15"));
     (dir, result)
 }
@@ -35,7 +37,8 @@ fn errors(text: &str) -> Vec<Diagnostic> {
     }
 }
 
-const PICKLE_RCE: &[u8] = b"\x80\x02cos\nsystem\nq\x00X\x0a\x00\x00\x00echo pwnedq\x01\x85q\x02Rq\x03.";
+const PICKLE_RCE: &[u8] =
+    b"\x80\x02cos\nsystem\nq\x00X\x0a\x00\x00\x00echo pwnedq\x01\x85q\x02Rq\x03.";
 
 fn safetensors() -> Vec<u8> {
     let header = br#"{"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#;
@@ -61,9 +64,15 @@ fn template_is_the_builtin_default() {
 fn defaults_fail_closed() {
     let p = Policy::builtin();
     let a = p.actions(Context::Hook);
-    assert_eq!((a.malicious, a.suspicious, a.info), (Action::Block, Action::Block, Action::Allow));
+    assert_eq!(
+        (a.malicious, a.suspicious, a.info),
+        (Action::Block, Action::Block, Action::Allow)
+    );
     let d = p.actions(Context::Daemon);
-    assert_eq!((d.malicious, d.suspicious), (Action::Quarantine, Action::Warn));
+    assert_eq!(
+        (d.malicious, d.suspicious),
+        (Action::Quarantine, Action::Warn)
+    );
 }
 
 #[test]
@@ -75,7 +84,8 @@ fn malicious_pickle_is_blocked_and_exemption_by_hash_applies() {
     let rule = d.basis.first().map(|b| b.rule).unwrap_or_default();
 
     let sha = "a".repeat(64);
-    let text = format!("[[exemptions]]\nsha256 = \"{sha}\"\nrule = \"{rule}\"\nreason = \"reviewed\"\n");
+    let text =
+        format!("[[exemptions]]\nsha256 = \"{sha}\"\nrule = \"{rule}\"\nreason = \"reviewed\"\n");
     let (_d, p) = ok(&[("policy.toml", &text)]);
     assert_eq!(p.unused_exemptions().len(), 1);
     let other = p.decide(&report, "model.pkl", &"b".repeat(64), Context::Hook);
@@ -90,7 +100,9 @@ fn malicious_pickle_is_blocked_and_exemption_by_hash_applies() {
 fn expired_exemption_does_not_apply() {
     let report = Scanner::default().scan_bytes("model.pkl", PICKLE_RCE);
     let sha = "c".repeat(64);
-    let text = format!("[[exemptions]]\nsha256 = \"{sha}\"\nreason = \"temporary\"\nexpires = 2025-12-31\n");
+    let text = format!(
+        "[[exemptions]]\nsha256 = \"{sha}\"\nreason = \"temporary\"\nexpires = 2025-12-31\n"
+    );
     let (_d, p) = ok(&[("policy.toml", &text)]);
     assert_eq!(p.warnings().len(), 1, "{}", diag::render(p.warnings()));
     assert!(p.warnings()[0].message.contains("expired"));
@@ -118,38 +130,74 @@ suspicious = "warn"
 "#;
     let (_d, p) = ok(&[("policy.toml", text)]);
     let rce = Scanner::default().scan_bytes("x.pkl", PICKLE_RCE);
-    assert_eq!(p.decide(&rce, "tests/fixtures/x.pkl", "", Context::Hook).action, Action::Warn);
-    assert_eq!(p.decide(&rce, "x.pkl", "", Context::Hook).action, Action::Block);
+    assert_eq!(
+        p.decide(&rce, "tests/fixtures/x.pkl", "", Context::Hook)
+            .action,
+        Action::Warn
+    );
+    assert_eq!(
+        p.decide(&rce, "x.pkl", "", Context::Hook).action,
+        Action::Block
+    );
     // `*` and `**` semantics: models/** covers nested paths only under models/.
     let st = Scanner::default().scan_bytes("m.safetensors", &safetensors());
-    assert_eq!(p.decide(&st, "models/a/m.safetensors", "", Context::Hook).action, Action::Allow);
+    assert_eq!(
+        p.decide(&st, "models/a/m.safetensors", "", Context::Hook)
+            .action,
+        Action::Allow
+    );
     let benign_pickle = Scanner::default().scan_bytes("m.pkl", b"\x80\x02}q\x00.");
     let d = p.decide(&benign_pickle, "models/a/m.pkl", "", Context::Hook);
     assert_eq!(d.action, Action::Block, "{d:?}");
     assert_eq!(d.basis.first().map(|b| b.rule), Some("POL001"));
     assert_eq!(d.path_rules, vec!["models".to_string()]);
-    assert_eq!(p.decide(&benign_pickle, "other/m.pkl", "", Context::Hook).action, Action::Allow);
+    assert_eq!(
+        p.decide(&benign_pickle, "other/m.pkl", "", Context::Hook)
+            .action,
+        Action::Allow
+    );
     // Text is not a model format: README files under models/ are fine.
     let text = Scanner::default().scan_bytes("models/README.md", b"# hi\n");
-    assert_eq!(p.decide(&text, "models/README.md", "", Context::Hook).action, Action::Allow);
+    assert_eq!(
+        p.decide(&text, "models/README.md", "", Context::Hook)
+            .action,
+        Action::Allow
+    );
     // The daemon ignores repository path rules.
-    assert_eq!(p.decide(&rce, "tests/fixtures/x.pkl", "", Context::Daemon).action, Action::Quarantine);
+    assert_eq!(
+        p.decide(&rce, "tests/fixtures/x.pkl", "", Context::Daemon)
+            .action,
+        Action::Quarantine
+    );
 }
 
 #[test]
 fn unverifiable_content_defaults_to_warn() {
     let p = Policy::builtin();
-    let d = p.decide_unverifiable("big.bin", Some(&"d".repeat(64)), "LFS object not present", Context::Hook);
+    let d = p.decide_unverifiable(
+        "big.bin",
+        Some(&"d".repeat(64)),
+        "LFS object not present",
+        Context::Hook,
+    );
     assert_eq!(d.action, Action::Warn);
     assert_eq!(d.basis.first().map(|b| b.rule), Some("POL002"));
 }
 
 #[test]
 fn hash_is_computed_only_when_needed() {
-    let text = format!("[[exemptions]]\nsha256 = \"{}\"\nreason = \"x\"\n", "e".repeat(64));
+    let text = format!(
+        "[[exemptions]]\nsha256 = \"{}\"\nreason = \"x\"\n",
+        "e".repeat(64)
+    );
     let (_d, p) = ok(&[("policy.toml", &text)]);
     let st = Scanner::default().scan_bytes("m.safetensors", &safetensors());
-    let d = p.decide_with(&st, "m.safetensors", || panic!("hash of a clean file"), Context::Hook);
+    let d = p.decide_with(
+        &st,
+        "m.safetensors",
+        || panic!("hash of a clean file"),
+        Context::Hook,
+    );
     assert_eq!(d.action, Action::Allow);
 }
 
@@ -176,7 +224,10 @@ fn builtin_denied_global_needs_override_and_reason() {
     assert!(e[0].message.contains("needs a reason"), "{}", e[0]);
     let text = "[pickle]\nallow = [{ global = \"os.system\", override = true, reason = \"sandboxed CI\" }]\n";
     let (_d, p) = ok(&[("policy.toml", text)]);
-    assert_eq!(p.allowed_globals()[0].override_reason.as_deref(), Some("sandboxed CI"));
+    assert_eq!(
+        p.allowed_globals()[0].override_reason.as_deref(),
+        Some("sandboxed CI")
+    );
 }
 
 #[test]
@@ -207,7 +258,20 @@ expires = "soon"
     let got: Vec<(usize, usize)> = e.iter().map(|d| (d.line, d.column)).collect();
     assert_eq!(
         got,
-        vec![(2, 13), (3, 8), (6, 19), (7, 21), (8, 1), (11, 9), (14, 10), (15, 18), (18, 10), (19, 8), (20, 10), (21, 11)],
+        vec![
+            (2, 13),
+            (3, 8),
+            (6, 19),
+            (7, 21),
+            (8, 1),
+            (11, 9),
+            (14, 10),
+            (15, 18),
+            (18, 10),
+            (19, 8),
+            (20, 10),
+            (21, 11)
+        ],
         "{}",
         diag::render(&e)
     );
@@ -217,7 +281,11 @@ expires = "soon"
 fn unknown_keys_are_errors_with_position() {
     let e = errors("[actions]\nmalicous = \"block\"\n");
     assert_eq!(e.len(), 1);
-    assert!(e[0].message.contains("unknown field `malicous`"), "{}", e[0]);
+    assert!(
+        e[0].message.contains("unknown field `malicous`"),
+        "{}",
+        e[0]
+    );
     assert_eq!((e[0].line, e[0].column), (2, 1));
     let e = errors("[[exemptions]]\nsha256 = \"ab\"\n");
     assert!(e[0].message.contains("reason"), "{}", e[0]);
@@ -226,20 +294,31 @@ fn unknown_keys_are_errors_with_position() {
 #[test]
 fn extends_merges_and_detects_cycles() {
     let base = "[actions]\nsuspicious = \"warn\"\n[pickle]\ndeny = [\"a.b\"]\n[limits]\nmax-scan-millis = 5\n";
-    let child = "extends = \"org/base.toml\"\n[actions]\ninfo = \"warn\"\n[pickle]\ndeny = [\"c.d\"]\n";
+    let child =
+        "extends = \"org/base.toml\"\n[actions]\ninfo = \"warn\"\n[pickle]\ndeny = [\"c.d\"]\n";
     let (_d, p) = ok(&[("policy.toml", child), ("org/base.toml", base)]);
     let a = p.actions(Context::Hook);
-    assert_eq!((a.suspicious, a.info, a.malicious), (Action::Warn, Action::Warn, Action::Block));
+    assert_eq!(
+        (a.suspicious, a.info, a.malicious),
+        (Action::Warn, Action::Warn, Action::Block)
+    );
     assert_eq!(p.denied_globals().len(), 2);
     assert_eq!(p.limits().max_scan_millis, 5);
     assert_eq!(p.files().len(), 2);
 
-    let (_d, r) = load(&[("a.toml", "extends = \"b.toml\"\n"), ("b.toml", "extends = \"a.toml\"\n")]);
-    let Err(PolicyError(e)) = r else { panic!("cycle accepted") };
+    let (_d, r) = load(&[
+        ("a.toml", "extends = \"b.toml\"\n"),
+        ("b.toml", "extends = \"a.toml\"\n"),
+    ]);
+    let Err(PolicyError(e)) = r else {
+        panic!("cycle accepted")
+    };
     assert!(e[0].message.contains("cycle"), "{}", e[0]);
 
     let (_d, r) = load(&[("a.toml", "extends = \"missing.toml\"\n")]);
-    let Err(PolicyError(e)) = r else { panic!("missing base accepted") };
+    let Err(PolicyError(e)) = r else {
+        panic!("missing base accepted")
+    };
     assert_eq!((e[0].line, e[0].column), (1, 11));
 }
 
@@ -249,7 +328,11 @@ fn discovery_walks_up() {
     let sub = dir.path().join("a/b");
     std::fs::create_dir_all(&sub).unwrap_or_else(|e| panic!("{e}"));
     assert!(discover(&sub).is_none_or(|p| !p.starts_with(dir.path())));
-    std::fs::write(dir.path().join("policy.toml"), "[actions]\ninfo = \"warn\"\n").unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(
+        dir.path().join("policy.toml"),
+        "[actions]\ninfo = \"warn\"\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(discover(&sub), Some(dir.path().join("policy.toml")));
     let p = Policy::load(None, &sub).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(p.actions(Context::Scan).info, Action::Warn);
