@@ -57,7 +57,10 @@ fn one_gib_torch_zip_reads_only_its_pickle() {
     let storage_size = (GIB - 4096) as u32;
     let mut offset = 0u32;
     let mut central = Vec::new();
-    for (name, data_len, crc) in [(&b"archive/data.pkl"[..], pkl.len() as u32, crc32(pkl)), (b"archive/data/0", storage_size, 0)] {
+    for (name, data_len, crc) in [
+        (&b"archive/data.pkl"[..], pkl.len() as u32, crc32(pkl)),
+        (b"archive/data/0", storage_size, 0),
+    ] {
         let header = local_header(name, data_len, crc);
         f.write_all(&header).unwrap();
         if name.ends_with(b".pkl") {

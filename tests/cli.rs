@@ -20,19 +20,27 @@ fn malicious_file_exits_1_with_rule_and_help() {
         .code(1)
         .stdout(predicate::str::contains("malicious[PKL001]"))
         .stdout(predicate::str::contains("os.system(\"echo pwned\")"))
-        .stdout(predicate::str::contains("help: Re-save the weights as safetensors"));
+        .stdout(predicate::str::contains(
+            "help: Re-save the weights as safetensors",
+        ));
 }
 
 #[test]
 fn clean_file_exits_0() {
-    modelgate().args(["scan", &fixture("PKL001/good_ordered_dict.pkl")]).assert().code(0);
+    modelgate()
+        .args(["scan", &fixture("PKL001/good_ordered_dict.pkl")])
+        .assert()
+        .code(0);
 }
 
 #[test]
 fn fail_on_malicious_lets_suspicious_pass() {
     let path = fixture("PKL002/bad_user_class.pkl");
     modelgate().args(["scan", &path]).assert().code(1);
-    modelgate().args(["scan", "--fail-on", "malicious", &path]).assert().code(0);
+    modelgate()
+        .args(["scan", "--fail-on", "malicious", &path])
+        .assert()
+        .code(0);
 }
 
 #[test]
@@ -46,7 +54,10 @@ fn unreadable_path_exits_2() {
 
 #[test]
 fn bad_arguments_exit_2() {
-    modelgate().args(["scan", "--format", "yaml"]).assert().code(2);
+    modelgate()
+        .args(["scan", "--format", "yaml"])
+        .assert()
+        .code(2);
 }
 
 #[test]
@@ -63,7 +74,14 @@ fn stdin_is_scanned() {
 fn json_report_shape_is_stable() {
     let out = modelgate()
         .current_dir(fixture(""))
-        .args(["scan", "--format", "json", "PKL001/bad_os_system.pkl", "PKL006/bad_truncated.pkl", "PKL001/good_ordered_dict.pkl"])
+        .args([
+            "scan",
+            "--format",
+            "json",
+            "PKL001/bad_os_system.pkl",
+            "PKL006/bad_truncated.pkl",
+            "PKL001/good_ordered_dict.pkl",
+        ])
         .output()
         .unwrap();
     let mut doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -73,7 +91,11 @@ fn json_report_shape_is_stable() {
 
 #[test]
 fn rules_lists_and_explains() {
-    modelgate().arg("rules").assert().success().stdout(predicate::str::contains("PKL001"));
+    modelgate()
+        .arg("rules")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("PKL001"));
     modelgate()
         .args(["rules", "pkl003"])
         .assert()
@@ -86,9 +108,17 @@ fn rules_lists_and_explains() {
 #[test]
 fn directories_are_walked_and_text_skipped() {
     let tmp = tempfile::tempdir().unwrap();
-    std::fs::write(tmp.path().join("README.md"), "# a model\nuses os.system in prose\n").unwrap();
+    std::fs::write(
+        tmp.path().join("README.md"),
+        "# a model\nuses os.system in prose\n",
+    )
+    .unwrap();
     std::fs::create_dir(tmp.path().join("sub")).unwrap();
-    std::fs::copy(fixture("PKL001/bad_os_system.pkl"), tmp.path().join("sub/.hidden_weights")).unwrap();
+    std::fs::copy(
+        fixture("PKL001/bad_os_system.pkl"),
+        tmp.path().join("sub/.hidden_weights"),
+    )
+    .unwrap();
     modelgate()
         .args(["scan", "--verbose"])
         .arg(tmp.path())

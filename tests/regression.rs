@@ -13,7 +13,11 @@ fn rules(r: &FileReport) -> Vec<&'static str> {
 
 fn assert_malicious(r: &FileReport, rule: &str) {
     assert_eq!(r.verdict, Verdict::Malicious, "{:#?}", r.findings);
-    assert!(rules(r).contains(&rule), "expected {rule}: {:#?}", r.findings);
+    assert!(
+        rules(r).contains(&rule),
+        "expected {rule}: {:#?}",
+        r.findings
+    );
 }
 
 fn unicode(s: &str) -> Vec<u8> {
@@ -29,7 +33,14 @@ fn cat(parts: &[&[u8]]) -> Vec<u8> {
 /// GHSA-5j3x-jp52-966f: STACK_GLOBAL("posixpath", "os.system") walks into `os`.
 #[test]
 fn ghsa_5j3x_dotted_name_reaches_os() {
-    let p = cat(&[b"\x80\x04", &unicode("posixpath"), &unicode("os.system"), b"\x93", &unicode("id"), b"\x85R."]);
+    let p = cat(&[
+        b"\x80\x04",
+        &unicode("posixpath"),
+        &unicode("os.system"),
+        b"\x93",
+        &unicode("id"),
+        b"\x85R.",
+    ]);
     assert_malicious(&scan("m.pkl", &p), "PKL001");
 }
 
@@ -101,14 +112,20 @@ fn nullifai_broken_after_reduce() {
 /// Several pickles in one file: the second one carries the payload.
 #[test]
 fn concatenated_pickles_are_all_scanned() {
-    let p = cat(&[b"\x80\x02}q\x00.", b"\x80\x02cos\nsystem\nX\x02\x00\x00\x00id\x85R."]);
+    let p = cat(&[
+        b"\x80\x02}q\x00.",
+        b"\x80\x02cos\nsystem\nX\x02\x00\x00\x00id\x85R.",
+    ]);
     assert_malicious(&scan("m.pkl", &p), "PKL001");
 }
 
 /// CVE-2025-10155: a plain pickle with a PyTorch extension is still scanned.
 #[test]
 fn cve_2025_10155_pickle_named_like_pytorch() {
-    let r = scan("pytorch_model.bin", b"\x80\x02cos\nsystem\nX\x02\x00\x00\x00id\x85R.");
+    let r = scan(
+        "pytorch_model.bin",
+        b"\x80\x02cos\nsystem\nX\x02\x00\x00\x00id\x85R.",
+    );
     assert_malicious(&r, "PKL001");
 }
 
@@ -133,7 +150,10 @@ fn modelscan_85_build_on_global() {
 /// EXT1 resolves through a registry the scanner cannot see.
 #[test]
 fn ext_opcode_is_malicious() {
-    assert_malicious(&scan("m.pkl", b"\x80\x02\x82\xe1X\x02\x00\x00\x00id\x85R."), "PKL004");
+    assert_malicious(
+        &scan("m.pkl", b"\x80\x02\x82\xe1X\x02\x00\x00\x00id\x85R."),
+        "PKL004",
+    );
 }
 
 /// Protocol 0 INST and protocol 1 OBJ call their class directly.
@@ -177,8 +197,18 @@ fn enum_member_getattr_is_clean() {
 /// Benign: text that starts with pickle opcode letters is not a pickle.
 #[test]
 fn text_is_not_a_pickle() {
-    for text in [&b"cat\nfood\nis nice\n"[..], b"(see below) the model", b"import os\nos.system('x')\n"] {
+    for text in [
+        &b"cat\nfood\nis nice\n"[..],
+        b"(see below) the model",
+        b"import os\nos.system('x')\n",
+    ] {
         let r = scan("notes.txt", text);
-        assert_eq!(r.verdict, Verdict::Clean, "{:?}: {:#?}", String::from_utf8_lossy(text), r.findings);
+        assert_eq!(
+            r.verdict,
+            Verdict::Clean,
+            "{:?}: {:#?}",
+            String::from_utf8_lossy(text),
+            r.findings
+        );
     }
 }

@@ -24,7 +24,18 @@ const MAGICS: &[&[u8]] = &[
 ];
 
 fn names() -> impl Strategy<Value = &'static str> {
-    prop::sample::select(vec!["m.pkl", "m.pt", "m.bin", "m.npy", "m.safetensors", "m.gguf", "m.onnx", "saved_model.pb", "m.h5", "m"])
+    prop::sample::select(vec![
+        "m.pkl",
+        "m.pt",
+        "m.bin",
+        "m.npy",
+        "m.safetensors",
+        "m.gguf",
+        "m.onnx",
+        "saved_model.pb",
+        "m.h5",
+        "m",
+    ])
 }
 
 proptest! {
@@ -65,9 +76,13 @@ fn truncated_fixtures_never_panic() {
             }
             let step = (data.len() / 64).max(1);
             for cut in (0..data.len()).step_by(step) {
-                let report = scanner.scan_bytes(&path.file_name().unwrap().to_string_lossy(), &data[..cut]);
+                let report =
+                    scanner.scan_bytes(&path.file_name().unwrap().to_string_lossy(), &data[..cut]);
                 if let ScanStatus::Inconclusive { .. } = report.status {
-                    assert!(report.verdict >= Verdict::Suspicious, "inconclusive must never be a pass");
+                    assert!(
+                        report.verdict >= Verdict::Suspicious,
+                        "inconclusive must never be a pass"
+                    );
                 }
             }
         }

@@ -28,7 +28,11 @@ fn every_rule_has_triggering_and_near_miss_fixtures() {
     for rule in rules::all() {
         let dir = fixtures_dir().join(rule.id);
         let Ok(entries) = std::fs::read_dir(&dir) else {
-            problems.push(format!("{}: no fixture directory {}", rule.id, dir.display()));
+            problems.push(format!(
+                "{}: no fixture directory {}",
+                rule.id,
+                dir.display()
+            ));
             continue;
         };
         let mut paths: Vec<PathBuf> = entries.map(|e| e.unwrap().path()).collect();
@@ -41,7 +45,10 @@ fn every_rule_has_triggering_and_near_miss_fixtures() {
             if name.starts_with("bad") {
                 bad += 1;
                 if !fired {
-                    problems.push(format!("{}: {name} does not trigger it: {:#?}", rule.id, report.findings));
+                    problems.push(format!(
+                        "{}: {name} does not trigger it: {:#?}",
+                        rule.id, report.findings
+                    ));
                 }
             } else if name.starts_with("good") {
                 good += 1;
@@ -51,7 +58,10 @@ fn every_rule_has_triggering_and_near_miss_fixtures() {
             }
         }
         if bad == 0 || good == 0 {
-            problems.push(format!("{}: needs at least one bad_* and one good_* fixture", rule.id));
+            problems.push(format!(
+                "{}: needs at least one bad_* and one good_* fixture",
+                rule.id
+            ));
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
@@ -62,6 +72,9 @@ fn every_rule_has_triggering_and_near_miss_fixtures() {
 fn no_orphan_fixture_directories() {
     for entry in std::fs::read_dir(fixtures_dir()).unwrap() {
         let name = entry.unwrap().file_name().to_string_lossy().into_owned();
-        assert!(rules::find(&name).is_some(), "fixtures for unknown rule {name}");
+        assert!(
+            rules::find(&name).is_some(),
+            "fixtures for unknown rule {name}"
+        );
     }
 }

@@ -64,6 +64,7 @@ pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
             for r in &reports {
                 human::write_report(&mut stdout, r, opts)?;
             }
+            stdout.flush()?;
             for (path, err) in &errors {
                 eprintln!("modelgate: error: {path}: {err}");
             }

@@ -85,13 +85,15 @@ fn descr_value(header: &str) -> Option<&str> {
 }
 
 /// Whether a descr (a type string, or a list of fields for structured
-/// dtypes) contains an object type code.
+/// dtypes) contains an object type code (`O`, `|O`, `O8`). Field names are
+/// quoted too; only one spelled exactly like the code could be mistaken for
+/// it, which errs towards scanning.
 fn has_object_field(descr: &str) -> bool {
-    descr
-        .split(['\'', '"'])
-        .skip(1)
-        .step_by(2)
-        .any(|s| s.trim_start_matches(['<', '>', '|', '=']).starts_with('O'))
+    descr.split(['\'', '"']).skip(1).step_by(2).any(|s| {
+        let code = s.trim_start_matches(['<', '>', '|', '=']);
+        code.strip_prefix('O')
+            .is_some_and(|rest| rest.chars().all(|c| c.is_ascii_digit()))
+    })
 }
 
 #[cfg(test)]

@@ -122,8 +122,11 @@ pub fn builtin_denial(module: &str, name: &str) -> Option<&'static str> {
     let module = normalize_module(module);
     let full = format!("{module}.{name}");
     let t = tables();
-    // Any dotted component naming a deny-any module: `posixpath` + `os.system`.
-    for part in full.split('.') {
+    // The name is walked attribute by attribute from the imported module:
+    // any step naming a deny-any module (`posixpath` + `os.system`,
+    // `numpy` + `sys.modules`) reaches that module. Module paths themselves
+    // are matched by prefix below (`numpy.random._pickle` is not `_pickle`).
+    for part in name.split('.') {
         if let Some(reason) = t.deny_any.get(part) {
             return Some(reason);
         }

@@ -842,12 +842,11 @@ impl<'a> Walker<'a> {
         }
         match v {
             Value::Call(c) => {
-                if let Value::Tuple(args) = &c.args {
-                    if let Some(Value::Str(d)) = args.first() {
-                        if d.starts_with('O') {
-                            return true;
-                        }
-                    }
+                if let Value::Tuple(args) = &c.args
+                    && let Some(Value::Str(d)) = args.first()
+                    && d.starts_with('O')
+                {
+                    return true;
                 }
                 c.state
                     .borrow()
@@ -1013,14 +1012,13 @@ impl<'a> Walker<'a> {
             Value::Dict(dict) => {
                 let mut dict = dict.borrow_mut();
                 for (k, v) in items {
-                    if let Value::Str(key) = &k {
-                        if let Some(slot) = dict
+                    if let Value::Str(key) = &k
+                        && let Some(slot) = dict
                             .iter_mut()
                             .find(|(old, _)| matches!(old, Value::Str(o) if o == key))
-                        {
-                            slot.1 = v;
-                            continue;
-                        }
+                    {
+                        slot.1 = v;
+                        continue;
                     }
                     if dict.len() < MAX_KEPT_ITEMS {
                         dict.push((k, v));
@@ -1321,4 +1319,195 @@ pub fn decode_raw_unicode_escape(line: &[u8]) -> String {
         i += 1;
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(data: &[u8]) -> Stream {
+        walk(data, 0, &Limits::default(), &GlobalLists::default())
+    }
+
+    fn imports(s: &Stream) -> Vec<String> {
+        s.uses.iter().map(GlobalUse::qualified).collect()
+    }
+
+    fn stops(s: &Stream) -> bool {
+        matches!(s.end, End::Stop { .. })
+    }
+
+    #[test]
+    fn integers_and_longs() {
+        for p in [
+            &b"I42\n."[..],
+            b"I01\n.",
+            b"J\xff\xff\xff\xff.",
+            b"K\x07.",
+            b"M\x01\x02.",
+            b"L123L\n.",
+            b"\x8a\x02\x01\x00.",
+            b"\x8b\x01\x00\x00\x00\x05.",
+        ] {
+            let s = run(p);
+            assert!(stops(&s), "{p:?}: {:?}", s.end);
+        }
+        assert!(matches!(
+            run(b"J\xff\xff\xff\xff.").result,
+            Some(Value::Int(-1))
+        ));
+        assert!(matches!(run(b"\x8a\x01\xff.").result, Some(Value::Int(-1))));
+        assert!(matches!(run(b"I01\n.").result, Some(Value::Bool(true))));
+    }
+
+    #[test]
+    fn string_opcodes_decode_names() {
+        assert_eq!(decode_repr_string(b"'o\\x73'").as_deref(), Some("os"));
+        assert_eq!(
+            decode_repr_string(b"\"sy\\163tem\"").as_deref(),
+            Some("system")
+        );
+        assert_eq!(decode_repr_string(b"'unterminated"), None);
+        assert_eq!(decode_raw_unicode_escape(b"\\u006fs"), "os");
+        assert_eq!(decode_raw_unicode_escape(b"a\\b"), "a\\b");
+        for p in [
+            &b"S'x'\n."[..],
+            b"T\x01\x00\x00\x00x.",
+            b"U\x01x.",
+            b"Vx\n.",
+            b"X\x01\x00\x00\x00x.",
+            b"\x8c\x01x.",
+            b"\x8d\x01\x00\x00\x00\x00\x00\x00\x00x.",
+        ] {
+            assert!(
+                matches!(run(p).result, Some(Value::Str(ref s)) if &**s == "x"),
+                "{p:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn bytes_are_ranges_not_copies() {
+        let s = run(b"C\x03abc.");
+        assert!(matches!(s.result, Some(Value::Bytes { start: 2, end: 5 })));
+        assert!(stops(&run(b"B\x01\x00\x00\x00a.")));
+        assert!(stops(&run(b"\x8e\x01\x00\x00\x00\x00\x00\x00\x00a.")));
+        assert!(stops(&run(b"\x96\x01\x00\x00\x00\x00\x00\x00\x00a.")));
+    }
+
+    #[test]
+    fn declared_lengths_past_the_end_are_errors_not_allocations() {
+        let s = run(b"\x8e\xff\xff\xff\xff\xff\xff\xff\x7f.");
+        assert!(matches!(s.end, End::Error { .. }));
+        let s = run(b"X\xff\xff\xff\xff");
+        assert!(matches!(s.end, End::Error { .. }));
+    }
+
+    #[test]
+    fn containers() {
+        for p in [
+            &b"(K\x01K\x02t."[..],
+            b")K\x01\x85K\x02\x86K\x03\x87.",
+            b"](K\x01K\x02e.",
+            b"]K\x01a.",
+            b"(K\x01l.",
+            b"}(K\x01K\x02u.",
+            b"}K\x01K\x02s.",
+            b"(K\x01K\x02d.",
+            b"\x8f(K\x01\x90.",
+            b"(K\x01\x91.",
+        ] {
+            assert!(stops(&run(p)), "{p:?}: {:?}", run(p).end);
+        }
+    }
+
+    #[test]
+    fn stack_manipulation() {
+        assert!(stops(&run(b"K\x01\x32\x30.")), "DUP then POP");
+        assert!(stops(&run(b"K\x01(K\x02K\x031.")), "POP_MARK");
+        assert!(
+            stops(&run(b"K\x01(0.")),
+            "POP of an empty mark pops the mark"
+        );
+        assert!(matches!(run(b"0.").end, End::Error { .. }), "underflow");
+        assert!(
+            matches!(run(b"t.").end, End::Error { .. }),
+            "TUPLE without MARK"
+        );
+    }
+
+    #[test]
+    fn memo_round_trips() {
+        assert!(stops(&run(b"K\x01p0\ng0\n.")));
+        assert!(stops(&run(b"K\x01q\x05h\x05.")));
+        assert!(stops(&run(b"K\x01r\x05\x00\x00\x00j\x05\x00\x00\x00.")));
+        assert!(stops(&run(b"K\x01\x94h\x00.")));
+        assert!(
+            matches!(run(b"h\x09.").end, End::Error { .. }),
+            "GET of a missing key"
+        );
+    }
+
+    #[test]
+    fn memoize_keys_follow_memo_size() {
+        // Two MEMOIZEs then BINGET 1 must give the second value ("os").
+        let s = run(b"\x8c\x01x\x94\x8c\x02os\x94\x8c\x06system\x94h\x01h\x02\x93.");
+        assert_eq!(imports(&s), ["os.system"]);
+    }
+
+    #[test]
+    fn frames_and_protocols() {
+        assert!(stops(&run(
+            b"\x80\x04\x95\x02\x00\x00\x00\x00\x00\x00\x00N."
+        )));
+        assert_eq!(run(b"\x80\x05N.").protocol, 5);
+        assert!(matches!(run(b"\x80\x09N.").end, End::Error { .. }));
+    }
+
+    #[test]
+    fn persistent_ids() {
+        assert!(stops(&run(b"Pkey\n.")));
+        assert!(stops(&run(b"(X\x07\x00\x00\x00storagetQ.")));
+    }
+
+    #[test]
+    fn calls_record_their_arguments() {
+        let s = run(b"\x80\x02cos\nsystem\nX\x02\x00\x00\x00id\x85R.");
+        assert_eq!(s.uses[0].call.as_deref(), Some("os.system(\"id\")"));
+        let s = run(b"\x80\x04cmod\nCls\n)}\x92.");
+        assert!(s.uses[0].call.is_some(), "NEWOBJ_EX calls the class");
+        let s = run(b"\x80\x02cmod\nCls\n)\x81.");
+        assert!(s.uses[0].call.is_some(), "NEWOBJ calls the class");
+    }
+
+    #[test]
+    fn budgets_stop_the_walk() {
+        let tight = Limits {
+            max_pickle_opcodes: 10,
+            ..Limits::default()
+        };
+        let s = walk(&[b'N'; 100], 0, &tight, &GlobalLists::default());
+        assert!(matches!(s.end, End::Budget { .. }));
+        let tight = Limits {
+            max_pickle_memo: 2,
+            ..Limits::default()
+        };
+        let s = walk(b"N\x94\x94\x94\x94.", 0, &tight, &GlobalLists::default());
+        assert!(matches!(s.end, End::Budget { .. }));
+        let tight = Limits {
+            max_pickle_stack: 3,
+            ..Limits::default()
+        };
+        let s = walk(b"NNNNNN.", 0, &tight, &GlobalLists::default());
+        assert!(matches!(s.end, End::Budget { .. }));
+    }
+
+    #[test]
+    fn dtype_item_sizes() {
+        assert!(matches!(descr_itemsize("<f8"), Some(DtypeSize::Bytes(8))));
+        assert!(matches!(descr_itemsize("U10"), Some(DtypeSize::Bytes(40))));
+        assert!(matches!(descr_itemsize("|b1"), Some(DtypeSize::Bytes(1))));
+        assert!(matches!(descr_itemsize("O8"), Some(DtypeSize::Object)));
+        assert!(descr_itemsize("x3").is_none());
+    }
 }

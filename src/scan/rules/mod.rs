@@ -9,10 +9,12 @@ use super::finding::Verdict;
 
 mod archive;
 mod general;
+mod keras;
 mod pickle;
 
 pub use archive::*;
 pub use general::*;
+pub use keras::*;
 pub use pickle::*;
 
 #[derive(Debug, PartialEq, Eq)]
@@ -35,11 +37,12 @@ pub struct Rule {
 
 /// Every rule the core can report, in id order.
 pub fn all() -> Vec<&'static Rule> {
-    let mut rules: Vec<&'static Rule> = [general::RULES, archive::RULES, pickle::RULES]
-        .into_iter()
-        .flatten()
-        .copied()
-        .collect();
+    let mut rules: Vec<&'static Rule> =
+        [general::RULES, archive::RULES, pickle::RULES, keras::RULES]
+            .into_iter()
+            .flatten()
+            .copied()
+            .collect();
     rules.sort_by_key(|r| r.id);
     rules
 }
