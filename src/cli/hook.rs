@@ -33,6 +33,8 @@ pub struct HookArgs {
     format: HookFormat,
 }
 
+// The variants are git's hook names.
+#[allow(clippy::enum_variant_names)]
 #[derive(Debug, Subcommand)]
 enum Hook {
     /// Check the staged content (the index, honouring GIT_INDEX_FILE).

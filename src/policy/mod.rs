@@ -482,11 +482,7 @@ impl Policy {
 
     /// The actions, format requirement and matching rule names for a path.
     /// Later path rules override earlier ones key by key.
-    fn effective(
-        &self,
-        path: &str,
-        context: Context,
-    ) -> Effective<'_> {
+    fn effective(&self, path: &str, context: Context) -> Effective<'_> {
         let mut actions = *self.actions(context);
         let mut require = None;
         let mut names = Vec::new();
