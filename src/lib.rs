@@ -3,6 +3,8 @@
 //! The [`scan`] module is the detection core; everything else is an adapter
 //! around it.
 
+pub mod git;
+pub mod policy;
 pub mod quarantine;
 pub mod report;
 pub mod scan;

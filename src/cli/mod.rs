@@ -8,6 +8,9 @@
 //! | 2 | operational error: unreadable path, bad arguments |
 //! | 3 | configuration error: the policy file is invalid |
 
+mod hook;
+mod install;
+mod policy;
 mod quarantine;
 mod rules;
 mod scan;
@@ -22,7 +25,6 @@ pub const EXIT_FINDINGS: u8 = 1;
 /// Exit code for operational errors (I/O, arguments).
 pub const EXIT_ERROR: u8 = 2;
 /// Exit code for an invalid policy file.
-#[allow(dead_code)] // used by the policy subcommands
 pub const EXIT_CONFIG: u8 = 3;
 
 #[derive(Debug, Parser)]
@@ -44,6 +46,14 @@ enum Command {
     Quarantine(quarantine::QuarantineArgs),
     /// Install the watch daemon as a systemd user unit or launchd agent.
     Service(service::ServiceArgs),
+    /// Run as a git hook (called by the installed hook scripts).
+    Hook(hook::HookArgs),
+    /// Install the git hooks into the current repository, chaining existing ones.
+    Install(install::InstallArgs),
+    /// Remove the git hooks and restore the ones they chained.
+    Uninstall(install::InstallArgs),
+    /// Validate the policy file or write the commented template.
+    Policy(policy::PolicyArgs),
 }
 
 /// Runs the CLI and maps every outcome to an exit code.
@@ -55,6 +65,10 @@ pub fn main() -> ExitCode {
         Command::Watch(args) => watch::run(args),
         Command::Quarantine(args) => quarantine::run(args),
         Command::Service(args) => service::run(args),
+        Command::Hook(args) => hook::run(args),
+        Command::Install(args) => install::run_install(args),
+        Command::Uninstall(args) => install::run_uninstall(args),
+        Command::Policy(args) => policy::run(args),
     };
     match result {
         Ok(code) => code,
