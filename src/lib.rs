@@ -3,6 +3,7 @@
 //! The [`scan`] module is the detection core; everything else is an adapter
 //! around it.
 
+pub mod digest;
 pub mod git;
 pub mod policy;
 pub mod quarantine;

@@ -127,3 +127,54 @@ fn directories_are_walked_and_text_skipped() {
         .stdout(predicate::str::contains("README.md: skipped: text"))
         .stdout(predicate::str::contains(".hidden_weights"));
 }
+
+/// The policy decides `scan`'s exit code: an exemption pinned to the file's
+/// sha256 lets it pass, `warn` reports without failing, and an invalid
+/// policy is a configuration error (3), never silently ignored.
+#[test]
+fn scan_obeys_the_policy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("model.pkl");
+    std::fs::copy(fixture("PKL002/bad_user_class.pkl"), &model).unwrap();
+    let sha = modelgate::digest::sha256_file(&model).unwrap();
+    modelgate()
+        .current_dir(tmp.path())
+        .args(["scan", "model.pkl"])
+        .assert()
+        .code(1);
+
+    std::fs::write(
+        tmp.path().join("policy.toml"),
+        format!("[[exemptions]]\nsha256 = \"{sha}\"\nreason = \"our own TinyNet, reviewed\"\n"),
+    )
+    .unwrap();
+    modelgate()
+        .current_dir(tmp.path())
+        .args(["scan", "model.pkl"])
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("exempted"));
+
+    std::fs::write(
+        tmp.path().join("policy.toml"),
+        "[actions]\nsuspicious = \"warn\"\n",
+    )
+    .unwrap();
+    modelgate()
+        .current_dir(tmp.path())
+        .args(["scan", "model.pkl"])
+        .assert()
+        .code(0);
+
+    std::fs::write(
+        tmp.path().join("policy.toml"),
+        "[actions]\nsuspicious = \"maybe\"\n",
+    )
+    .unwrap();
+    modelgate()
+        .current_dir(tmp.path())
+        .args(["scan", "model.pkl"])
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains("policy.toml:2"));
+}

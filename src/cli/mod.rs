@@ -18,6 +18,7 @@ mod service;
 mod watch;
 
 use clap::{Parser, Subcommand};
+use modelgate::policy::Policy;
 use std::process::ExitCode;
 
 /// Exit code for findings at or above the threshold.
@@ -54,6 +55,27 @@ enum Command {
     Uninstall(install::InstallArgs),
     /// Validate the policy file or write the commented template.
     Policy(policy::PolicyArgs),
+}
+
+/// Loads `--policy FILE`, else the `policy.toml` / `.modelgate.toml` found
+/// walking up from the working directory, else the built-in defaults. An
+/// invalid policy is printed with its diagnostics and becomes
+/// `Err(EXIT_CONFIG)`: never silently replaced by defaults.
+fn load_policy(explicit: Option<&std::path::Path>) -> anyhow::Result<Result<Policy, ExitCode>> {
+    let cwd = std::env::current_dir()?;
+    match Policy::load(explicit, &cwd) {
+        Ok(policy) => {
+            if !policy.warnings().is_empty() {
+                eprint!("{}", modelgate::policy::diag::render(policy.warnings()));
+            }
+            Ok(Ok(policy))
+        }
+        Err(e) => {
+            eprint!("{e}");
+            eprintln!("modelgate: error: the policy is invalid");
+            Ok(Err(ExitCode::from(EXIT_CONFIG)))
+        }
+    }
 }
 
 /// Runs the CLI and maps every outcome to an exit code.

@@ -7,7 +7,6 @@ use clap::{Args, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use modelgate::scan::Scanner;
 use modelgate::watch::{self, WatchConfig, hf_cache};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -30,6 +29,11 @@ pub struct WatchArgs {
     /// roots given.
     #[arg(long)]
     no_default_cache: bool,
+    /// Policy file (default: policy.toml / .modelgate.toml found from the
+    /// working directory, else the built-in defaults). Its `[daemon]` table
+    /// decides what is quarantined.
+    #[arg(long, value_name = "FILE")]
+    policy: Option<PathBuf>,
     /// Sweep what is already there, then exit (for cron and CI). Exit code
     /// 1 if anything was quarantined.
     #[arg(long)]
@@ -58,6 +62,10 @@ pub fn init_logging(format: LogFormat) {
 
 pub fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
     init_logging(args.log_format);
+    let policy = match super::load_policy(args.policy.as_deref())? {
+        Ok(policy) => policy,
+        Err(code) => return Ok(code),
+    };
     let mut caches = Vec::new();
     if !args.no_default_cache {
         caches.push(
@@ -74,8 +82,9 @@ pub fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
         once: args.once,
         jobs: usize::from(args.jobs),
         state_dir,
+        policy_key: policy.fingerprint(),
     };
-    let summary = watch::run(cfg, Scanner::default())?;
+    let summary = watch::run(cfg, policy)?;
     if args.once && summary.quarantined > 0 {
         return Ok(ExitCode::from(super::EXIT_FINDINGS));
     }

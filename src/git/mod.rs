@@ -46,7 +46,6 @@ use std::path::PathBuf;
 
 use git2::{Oid, Repository};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use crate::policy::{Action, Context, Decision, Policy};
 use crate::scan::sniff::{self, Format};
@@ -213,29 +212,13 @@ impl<'r> Checker<'r> {
 }
 
 fn hash_bytes(data: &[u8]) -> String {
-    hex(&Sha256::digest(data))
+    crate::digest::sha256_bytes(data)
 }
 
+/// An unreadable object hashes to the empty string, which matches no
+/// exemption.
 fn hash_file(path: &std::path::Path) -> String {
-    use std::io::Read;
-    let mut h = Sha256::new();
-    let Ok(mut file) = std::fs::File::open(path) else {
-        // An unreadable object matches no exemption.
-        return String::new();
-    };
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        match file.read(&mut buf) {
-            Ok(0) => return hex(&h.finalize()),
-            Ok(n) => h.update(buf.get(..n).unwrap_or_default()),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(_) => return String::new(),
-        }
-    }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    crate::digest::sha256_file(path).unwrap_or_default()
 }
 
 /// Opens the repository a client-side hook runs in, from the environment

@@ -321,6 +321,23 @@ impl Policy {
         &self.files
     }
 
+    /// Identifies what this policy says: the hash of its files' contents in
+    /// `extends` order (`builtin` when there are none). Caches of decisions
+    /// key on it so that editing the policy re-decides.
+    pub fn fingerprint(&self) -> String {
+        if self.files.is_empty() {
+            return "builtin".to_string();
+        }
+        let mut all = Vec::new();
+        for f in &self.files {
+            all.extend(f.to_string_lossy().as_bytes());
+            all.push(0);
+            all.extend(std::fs::read(f).unwrap_or_default());
+            all.push(0);
+        }
+        crate::digest::sha256_bytes(&all)
+    }
+
     /// Non-fatal problems found while loading.
     pub fn warnings(&self) -> &[Diagnostic] {
         &self.warnings

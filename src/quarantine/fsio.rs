@@ -106,31 +106,7 @@ pub fn copy_durable(src: &Path, dest: &Path, mode: u32) -> io::Result<String> {
     result
 }
 
-/// Streams a file through SHA-256 (1 MiB at a time: constant memory for
-/// multi-gigabyte checkpoints).
-pub fn sha256_file(path: &Path) -> io::Result<String> {
-    let mut f = File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(buf.get(..n).unwrap_or_default());
-    }
-    Ok(hex(&hasher.finalize()))
-}
-
-/// Lower-case hex of a digest.
-pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(s, "{b:02x}");
-    }
-    s
-}
+pub use crate::digest::{hex, sha256_file};
 
 /// Reads at most `max` bytes from the start of a file.
 pub fn read_prefix(path: &Path, max: usize) -> io::Result<Vec<u8>> {

@@ -20,6 +20,7 @@ use std::sync::{Condvar, Mutex};
 
 use super::hf_cache::{self, Place, Root};
 use super::{Action, daemon_action};
+use crate::policy::Policy;
 use crate::quarantine::db::{CachedScan, ListKind};
 use crate::quarantine::{self, Link, Request, Store, stat_key};
 use crate::scan::{FileReport, Scanner};
@@ -65,6 +66,9 @@ pub struct Engine {
     pub store: Store,
     pub counters: Counters,
     scanner: Scanner,
+    policy: Policy,
+    /// Scan-cache key: engine version and policy content.
+    cache_key: String,
     /// Real paths being processed: a blob and its snapshot link resolve to
     /// the same file and must not be scanned or quarantined twice at once.
     busy: Mutex<HashSet<PathBuf>>,
@@ -114,12 +118,20 @@ fn summarize(report: &FileReport, action: Action) -> CachedScan {
 }
 
 impl Engine {
-    pub fn new(roots: Vec<Root>, store: Store, scanner: Scanner) -> Engine {
+    pub fn new(
+        roots: Vec<Root>,
+        store: Store,
+        scanner: Scanner,
+        policy: Policy,
+        policy_key: String,
+    ) -> Engine {
         Engine {
             roots,
             store,
             counters: Counters::default(),
             scanner,
+            policy,
+            cache_key: format!("{ENGINE}+policy:{policy_key}"),
             busy: Mutex::new(HashSet::new()),
             idle: Condvar::new(),
         }
@@ -240,7 +252,10 @@ impl Engine {
         let listed = self.store.db().list_of(&sha)?;
         // Bound first: a guard in a `match` scrutinee would live through the
         // arms, which lock the database again.
-        let cached = self.store.db().cached_scan(&sha, ENGINE, &name_key)?;
+        let cached = self
+            .store
+            .db()
+            .cached_scan(&sha, &self.cache_key, &name_key)?;
         let (action, summary, reason) = match listed {
             Some(ListKind::Allow) => {
                 tracing::debug!(path = %shown.display(), sha256 = sha, "content allowed by an earlier restore");
@@ -273,11 +288,11 @@ impl Engine {
                         }
                     };
                     Counters::bump(&self.counters.scanned);
-                    let action = daemon_action(&report);
+                    let action = daemon_action(&self.policy, &report, &display_str, &sha);
                     let summary = summarize(&report, action);
                     self.store
                         .db()
-                        .remember_scan(&sha, ENGINE, &name_key, &summary)?;
+                        .remember_scan(&sha, &self.cache_key, &name_key, &summary)?;
                     tracing::debug!(path = %shown.display(), sha256 = sha, verdict = summary.verdict, format = summary.format, "scanned");
                     if action == Action::Warn {
                         Counters::bump(&self.counters.warned);

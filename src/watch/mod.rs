@@ -33,8 +33,9 @@ pub mod hf_cache;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::policy::{self, Context, Policy};
 use crate::quarantine::Store;
-use crate::scan::{FileReport, Scanner, Verdict};
+use crate::scan::{FileReport, Scanner};
 use hf_cache::{Root, RootKind};
 
 /// What the daemon does with a finished download.
@@ -48,19 +49,14 @@ pub enum Action {
     Quarantine,
 }
 
-/// The daemon's decision for one scan report: malicious → quarantine,
-/// suspicious → warn, anything else → allow.
-///
-/// This is the single switch point for the policy module
-/// (`policy.decide(report, path, sha256, context)`): replace the body, map
-/// block → quarantine (a daemon cannot block a download that already
-/// happened), and add the policy's hash to [`engine::ENGINE`]'s cache key so
-/// that a policy change re-decides cached files.
-pub fn daemon_action(report: &FileReport) -> Action {
-    match report.verdict {
-        Verdict::Malicious => Action::Quarantine,
-        Verdict::Suspicious => Action::Warn,
-        Verdict::Clean | Verdict::Info => Action::Allow,
+/// What the daemon does with a scanned file: the policy decides in the
+/// daemon context (`[daemon]` actions, exemptions by hash). A daemon cannot
+/// block a download that already happened, so `block` means quarantine.
+pub fn daemon_action(policy: &Policy, report: &FileReport, shown: &str, sha256: &str) -> Action {
+    match policy.decide(report, shown, sha256, Context::Daemon).action {
+        policy::Action::Allow => Action::Allow,
+        policy::Action::Warn => Action::Warn,
+        policy::Action::Block | policy::Action::Quarantine => Action::Quarantine,
     }
 }
 
@@ -76,6 +72,9 @@ pub struct WatchConfig {
     /// Scans running at the same time.
     pub jobs: usize,
     pub state_dir: PathBuf,
+    /// Identifies the policy's content: part of the scan-cache key, so that
+    /// a policy change re-decides cached files.
+    pub policy_key: String,
 }
 
 /// What a run did, for the `--once` exit code.
@@ -128,10 +127,17 @@ fn prepare_roots(cfg: &WatchConfig) -> Result<Vec<Root>, WatchError> {
 
 /// Runs the daemon (or one sweep) to completion on a small runtime: one
 /// thread for the loop, `jobs` blocking threads for hashing and scanning.
-pub fn run(cfg: WatchConfig, scanner: Scanner) -> Result<RunSummary, WatchError> {
+pub fn run(cfg: WatchConfig, policy: Policy) -> Result<RunSummary, WatchError> {
     let roots = prepare_roots(&cfg)?;
     let store = Store::open(&cfg.state_dir)?;
-    let engine = Arc::new(engine::Engine::new(roots, store, scanner));
+    let scanner = Scanner::new(policy.scan_config());
+    let engine = Arc::new(engine::Engine::new(
+        roots,
+        store,
+        scanner,
+        policy,
+        cfg.policy_key.clone(),
+    ));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .max_blocking_threads(cfg.jobs.max(1))
