@@ -4,6 +4,7 @@
 #   ./install.sh              build the release binary, install to ~/.local/bin
 #   PREFIX=/usr/local ./install.sh    install to $PREFIX/bin instead
 #   ./install.sh --hooks      also install the git hooks into the current repository
+#   ./install.sh --service    also install the cache daemon as a user service
 #
 # Each optional step is a function and a flag below, so more steps can be
 # added the same way.
@@ -13,14 +14,16 @@ here=$(cd "$(dirname "$0")" && pwd)
 prefix=${PREFIX:-$HOME/.local}
 bindir=$prefix/bin
 want_hooks=no
+want_service=no
 
 usage() {
-    sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 for arg in "$@"; do
     case $arg in
         --hooks) want_hooks=yes ;;
+        --service) want_service=yes ;;
         -h | --help) usage; exit 0 ;;
         *) echo "install.sh: unknown option $arg" >&2; usage >&2; exit 2 ;;
     esac
@@ -60,7 +63,13 @@ install_hooks() {
     "$bindir/modelgate" install
 }
 
+install_service() {
+    say "installing the Hugging Face cache daemon as a user service"
+    "$bindir/modelgate" service install
+}
+
 build
 install_binary
 [ "$want_hooks" = yes ] && install_hooks
+[ "$want_service" = yes ] && install_service
 say "done"

@@ -178,3 +178,29 @@ fn scan_obeys_the_policy() {
         .code(3)
         .stderr(predicate::str::contains("policy.toml:2"));
 }
+
+/// `install --service` writes the daemon's user unit with the Hugging Face
+/// cache location baked in (services do not see shell exports), and
+/// `uninstall --service` removes it.
+#[test]
+fn install_and_uninstall_service() {
+    let home = tempfile::tempdir().unwrap();
+    let unit = home.path().join(".config/systemd/user/modelgate-watch.service");
+    modelgate()
+        .env("HOME", home.path())
+        .env("HF_HOME", "/data/hf")
+        .env_remove("XDG_CONFIG_HOME")
+        .args(["install", "--service"])
+        .assert()
+        .success();
+    let text = std::fs::read_to_string(&unit).unwrap();
+    assert!(text.contains("HF_HOME=/data/hf"), "{text}");
+    assert!(text.contains("watch"));
+    modelgate()
+        .env("HOME", home.path())
+        .env_remove("XDG_CONFIG_HOME")
+        .args(["uninstall", "--service"])
+        .assert()
+        .success();
+    assert!(!unit.exists());
+}

@@ -14,6 +14,10 @@ pub struct InstallArgs {
     /// Hooks to install (default: pre-commit and pre-push; use pre-receive on a server).
     #[arg(long = "hook", value_name = "HOOK")]
     hooks: Vec<String>,
+    /// The Hugging Face cache daemon's user service instead of the git
+    /// hooks (same as `modelgate service install` / `uninstall`).
+    #[arg(long, conflicts_with = "hooks")]
+    service: bool,
 }
 
 fn selected(hooks: &[String]) -> anyhow::Result<Vec<&str>> {
@@ -37,6 +41,9 @@ fn repo() -> anyhow::Result<git2::Repository> {
 }
 
 pub fn run_install(args: InstallArgs) -> anyhow::Result<ExitCode> {
+    if args.service {
+        return super::service::install_default();
+    }
     let hooks = selected(&args.hooks)?;
     let repo = repo()?;
     let dir = install::hooks_dir(&repo)?;
@@ -56,6 +63,9 @@ pub fn run_install(args: InstallArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn run_uninstall(args: InstallArgs) -> anyhow::Result<ExitCode> {
+    if args.service {
+        return super::service::uninstall_default();
+    }
     let hooks = selected(&args.hooks)?;
     let repo = repo()?;
     let dir = install::hooks_dir(&repo)?;

@@ -276,6 +276,31 @@ fn run_all(cmds: &[Vec<String>]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `modelgate install --service`: the same as `service install` with the
+/// defaults (the platform's service manager, the resolved cache, not started).
+pub fn install_default() -> anyhow::Result<ExitCode> {
+    run(ServiceArgs {
+        command: ServiceCommand::Install {
+            target: Target {
+                kind: None,
+                caches: Vec::new(),
+                local_dirs: Vec::new(),
+            },
+            now: false,
+        },
+    })
+}
+
+/// `modelgate uninstall --service`: the same as `service uninstall`.
+pub fn uninstall_default() -> anyhow::Result<ExitCode> {
+    run(ServiceArgs {
+        command: ServiceCommand::Uninstall {
+            kind: None,
+            now: false,
+        },
+    })
+}
+
 pub fn run(args: ServiceArgs) -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     match args.command {
