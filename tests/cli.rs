@@ -185,7 +185,9 @@ fn scan_obeys_the_policy() {
 #[test]
 fn install_and_uninstall_service() {
     let home = tempfile::tempdir().unwrap();
-    let unit = home.path().join(".config/systemd/user/modelgate-watch.service");
+    let unit = home
+        .path()
+        .join(".config/systemd/user/modelgate-watch.service");
     modelgate()
         .env("HOME", home.path())
         .env("HF_HOME", "/data/hf")

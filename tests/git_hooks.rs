@@ -500,3 +500,29 @@ fn pre_push_reads_refs_from_stdin_directly() {
     let out = child.wait_with_output().expect("wait");
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
 }
+
+/// A large model (over the working-tree shortcut's threshold) is scanned
+/// from the identical working-tree file, and from the staged blob when the
+/// working tree has changed since `git add`: either way the payload blocks.
+#[test]
+fn large_staged_model_blocks_whether_or_not_the_working_tree_matches() {
+    // EVIL followed by 70 MiB of padding after its STOP: still a pickle.
+    let mut big = EVIL.to_vec();
+    big.resize(70 << 20, 0);
+    for edit_after_add in [false, true] {
+        let r = Repo::new(&[]);
+        r.install();
+        r.write("weights.pkl", &big);
+        r.git(&["add", "."]).ok();
+        if edit_after_add {
+            r.write("weights.pkl", &safetensors());
+        }
+        let out = r.commit("big model");
+        assert!(
+            !out.status.success(),
+            "commit should fail (edit={edit_after_add}): {}",
+            text(&out)
+        );
+        assert!(text(&out).contains("PKL001"), "{}", text(&out));
+    }
+}

@@ -102,6 +102,10 @@ impl Outcome {
     }
 }
 
+/// Blobs at least this large are scanned from an identical working-tree
+/// file when there is one (see [`Checker::worktree_copy`]).
+const WORKTREE_SCAN_MIN_BYTES: usize = 64 << 20;
+
 /// Judges blobs of one repository against one policy.
 pub struct Checker<'r> {
     repo: &'r Repository,
@@ -137,6 +141,24 @@ impl<'r> Checker<'r> {
             return Ok(());
         }
         self.outcome.checked += 1;
+        if let Some(file) = self.worktree_copy(path, id) {
+            self.outcome.scanned += 1;
+            let report = self
+                .scanner
+                .scan_file(&file, path)
+                .map_err(|e| GitError::Io {
+                    what: format!("cannot scan {path}"),
+                    source: std::io::Error::other(e.to_string()),
+                })?;
+            let mut decision =
+                self.policy
+                    .decide_with(&report, path, || hash_file(&file), self.context);
+            if decision.action > Action::Allow && decision.sha256.is_none() {
+                decision.sha256 = Some(hash_file(&file));
+            }
+            self.record(commit, path, id, None, decision, Some(report));
+            return Ok(());
+        }
         let blob = self.repo.find_blob(id)?;
         let data = blob.content();
         let mut lfs_oid = None;
@@ -184,9 +206,6 @@ impl<'r> Checker<'r> {
                     .decide_with(&report, path, || hash_bytes(data), self.context);
             (Some(report), decision)
         };
-        if decision.action == Action::Allow && decision.basis.is_empty() {
-            return Ok(());
-        }
         let mut decision = decision;
         if decision.action > Action::Allow && decision.sha256.is_none() {
             // The ready-to-paste exemption needs the content hash.
@@ -194,6 +213,22 @@ impl<'r> Checker<'r> {
                 Some(oid) if report.is_none() => oid.clone(),
                 _ => hash_bytes(data),
             });
+        }
+        self.record(commit, path, id, lfs_oid, decision, report);
+        Ok(())
+    }
+
+    fn record(
+        &mut self,
+        commit: Option<Oid>,
+        path: &str,
+        id: Oid,
+        lfs_oid: Option<String>,
+        decision: Decision,
+        report: Option<FileReport>,
+    ) {
+        if decision.action == Action::Allow && decision.basis.is_empty() {
+            return;
         }
         self.outcome.files.push(FileOutcome {
             commit: commit.map(|c| c.to_string()),
@@ -203,7 +238,26 @@ impl<'r> Checker<'r> {
             decision,
             report,
         });
-        Ok(())
+    }
+
+    /// A large blob is scanned from the working tree when the file there
+    /// is byte for byte the staged blob (git's own blob hash of it equals
+    /// the blob id): git2 would otherwise inflate the whole object into
+    /// memory, a gigabyte for a gigabyte checkpoint, where a memory map
+    /// costs only the pages the scanner reads. Any difference (an edit after
+    /// `git add`, clean filters, CRLF conversion) falls back to the blob.
+    fn worktree_copy(&self, path: &str, id: Oid) -> Option<PathBuf> {
+        let workdir = self.repo.workdir()?;
+        let (size, kind) = self.repo.odb().ok()?.read_header(id).ok()?;
+        if kind != git2::ObjectType::Blob || size < WORKTREE_SCAN_MIN_BYTES {
+            return None;
+        }
+        let file = workdir.join(path);
+        let meta = std::fs::symlink_metadata(&file).ok()?;
+        if !meta.is_file() || meta.len() != size as u64 {
+            return None;
+        }
+        (Oid::hash_file(git2::ObjectType::Blob, &file).ok()? == id).then_some(file)
     }
 
     pub fn finish(self) -> Outcome {
