@@ -10,7 +10,7 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 use rayon::prelude::*;
 
-use modelgate::report::{Summary, human, json};
+use modelgate::report::{Summary, human, json, sarif};
 use modelgate::scan::walk::{self, Target};
 use modelgate::scan::{FileReport, ScanConfig, Scanner, Verdict};
 
@@ -20,6 +20,8 @@ use super::{EXIT_ERROR, EXIT_FINDINGS};
 pub enum OutputFormat {
     Human,
     Json,
+    /// SARIF 2.1.0, for GitHub code scanning.
+    Sarif,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -84,6 +86,16 @@ pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
                 })
                 .collect();
             serde_json::to_writer_pretty(&mut stdout, &json::document(&reports, errs))?;
+            writeln!(stdout)?;
+        }
+        OutputFormat::Sarif => {
+            let errs: Vec<_> = errors
+                .iter()
+                .map(|(path, error)| sarif::ScanError { path, error })
+                .collect();
+            let cwd = std::env::current_dir().context("reading the working directory")?;
+            let log = sarif::document(&reports, &errs, &args.paths, &cwd);
+            serde_json::to_writer_pretty(&mut stdout, &log)?;
             writeln!(stdout)?;
         }
     }
