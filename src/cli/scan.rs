@@ -12,7 +12,7 @@ use rayon::prelude::*;
 
 use modelgate::digest;
 use modelgate::policy::{Context, Decision, Policy};
-use modelgate::report::{Summary, human, json};
+use modelgate::report::{Summary, human, json, sarif};
 use modelgate::scan::walk::{self, Target};
 use modelgate::scan::{FileReport, Scanner, Verdict};
 
@@ -22,6 +22,8 @@ use super::{EXIT_ERROR, EXIT_FINDINGS};
 pub enum OutputFormat {
     Human,
     Json,
+    /// SARIF 2.1.0, for GitHub code scanning.
+    Sarif,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -129,6 +131,16 @@ pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
                 file.exempted = d.exempted.iter().map(|e| e.rule).collect();
             }
             serde_json::to_writer_pretty(&mut stdout, &doc)?;
+            writeln!(stdout)?;
+        }
+        OutputFormat::Sarif => {
+            let errs: Vec<_> = errors
+                .iter()
+                .map(|(path, error)| sarif::ScanError { path, error })
+                .collect();
+            let cwd = std::env::current_dir().context("reading the working directory")?;
+            let log = sarif::document(&reports, &errs, &args.paths, &cwd);
+            serde_json::to_writer_pretty(&mut stdout, &log)?;
             writeln!(stdout)?;
         }
     }

@@ -1,8 +1,9 @@
-//! Renders scan results for people (`human`) and machines (`json`). The
+//! Renders scan results for people (`human`) and machines (`json`, `sarif`). The
 //! detection core produces [`FileReport`]s; these functions only format them.
 
 pub mod human;
 pub mod json;
+pub mod sarif;
 
 use crate::scan::{FileReport, ScanStatus, Verdict};
 

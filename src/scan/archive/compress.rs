@@ -96,10 +96,30 @@ pub fn decompress(
         Ok(reader) => {
             // Read one byte past the cap to know whether there was more.
             let mut limited = reader.take(cap.saturating_add(1));
-            read_in_time(cx, &mut limited, &mut out)
+            read_in_time(cx, &mut limited, &mut out, input.len() as u64)
         }
         Err(e) => Err(e),
     };
+    if let Ok(ReadEnd::Bomb) = result {
+        // Stopped early: the ratio can only grow from here, so waiting for
+        // the end would cost up to the whole budget in memory for the same
+        // verdict. What came out so far is still scanned.
+        let ratio = out.len() as u64 / (input.len() as u64).max(1);
+        cx.inconclusive(
+            &rules::DECOMPRESSION_BOMB,
+            None,
+            format!(
+                "{} stream of {} bytes expands over {ratio}:1; stopped after {} bytes of output",
+                codec.name(),
+                input.len(),
+                out.len()
+            ),
+        );
+        if !cx.take_decompression_budget(out.len() as u64) {
+            return None;
+        }
+        return Some(out);
+    }
     let produced = out.len() as u64;
     if produced > cap {
         out.truncate(cap as usize);
@@ -157,17 +177,38 @@ pub fn decompress(
     if out.is_empty() { None } else { Some(out) }
 }
 
+/// How a bounded read ended.
+enum ReadEnd {
+    /// End of stream, end of the cap, or out of time.
+    Done,
+    /// The output outgrew the bomb ratio (see [`BOMB_MIN_UNCOMPRESSED`]).
+    Bomb,
+}
+
 /// Reads to the end in chunks, checking the clock between chunks so that a
-/// slow codec on a hostile stream cannot stall the scan.
-fn read_in_time(cx: &mut Ctx, reader: &mut dyn Read, out: &mut Vec<u8>) -> std::io::Result<()> {
+/// slow codec on a hostile stream cannot stall the scan, and the expansion
+/// ratio so that a bomb stops at a few MiB instead of the whole budget.
+fn read_in_time(
+    cx: &mut Ctx,
+    reader: &mut dyn Read,
+    out: &mut Vec<u8>,
+    input_len: u64,
+) -> std::io::Result<ReadEnd> {
     let mut chunk = vec![0u8; 1 << 20];
+    let max_ratio = cx.limits().max_compression_ratio;
     loop {
         if !cx.in_time() {
-            return Ok(());
+            return Ok(ReadEnd::Done);
         }
         match reader.read(&mut chunk) {
-            Ok(0) => return Ok(()),
-            Ok(n) => out.extend_from_slice(&chunk[..n]),
+            Ok(0) => return Ok(ReadEnd::Done),
+            Ok(n) => {
+                out.extend_from_slice(&chunk[..n]);
+                let len = out.len() as u64;
+                if len >= BOMB_MIN_UNCOMPRESSED && len / input_len.max(1) > max_ratio {
+                    return Ok(ReadEnd::Bomb);
+                }
+            }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }

@@ -68,7 +68,7 @@ pub static POLYGLOT: Rule = Rule {
         built to be valid for two readers shows a scanner one face and a loader another. Both \
         parts are scanned; the construction itself has no legitimate use in a model file.",
     remediation: "Do not load the file; re-export the model from its source.",
-    references: &["https://github.com/trailofbits/fickling (polyglot detection)"],
+    references: &["https://github.com/trailofbits/fickling"],
 };
 
 pub(super) static RULES: &[&Rule] = &[

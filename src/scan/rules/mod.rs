@@ -89,6 +89,13 @@ mod tests {
             );
             assert!(r.name.chars().all(|c| c.is_ascii_lowercase() || c == '-'));
             assert_ne!(r.verdict, Verdict::Clean, "{} has no severity", r.id);
+            for reference in r.references {
+                assert!(
+                    !reference.contains(char::is_whitespace),
+                    "{}: references are ids or URLs: {reference:?}",
+                    r.id
+                );
+            }
             for text in [r.summary, r.explanation, r.remediation] {
                 assert!(!text.trim().is_empty(), "{} lacks text", r.id);
             }

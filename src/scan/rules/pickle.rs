@@ -19,7 +19,7 @@ pub static DANGEROUS_GLOBAL: Rule = Rule {
     remediation: CONVERT,
     references: &[
         "https://docs.python.org/3/library/pickle.html#restricting-globals",
-        "MITRE ATLAS AML.T0011.000",
+        "https://atlas.mitre.org/techniques/AML.T0011.000",
     ],
 };
 
