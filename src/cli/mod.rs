@@ -8,8 +8,11 @@
 //! | 2 | operational error: unreadable path, bad arguments |
 //! | 3 | configuration error: the policy file is invalid |
 
+mod bom;
 mod rules;
 mod scan;
+mod sign;
+mod verify;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -35,6 +38,12 @@ enum Command {
     Scan(scan::ScanArgs),
     /// List the detection rules, or explain one.
     Rules(rules::RulesArgs),
+    /// Verify a model against its OpenSSF Model Signing signature (key mode, offline).
+    Verify(verify::VerifyArgs),
+    /// Sign a model (OpenSSF Model Signing, key mode).
+    Sign(sign::SignArgs),
+    /// Write an AI bill of materials (CycloneDX 1.6 ML-BOM).
+    Bom(bom::BomArgs),
 }
 
 /// Runs the CLI and maps every outcome to an exit code.
@@ -43,6 +52,9 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Scan(args) => scan::run(args),
         Command::Rules(args) => rules::run(args),
+        Command::Verify(args) => verify::run(args),
+        Command::Sign(args) => sign::run(args),
+        Command::Bom(args) => bom::run(args),
     };
     match result {
         Ok(code) => code,
