@@ -20,7 +20,10 @@ fn load(name: &str) -> Value {
 /// locally; nothing is fetched.
 fn assert_valid_cyclonedx(doc: &Value) {
     let registry = jsonschema::Registry::new()
-        .add("http://cyclonedx.org/schema/spdx.schema.json", load("spdx.schema.json"))
+        .add(
+            "http://cyclonedx.org/schema/spdx.schema.json",
+            load("spdx.schema.json"),
+        )
         .unwrap()
         .add(
             "http://cyclonedx.org/schema/jsf-0.82.schema.json",
@@ -106,7 +109,10 @@ fn bom_of_paths_and_hf_cache_is_valid_cyclonedx() {
     assert_eq!(prop(plain, "framework"), ["safetensors"]);
     assert_eq!(prop(plain, "signature"), ["absent"]);
     let files = plain["components"].as_array().unwrap();
-    let st = files.iter().find(|f| f["name"] == "model.safetensors").unwrap();
+    let st = files
+        .iter()
+        .find(|f| f["name"] == "model.safetensors")
+        .unwrap();
     assert_eq!(
         st["hashes"][0]["content"],
         "c59a27da4b80b2de91258e77d86d7f5bfd30cb97916362c6c78a1dc26f8e9297"
@@ -131,7 +137,9 @@ fn bom_of_paths_and_hf_cache_is_valid_cyclonedx() {
         .unwrap();
     assert_eq!(prop(bin, "verdict"), ["malicious"]);
     assert!(
-        prop(bin, "finding").iter().any(|f| f.contains("os.system") || f.contains("system")),
+        prop(bin, "finding")
+            .iter()
+            .any(|f| f.contains("os.system") || f.contains("system")),
         "{bin:#}"
     );
 }
@@ -183,7 +191,11 @@ fn bom_reports_signature_status() {
     std::fs::write(model.join("config.json"), b"{}").unwrap();
     let bad = run("p256.pub");
     assert_valid_cyclonedx(&bad);
-    assert!(signature(&bad).starts_with("failed:"), "{}", signature(&bad));
+    assert!(
+        signature(&bad).starts_with("failed:"),
+        "{}",
+        signature(&bad)
+    );
     assert!(signature(&bad).contains("config.json"));
 }
 

@@ -190,8 +190,16 @@ fn hugging_face_snapshot_symlinks_are_followed_inside_the_repo_only() {
         ("model.safetensors", "bbb"),
         ("tokenizer/vocab.txt", "ccc"),
     ] {
-        std::fs::copy(fixtures().join("model").join(name), repo.join("blobs").join(blob)).unwrap();
-        let up = if name.contains('/') { "../../../" } else { "../../" };
+        std::fs::copy(
+            fixtures().join("model").join(name),
+            repo.join("blobs").join(blob),
+        )
+        .unwrap();
+        let up = if name.contains('/') {
+            "../../../"
+        } else {
+            "../../"
+        };
         std::os::unix::fs::symlink(format!("{up}blobs/{blob}"), snap.join(name)).unwrap();
     }
     let v = verify(&snap, "model.p256.sig", "p256.pub").unwrap();
@@ -237,7 +245,14 @@ fn modelgate_signatures_verify() {
 fn cli_exit_codes() {
     let f = fixtures();
     cargo_bin_cmd!("modelgate")
-        .args(["verify", "model", "--signature", "model.p256.sig", "--key", "keys/p256.pub"])
+        .args([
+            "verify",
+            "model",
+            "--signature",
+            "model.p256.sig",
+            "--key",
+            "keys/p256.pub",
+        ])
         .current_dir(&f)
         .assert()
         .code(0)
@@ -257,7 +272,14 @@ fn cli_exit_codes() {
         .stdout(predicates::str::contains("changed file config.json"));
 
     cargo_bin_cmd!("modelgate")
-        .args(["verify", "model", "--signature", "model.p256.sig", "--key", "keys/missing.pub"])
+        .args([
+            "verify",
+            "model",
+            "--signature",
+            "model.p256.sig",
+            "--key",
+            "keys/missing.pub",
+        ])
         .current_dir(&f)
         .assert()
         .code(2);

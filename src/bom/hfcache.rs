@@ -23,7 +23,12 @@ use std::path::{Component, Path, PathBuf};
 /// Resolves the hub cache root from the process environment and home
 /// directory. `None` only when no variable is set and there is no home.
 pub fn cache_root() -> Option<PathBuf> {
-    cache_root_from(|name| std::env::var_os(name), std::env::var_os("HOME").filter(|h| !h.is_empty()).map(PathBuf::from))
+    cache_root_from(
+        |name| std::env::var_os(name),
+        std::env::var_os("HOME")
+            .filter(|h| !h.is_empty())
+            .map(PathBuf::from),
+    )
 }
 
 /// [`cache_root`] with the environment and home directory supplied, for
@@ -160,7 +165,10 @@ fn parse_repo_folder(name: &str) -> Option<(String, String)> {
     if id.is_empty() || id.split("--").any(str::is_empty) {
         return None;
     }
-    Some((repo_type.to_string(), id.split("--").collect::<Vec<_>>().join("/")))
+    Some((
+        repo_type.to_string(),
+        id.split("--").collect::<Vec<_>>().join("/"),
+    ))
 }
 
 /// Every snapshot folder of every model repo in the cache, sorted.

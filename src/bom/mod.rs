@@ -94,7 +94,10 @@ fn model_component(index: usize, path: &Path, scanner: &Scanner, opts: &BomOptio
     c.insert("type".into(), json!("machine-learning-model"));
     c.insert(
         "bom-ref".into(),
-        json!(purl.clone().unwrap_or_else(|| format!("model-{}", index + 1))),
+        json!(
+            purl.clone()
+                .unwrap_or_else(|| format!("model-{}", index + 1))
+        ),
     );
     c.insert("name".into(), json!(name));
     if let Some(loc) = &hf {
@@ -186,11 +189,17 @@ fn model_component(index: usize, path: &Path, scanner: &Scanner, opts: &BomOptio
 
 /// The verdict, status and findings of one file as properties.
 fn report_props(r: &FileReport) -> Vec<Value> {
-    let mut v = vec![prop("format", r.format.clone()), prop("verdict", r.verdict.as_str())];
+    let mut v = vec![
+        prop("format", r.format.clone()),
+        prop("verdict", r.verdict.as_str()),
+    ];
     match &r.status {
         crate::scan::ScanStatus::Complete => {}
         crate::scan::ScanStatus::Inconclusive { reasons } => {
-            v.push(prop("scan-status", format!("inconclusive: {}", reasons.join("; "))));
+            v.push(prop(
+                "scan-status",
+                format!("inconclusive: {}", reasons.join("; ")),
+            ));
         }
         crate::scan::ScanStatus::Skipped { reason } => {
             v.push(prop("scan-status", format!("skipped: {reason}")));
@@ -240,7 +249,10 @@ fn signature_props(path: &Path, opts: &BomOptions) -> Vec<Value> {
     };
     let mut v = vec![prop("signature-file", loc.signature.display().to_string())];
     match &opts.keys {
-        None => v.push(prop("signature", "present (not verified: no trusted key given)")),
+        None => v.push(prop(
+            "signature",
+            "present (not verified: no trusted key given)",
+        )),
         Some(keys) => match sign::verify_model_with(
             &loc.model,
             &loc.signature,

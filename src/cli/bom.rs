@@ -44,7 +44,10 @@ pub fn run(args: BomArgs) -> anyhow::Result<ExitCode> {
     let mut models: Vec<ModelInput> = Vec::new();
     for p in &args.paths {
         if !p.exists() {
-            eprintln!("modelgate: error: {}: no such file or directory", p.display());
+            eprintln!(
+                "modelgate: error: {}: no such file or directory",
+                p.display()
+            );
             return Ok(ExitCode::from(EXIT_ERROR));
         }
         models.push(ModelInput { path: p.clone() });

@@ -76,7 +76,10 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Err(SignError::Mismatch(list)) => {
-            println!("NOT verified: {} does not match its signature", model.display());
+            println!(
+                "NOT verified: {} does not match its signature",
+                model.display()
+            );
             for m in &list {
                 println!("  {m}");
             }

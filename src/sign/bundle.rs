@@ -187,7 +187,9 @@ pub(crate) fn open(bytes: &[u8], keys: &TrustedKeys) -> Result<Opened, SignError
         ));
     }
     let Some(envelope) = &bundle.dsse_envelope else {
-        return Err(SignError::Malformed("no DSSE envelope in the bundle".into()));
+        return Err(SignError::Malformed(
+            "no DSSE envelope in the bundle".into(),
+        ));
     };
     if envelope.payload_type != PAYLOAD_TYPE {
         return Err(SignError::Malformed(format!(
@@ -312,7 +314,7 @@ fn decode_b64(s: &str) -> Option<Vec<u8>> {
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len())

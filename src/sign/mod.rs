@@ -73,7 +73,9 @@ pub enum SignError {
     Unsupported(String),
     #[error("signed with a different key: the bundle's key hint is {hint}, trusted keys have {}", .trusted.join(", "))]
     KeyMismatch { hint: String, trusted: Vec<String> },
-    #[error("the signature does not verify with the trusted key(s): the bundle was altered or signed by another key")]
+    #[error(
+        "the signature does not verify with the trusted key(s): the bundle was altered or signed by another key"
+    )]
     BadSignature,
     #[error("invalid signed statement: {0}")]
     Statement(String),
@@ -268,17 +270,17 @@ pub struct SignatureLocation {
 /// carries no signature.
 pub fn find_signature(path: &Path, stop_at: Option<&Path>) -> Option<SignatureLocation> {
     const MAX_LEVELS: usize = 16;
-    if path.is_file() {
-        if let Some(name) = path.file_name() {
-            let mut sig_name = name.to_os_string();
-            sig_name.push(".sig");
-            let sig = path.with_file_name(sig_name);
-            if sig.is_file() {
-                return Some(SignatureLocation {
-                    signature: sig,
-                    model: path.to_path_buf(),
-                });
-            }
+    if path.is_file()
+        && let Some(name) = path.file_name()
+    {
+        let mut sig_name = name.to_os_string();
+        sig_name.push(".sig");
+        let sig = path.with_file_name(sig_name);
+        if sig.is_file() {
+            return Some(SignatureLocation {
+                signature: sig,
+                model: path.to_path_buf(),
+            });
         }
     }
     let start = if path.is_dir() {
@@ -388,7 +390,11 @@ pub fn open_signature_bytes(bytes: &[u8], keys: &TrustedKeys) -> Result<SignedMa
         }
         resources.push((r.name.clone(), r.digest.to_ascii_lowercase()));
     }
-    let model_name = st.subject.first().map(|s| s.name.clone()).unwrap_or_default();
+    let model_name = st
+        .subject
+        .first()
+        .map(|s| s.name.clone())
+        .unwrap_or_default();
     let root_digest = st
         .subject
         .first()
@@ -436,8 +442,10 @@ fn add_default_ignores(ignore: &mut IgnoreSet, model: &Path, signature: &Path) {
     for p in tree::DEFAULT_IGNORES {
         let _ = ignore.add(p);
     }
-    if let (Ok(m), Ok(s)) = (std::fs::canonicalize(model), std::fs::canonicalize(signature))
-        && let Ok(rel) = s.strip_prefix(&m)
+    if let (Ok(m), Ok(s)) = (
+        std::fs::canonicalize(model),
+        std::fs::canonicalize(signature),
+    ) && let Ok(rel) = s.strip_prefix(&m)
         && let Some(rel) = rel.to_str()
     {
         let _ = ignore.add(rel);
