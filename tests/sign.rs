@@ -237,6 +237,10 @@ fn modelgate_signatures_verify() {
             std::fs::write(&sig_path, bundle).unwrap();
             let v = sign::verify_model(&model, &key(public)).unwrap();
             assert_eq!(v.manifest.method, method);
+            // The signature inside the model is recorded as ignored, so
+            // verifiers that do not add it themselves (the reference
+            // library API) still accept it.
+            assert!(v.manifest.ignore_paths.contains(&"model.sig".to_string()));
         }
     }
 }
@@ -385,6 +389,36 @@ fn reference_verifier_accepts_modelgate_signatures() {
             out.status.success() && text.contains("Verification succeeded"),
             "{private}: {text}"
         );
+        // The library API, which takes the method from the signature and
+        // does not add the signature file to the ignore list by itself:
+        // files and shards.
+        for shard in [None, Some("32")] {
+            let mut cmd = cargo_bin_cmd!("modelgate");
+            cmd.arg("sign")
+                .arg(&model)
+                .arg("--key")
+                .arg(f.join("keys").join(private))
+                .args(["--ignore-path", "README.md"]);
+            if let Some(s) = shard {
+                cmd.args(["--shard-size", s]);
+            }
+            cmd.assert().code(0);
+            let script = "import sys\nfrom model_signing import verifying\n\
+                verifying.Config().use_elliptic_key_verifier(public_key=sys.argv[1])\
+                .verify(sys.argv[2], sys.argv[3])\nprint('API verification succeeded')";
+            let out = Command::new(&python)
+                .args(["-c", script])
+                .arg(f.join("keys").join(public))
+                .arg(&model)
+                .arg(model.join("model.sig"))
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{private} {shard:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
         // And it notices tampering in what modelgate signed.
         std::fs::write(model.join("config.json"), b"{}").unwrap();
         let out = Command::new(&python)

@@ -442,10 +442,20 @@ fn add_default_ignores(ignore: &mut IgnoreSet, model: &Path, signature: &Path) {
     for p in tree::DEFAULT_IGNORES {
         let _ = ignore.add(p);
     }
-    if let (Ok(m), Ok(s)) = (
-        std::fs::canonicalize(model),
-        std::fs::canonicalize(signature),
-    ) && let Ok(rel) = s.strip_prefix(&m)
+    // When signing, the signature does not exist yet: resolve its directory.
+    let sig = match (signature.parent(), signature.file_name()) {
+        (Some(dir), Some(name)) => {
+            let dir = if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                dir
+            };
+            std::fs::canonicalize(dir).map(|d| d.join(name))
+        }
+        _ => std::fs::canonicalize(signature),
+    };
+    if let (Ok(m), Ok(s)) = (std::fs::canonicalize(model), sig)
+        && let Ok(rel) = s.strip_prefix(&m)
         && let Some(rel) = rel.to_str()
     {
         let _ = ignore.add(rel);
