@@ -153,12 +153,6 @@ pub(crate) struct Opened {
 pub(crate) fn open(bytes: &[u8], keys: &TrustedKeys) -> Result<Opened, SignError> {
     let bundle: Bundle = serde_json::from_slice(bytes)
         .map_err(|e| SignError::Malformed(format!("not a Sigstore bundle: {e}")))?;
-    if bundle.media_type != BUNDLE_MEDIA_TYPE {
-        return Err(SignError::Malformed(format!(
-            "media type {:?}, expected {BUNDLE_MEDIA_TYPE:?}",
-            bundle.media_type
-        )));
-    }
     let material = &bundle.verification_material;
     if material.certificate.is_some() || !material.tlog_entries.is_empty() {
         return Err(SignError::Unsupported(
@@ -175,6 +169,14 @@ pub(crate) fn open(bytes: &[u8], keys: &TrustedKeys) -> Result<Opened, SignError
              signatures only: verify it with `model_signing verify certificate`"
                 .into(),
         ));
+    }
+    // Checked after the material so that older keyless bundles (v0.1, v0.2)
+    // are named as keyless rather than as an unknown media type.
+    if bundle.media_type != BUNDLE_MEDIA_TYPE {
+        return Err(SignError::Malformed(format!(
+            "media type {:?}, expected {BUNDLE_MEDIA_TYPE:?}",
+            bundle.media_type
+        )));
     }
     let Some(public_key) = &material.public_key else {
         return Err(SignError::Malformed(

@@ -422,8 +422,9 @@ pub fn verify_model_with(
     for p in manifest.ignore_paths.iter().chain(&opts.ignore_paths) {
         ignore.add(p).map_err(SignError::Statement)?;
     }
-    add_default_ignores(&mut ignore, model, signature);
-    let tree = tree::collect(model, &ignore)?;
+    let own = add_default_ignores(&mut ignore, model, signature);
+    let mut tree = tree::collect(model, &ignore)?;
+    tree.ignored.retain(|n| Some(n) != own.as_ref());
     let actual = tree::hash(&tree, manifest.method)?;
     let mismatches = compare(&manifest.resources, &actual);
     if !mismatches.is_empty() {
@@ -438,7 +439,8 @@ pub fn verify_model_with(
 }
 
 /// The git paths, and the signature file when it lies inside the model.
-fn add_default_ignores(ignore: &mut IgnoreSet, model: &Path, signature: &Path) {
+/// Returns the signature's name relative to the model when it is inside.
+fn add_default_ignores(ignore: &mut IgnoreSet, model: &Path, signature: &Path) -> Option<String> {
     for p in tree::DEFAULT_IGNORES {
         let _ = ignore.add(p);
     }
@@ -459,7 +461,9 @@ fn add_default_ignores(ignore: &mut IgnoreSet, model: &Path, signature: &Path) {
         && let Some(rel) = rel.to_str()
     {
         let _ = ignore.add(rel);
+        return Some(rel.to_string());
     }
+    None
 }
 
 fn compare(expected: &[(String, String)], actual: &[tree::Hashed]) -> Vec<Mismatch> {
@@ -511,7 +515,7 @@ pub fn sign_model(model: &Path, key: &SigningKey, opts: &SignOptions) -> Result<
         ignore.add(p).map_err(SignError::Tree)?;
     }
     if model.is_dir() {
-        add_default_ignores(&mut ignore, model, &opts.signature_path);
+        let _ = add_default_ignores(&mut ignore, model, &opts.signature_path);
     } else {
         // The reference signer records the git paths for single files too.
         for p in tree::DEFAULT_IGNORES {
