@@ -4,6 +4,11 @@
 //! around it.
 
 pub mod bom;
+pub mod digest;
+pub mod git;
+pub mod policy;
+pub mod quarantine;
 pub mod report;
 pub mod scan;
 pub mod sign;
+pub mod watch;

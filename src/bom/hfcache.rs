@@ -1,12 +1,10 @@
-//! Where the Hugging Face hub cache is, and what a path inside it means.
+//! What a path inside the Hugging Face hub cache means.
 //!
-//! The root is resolved in the order `huggingface_hub` uses
-//! (`constants.py`): `HF_HUB_CACHE`, the legacy `HUGGINGFACE_HUB_CACHE`,
-//! `$HF_HOME/hub`, `$XDG_CACHE_HOME/huggingface/hub`,
-//! `~/.cache/huggingface/hub`. Anything that must agree with the user's
-//! Python processes (the BOM, the cache daemon) should call [`cache_root`]
-//! rather than re-deriving it. Only a leading `~` is expanded; Python also
-//! expands `$VARS` inside the values, which nobody relies on in practice.
+//! The cache root itself is resolved by the daemon's resolver
+//! ([`crate::watch::hf_cache::default_hub_cache`]: `HF_HUB_CACHE`,
+//! `HUGGINGFACE_HUB_CACHE`, `$HF_HOME/hub`, `$XDG_CACHE_HOME/huggingface/hub`,
+//! `~/.cache/huggingface/hub`, as huggingface_hub does), so that the BOM and
+//! the daemon always agree on it; [`cache_root`] is that function.
 //!
 //! A model in the cache lives at
 //! `<cache>/models--<org>--<name>/snapshots/<commit>/<path>`, where each
@@ -17,48 +15,11 @@
 //! id and commit are no longer visible. `--` cannot occur in a repo id, so
 //! splitting the folder name on it is unambiguous.
 
-use std::ffi::OsString;
 use std::path::{Component, Path, PathBuf};
 
-/// Resolves the hub cache root from the process environment and home
-/// directory. `None` only when no variable is set and there is no home.
+/// The hub cache root of this process's environment.
 pub fn cache_root() -> Option<PathBuf> {
-    cache_root_from(
-        |name| std::env::var_os(name),
-        std::env::var_os("HOME")
-            .filter(|h| !h.is_empty())
-            .map(PathBuf::from),
-    )
-}
-
-/// [`cache_root`] with the environment and home directory supplied, for
-/// tests and for daemons that read a service environment file.
-pub fn cache_root_from(
-    env: impl Fn(&str) -> Option<OsString>,
-    home: Option<PathBuf>,
-) -> Option<PathBuf> {
-    let var = |name: &str| {
-        env(name)
-            .filter(|v| !v.is_empty())
-            .map(|v| expand_home(PathBuf::from(v), home.as_deref()))
-    };
-    if let Some(p) = var("HF_HUB_CACHE").or_else(|| var("HUGGINGFACE_HUB_CACHE")) {
-        return Some(p);
-    }
-    if let Some(hf_home) = var("HF_HOME") {
-        return Some(hf_home.join("hub"));
-    }
-    if let Some(xdg) = var("XDG_CACHE_HOME") {
-        return Some(xdg.join("huggingface").join("hub"));
-    }
-    home.map(|h| h.join(".cache").join("huggingface").join("hub"))
-}
-
-fn expand_home(p: PathBuf, home: Option<&Path>) -> PathBuf {
-    match (p.strip_prefix("~"), home) {
-        (Ok(rest), Some(home)) => home.join(rest),
-        _ => p,
-    }
+    crate::watch::hf_cache::default_hub_cache()
 }
 
 /// A path inside a hub cache snapshot.
@@ -213,47 +174,6 @@ fn purl_escape(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<OsString> + 'a {
-        move |name| {
-            vars.iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| OsString::from(v))
-        }
-    }
-
-    #[test]
-    fn cache_root_order() {
-        let home = Some(PathBuf::from("/home/u"));
-        let all = [
-            ("HF_HUB_CACHE", "/a"),
-            ("HUGGINGFACE_HUB_CACHE", "/b"),
-            ("HF_HOME", "/c"),
-            ("XDG_CACHE_HOME", "/d"),
-        ];
-        assert_eq!(cache_root_from(env(&all), home.clone()), Some("/a".into()));
-        assert_eq!(
-            cache_root_from(env(&all[1..]), home.clone()),
-            Some("/b".into())
-        );
-        assert_eq!(
-            cache_root_from(env(&all[2..]), home.clone()),
-            Some("/c/hub".into())
-        );
-        assert_eq!(
-            cache_root_from(env(&all[3..]), home.clone()),
-            Some("/d/huggingface/hub".into())
-        );
-        assert_eq!(
-            cache_root_from(env(&[]), home.clone()),
-            Some("/home/u/.cache/huggingface/hub".into())
-        );
-        assert_eq!(
-            cache_root_from(env(&[("HF_HOME", "~/hf")]), home),
-            Some("/home/u/hf/hub".into())
-        );
-        assert_eq!(cache_root_from(env(&[("HF_HOME", "")]), None), None);
-    }
 
     #[test]
     fn locates_snapshot_paths() {

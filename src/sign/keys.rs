@@ -20,6 +20,7 @@ use p256::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePublicKey};
 use sha2::{Digest, Sha256};
 
 use super::SignError;
+pub(crate) use crate::digest::hex;
 
 /// Largest key file read; a PEM EC key is well under 1 KiB.
 const MAX_KEY_FILE_BYTES: u64 = 64 * 1024;
@@ -320,16 +321,6 @@ fn pem_of_der(der: &[u8]) -> String {
 
 fn hint_of_der(der: &[u8]) -> String {
     hex(&Sha256::digest(pem_of_der(der).as_bytes()))
-}
-
-/// Lowercase hex.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(s, "{b:02x}");
-    }
-    s
 }
 
 #[cfg(test)]
