@@ -8,6 +8,7 @@
 //! | 2 | operational error: unreadable path, bad arguments |
 //! | 3 | configuration error: the policy file is invalid |
 
+mod bom;
 mod hook;
 mod install;
 mod policy;
@@ -15,6 +16,8 @@ mod quarantine;
 mod rules;
 mod scan;
 mod service;
+mod sign;
+mod verify;
 mod watch;
 
 use clap::{Parser, Subcommand};
@@ -55,6 +58,12 @@ enum Command {
     Uninstall(install::InstallArgs),
     /// Validate the policy file or write the commented template.
     Policy(policy::PolicyArgs),
+    /// Verify a model against its OpenSSF Model Signing signature (key mode, offline).
+    Verify(verify::VerifyArgs),
+    /// Sign a model (OpenSSF Model Signing, key mode).
+    Sign(sign::SignArgs),
+    /// Write an AI bill of materials (CycloneDX 1.6 ML-BOM).
+    Bom(bom::BomArgs),
 }
 
 /// Loads `--policy FILE`, else the `policy.toml` / `.modelgate.toml` found
@@ -91,6 +100,9 @@ pub fn main() -> ExitCode {
         Command::Install(args) => install::run_install(args),
         Command::Uninstall(args) => install::run_uninstall(args),
         Command::Policy(args) => policy::run(args),
+        Command::Verify(args) => verify::run(args),
+        Command::Sign(args) => sign::run(args),
+        Command::Bom(args) => bom::run(args),
     };
     match result {
         Ok(code) => code,

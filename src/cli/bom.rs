@@ -1,0 +1,92 @@
+//! `modelgate bom PATH... | --hf-cache`: writes a CycloneDX 1.6 ML-BOM
+//! (one `machine-learning-model` component per model) to stdout or a file.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+
+use modelgate::bom::{self, BomOptions, ModelInput, hfcache};
+use modelgate::scan::{ScanConfig, Scanner};
+use modelgate::sign::TrustedKeys;
+
+use super::EXIT_ERROR;
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum BomFormat {
+    CyclonedxJson,
+}
+
+#[derive(Debug, Args)]
+pub struct BomArgs {
+    /// Models: each directory or file given is one model component.
+    #[arg(required_unless_present = "hf_cache")]
+    paths: Vec<PathBuf>,
+    /// Describe every model snapshot in the Hugging Face cache (resolved
+    /// like huggingface_hub: HF_HUB_CACHE, HUGGINGFACE_HUB_CACHE,
+    /// $HF_HOME/hub, $XDG_CACHE_HOME/huggingface/hub, ~/.cache/huggingface/hub).
+    #[arg(long)]
+    hf_cache: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = BomFormat::CyclonedxJson)]
+    format: BomFormat,
+    /// Write to this file instead of stdout.
+    #[arg(long, short)]
+    output: Option<PathBuf>,
+    /// Trusted public key(s) for checking model signatures that are present.
+    #[arg(long = "key")]
+    keys: Vec<PathBuf>,
+}
+
+pub fn run(args: BomArgs) -> anyhow::Result<ExitCode> {
+    let mut models: Vec<ModelInput> = Vec::new();
+    for p in &args.paths {
+        if !p.exists() {
+            eprintln!(
+                "modelgate: error: {}: no such file or directory",
+                p.display()
+            );
+            return Ok(ExitCode::from(EXIT_ERROR));
+        }
+        models.push(ModelInput { path: p.clone() });
+    }
+    if args.hf_cache {
+        let root = hfcache::cache_root().context("cannot locate the Hugging Face cache")?;
+        if root.is_dir() {
+            let snaps = hfcache::model_snapshots(&root)
+                .with_context(|| format!("listing {}", root.display()))?;
+            models.extend(snaps.into_iter().map(|s| ModelInput {
+                path: s.snapshot_dir(),
+            }));
+        } else {
+            eprintln!(
+                "modelgate: note: no Hugging Face cache at {}",
+                root.display()
+            );
+        }
+    }
+    let keys = if args.keys.is_empty() {
+        None
+    } else {
+        Some(TrustedKeys::from_files(&args.keys).context("loading trusted keys")?)
+    };
+    let scanner = Scanner::new(ScanConfig::default());
+    let doc = match args.format {
+        BomFormat::CyclonedxJson => bom::build(&models, &scanner, &BomOptions { keys }),
+    };
+    let mut text = serde_json::to_string_pretty(&doc)?;
+    text.push('\n');
+    match &args.output {
+        Some(path) => {
+            std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?
+        }
+        None => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(text.as_bytes())?;
+            out.flush()?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
