@@ -134,6 +134,35 @@ impl<'r> Checker<'r> {
         }
     }
 
+    /// Judges every blob a diff adds or changes (added, copied, modified,
+    /// renamed, type-changed), by its new side. Gitlinks (submodules) are
+    /// someone else's repository and are skipped.
+    pub fn check_diff(
+        &mut self,
+        diff: &git2::Diff<'_>,
+        commit: Option<Oid>,
+    ) -> Result<(), GitError> {
+        use git2::{Delta, FileMode};
+        for delta in diff.deltas() {
+            if !matches!(
+                delta.status(),
+                Delta::Added | Delta::Copied | Delta::Modified | Delta::Typechange | Delta::Renamed
+            ) {
+                continue;
+            }
+            let file = delta.new_file();
+            if file.mode() == FileMode::Commit {
+                continue;
+            }
+            let path = file
+                .path()
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            self.check(commit, &path, file.id())?;
+        }
+        Ok(())
+    }
+
     /// Judges the blob `id` found at `path` (in `commit`, for push hooks).
     /// A blob already judged in this run is skipped.
     pub fn check(&mut self, commit: Option<Oid>, path: &str, id: Oid) -> Result<(), GitError> {

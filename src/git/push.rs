@@ -18,7 +18,7 @@
 
 use std::io::BufRead;
 
-use git2::{Delta, DiffOptions, FileMode, Oid, Repository, Sort};
+use git2::{DiffOptions, Oid, Repository, Sort};
 
 use super::{Checker, GitError, Outcome, parse_oid};
 use crate::policy::Policy;
@@ -140,23 +140,7 @@ pub fn check_updates(
             None => None,
         };
         let diff = repo.diff_tree_to_tree(parent.as_ref(), Some(&tree), Some(&mut opts))?;
-        for delta in diff.deltas() {
-            if !matches!(
-                delta.status(),
-                Delta::Added | Delta::Copied | Delta::Modified | Delta::Typechange | Delta::Renamed
-            ) {
-                continue;
-            }
-            let file = delta.new_file();
-            if file.mode() == FileMode::Commit {
-                continue;
-            }
-            let path = file
-                .path()
-                .map(|p| p.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            checker.check(Some(commit.id()), &path, file.id())?;
-        }
+        checker.check_diff(&diff, Some(commit.id()))?;
     }
     Ok(checker.finish())
 }

@@ -9,7 +9,7 @@
 //! entries are judged by their **index** blob. Gitlinks (submodules) are
 //! someone else's repository and are skipped.
 
-use git2::{Delta, DiffOptions, ErrorCode, FileMode, Repository};
+use git2::{DiffOptions, ErrorCode, Repository};
 
 use super::{Checker, GitError, Outcome};
 use crate::policy::Policy;
@@ -26,22 +26,6 @@ pub fn check_index(repo: &Repository, policy: &Policy) -> Result<Outcome, GitErr
     opts.include_typechange(true).ignore_submodules(true);
     let diff = repo.diff_tree_to_index(head.as_ref(), Some(&index), Some(&mut opts))?;
     let mut checker = Checker::new(repo, policy);
-    for delta in diff.deltas() {
-        if !matches!(
-            delta.status(),
-            Delta::Added | Delta::Copied | Delta::Modified | Delta::Typechange | Delta::Renamed
-        ) {
-            continue;
-        }
-        let file = delta.new_file();
-        if file.mode() == FileMode::Commit {
-            continue;
-        }
-        let path = file
-            .path()
-            .map(|p| p.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        checker.check(None, &path, file.id())?;
-    }
+    checker.check_diff(&diff, None)?;
     Ok(checker.finish())
 }
