@@ -3,5 +3,10 @@
 //! The [`scan`] module is the detection core; everything else is an adapter
 //! around it.
 
+pub mod digest;
+pub mod git;
+pub mod policy;
+pub mod quarantine;
 pub mod report;
 pub mod scan;
+pub mod watch;

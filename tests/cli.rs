@@ -127,3 +127,82 @@ fn directories_are_walked_and_text_skipped() {
         .stdout(predicate::str::contains("README.md: skipped: text"))
         .stdout(predicate::str::contains(".hidden_weights"));
 }
+
+/// The policy decides `scan`'s exit code: an exemption pinned to the file's
+/// sha256 lets it pass, `warn` reports without failing, and an invalid
+/// policy is a configuration error (3), never silently ignored.
+#[test]
+fn scan_obeys_the_policy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("model.pkl");
+    std::fs::copy(fixture("PKL002/bad_user_class.pkl"), &model).unwrap();
+    let sha = modelgate::digest::sha256_file(&model).unwrap();
+    modelgate()
+        .current_dir(tmp.path())
+        .args(["scan", "model.pkl"])
+        .assert()
+        .code(1);
+
+    std::fs::write(
+        tmp.path().join("policy.toml"),
+        format!("[[exemptions]]\nsha256 = \"{sha}\"\nreason = \"our own TinyNet, reviewed\"\n"),
+    )
+    .unwrap();
+    modelgate()
+        .current_dir(tmp.path())
+        .args(["scan", "model.pkl"])
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("exempted"));
+
+    std::fs::write(
+        tmp.path().join("policy.toml"),
+        "[actions]\nsuspicious = \"warn\"\n",
+    )
+    .unwrap();
+    modelgate()
+        .current_dir(tmp.path())
+        .args(["scan", "model.pkl"])
+        .assert()
+        .code(0);
+
+    std::fs::write(
+        tmp.path().join("policy.toml"),
+        "[actions]\nsuspicious = \"maybe\"\n",
+    )
+    .unwrap();
+    modelgate()
+        .current_dir(tmp.path())
+        .args(["scan", "model.pkl"])
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains("policy.toml:2"));
+}
+
+/// `install --service` writes the daemon's user unit with the Hugging Face
+/// cache location baked in (services do not see shell exports), and
+/// `uninstall --service` removes it.
+#[test]
+fn install_and_uninstall_service() {
+    let home = tempfile::tempdir().unwrap();
+    let unit = home
+        .path()
+        .join(".config/systemd/user/modelgate-watch.service");
+    modelgate()
+        .env("HOME", home.path())
+        .env("HF_HOME", "/data/hf")
+        .env_remove("XDG_CONFIG_HOME")
+        .args(["install", "--service"])
+        .assert()
+        .success();
+    let text = std::fs::read_to_string(&unit).unwrap();
+    assert!(text.contains("HF_HOME=/data/hf"), "{text}");
+    assert!(text.contains("watch"));
+    modelgate()
+        .env("HOME", home.path())
+        .env_remove("XDG_CONFIG_HOME")
+        .args(["uninstall", "--service"])
+        .assert()
+        .success();
+    assert!(!unit.exists());
+}

@@ -212,3 +212,31 @@ fn text_is_not_a_pickle() {
         );
     }
 }
+
+/// Compression wrappers a user decompresses before loading: zstd (`.zst`
+/// checkpoints) and LZ4 frames (joblib's `lz4` compressor).
+#[test]
+fn zstd_and_lz4_wrapped_pickles_are_scanned() {
+    use std::io::Write;
+    let payload: &[u8] = b"\x80\x02cos\nsystem\nX\x02\x00\x00\x00id\x85R.";
+    let zst =
+        ruzstd::encoding::compress_to_vec(payload, ruzstd::encoding::CompressionLevel::Fastest);
+    let r = scan("model.pt.zst", &zst);
+    assert_malicious(&r, "PKL001");
+    let mut enc = lz4_flex::frame::FrameEncoder::new(Vec::new());
+    enc.write_all(payload).unwrap();
+    let lz4 = enc.finish().unwrap();
+    assert_malicious(&scan("model.joblib", &lz4), "PKL001");
+}
+
+/// A zip appended after a valid safetensors body: zip readers open it from
+/// the end, so its members are scanned (as data trailing the tensors).
+#[test]
+fn safetensors_with_appended_zip() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/rules/PKL001/bad_zip_after_safetensors.safetensors"
+    );
+    let r = scan("model.safetensors", &std::fs::read(path).unwrap());
+    assert_malicious(&r, "PKL001");
+}

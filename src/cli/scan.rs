@@ -1,18 +1,20 @@
-//! `modelgate scan PATH...`: scan files and directories, print findings,
-//! exit 1 when anything reaches the failure threshold.
+//! `modelgate scan PATH...`: scan files and directories, let the policy
+//! decide, print findings, exit 1 when anything is blocked.
 
 use std::io::{IsTerminal, Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use anyhow::Context;
+use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use rayon::prelude::*;
 
+use modelgate::digest;
+use modelgate::policy::{Context, Decision, Policy};
 use modelgate::report::{Summary, human, json, sarif};
 use modelgate::scan::walk::{self, Target};
-use modelgate::scan::{FileReport, ScanConfig, Scanner, Verdict};
+use modelgate::scan::{FileReport, Scanner, Verdict};
 
 use super::{EXIT_ERROR, EXIT_FINDINGS};
 
@@ -38,24 +40,42 @@ pub struct ScanArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
     format: OutputFormat,
-    /// Lowest verdict that makes the exit code 1.
-    #[arg(long, value_enum, default_value_t = FailOn::Suspicious)]
-    fail_on: FailOn,
+    /// Lowest verdict that makes the exit code 1, instead of the policy's
+    /// actions (exemptions still apply). Without it, the policy decides:
+    /// by default malicious and suspicious both block.
+    #[arg(long, value_enum)]
+    fail_on: Option<FailOn>,
+    /// Policy file (default: policy.toml / .modelgate.toml found from the
+    /// working directory upwards, else the built-in defaults).
+    #[arg(long, value_name = "FILE")]
+    policy: Option<PathBuf>,
     /// Also list clean and skipped files.
     #[arg(short, long)]
     verbose: bool,
 }
 
+/// Where a report's bytes came from, to hash them when an exemption needs it.
+enum Source {
+    File(PathBuf),
+    Stdin(Vec<u8>),
+    ModelDir,
+}
+
 pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
-    let scanner = Scanner::new(ScanConfig::default());
-    let (mut reports, errors) = scan_all(&scanner, &args.paths)?;
-    reports.sort_by(|a, b| a.path.cmp(&b.path));
-
-    let threshold = match args.fail_on {
-        FailOn::Suspicious => Verdict::Suspicious,
-        FailOn::Malicious => Verdict::Malicious,
+    let policy = match super::load_policy(args.policy.as_deref())? {
+        Ok(policy) => policy,
+        Err(code) => return Ok(code),
     };
+    let scanner = Scanner::new(policy.scan_config());
+    let (mut scanned, errors) = scan_all(&scanner, &args.paths)?;
+    scanned.sort_by(|a, b| a.0.path.cmp(&b.0.path));
+    let decisions: Vec<Decision> = scanned
+        .iter()
+        .map(|(r, source)| decide(&policy, r, source))
+        .collect();
+    let reports: Vec<FileReport> = scanned.into_iter().map(|(r, _)| r).collect();
+
     let mut stdout = std::io::stdout().lock();
     match args.format {
         OutputFormat::Human => {
@@ -63,12 +83,32 @@ pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
                 verbose: args.verbose,
                 color: std::io::stdout().is_terminal(),
             };
-            for r in &reports {
+            for (r, d) in reports.iter().zip(&decisions) {
                 human::write_report(&mut stdout, r, opts)?;
+                for e in &d.exempted {
+                    writeln!(
+                        stdout,
+                        "note: {} in {} is exempted by {}: {}",
+                        e.rule, r.path, e.origin, e.reason
+                    )?;
+                }
+                for e in &d.expired {
+                    writeln!(
+                        stdout,
+                        "warning: the exemption for {} in {} ({}) has expired",
+                        e.rule, r.path, e.origin
+                    )?;
+                }
             }
             stdout.flush()?;
             for (path, err) in &errors {
                 eprintln!("modelgate: error: {path}: {err}");
+            }
+            for e in policy.unused_exemptions() {
+                eprintln!(
+                    "warning: exemption {} for sha256 {} matched no scanned file",
+                    e.origin, e.sha256
+                );
             }
             let summary = Summary::of(&reports, errors.len());
             human::write_summary(
@@ -85,7 +125,12 @@ pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
                     error: error.clone(),
                 })
                 .collect();
-            serde_json::to_writer_pretty(&mut stdout, &json::document(&reports, errs))?;
+            let mut doc = json::document(&reports, errs);
+            for (file, d) in doc.files.iter_mut().zip(&decisions) {
+                file.action = Some(d.action.as_str());
+                file.exempted = d.exempted.iter().map(|e| e.rule).collect();
+            }
+            serde_json::to_writer_pretty(&mut stdout, &doc)?;
             writeln!(stdout)?;
         }
         OutputFormat::Sarif => {
@@ -94,7 +139,19 @@ pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
                 .map(|(path, error)| sarif::ScanError { path, error })
                 .collect();
             let cwd = std::env::current_dir().context("reading the working directory")?;
-            let log = sarif::document(&reports, &errs, &args.paths, &cwd);
+            let exempted: Vec<Vec<sarif::Exempted>> = decisions
+                .iter()
+                .map(|d| {
+                    d.exempted
+                        .iter()
+                        .map(|e| sarif::Exempted {
+                            rule: e.rule,
+                            justification: &e.reason,
+                        })
+                        .collect()
+                })
+                .collect();
+            let log = sarif::document(&reports, &exempted, &errs, &args.paths, &cwd);
             serde_json::to_writer_pretty(&mut stdout, &log)?;
             writeln!(stdout)?;
         }
@@ -104,16 +161,47 @@ pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
     if !errors.is_empty() {
         return Ok(ExitCode::from(EXIT_ERROR));
     }
-    if reports.iter().any(|r| r.verdict >= threshold) {
+    let fails = |d: &Decision| match args.fail_on {
+        None => d.action.stops(),
+        Some(FailOn::Suspicious) => d.basis.iter().any(|b| b.verdict >= Verdict::Suspicious),
+        Some(FailOn::Malicious) => d.basis.iter().any(|b| b.verdict >= Verdict::Malicious),
+    };
+    if decisions.iter().any(fails) {
         return Ok(ExitCode::from(EXIT_FINDINGS));
     }
     Ok(ExitCode::SUCCESS)
 }
 
+/// The policy's decision on one file. Path rules match the path as given
+/// (relative to the working directory when it is inside it); the content
+/// hash is only computed when an exemption could apply.
+fn decide(policy: &Policy, report: &FileReport, source: &Source) -> Decision {
+    let path = relative(&report.path);
+    let hash = || match source {
+        Source::File(p) => digest::sha256_file(p).unwrap_or_default(),
+        Source::Stdin(bytes) => digest::sha256_bytes(bytes),
+        Source::ModelDir => String::new(),
+    };
+    policy.decide_with(report, &path, hash, Context::Scan)
+}
+
+fn relative(path: &str) -> String {
+    let p = Path::new(path);
+    let stripped = std::env::current_dir()
+        .ok()
+        .and_then(|cwd| p.strip_prefix(&cwd).ok().map(Path::to_path_buf));
+    let p = stripped.unwrap_or_else(|| p.to_path_buf());
+    let s = p.to_string_lossy();
+    s.strip_prefix("./").unwrap_or(&s).to_string()
+}
+
 type Errors = Vec<(String, String)>;
 
-fn scan_all(scanner: &Scanner, paths: &[PathBuf]) -> anyhow::Result<(Vec<FileReport>, Errors)> {
-    let mut reports = Vec::new();
+fn scan_all(
+    scanner: &Scanner,
+    paths: &[PathBuf],
+) -> anyhow::Result<(Vec<(FileReport, Source)>, Errors)> {
+    let mut scanned = Vec::new();
     let mut errors = Vec::new();
     let (stdin, paths): (Vec<_>, Vec<_>) =
         paths.iter().cloned().partition(|p| p.as_os_str() == "-");
@@ -123,7 +211,7 @@ fn scan_all(scanner: &Scanner, paths: &[PathBuf]) -> anyhow::Result<(Vec<FileRep
             .lock()
             .read_to_end(&mut data)
             .context("reading stdin")?;
-        reports.push(scanner.scan_bytes("-", &data));
+        scanned.push((scanner.scan_bytes("-", &data), Source::Stdin(data)));
     }
     let (targets, walk_errors) = walk::collect(&paths);
     errors.extend(
@@ -133,13 +221,17 @@ fn scan_all(scanner: &Scanner, paths: &[PathBuf]) -> anyhow::Result<(Vec<FileRep
     );
 
     let progress = progress_bar(targets.len());
-    let results: Vec<Result<FileReport, (String, String)>> = targets
+    let results: Vec<Result<(FileReport, Source), (String, String)>> = targets
         .par_iter()
         .map(|t| {
             let display = t.path().display().to_string();
             let result = match t {
-                Target::File { path } => scanner.scan_file(path, &display),
-                Target::ModelDir { path } => scanner.scan_model_dir(path, &display),
+                Target::File { path } => scanner
+                    .scan_file(path, &display)
+                    .map(|r| (r, Source::File(path.clone()))),
+                Target::ModelDir { path } => scanner
+                    .scan_model_dir(path, &display)
+                    .map(|r| (r, Source::ModelDir)),
             };
             if let Some(p) = &progress {
                 p.inc(1);
@@ -152,11 +244,11 @@ fn scan_all(scanner: &Scanner, paths: &[PathBuf]) -> anyhow::Result<(Vec<FileRep
     }
     for r in results {
         match r {
-            Ok(report) => reports.push(report),
+            Ok(pair) => scanned.push(pair),
             Err(e) => errors.push(e),
         }
     }
-    Ok((reports, errors))
+    Ok((scanned, errors))
 }
 
 /// A progress bar on stderr, only for long scans on a terminal.

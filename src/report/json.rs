@@ -40,6 +40,12 @@ pub struct JsonFile<'a> {
     pub size: u64,
     pub verdict: Verdict,
     pub status: &'a ScanStatus,
+    /// What the policy decided (`allow`, `warn`, `block`), when one was applied.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action: Option<&'static str>,
+    /// Rule ids whose findings a policy exemption removed from the decision.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub exempted: Vec<&'static str>,
     pub findings: Vec<JsonFinding<'a>>,
 }
 
@@ -69,6 +75,8 @@ impl<'a> JsonFile<'a> {
             size: r.size,
             verdict: r.verdict,
             status: &r.status,
+            action: None,
+            exempted: Vec::new(),
             findings: r.findings.iter().map(JsonFinding::new).collect(),
         }
     }

@@ -349,13 +349,81 @@ fn dispatch(cx: &mut Ctx, data: &[u8], name: &str, format: Format) {
             Some(sniff::base_name(name).to_string()),
         );
     }
+    scan_format(cx, data, name, format);
+    scan_polyglot_parts(cx, data, format);
+}
+
+/// Readers disagree on where a file starts: pickle and PyTorch read from
+/// the front, zip readers (Python's zipfile, hence Keras) from the end, HDF5
+/// skips a user block. A file built for two readers is scanned as both.
+fn scan_polyglot_parts(cx: &mut Ctx, data: &[u8], format: Format) {
+    // safetensors and GGUF declare where their data ends and scan whatever
+    // trails it themselves, so their tails are not read again here (a 1 GB
+    // file costs its header only).
+    let checks_own_tail = matches!(format, Format::Safetensors | Format::Gguf);
+    if !matches!(format, Format::Zip | Format::Tombstone)
+        && !checks_own_tail
+        && sniff::looks_like_zip_without_local_header(data)
+        && archive::zip::read_central_directory(cx, data).is_ok_and(|entries| !entries.is_empty())
+    {
+        cx.report(
+            &rules::POLYGLOT,
+            None,
+            format!(
+                "the file is {} from the front and a zip archive from the end",
+                format.name()
+            ),
+            None,
+        );
+        cx.in_member("<zip read from the end>", |cx| archive::zip::scan(cx, data));
+    }
+    if format != Format::Hdf5
+        && let Some(offset) = sniff::hdf5_superblock_offset(data)
+        && offset > 0
+    {
+        cx.report(
+            &rules::POLYGLOT,
+            None,
+            format!(
+                "the file is {} from the front and HDF5 after a {offset}-byte user block",
+                format.name()
+            ),
+            None,
+        );
+        cx.in_member("<HDF5 after the user block>", |cx| {
+            formats::hdf5::scan(cx, data)
+        });
+    }
+    if format == Format::Hdf5
+        && let Some(offset) = sniff::hdf5_superblock_offset(data)
+        && offset > 0
+    {
+        let user_block = &data[..offset];
+        let inner = sniff::sniff(user_block, "");
+        if !matches!(inner, Format::Unknown | Format::Text) {
+            cx.report(
+                &rules::POLYGLOT,
+                None,
+                format!("the HDF5 user block holds {} data", inner.name()),
+                None,
+            );
+            cx.scan_member("<HDF5 user block>", user_block);
+        }
+    }
+}
+
+fn scan_format(cx: &mut Ctx, data: &[u8], name: &str, format: Format) {
     match format {
         Format::Zip => archive::zip::scan(cx, data),
         Format::Tar => archive::tar::scan(cx, data),
         Format::SevenZ => archive::sevenz::scan(cx, data),
-        Format::Gzip | Format::Bzip2 | Format::Xz | Format::Lzma | Format::Zlib => {
-            archive::compress::scan(cx, data, format)
-        }
+        Format::Gzip
+        | Format::Bzip2
+        | Format::Xz
+        | Format::Lzma
+        | Format::Zlib
+        | Format::Zstd
+        | Format::Lz4 => archive::compress::scan(cx, data, format),
         Format::Pickle => pickle::scan(cx, data),
         Format::Numpy => formats::numpy::scan(cx, data),
         Format::Hdf5 => formats::hdf5::scan(cx, data),
@@ -364,6 +432,11 @@ fn dispatch(cx: &mut Ctx, data: &[u8], name: &str, format: Format) {
         Format::TfLite => formats::tflite::scan(cx, data),
         Format::Onnx => formats::onnx::scan(cx, data),
         Format::SavedModel => formats::savedmodel::scan_pb(cx, data),
+        Format::Tombstone => {
+            if cx.depth() == 0 {
+                cx.skipped = Some("quarantined by modelgate (tombstone)".to_string());
+            }
+        }
         Format::Text | Format::Image | Format::Unknown => {
             if format == Format::Unknown && sniff::claims_pickle_format(name) {
                 cx.inconclusive(

@@ -15,6 +15,9 @@ pub enum Format {
     /// Raw LZMA ("alone") stream, as joblib's `.lzma` compressor writes.
     Lzma,
     Zlib,
+    Zstd,
+    /// LZ4 frame, as joblib's `lz4` compressor writes.
+    Lz4,
     SevenZ,
     Pickle,
     Numpy,
@@ -24,6 +27,8 @@ pub enum Format {
     TfLite,
     Onnx,
     SavedModel,
+    /// What modelgate's quarantine leaves in place of a quarantined file.
+    Tombstone,
     Text,
     Image,
     Unknown,
@@ -39,6 +44,8 @@ impl Format {
             Format::Xz => "xz",
             Format::Lzma => "lzma",
             Format::Zlib => "zlib",
+            Format::Zstd => "zstd",
+            Format::Lz4 => "lz4",
             Format::SevenZ => "7z",
             Format::Pickle => "pickle",
             Format::Numpy => "numpy",
@@ -48,6 +55,7 @@ impl Format {
             Format::TfLite => "tflite",
             Format::Onnx => "onnx",
             Format::SavedModel => "savedmodel",
+            Format::Tombstone => "modelgate-tombstone",
             Format::Text => "text",
             Format::Image => "image",
             Format::Unknown => "unknown",
@@ -71,11 +79,25 @@ impl Format {
     }
 }
 
+/// First bytes of a quarantine tombstone. The NUL makes every unpickler and
+/// header parser fail on it at once.
+pub const TOMBSTONE_MAGIC: &[u8] = b"\0MODELGATE-QUARANTINED\n";
+/// Tombstones are a few hundred bytes of text. Anything longer that starts
+/// with the magic could be a real archive behind it (zip readers start from
+/// the end), so it is scanned like any other file.
+const MAX_TOMBSTONE_BYTES: usize = 4096;
+
 /// HDF5 superblocks sit at 0, 512, 1024, 2048, … (a user block may precede).
 const HDF5_MAGIC: &[u8] = b"\x89HDF\r\n\x1a\n";
 
 pub fn sniff(data: &[u8], name: &str) -> Format {
     let starts = |m: &[u8]| data.starts_with(m);
+    if starts(TOMBSTONE_MAGIC)
+        && data.len() <= MAX_TOMBSTONE_BYTES
+        && std::str::from_utf8(&data[TOMBSTONE_MAGIC.len()..]).is_ok()
+    {
+        return Format::Tombstone;
+    }
     if starts(b"PK\x03\x04") || starts(b"PK\x05\x06") || starts(b"PK\x07\x08") {
         return Format::Zip;
     }
@@ -88,6 +110,12 @@ pub fn sniff(data: &[u8], name: &str) -> Format {
     if starts(b"\xfd7zXZ\x00") {
         return Format::Xz;
     }
+    if starts(b"\x28\xb5\x2f\xfd") {
+        return Format::Zstd;
+    }
+    if starts(b"\x04\x22\x4d\x18") {
+        return Format::Lz4;
+    }
     if starts(b"7z\xbc\xaf\x27\x1c") {
         return Format::SevenZ;
     }
@@ -97,13 +125,16 @@ pub fn sniff(data: &[u8], name: &str) -> Format {
     if starts(b"GGUF") {
         return Format::Gguf;
     }
+    // A PROTO opcode at byte 0 decides before formats whose magic sits
+    // further in (TFLite at 4, HDF5 after a user block, safetensors' `{` at
+    // 8): a pickle can carry those bytes inside its first string argument.
+    if matches!(data, [0x80, 2..=5, ..]) && pickle::looks_like_pickle(data) {
+        return Format::Pickle;
+    }
     if data.len() >= 8 && &data[4..8] == b"TFL3" {
         return Format::TfLite;
     }
-    if [0usize, 512, 1024, 2048]
-        .iter()
-        .any(|&o| data.get(o..o + 8) == Some(HDF5_MAGIC))
-    {
+    if hdf5_superblock_offset(data).is_some() {
         return Format::Hdf5;
     }
     if looks_like_safetensors(data) {
@@ -124,6 +155,11 @@ pub fn sniff(data: &[u8], name: &str) -> Format {
     if starts(b"\x5d\x00\x00") && data.len() > 13 {
         return Format::Lzma;
     }
+    // ONNX has no magic number: a strict structural check, late so that no
+    // format with magic bytes can be claimed by it.
+    if super::formats::onnx::looks_like_onnx(data) {
+        return Format::Onnx;
+    }
     let base = base_name(name);
     if base == "saved_model.pb" {
         return Format::SavedModel;
@@ -134,6 +170,8 @@ pub fn sniff(data: &[u8], name: &str) -> Format {
     if is_text(data) {
         return Format::Text;
     }
+    // A name that says ONNX but content that fails the check still goes to
+    // the ONNX parser, which reports why it cannot read it.
     let lower = base.to_ascii_lowercase();
     if lower.ends_with(".onnx") || lower.ends_with(".ort") {
         return Format::Onnx;
@@ -148,6 +186,15 @@ pub fn base_name(name: &str) -> &str {
     name.rsplit(['/', '\\']).next().unwrap_or(name)
 }
 
+/// Where the HDF5 superblock starts: 0, or after a user block of 512,
+/// 1024, 2048, … bytes (whatever the user block holds is read by nobody
+/// but whoever put it there, so it is scanned too).
+pub fn hdf5_superblock_offset(data: &[u8]) -> Option<usize> {
+    [0usize, 512, 1024, 2048, 4096, 8192]
+        .into_iter()
+        .find(|&o| data.get(o..o + 8) == Some(HDF5_MAGIC))
+}
+
 /// safetensors: an 8-byte little-endian header length, then a JSON object.
 /// The length itself is not trusted here (hostile lengths are findings of
 /// the safetensors parser), only the shape of the first header bytes.
@@ -159,7 +206,7 @@ fn looks_like_safetensors(data: &[u8]) -> bool {
 
 /// An archive whose first member is preceded by other data (a self-extracting
 /// stub, or a polyglot) still loads in readers that start from the end.
-fn looks_like_zip_without_local_header(data: &[u8]) -> bool {
+pub fn looks_like_zip_without_local_header(data: &[u8]) -> bool {
     let tail_start = data.len().saturating_sub(22 + 65_535);
     data.len() >= 22 && memfind(&data[tail_start..], b"PK\x05\x06").is_some() && !is_text(data)
 }
@@ -294,6 +341,15 @@ mod tests {
             Format::Text
         );
         assert_eq!(sniff(b"[PAD]\n[UNK]\n", "vocab.txt"), Format::Text);
+    }
+
+    #[test]
+    fn tombstones_are_recognised_but_cannot_hide_an_archive() {
+        let mut t = TOMBSTONE_MAGIC.to_vec();
+        t.extend_from_slice(b"quarantine id: q1\n");
+        assert_eq!(sniff(&t, "model.bin"), Format::Tombstone);
+        t.extend_from_slice(&[0xff; 8192]);
+        assert_ne!(sniff(&t, "model.bin"), Format::Tombstone);
     }
 
     #[test]

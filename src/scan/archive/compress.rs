@@ -22,6 +22,8 @@ pub enum Codec {
     Bzip2,
     Xz,
     Lzma,
+    Zstd,
+    Lz4,
 }
 
 impl Codec {
@@ -33,6 +35,8 @@ impl Codec {
             Codec::Bzip2 => "bzip2",
             Codec::Xz => "xz",
             Codec::Lzma => "lzma",
+            Codec::Zstd => "zstd",
+            Codec::Lz4 => "lz4",
         }
     }
 }
@@ -44,6 +48,8 @@ pub fn scan(cx: &mut Ctx, data: &[u8], format: Format) {
         Format::Bzip2 => Codec::Bzip2,
         Format::Xz => Codec::Xz,
         Format::Lzma => Codec::Lzma,
+        Format::Zstd => Codec::Zstd,
+        Format::Lz4 => Codec::Lz4,
         _ => Codec::Zlib,
     };
     if let Some(inner) = decompress(cx, codec, data, None) {
@@ -65,6 +71,11 @@ fn open(codec: Codec, input: &[u8]) -> std::io::Result<Box<dyn Read + '_>> {
             u32::MAX,
             None,
         )?),
+        Codec::Zstd => Box::new(
+            ruzstd::decoding::StreamingDecoder::new(input)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?,
+        ),
+        Codec::Lz4 => Box::new(lz4_flex::frame::FrameDecoder::new(input)),
     })
 }
 

@@ -169,6 +169,12 @@ fn report(cx: &mut Ctx, data: &[u8], stream: &Stream) {
                     cx.scan_member(&name, payload);
                 }
             }
+            Event::OpaquePayload { offset, detail } => cx.report(
+                &rules::OPAQUE_PAYLOAD,
+                Some(*offset as u64),
+                "hands a byte payload computed at load time to a loader that unpickles it unscanned",
+                Some(detail.clone()),
+            ),
             Event::ObjectArray { offset } => cx.report_as(
                 &rules::OBJECT_ARRAY,
                 Verdict::Info,
@@ -200,6 +206,9 @@ pub fn looks_like_complete_pickle(data: &[u8]) -> bool {
     probe(data)
 }
 
+/// Opcodes after which a probe accepts a stream whatever its ending.
+const PROBE_CONVINCING_OPCODES: u64 = 1_000;
+
 fn probe(data: &[u8]) -> bool {
     let limits = Limits {
         max_pickle_opcodes: 10_000,
@@ -209,6 +218,9 @@ fn probe(data: &[u8]) -> bool {
     let stream = walker::walk(head, 0, &limits, &GlobalLists::default());
     match stream.end {
         End::Stop { .. } => stream.opcodes >= 2,
+        // Thousands of valid opcodes are no accident of text: a payload
+        // padded past the probe's budget is still a pickle.
+        _ if stream.opcodes >= PROBE_CONVINCING_OPCODES => true,
         // A broken stream is still a pickle when it imported something with
         // a plausible name and called it (a payload then a break).
         _ => stream

@@ -21,6 +21,10 @@ use std::rc::Rc;
 use super::globals::{self, Class, GlobalLists};
 use crate::scan::limits::Limits;
 
+/// Allowlisted globals that deserialize a byte payload (with an unsafe
+/// loader): allowed only because that payload is scanned as a nested file.
+const ALLOWED_LOADERS: &[&str] = &["torch.storage._load_from_bytes"];
+
 /// Strings longer than this are kept as a prefix only: long strings are
 /// payloads or data, never module names.
 const MAX_KEPT_STR: usize = 4096;
@@ -111,6 +115,9 @@ pub enum Event {
         end: usize,
         via: String,
     },
+    /// A payload handed to an allowlisted loader that is not a literal, so
+    /// it cannot be scanned.
+    OpaquePayload { offset: usize, detail: String },
     /// A NumPy object array inside a joblib pickle (a nested pickle).
     ObjectArray { offset: usize },
     /// A budget ran out.
@@ -680,12 +687,21 @@ impl<'a> Walker<'a> {
     /// Bytes handed to a loader are themselves files: remember where they
     /// are so the caller can scan them.
     fn nested_payloads(&mut self, at: usize, callee: usize, args: &Value) {
-        let Value::Tuple(items) = args else { return };
         let qualified = self.uses[callee].qualified();
-        let loads_payload = matches!(
-            qualified.as_str(),
-            "torch.storage._load_from_bytes" | "io.BytesIO" | "_io.BytesIO"
-        ) || matches!(self.uses[callee].class, Class::Dangerous(_));
+        // An allowlisted loader is only safe because its payload is scanned
+        // as a file of its own; a payload computed at load time cannot be.
+        if ALLOWED_LOADERS.contains(&qualified.as_str()) {
+            let literal = matches!(args, Value::Tuple(items) if matches!(items.first(), Some(Value::Bytes { .. })));
+            if !literal {
+                let detail = format!("{qualified}({})", self.render_args(args));
+                self.events
+                    .push(Event::OpaquePayload { offset: at, detail });
+            }
+        }
+        let loads_payload = ALLOWED_LOADERS.contains(&qualified.as_str())
+            || matches!(qualified.as_str(), "io.BytesIO" | "_io.BytesIO")
+            || matches!(self.uses[callee].class, Class::Dangerous(_));
+        let Value::Tuple(items) = args else { return };
         if !loads_payload {
             return;
         }

@@ -58,9 +58,23 @@ pub static UNRECOGNISED_MODEL: Rule = Rule {
     references: &[],
 };
 
+pub static POLYGLOT: Rule = Rule {
+    id: "GEN005",
+    name: "polyglot-file",
+    verdict: Verdict::Suspicious,
+    summary: "The file is two formats at once, read differently by different loaders",
+    explanation: "Pickle and PyTorch read a file from its first byte, zip readers (Python's \
+        zipfile, and so Keras and NumPy's npz) from its end, HDF5 after a user block. A file \
+        built to be valid for two readers shows a scanner one face and a loader another. Both \
+        parts are scanned; the construction itself has no legitimate use in a model file.",
+    remediation: "Do not load the file; re-export the model from its source.",
+    references: &["https://github.com/trailofbits/fickling (polyglot detection)"],
+};
+
 pub(super) static RULES: &[&Rule] = &[
     &UNPARSEABLE,
     &LIMIT_EXCEEDED,
     &DISGUISED_FORMAT,
     &UNRECOGNISED_MODEL,
+    &POLYGLOT,
 ];

@@ -9,13 +9,33 @@ use super::finding::Verdict;
 
 mod archive;
 mod general;
+mod gguf;
 mod keras;
+mod onnx;
 mod pickle;
+mod safetensors;
+mod tensorflow;
 
 pub use archive::*;
 pub use general::*;
+pub use gguf::*;
 pub use keras::*;
+pub use onnx::*;
 pub use pickle::*;
+pub use safetensors::*;
+pub use tensorflow::*;
+
+/// Every family's rule list, one per line.
+const FAMILIES: &[&[&Rule]] = &[
+    general::RULES,
+    archive::RULES,
+    pickle::RULES,
+    keras::RULES,
+    gguf::RULES,
+    safetensors::RULES,
+    onnx::RULES,
+    tensorflow::RULES,
+];
 
 #[derive(Debug, PartialEq, Eq)]
 pub struct Rule {
@@ -37,12 +57,7 @@ pub struct Rule {
 
 /// Every rule the core can report, in id order.
 pub fn all() -> Vec<&'static Rule> {
-    let mut rules: Vec<&'static Rule> =
-        [general::RULES, archive::RULES, pickle::RULES, keras::RULES]
-            .into_iter()
-            .flatten()
-            .copied()
-            .collect();
+    let mut rules: Vec<&'static Rule> = FAMILIES.iter().flat_map(|f| f.iter().copied()).collect();
     rules.sort_by_key(|r| r.id);
     rules
 }

@@ -133,6 +133,20 @@ pub static OBJECT_ARRAY: Rule = Rule {
     references: &["CVE-2019-6446"],
 };
 
+pub static OPAQUE_PAYLOAD: Rule = Rule {
+    id: "PKL010",
+    name: "pickle-opaque-nested-payload",
+    verdict: Verdict::Suspicious,
+    summary: "A nested payload for an unpickling loader is computed at load time",
+    explanation: "Some legitimate globals (`torch.storage._load_from_bytes`) run a full, unsafe \
+        unpickler on the bytes they are given; they are accepted only because the scanner \
+        scans those bytes as a file of their own. When the bytes are produced by another call \
+        (e.g. decoded from a string) instead of being a literal, that nested file cannot be \
+        scanned.",
+    remediation: CONVERT,
+    references: &["https://github.com/trailofbits/fickling"],
+};
+
 pub(super) static RULES: &[&Rule] = &[
     &DANGEROUS_GLOBAL,
     &UNKNOWN_GLOBAL,
@@ -143,4 +157,5 @@ pub(super) static RULES: &[&Rule] = &[
     &DYNAMIC_ATTRIBUTE,
     &INDIRECT_CALL,
     &OBJECT_ARRAY,
+    &OPAQUE_PAYLOAD,
 ];

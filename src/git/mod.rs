@@ -1,0 +1,293 @@
+//! Git integration: the pre-commit, pre-push and pre-receive checks, and
+//! the installer that wires them into a repository without clobbering
+//! existing hooks.
+//!
+//! Each hook first *enumerates* the blobs it must judge, then hands each to
+//! one [`Checker`], which scans it from memory with the detection core and
+//! lets the [`Policy`] decide:
+//!
+//! - pre-commit ([`staged`]) diffs HEAD's tree against the **index** (the one
+//!   named by `GIT_INDEX_FILE`, which `git commit -a` and `git commit PATH`
+//!   point at temporary index files), so the staged content is judged, never
+//!   the working tree;
+//! - pre-push ([`push`]) walks every commit the push would add (not just the
+//!   tip: a model added and deleted again is still pushed) and judges every
+//!   blob each commit introduces;
+//! - pre-receive ([`push`]) does the same on the server, where the pushed
+//!   objects are only visible through the quarantine environment
+//!   (`GIT_OBJECT_DIRECTORY`, `GIT_ALTERNATE_OBJECT_DIRECTORIES`,
+//!   `GIT_QUARANTINE_PATH`): the repository is opened from the environment
+//!   and the quarantine directory is added as an alternate.
+//!
+//! Cost: a commit that touches no model pays for the diff and for reading
+//! each changed blob's first bytes; text is recognised by the sniffer and
+//! skipped before anything else happens. Each blob is judged once per run
+//! (pushes share blobs between commits). Hashing (sha256, for exemptions
+//! and the ready-to-paste exemption snippet) happens only for files that
+//! something flagged.
+//!
+//! Git LFS ([`lfs`]): a pointer blob is resolved to the local LFS object and
+//! that is scanned; when the object is absent the policy decides
+//! (`unverifiable`, warn by default).
+//!
+//! Both SHA-1 and SHA-256 repositories work (git2 is built with its
+//! SHA-256 support; object ids are parsed in the repository's format).
+//! This module never runs hooks' payloads, never writes objects and never
+//! updates refs.
+
+pub mod install;
+pub mod lfs;
+pub mod push;
+pub mod render;
+pub mod staged;
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+
+use git2::{Oid, Repository};
+use serde::Serialize;
+
+use crate::policy::{Action, Context, Decision, Policy};
+use crate::scan::sniff::{self, Format};
+use crate::scan::{FileReport, Scanner};
+
+#[derive(Debug, thiserror::Error)]
+pub enum GitError {
+    #[error("git: {0}")]
+    Git(#[from] git2::Error),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Input(String),
+}
+
+/// The verdict on one blob that deserves mention (anything not silently
+/// allowed).
+#[derive(Debug, Serialize)]
+pub struct FileOutcome {
+    /// The commit that introduced the blob (push hooks only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+    pub path: String,
+    pub blob: String,
+    /// Set when the blob was a Git LFS pointer: the LFS oid.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lfs_oid: Option<String>,
+    pub decision: Decision,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub report: Option<FileReport>,
+}
+
+/// What a hook run found.
+#[derive(Debug, Default, Serialize)]
+pub struct Outcome {
+    /// Blobs judged (after de-duplication).
+    pub checked: usize,
+    /// Blobs that went through a model parser (not text).
+    pub scanned: usize,
+    pub files: Vec<FileOutcome>,
+}
+
+impl Outcome {
+    pub fn action(&self) -> Action {
+        self.files
+            .iter()
+            .map(|f| f.decision.action)
+            .max()
+            .unwrap_or(Action::Allow)
+    }
+}
+
+/// Blobs at least this large are scanned from an identical working-tree
+/// file when there is one (see [`Checker::worktree_copy`]).
+const WORKTREE_SCAN_MIN_BYTES: usize = 64 << 20;
+
+/// Judges blobs of one repository against one policy.
+pub struct Checker<'r> {
+    repo: &'r Repository,
+    scanner: Scanner,
+    policy: &'r Policy,
+    context: Context,
+    seen: HashSet<Oid>,
+    lfs_objects: PathBuf,
+    outcome: Outcome,
+}
+
+impl<'r> Checker<'r> {
+    pub fn new(repo: &'r Repository, policy: &'r Policy) -> Self {
+        let storage = repo
+            .config()
+            .ok()
+            .and_then(|c| c.get_string("lfs.storage").ok());
+        Checker {
+            repo,
+            scanner: Scanner::new(policy.scan_config()),
+            policy,
+            context: Context::Hook,
+            seen: HashSet::new(),
+            lfs_objects: lfs::objects_dir(repo.commondir(), storage.as_deref()),
+            outcome: Outcome::default(),
+        }
+    }
+
+    /// Judges the blob `id` found at `path` (in `commit`, for push hooks).
+    /// A blob already judged in this run is skipped.
+    pub fn check(&mut self, commit: Option<Oid>, path: &str, id: Oid) -> Result<(), GitError> {
+        if !self.seen.insert(id) {
+            return Ok(());
+        }
+        self.outcome.checked += 1;
+        if let Some(file) = self.worktree_copy(path, id) {
+            self.outcome.scanned += 1;
+            let report = self
+                .scanner
+                .scan_file(&file, path)
+                .map_err(|e| GitError::Io {
+                    what: format!("cannot scan {path}"),
+                    source: std::io::Error::other(e.to_string()),
+                })?;
+            let mut decision =
+                self.policy
+                    .decide_with(&report, path, || hash_file(&file), self.context);
+            if decision.action > Action::Allow && decision.sha256.is_none() {
+                decision.sha256 = Some(hash_file(&file));
+            }
+            self.record(commit, path, id, None, decision, Some(report));
+            return Ok(());
+        }
+        let blob = self.repo.find_blob(id)?;
+        let data = blob.content();
+        let mut lfs_oid = None;
+        let (report, decision) = if let Some(pointer) = lfs::parse_pointer(data) {
+            lfs_oid = Some(pointer.oid.clone());
+            match lfs::local_object(&self.lfs_objects, &pointer) {
+                Some(object) => {
+                    self.outcome.scanned += 1;
+                    let report =
+                        self.scanner
+                            .scan_file(&object, path)
+                            .map_err(|e| GitError::Io {
+                                what: format!("cannot scan LFS object of {path}"),
+                                source: std::io::Error::other(e.to_string()),
+                            })?;
+                    let decision =
+                        self.policy
+                            .decide_with(&report, path, || hash_file(&object), self.context);
+                    (Some(report), decision)
+                }
+                None => {
+                    let reason = format!(
+                        "Git LFS object sha256:{} ({} bytes) is not present locally, so its content could not be checked",
+                        pointer.oid, pointer.size
+                    );
+                    let d = self.policy.decide_unverifiable(
+                        path,
+                        Some(&pointer.oid),
+                        &reason,
+                        self.context,
+                    );
+                    (None, d)
+                }
+            }
+        } else {
+            // The cheap exit that keeps text-only commits fast; the scanner
+            // would skip these too, after building a report.
+            if matches!(sniff::sniff(data, path), Format::Text | Format::Image) {
+                return Ok(());
+            }
+            self.outcome.scanned += 1;
+            let report = self.scanner.scan_bytes(path, data);
+            let decision =
+                self.policy
+                    .decide_with(&report, path, || hash_bytes(data), self.context);
+            (Some(report), decision)
+        };
+        let mut decision = decision;
+        if decision.action > Action::Allow && decision.sha256.is_none() {
+            // The ready-to-paste exemption needs the content hash.
+            decision.sha256 = Some(match &lfs_oid {
+                Some(oid) if report.is_none() => oid.clone(),
+                _ => hash_bytes(data),
+            });
+        }
+        self.record(commit, path, id, lfs_oid, decision, report);
+        Ok(())
+    }
+
+    fn record(
+        &mut self,
+        commit: Option<Oid>,
+        path: &str,
+        id: Oid,
+        lfs_oid: Option<String>,
+        decision: Decision,
+        report: Option<FileReport>,
+    ) {
+        if decision.action == Action::Allow && decision.basis.is_empty() {
+            return;
+        }
+        self.outcome.files.push(FileOutcome {
+            commit: commit.map(|c| c.to_string()),
+            path: path.to_string(),
+            blob: id.to_string(),
+            lfs_oid,
+            decision,
+            report,
+        });
+    }
+
+    /// A large blob is scanned from the working tree when the file there
+    /// is byte for byte the staged blob (git's own blob hash of it equals
+    /// the blob id): git2 would otherwise inflate the whole object into
+    /// memory, a gigabyte for a gigabyte checkpoint, where a memory map
+    /// costs only the pages the scanner reads. Any difference (an edit after
+    /// `git add`, clean filters, CRLF conversion) falls back to the blob.
+    fn worktree_copy(&self, path: &str, id: Oid) -> Option<PathBuf> {
+        let workdir = self.repo.workdir()?;
+        let (size, kind) = self.repo.odb().ok()?.read_header(id).ok()?;
+        if kind != git2::ObjectType::Blob || size < WORKTREE_SCAN_MIN_BYTES {
+            return None;
+        }
+        let file = workdir.join(path);
+        let meta = std::fs::symlink_metadata(&file).ok()?;
+        if !meta.is_file() || meta.len() != size as u64 {
+            return None;
+        }
+        (Oid::hash_file(git2::ObjectType::Blob, &file).ok()? == id).then_some(file)
+    }
+
+    pub fn finish(self) -> Outcome {
+        self.outcome
+    }
+}
+
+fn hash_bytes(data: &[u8]) -> String {
+    crate::digest::sha256_bytes(data)
+}
+
+/// An unreadable object hashes to the empty string, which matches no
+/// exemption.
+fn hash_file(path: &std::path::Path) -> String {
+    crate::digest::sha256_file(path).unwrap_or_default()
+}
+
+/// Opens the repository a client-side hook runs in, from the environment
+/// git sets for hooks (`GIT_DIR`, `GIT_INDEX_FILE`, ...).
+pub fn open() -> Result<Repository, GitError> {
+    Ok(Repository::open_from_env()?)
+}
+
+/// Parses a hex object id in the repository's format; `None` for the
+/// all-zero id (whose length depends on the format).
+pub fn parse_oid(repo: &Repository, hex: &str) -> Result<Option<Oid>, GitError> {
+    if !hex.is_empty() && hex.bytes().all(|b| b == b'0') {
+        return Ok(None);
+    }
+    Oid::from_str_ext(hex, repo.object_format())
+        .map(Some)
+        .map_err(|_| GitError::Input(format!("`{hex}` is not an object id")))
+}

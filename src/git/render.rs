@@ -1,0 +1,165 @@
+//! What a hook prints. Each flagged file gets: the action and the path (and
+//! the commit, for push hooks), each rule that drove the decision with what
+//! the file would do, why that is dangerous and the way out, and for a
+//! blocked file a ready-to-paste `[[exemptions]]` entry pinned to its
+//! sha256, for the case where the team decides to accept it.
+//!
+//! Messages go to stderr (git relays a server hook's stderr to the pushing
+//! client); `--format json` writes one JSON document to stdout instead.
+
+use std::io::{self, Write};
+
+use serde::Serialize;
+
+use super::{FileOutcome, Outcome};
+use crate::policy::{Action, POLICY_RULES};
+use crate::scan::rules;
+
+/// Human-readable report of a hook run.
+pub fn human(out: &mut dyn Write, hook: &str, outcome: &Outcome) -> io::Result<()> {
+    for f in &outcome.files {
+        file(out, f)?;
+    }
+    let blocked = outcome
+        .files
+        .iter()
+        .filter(|f| f.decision.action.stops())
+        .count();
+    if blocked > 0 {
+        let s = if blocked == 1 { "" } else { "s" };
+        writeln!(
+            out,
+            "modelgate {hook}: blocked: {blocked} file{s} failed the model policy ({} checked). \
+             Fix them or add an exemption; `git commit --no-verify` skips this check.",
+            outcome.checked
+        )?;
+    }
+    Ok(())
+}
+
+fn file(out: &mut dyn Write, f: &FileOutcome) -> io::Result<()> {
+    let label = match f.decision.action {
+        Action::Allow => "note",
+        Action::Warn => "warning",
+        Action::Block | Action::Quarantine => "BLOCKED",
+    };
+    let commit = f
+        .commit
+        .as_deref()
+        .map(|c| format!(" (commit {})", c.get(..12).unwrap_or(c)))
+        .unwrap_or_default();
+    let what = match &f.report {
+        Some(r) => format!("{}, {}", r.format, r.verdict),
+        None => "content not available".to_string(),
+    };
+    let lfs = if f.lfs_oid.is_some() {
+        ", via Git LFS"
+    } else {
+        ""
+    };
+    writeln!(out, "modelgate: {label}: {}{commit} [{what}{lfs}]", f.path)?;
+    for b in &f.decision.basis {
+        if b.action == Action::Allow {
+            continue;
+        }
+        let finding = b
+            .finding
+            .and_then(|i| f.report.as_ref().and_then(|r| r.findings.get(i)));
+        let (name, why, fix) = match rules::find(b.rule) {
+            Some(r) => (r.name, r.summary, r.remediation),
+            None => match POLICY_RULES.iter().find(|r| r.id == b.rule) {
+                Some(r) => (r.name, r.summary, r.remediation),
+                None => ("", "", ""),
+            },
+        };
+        writeln!(
+            out,
+            "  {} {name} ({}, {}): {}",
+            b.rule, b.verdict, b.action, b.message
+        )?;
+        if let Some(f) = finding {
+            if let Some(ev) = &f.evidence {
+                writeln!(out, "    evidence: {ev}")?;
+            }
+            let loc = f.location.to_string();
+            if !loc.is_empty() {
+                writeln!(out, "    at: {loc}")?;
+            }
+        }
+        if !why.is_empty() {
+            writeln!(out, "    why: {why}")?;
+            writeln!(out, "    fix: {}", squash(fix))?;
+        }
+    }
+    for e in &f.decision.exempted {
+        writeln!(out, "  exempted {} ({}): {}", e.rule, e.origin, e.reason)?;
+    }
+    for e in &f.decision.expired {
+        writeln!(
+            out,
+            "  expired exemption for {} ({}) no longer applies: {}",
+            e.rule, e.origin, e.reason
+        )?;
+    }
+    if f.decision.action.stops()
+        && let Some(sha) = &f.decision.sha256
+    {
+        let mut ids: Vec<&str> = f
+            .decision
+            .basis
+            .iter()
+            .filter(|b| b.action.stops())
+            .map(|b| b.rule)
+            .collect();
+        ids.dedup();
+        writeln!(
+            out,
+            "  To accept this exact file, add to policy.toml (and say why):"
+        )?;
+        for id in ids {
+            writeln!(out, "    [[exemptions]]")?;
+            writeln!(out, "    sha256 = \"{sha}\"")?;
+            writeln!(out, "    rule = \"{id}\"")?;
+            writeln!(out, "    reason = \"TODO: why this file is trusted\"")?;
+            writeln!(
+                out,
+                "    note = \"{}\"",
+                f.path.replace('\\', "\\\\").replace('"', "\\\"")
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Rule texts are wrapped in the source; print them on one line.
+fn squash(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[derive(Serialize)]
+struct Document<'a> {
+    hook: &'a str,
+    action: Action,
+    #[serde(flatten)]
+    outcome: &'a Outcome,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+}
+
+/// The JSON document of a hook run.
+pub fn json(
+    out: &mut dyn Write,
+    hook: &str,
+    action: Action,
+    outcome: &Outcome,
+    error: Option<&str>,
+) -> io::Result<()> {
+    let doc = Document {
+        hook,
+        action,
+        outcome,
+        error,
+    };
+    serde_json::to_writer_pretty(&mut *out, &doc).map_err(io::Error::other)?;
+    writeln!(out)
+}

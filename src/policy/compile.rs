@@ -1,0 +1,687 @@
+//! From policy files to a [`Policy`]: follows `extends`, then validates the
+//! merged settings, collecting every problem with its position.
+//!
+//! Merging: files are applied base first, so a key set in an extending file
+//! overrides the base's; lists (allowed and denied globals, path rules,
+//! exemptions) are concatenated, base entries first. Path rules therefore
+//! keep their order, and a later rule overrides an earlier one key by key.
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+use globset::{GlobBuilder, GlobSetBuilder};
+use toml::Spanned;
+
+use super::diag::{Diagnostic, Severity};
+use super::schema::{RawActions, RawPolicy};
+use super::{Action, Actions, AllowedGlobal, Exemption, POLICY_RULES, PathRule, Policy};
+use crate::scan::pickle::globals::builtin_denial;
+use crate::scan::{Limits, rules};
+
+/// `extends` chains deeper than this are certainly a mistake.
+const MAX_EXTENDS_DEPTH: usize = 16;
+
+/// Format names a `require-format` list is expected to use: the sniffer's
+/// names plus the refined kinds parsers report.
+const KNOWN_FORMATS: &[&str] = &[
+    "safetensors",
+    "gguf",
+    "onnx",
+    "tflite",
+    "savedmodel",
+    "hdf5",
+    "keras-v3",
+    "numpy",
+    "pickle",
+    "pytorch-zip",
+    "joblib",
+    "zip",
+    "tar",
+    "7z",
+    "gzip",
+    "bzip2",
+    "xz",
+    "lzma",
+    "zlib",
+];
+
+/// One parsed file of an `extends` chain.
+pub struct LoadedFile {
+    pub path: PathBuf,
+    pub text: String,
+    pub raw: RawPolicy,
+}
+
+impl LoadedFile {
+    fn diag(
+        &self,
+        sev: Severity,
+        span: Range<usize>,
+        msg: impl Into<String>,
+        help: Option<String>,
+    ) -> Diagnostic {
+        Diagnostic::at(sev, &self.path, &self.text, span, msg, help)
+    }
+}
+
+/// Reads `path` and everything it extends, base first.
+pub fn load_chain(path: &Path, diags: &mut Vec<Diagnostic>) -> Vec<LoadedFile> {
+    let mut files = Vec::new();
+    let mut stack = Vec::new();
+    load_one(path, &mut stack, &mut files, diags);
+    files
+}
+
+fn load_one(
+    path: &Path,
+    stack: &mut Vec<PathBuf>,
+    files: &mut Vec<LoadedFile>,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            diags.push(Diagnostic::whole_file(
+                Severity::Error,
+                path,
+                format!("cannot read policy file: {e}"),
+                None,
+            ));
+            return;
+        }
+    };
+    let raw: RawPolicy = match toml::from_str(&text) {
+        Ok(r) => r,
+        Err(e) => {
+            let span = e.span().unwrap_or(0..0);
+            let (msg, help) = explain_parse_error(e.message());
+            diags.push(Diagnostic::at(
+                Severity::Error,
+                path,
+                &text,
+                span,
+                msg,
+                help,
+            ));
+            return;
+        }
+    };
+    stack.push(std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()));
+    let file = LoadedFile {
+        path: path.to_path_buf(),
+        text,
+        raw,
+    };
+    if let Some(ext) = &file.raw.extends {
+        let base = path.parent().unwrap_or(Path::new("")).join(ext.get_ref());
+        let canonical = std::fs::canonicalize(&base);
+        if ext.get_ref().trim().is_empty() {
+            diags.push(file.diag(Severity::Error, ext.span(), "`extends` is empty", None));
+        } else if let Ok(c) = canonical.as_ref().map(PathBuf::as_path)
+            && stack.iter().any(|s| s == c)
+        {
+            let chain: Vec<String> = stack.iter().map(|p| p.display().to_string()).collect();
+            diags.push(file.diag(
+                Severity::Error,
+                ext.span(),
+                format!("`extends` cycle: {} → {}", chain.join(" → "), c.display()),
+                Some("a policy cannot extend itself, directly or through other files".into()),
+            ));
+        } else if stack.len() >= MAX_EXTENDS_DEPTH {
+            diags.push(file.diag(
+                Severity::Error,
+                ext.span(),
+                format!("`extends` chain deeper than {MAX_EXTENDS_DEPTH} files"),
+                None,
+            ));
+        } else if canonical.is_err() {
+            diags.push(file.diag(
+                Severity::Error,
+                ext.span(),
+                format!("extended policy `{}` not found", base.display()),
+                Some("`extends` is relative to the file that contains it".into()),
+            ));
+        } else {
+            load_one(&base, stack, files, diags);
+        }
+    }
+    stack.pop();
+    files.push(file);
+}
+
+/// toml's messages are good; add a help line for the common cases.
+fn explain_parse_error(msg: &str) -> (String, Option<String>) {
+    let msg = msg.trim().to_string();
+    let help = if msg.starts_with("unknown field") {
+        Some(
+            "check the spelling against the commented template (`modelgate policy init`)"
+                .to_string(),
+        )
+    } else if msg.starts_with("missing field `reason`") {
+        Some("every exemption needs a `reason` saying why the file is trusted".to_string())
+    } else {
+        None
+    };
+    (msg, help)
+}
+
+/// Accumulates diagnostics while validating.
+struct Checker {
+    diags: Vec<Diagnostic>,
+}
+
+impl Checker {
+    fn err(
+        &mut self,
+        f: &LoadedFile,
+        span: Range<usize>,
+        msg: impl Into<String>,
+        help: Option<String>,
+    ) {
+        self.diags.push(f.diag(Severity::Error, span, msg, help));
+    }
+
+    fn warn(
+        &mut self,
+        f: &LoadedFile,
+        span: Range<usize>,
+        msg: impl Into<String>,
+        help: Option<String>,
+    ) {
+        self.diags.push(f.diag(Severity::Warning, span, msg, help));
+    }
+
+    fn action(
+        &mut self,
+        f: &LoadedFile,
+        v: &Option<Spanned<String>>,
+        allowed: &[Action],
+        table: &str,
+    ) -> Option<Action> {
+        let v = v.as_ref()?;
+        let names: Vec<String> = allowed.iter().map(|a| format!("`{a}`")).collect();
+        match Action::parse(v.get_ref()) {
+            Some(a) if allowed.contains(&a) => Some(a),
+            Some(a) => {
+                let help = if a == Action::Quarantine {
+                    "`quarantine` is only meaningful for the daemon ([daemon])".to_string()
+                } else {
+                    format!("in {table} use one of {}", names.join(", "))
+                };
+                self.err(
+                    f,
+                    v.span(),
+                    format!("action `{a}` is not available in {table}"),
+                    Some(help),
+                );
+                None
+            }
+            None => {
+                self.err(
+                    f,
+                    v.span(),
+                    format!("unknown action `{}`", v.get_ref()),
+                    Some(format!("use one of {}", names.join(", "))),
+                );
+                None
+            }
+        }
+    }
+
+    fn actions(
+        &mut self,
+        f: &LoadedFile,
+        raw: &RawActions,
+        into: &mut Actions,
+        allowed: &[Action],
+        table: &str,
+    ) {
+        let slots = [
+            (&raw.malicious, &mut into.malicious),
+            (&raw.suspicious, &mut into.suspicious),
+            (&raw.info, &mut into.info),
+            (&raw.unverifiable, &mut into.unverifiable),
+        ];
+        for (v, slot) in slots {
+            if let Some(a) = self.action(f, v, allowed, table) {
+                *slot = a;
+            }
+        }
+    }
+}
+
+const REPO_ACTIONS: &[Action] = &[Action::Allow, Action::Warn, Action::Block];
+const DAEMON_ACTIONS: &[Action] = &[Action::Allow, Action::Warn, Action::Quarantine];
+
+/// Validates and merges `files` (base first). Returns every error, or the
+/// policy with its warnings.
+pub fn compile(files: &[LoadedFile], today: jiff::civil::Date) -> Result<Policy, Vec<Diagnostic>> {
+    let mut c = Checker { diags: Vec::new() };
+    let mut actions = Actions::REPOSITORY;
+    let mut daemon = Actions::DAEMON;
+    let mut on_error = Action::Block;
+    let default_limits = toml::Table::try_from(Limits::default()).unwrap_or_default();
+    let mut limits_table = default_limits.clone();
+    let mut allow: Vec<(AllowedGlobal, usize, Range<usize>)> = Vec::new();
+    let mut deny: Vec<(String, String)> = Vec::new();
+    let mut paths = Vec::new();
+    let mut globs = GlobSetBuilder::new();
+    let mut glob_owner = Vec::new();
+    let mut exemptions = Vec::new();
+
+    for (fi, f) in files.iter().enumerate() {
+        let raw = &f.raw;
+        if let Some(a) = &raw.actions {
+            c.actions(f, a, &mut actions, REPO_ACTIONS, "[actions]");
+        }
+        if let Some(a) = &raw.daemon {
+            c.actions(f, a, &mut daemon, DAEMON_ACTIONS, "[daemon]");
+        }
+        if let Some(h) = &raw.hook
+            && let Some(a) = c.action(f, &h.on_error, REPO_ACTIONS, "[hook] on-error")
+        {
+            on_error = a;
+        }
+        if let Some(l) = &raw.limits {
+            for (key, value) in l {
+                if !default_limits.contains_key(key.get_ref()) {
+                    let known: Vec<&str> = default_limits.keys().map(String::as_str).collect();
+                    c.err(
+                        f,
+                        key.span(),
+                        format!("unknown limit `{}`", key.get_ref()),
+                        Some(format!("known limits: {}", known.join(", "))),
+                    );
+                    continue;
+                }
+                let mut one = toml::Table::new();
+                one.insert(key.get_ref().clone(), value.get_ref().clone());
+                match one.try_into::<Limits>() {
+                    Ok(_) if value.get_ref().as_integer() == Some(0) => c.err(
+                        f,
+                        value.span(),
+                        format!("limit `{}` must be positive", key.get_ref()),
+                        Some("a zero limit would make every file inconclusive".into()),
+                    ),
+                    Ok(_) => {
+                        limits_table.insert(key.get_ref().clone(), value.get_ref().clone());
+                    }
+                    Err(e) => c.err(
+                        f,
+                        value.span(),
+                        format!(
+                            "invalid value for limit `{}`: {}",
+                            key.get_ref(),
+                            e.message().trim()
+                        ),
+                        Some("limits are positive integers (bytes, counts or milliseconds)".into()),
+                    ),
+                }
+            }
+        }
+        if let Some(p) = &raw.pickle {
+            for d in &p.deny {
+                match split_global(d.get_ref()) {
+                    Some(g) => deny.push(g),
+                    None => c.err(
+                        f,
+                        d.span(),
+                        format!("`{}` is not a global name", d.get_ref()),
+                        Some(GLOBAL_HELP.into()),
+                    ),
+                }
+            }
+            for a in &p.allow {
+                let entry = a.get_ref();
+                let span = if entry.global.span().is_empty() {
+                    a.span()
+                } else {
+                    entry.global.span()
+                };
+                let Some((module, name)) = split_global(entry.global.get_ref()) else {
+                    c.err(
+                        f,
+                        span,
+                        format!("`{}` is not a global name", entry.global.get_ref()),
+                        Some(GLOBAL_HELP.into()),
+                    );
+                    continue;
+                };
+                let overrides = entry
+                    .override_builtin
+                    .as_ref()
+                    .is_some_and(|o| *o.get_ref());
+                let reason = entry
+                    .reason
+                    .as_ref()
+                    .map(|r| r.get_ref().trim().to_string())
+                    .filter(|r| !r.is_empty());
+                let mut override_reason = None;
+                match builtin_denial(&module, &name) {
+                    Some(why) if !overrides => c.err(
+                        f,
+                        span.clone(),
+                        format!("`{module}.{name}` is on the built-in denylist ({why}) and cannot simply be allowed"),
+                        Some(format!(
+                            "if you really trust it, write {{ global = \"{module}.{name}\", override = true, reason = \"...\" }}"
+                        )),
+                    ),
+                    Some(_) if reason.is_none() => c.err(
+                        f,
+                        entry.override_builtin.as_ref().map_or(span.clone(), Spanned::span),
+                        format!("overriding the built-in denylist for `{module}.{name}` needs a reason"),
+                        Some("add reason = \"why this is safe for us\"".into()),
+                    ),
+                    Some(_) => override_reason = reason,
+                    None if overrides => c.warn(
+                        f,
+                        entry.override_builtin.as_ref().map_or(span.clone(), Spanned::span),
+                        format!("`override = true` has no effect: `{module}.{name}` is not on the built-in denylist"),
+                        None,
+                    ),
+                    None => {}
+                }
+                allow.push((
+                    AllowedGlobal {
+                        module,
+                        name,
+                        override_reason,
+                    },
+                    fi,
+                    span,
+                ));
+            }
+        }
+        for rule in &raw.paths {
+            let idx = paths.len();
+            let name = rule
+                .name
+                .as_ref()
+                .map_or_else(|| format!("paths[{idx}]"), |n| n.get_ref().clone());
+            if rule.globs.get_ref().is_empty() {
+                c.err(
+                    f,
+                    rule.globs.span(),
+                    "a path rule needs at least one glob",
+                    Some("e.g. globs = [\"models/**\"]".into()),
+                );
+            }
+            let mut patterns = Vec::new();
+            for g in rule.globs.get_ref() {
+                match GlobBuilder::new(g.get_ref())
+                    .literal_separator(true)
+                    .build()
+                {
+                    Ok(glob) => {
+                        globs.add(glob);
+                        glob_owner.push(idx);
+                        patterns.push(g.get_ref().clone());
+                    }
+                    Err(e) => c.err(
+                        f,
+                        g.span(),
+                        format!("invalid glob `{}`: {}", g.get_ref(), e.kind()),
+                        None,
+                    ),
+                }
+            }
+            let mut require_format = None;
+            if let Some(list) = &rule.require_format {
+                if list.get_ref().is_empty() {
+                    c.err(
+                        f,
+                        list.span(),
+                        "`require-format` is empty, which would forbid every model format",
+                        Some(
+                            "list the allowed formats, e.g. [\"safetensors\", \"gguf\", \"onnx\"]"
+                                .into(),
+                        ),
+                    );
+                }
+                for fmt in list.get_ref() {
+                    if !KNOWN_FORMATS.contains(&fmt.get_ref().as_str()) {
+                        c.warn(
+                            f,
+                            fmt.span(),
+                            format!(
+                                "`{}` is not a format name the scanner reports",
+                                fmt.get_ref()
+                            ),
+                            Some(format!("known formats: {}", KNOWN_FORMATS.join(", "))),
+                        );
+                    }
+                }
+                require_format = Some(list.get_ref().iter().map(|s| s.get_ref().clone()).collect());
+            }
+            let malicious = c.action(f, &rule.malicious, REPO_ACTIONS, "[[paths]]");
+            let suspicious = c.action(f, &rule.suspicious, REPO_ACTIONS, "[[paths]]");
+            let info = c.action(f, &rule.info, REPO_ACTIONS, "[[paths]]");
+            let unverifiable = c.action(f, &rule.unverifiable, REPO_ACTIONS, "[[paths]]");
+            let sets_nothing = [
+                &rule.malicious,
+                &rule.suspicious,
+                &rule.info,
+                &rule.unverifiable,
+            ]
+            .iter()
+            .all(|v| v.is_none())
+                && rule.require_format.is_none();
+            if sets_nothing {
+                c.warn(
+                    f,
+                    rule.globs.span(),
+                    format!("path rule `{name}` changes nothing"),
+                    None,
+                );
+            }
+            paths.push(PathRule {
+                name,
+                globs: patterns,
+                malicious,
+                suspicious,
+                info,
+                unverifiable,
+                require_format,
+            });
+        }
+        for e in &raw.exemptions {
+            let line = f
+                .text
+                .get(..e.sha256.span().start)
+                .map_or(0, |t| t.matches('\n').count())
+                + 1;
+            let origin = format!("{}:{line}", f.path.display());
+            let sha = e.sha256.get_ref().trim().to_ascii_lowercase();
+            if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+                c.err(
+                    f,
+                    e.sha256.span(),
+                    "`sha256` must be 64 hexadecimal digits",
+                    Some(
+                        "`sha256sum FILE` prints it; hooks print a ready-to-paste exemption".into(),
+                    ),
+                );
+            }
+            let rule = match &e.rule {
+                None => None,
+                Some(r) => match rule_id(r.get_ref()) {
+                    Some(id) => Some(id),
+                    None => {
+                        c.err(
+                            f,
+                            r.span(),
+                            format!("unknown rule `{}`", r.get_ref()),
+                            Some("`modelgate rules` lists the detection rules; POL001 and POL002 are policy rules".into()),
+                        );
+                        None
+                    }
+                },
+            };
+            let reason = e.reason.get_ref().trim().to_string();
+            if reason.is_empty() {
+                c.err(
+                    f,
+                    e.reason.span(),
+                    "an exemption needs a non-empty reason",
+                    Some("say why this exact file is trusted".into()),
+                );
+            }
+            let expires = e
+                .expires
+                .as_ref()
+                .and_then(|x| match parse_date(x.get_ref()) {
+                    Some(d) => Some(d),
+                    None => {
+                        c.err(
+                            f,
+                            x.span(),
+                            "`expires` must be a date",
+                            Some("write expires = 2026-12-31".into()),
+                        );
+                        None
+                    }
+                });
+            if let Some(d) = expires
+                && d < today
+            {
+                c.warn(
+                    f,
+                    e.expires.as_ref().map_or(0..0, Spanned::span),
+                    format!("exemption expired on {d} and no longer applies"),
+                    Some("re-review the file: renew `expires` or remove the exemption".into()),
+                );
+            }
+            let note = e.note.as_ref().map(|n| n.get_ref().clone());
+            exemptions.push(Exemption {
+                sha256: sha,
+                rule,
+                reason,
+                expires,
+                note,
+                origin,
+            });
+        }
+    }
+
+    for (g, fi, span) in &allow {
+        if deny.iter().any(|(m, n)| *m == g.module && *n == g.name)
+            && let Some(f) = files.get(*fi)
+        {
+            c.err(
+                f,
+                span.clone(),
+                format!("`{}.{}` is both allowed and denied", g.module, g.name),
+                Some("remove it from one of the lists".into()),
+            );
+        }
+    }
+
+    // Every key was checked above, so this cannot fail.
+    let limits = limits_table.try_into::<Limits>().unwrap_or_default();
+    let globs = match globs.build() {
+        Ok(g) => g,
+        Err(e) => {
+            if let Some(f) = files.last() {
+                c.err(
+                    f,
+                    0..0,
+                    format!("path globs could not be compiled: {e}"),
+                    None,
+                );
+            }
+            globset::GlobSet::empty()
+        }
+    };
+    // Report in reading order whatever order the checks ran in.
+    c.diags
+        .sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
+    if c.diags.iter().any(Diagnostic::is_error) {
+        return Err(c.diags);
+    }
+    let used = exemptions.iter().map(|_| AtomicBool::new(false)).collect();
+    Ok(Policy {
+        files: files.iter().map(|f| f.path.clone()).collect(),
+        actions,
+        daemon,
+        on_error,
+        limits,
+        allow: allow.into_iter().map(|(g, _, _)| g).collect(),
+        deny,
+        paths,
+        globs,
+        glob_owner,
+        exemptions,
+        used,
+        today,
+        warnings: c.diags,
+    })
+}
+
+const GLOBAL_HELP: &str = "write `module.Name` (e.g. \"collections.OrderedDict\"), or `module:Qual.Name` when the name itself has dots";
+
+/// Splits `module.Name` at the last dot, or `module:Qual.Name` at the colon.
+fn split_global(s: &str) -> Option<(String, String)> {
+    let (module, name) = match s.split_once(':') {
+        Some(parts) => parts,
+        None => s.rsplit_once('.')?,
+    };
+    let ident = |p: &str| {
+        let mut chars = p.chars();
+        chars.next().is_some_and(|c| c.is_alphabetic() || c == '_')
+            && chars.all(|c| c.is_alphanumeric() || c == '_')
+    };
+    let dotted = |p: &str| p.split('.').all(ident);
+    (dotted(module) && dotted(name)).then(|| (module.to_string(), name.to_string()))
+}
+
+/// Normalises a rule reference (id or name, any case) to its id.
+fn rule_id(s: &str) -> Option<&'static str> {
+    if let Some(r) = rules::find(s) {
+        return Some(r.id);
+    }
+    POLICY_RULES
+        .iter()
+        .find(|r| r.id.eq_ignore_ascii_case(s) || r.name == s)
+        .map(|r| r.id)
+}
+
+fn parse_date(v: &toml::Value) -> Option<jiff::civil::Date> {
+    match v {
+        toml::Value::Datetime(dt) if dt.time.is_none() && dt.offset.is_none() => {
+            let d = dt.date?;
+            jiff::civil::Date::new(
+                i16::try_from(d.year).ok()?,
+                i8::try_from(d.month).ok()?,
+                i8::try_from(d.day).ok()?,
+            )
+            .ok()
+        }
+        toml::Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn global_names() {
+        assert_eq!(
+            split_global("os.system"),
+            Some(("os".into(), "system".into()))
+        );
+        assert_eq!(
+            split_global("torch._utils._rebuild_tensor_v2"),
+            Some(("torch._utils".into(), "_rebuild_tensor_v2".into()))
+        );
+        assert_eq!(
+            split_global("collections:OrderedDict.fromkeys"),
+            Some(("collections".into(), "OrderedDict.fromkeys".into()))
+        );
+        assert_eq!(split_global("system"), None);
+        assert_eq!(split_global("os."), None);
+        assert_eq!(split_global("os.sys tem"), None);
+    }
+}

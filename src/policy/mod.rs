@@ -1,0 +1,607 @@
+//! The team policy: what to *do* about what the scanner found.
+//!
+//! The detection core only finds; this module decides. Given a
+//! [`FileReport`], the file's path in the repository, its sha256 and the
+//! [`Context`] (a CLI scan, a git hook, the cache daemon), [`Policy::decide`]
+//! returns a [`Decision`]: an [`Action`] (allow, warn, block, quarantine),
+//! the findings and policy rules it is based on, and the exemptions that
+//! were applied or had expired. The policy never parses model formats; it
+//! sees findings, paths, format names and hashes only.
+//!
+//! The policy comes from `policy.toml` (see the commented template at the
+//! repository root, which is also what `modelgate policy init` writes):
+//! `--policy FILE`, else the nearest `.modelgate.toml` or `policy.toml` found
+//! walking up from the working directory, else the built-in defaults, which
+//! are the template's values. A file may `extends` a base file (relative to
+//! itself), so an organisation can share one policy; cycles are errors.
+//!
+//! Loading is two-phase, in the manner of cargo-deny: the file is parsed
+//! into spanned raw types ([`schema`]) that only check shape (unknown keys
+//! are errors), then validated as a whole, collecting *every* problem as a
+//! [`Diagnostic`] with file, line, column and a help line. Warnings
+//! (an exemption that has expired, an override that overrides nothing) do
+//! not stop loading and are available from [`Policy::warnings`].
+//!
+//! Invariants:
+//! - fail closed: by default `malicious` and `suspicious` block, and a hook
+//!   that fails internally blocks;
+//! - a team cannot allow a pickle global the built-in tables deny without
+//!   `override = true` and a reason;
+//! - every exemption is pinned to one exact content (sha256), carries a
+//!   reason, and stops applying after its `expires` date;
+//! - path globs are compiled once into one `GlobSet`; deciding a file is a
+//!   single glob-set match plus a scan of its findings.
+
+mod compile;
+pub mod diag;
+mod schema;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use globset::GlobSet;
+use serde::Serialize;
+
+use crate::scan::{FileReport, GlobalLists, Limits, ScanConfig, ScanStatus, Verdict};
+pub use diag::{Diagnostic, Severity};
+
+/// The commented default policy (the repository's `policy.toml`).
+pub const TEMPLATE: &str = include_str!("../../policy.toml");
+
+/// File names looked for when no `--policy` is given, most specific first.
+pub const FILE_NAMES: &[&str] = &[".modelgate.toml", "policy.toml"];
+
+/// What an adapter does with a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Nothing to say.
+    Allow,
+    /// Report, but let the commit, push or download through.
+    Warn,
+    /// Refuse (a hook exits non-zero, `scan` fails).
+    Block,
+    /// Daemon only: move the file out of the cache and leave a tombstone.
+    Quarantine,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Allow => "allow",
+            Action::Warn => "warn",
+            Action::Block => "block",
+            Action::Quarantine => "quarantine",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Action> {
+        [
+            Action::Allow,
+            Action::Warn,
+            Action::Block,
+            Action::Quarantine,
+        ]
+        .into_iter()
+        .find(|a| a.as_str() == s)
+    }
+
+    /// Whether the adapter must stop the file (block or quarantine).
+    pub fn stops(self) -> bool {
+        self >= Action::Block
+    }
+}
+
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Who is asking. The daemon has its own defaults (`[daemon]`) and ignores
+/// path rules, whose globs are repository paths, not cache paths.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Context {
+    Scan,
+    Hook,
+    Daemon,
+}
+
+/// A rule the policy itself enforces (as opposed to a detection rule).
+#[derive(Debug, PartialEq, Eq)]
+pub struct PolicyRule {
+    pub id: &'static str,
+    pub name: &'static str,
+    pub summary: &'static str,
+    pub remediation: &'static str,
+}
+
+/// A path rule's `require-format` excluded the file's format.
+pub static FORMAT_NOT_ALLOWED: PolicyRule = PolicyRule {
+    id: "POL001",
+    name: "format-not-allowed",
+    summary: "The file's format is not one the policy allows at this path",
+    remediation: "Convert the model to an allowed format (safetensors keeps only tensors and \
+        cannot run code), or pin an exemption to the file's sha256 with a reason.",
+};
+
+/// The content could not be checked (a Git LFS object that is not present
+/// locally).
+pub static CONTENT_UNVERIFIABLE: PolicyRule = PolicyRule {
+    id: "POL002",
+    name: "content-unverifiable",
+    summary: "The file's content is not available to scan",
+    remediation: "Fetch the content (`git lfs fetch`/`git lfs pull`) and retry, or pin an \
+        exemption to its sha256 with a reason.",
+};
+
+/// Every policy rule, for validation of exemption `rule` keys.
+pub static POLICY_RULES: &[&PolicyRule] = &[&FORMAT_NOT_ALLOWED, &CONTENT_UNVERIFIABLE];
+
+/// Default action per verdict (and for unverifiable content) in one context.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Actions {
+    pub malicious: Action,
+    pub suspicious: Action,
+    pub info: Action,
+    pub unverifiable: Action,
+}
+
+impl Actions {
+    /// Repository defaults: fail closed on anything that cannot be shown safe.
+    pub const REPOSITORY: Actions = Actions {
+        malicious: Action::Block,
+        suspicious: Action::Block,
+        info: Action::Allow,
+        unverifiable: Action::Warn,
+    };
+    /// Daemon defaults: quarantine what would run code, warn on the rest
+    /// (quarantining every unusual-but-harmless download breaks work).
+    pub const DAEMON: Actions = Actions {
+        malicious: Action::Quarantine,
+        suspicious: Action::Warn,
+        info: Action::Allow,
+        unverifiable: Action::Warn,
+    };
+
+    pub fn for_verdict(&self, v: Verdict) -> Action {
+        match v {
+            Verdict::Clean => Action::Allow,
+            Verdict::Info => self.info,
+            Verdict::Suspicious => self.suspicious,
+            Verdict::Malicious => self.malicious,
+        }
+    }
+}
+
+/// `[[paths]]` after validation.
+#[derive(Debug, Clone)]
+pub struct PathRule {
+    pub name: String,
+    pub globs: Vec<String>,
+    pub malicious: Option<Action>,
+    pub suspicious: Option<Action>,
+    pub info: Option<Action>,
+    pub unverifiable: Option<Action>,
+    pub require_format: Option<Vec<String>>,
+}
+
+/// `[[exemptions]]` after validation.
+#[derive(Debug, Clone, Serialize)]
+pub struct Exemption {
+    pub sha256: String,
+    pub rule: Option<&'static str>,
+    pub reason: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires: Option<jiff::civil::Date>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// `file:line` of the entry, to point people at it.
+    pub origin: String,
+}
+
+/// An extra allowed pickle global.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllowedGlobal {
+    pub module: String,
+    pub name: String,
+    /// Set when the global is on the built-in denylist and the team chose to
+    /// allow it anyway.
+    pub override_reason: Option<String>,
+}
+
+/// The effective policy.
+#[derive(Debug)]
+pub struct Policy {
+    files: Vec<PathBuf>,
+    actions: Actions,
+    daemon: Actions,
+    on_error: Action,
+    limits: Limits,
+    allow: Vec<AllowedGlobal>,
+    deny: Vec<(String, String)>,
+    paths: Vec<PathRule>,
+    globs: GlobSet,
+    /// For each glob in `globs`, the index of its rule in `paths`.
+    glob_owner: Vec<usize>,
+    exemptions: Vec<Exemption>,
+    used: Vec<AtomicBool>,
+    today: jiff::civil::Date,
+    warnings: Vec<Diagnostic>,
+}
+
+/// The policy file could not be used. Every problem is listed.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", diag::render(.0))]
+pub struct PolicyError(pub Vec<Diagnostic>);
+
+/// Why a decision came out the way it did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Basis {
+    pub rule: &'static str,
+    pub verdict: Verdict,
+    pub action: Action,
+    /// Index into the report's findings; `None` for policy rules.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finding: Option<usize>,
+    pub message: String,
+}
+
+/// An exemption that removed a finding from the decision.
+#[derive(Debug, Clone, Serialize)]
+pub struct AppliedExemption {
+    pub rule: &'static str,
+    pub reason: String,
+    pub origin: String,
+}
+
+/// The policy's verdict on one file.
+#[derive(Debug, Clone, Serialize)]
+pub struct Decision {
+    pub action: Action,
+    /// What the action rests on, worst first. Includes allowed findings.
+    pub basis: Vec<Basis>,
+    pub exempted: Vec<AppliedExemption>,
+    /// Exemptions that matched this file but have expired (not applied).
+    pub expired: Vec<AppliedExemption>,
+    /// Names of the path rules that matched.
+    pub path_rules: Vec<String>,
+    /// The content hash, when the decision needed it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+}
+
+impl Policy {
+    /// The built-in defaults (identical to the template's values).
+    pub fn builtin() -> Policy {
+        compile::compile(&[], today()).unwrap_or_else(|_| unreachable!("the empty policy is valid"))
+    }
+
+    /// Loads `explicit`, or the policy file found walking up from `cwd`, or
+    /// the built-in defaults when there is none.
+    pub fn load(explicit: Option<&Path>, cwd: &Path) -> Result<Policy, PolicyError> {
+        match explicit {
+            Some(path) => Policy::load_file(path),
+            None => match discover(cwd) {
+                Some(path) => Policy::load_file(&path),
+                None => Ok(Policy::builtin()),
+            },
+        }
+    }
+
+    /// Loads one policy file (and what it extends).
+    pub fn load_file(path: &Path) -> Result<Policy, PolicyError> {
+        Policy::load_file_at(path, today())
+    }
+
+    /// As [`Policy::load_file`], deciding expiry against `today`.
+    pub fn load_file_at(path: &Path, today: jiff::civil::Date) -> Result<Policy, PolicyError> {
+        let mut diags = Vec::new();
+        // Whatever could be read is validated even when part of the chain
+        // could not, so that one run reports every problem.
+        let files = compile::load_chain(path, &mut diags);
+        let mut result = compile::compile(&files, today);
+        match &mut result {
+            Ok(p) => diags.append(&mut p.warnings),
+            Err(more) => diags.append(more),
+        }
+        diags.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
+        match result {
+            Ok(mut p) if !diags.iter().any(Diagnostic::is_error) => {
+                p.warnings = diags;
+                Ok(p)
+            }
+            _ => Err(PolicyError(diags)),
+        }
+    }
+
+    /// The files this policy was read from, the base of any `extends` chain
+    /// first. Empty for the built-in defaults.
+    pub fn files(&self) -> &[PathBuf] {
+        &self.files
+    }
+
+    /// Identifies what this policy says: the hash of its files' contents in
+    /// `extends` order (`builtin` when there are none). Caches of decisions
+    /// key on it so that editing the policy re-decides.
+    pub fn fingerprint(&self) -> String {
+        if self.files.is_empty() {
+            return "builtin".to_string();
+        }
+        let mut all = Vec::new();
+        for f in &self.files {
+            all.extend(f.to_string_lossy().as_bytes());
+            all.push(0);
+            all.extend(std::fs::read(f).unwrap_or_default());
+            all.push(0);
+        }
+        crate::digest::sha256_bytes(&all)
+    }
+
+    /// Non-fatal problems found while loading.
+    pub fn warnings(&self) -> &[Diagnostic] {
+        &self.warnings
+    }
+
+    pub fn actions(&self, context: Context) -> &Actions {
+        match context {
+            Context::Daemon => &self.daemon,
+            Context::Scan | Context::Hook => &self.actions,
+        }
+    }
+
+    /// What a hook does when it fails internally (cannot read the index…).
+    pub fn on_error(&self) -> Action {
+        self.on_error
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    pub fn allowed_globals(&self) -> &[AllowedGlobal] {
+        &self.allow
+    }
+
+    pub fn denied_globals(&self) -> &[(String, String)] {
+        &self.deny
+    }
+
+    pub fn path_rules(&self) -> &[PathRule] {
+        &self.paths
+    }
+
+    pub fn exemptions(&self) -> &[Exemption] {
+        &self.exemptions
+    }
+
+    /// The scanner configuration this policy asks for.
+    pub fn scan_config(&self) -> ScanConfig {
+        let allow = self
+            .allow
+            .iter()
+            .map(|g| (g.module.clone(), g.name.clone()));
+        ScanConfig {
+            limits: self.limits,
+            globals: GlobalLists::new(allow, self.deny.iter().cloned()),
+        }
+    }
+
+    /// Decides what to do with a scanned file.
+    pub fn decide(
+        &self,
+        report: &FileReport,
+        path_in_repo: &str,
+        sha256: &str,
+        context: Context,
+    ) -> Decision {
+        self.decide_with(report, path_in_repo, || sha256.to_string(), context)
+    }
+
+    /// As [`Policy::decide`], computing the hash only if an exemption could
+    /// change the outcome: hashing a 10 GB checkpoint that nothing flagged
+    /// would be wasted time in a hook.
+    pub fn decide_with(
+        &self,
+        report: &FileReport,
+        path_in_repo: &str,
+        sha256: impl FnOnce() -> String,
+        context: Context,
+    ) -> Decision {
+        let (actions, require, path_rules) = self.effective(path_in_repo, context);
+        let mut basis: Vec<Basis> = report
+            .findings
+            .iter()
+            .enumerate()
+            .map(|(i, f)| Basis {
+                rule: f.rule.id,
+                verdict: f.verdict,
+                action: actions.for_verdict(f.verdict),
+                finding: Some(i),
+                message: f.message.clone(),
+            })
+            .collect();
+        if let Some((rule_name, formats)) = require {
+            let is_model = !matches!(report.status, ScanStatus::Skipped { .. });
+            if is_model && !formats.iter().any(|f| f == &report.format) {
+                basis.push(Basis {
+                    rule: FORMAT_NOT_ALLOWED.id,
+                    verdict: Verdict::Suspicious,
+                    action: Action::Block,
+                    finding: None,
+                    message: format!(
+                        "format `{}` is not allowed here: path rule `{rule_name}` requires {}",
+                        report.format,
+                        formats.join(", ")
+                    ),
+                });
+            }
+        }
+        self.finish(basis, path_rules, sha256)
+    }
+
+    /// Decides about a file whose content could not be scanned (a Git LFS
+    /// pointer whose object is not present). `sha256` is the content hash
+    /// when known (the LFS oid), so an exemption can still apply.
+    pub fn decide_unverifiable(
+        &self,
+        path_in_repo: &str,
+        sha256: Option<&str>,
+        reason: &str,
+        context: Context,
+    ) -> Decision {
+        let (actions, _, path_rules) = self.effective(path_in_repo, context);
+        let basis = vec![Basis {
+            rule: CONTENT_UNVERIFIABLE.id,
+            verdict: Verdict::Suspicious,
+            action: actions.unverifiable,
+            finding: None,
+            message: reason.to_string(),
+        }];
+        match sha256 {
+            Some(h) => self.finish(basis, path_rules, || h.to_string()),
+            None => {
+                let action = actions.unverifiable;
+                Decision {
+                    action,
+                    basis,
+                    exempted: vec![],
+                    expired: vec![],
+                    path_rules,
+                    sha256: None,
+                }
+            }
+        }
+    }
+
+    /// Exemptions that have not applied to any file since this policy was
+    /// loaded (and have not expired): candidates for removal.
+    pub fn unused_exemptions(&self) -> Vec<&Exemption> {
+        self.exemptions
+            .iter()
+            .zip(&self.used)
+            .filter(|(e, used)| !used.load(Ordering::Relaxed) && !self.is_expired(e))
+            .map(|(e, _)| e)
+            .collect()
+    }
+
+    /// Exemptions whose date has passed.
+    pub fn expired_exemptions(&self) -> Vec<&Exemption> {
+        self.exemptions
+            .iter()
+            .filter(|e| self.is_expired(e))
+            .collect()
+    }
+
+    fn is_expired(&self, e: &Exemption) -> bool {
+        e.expires.is_some_and(|d| d < self.today)
+    }
+
+    /// The actions, format requirement and matching rule names for a path.
+    /// Later path rules override earlier ones key by key.
+    fn effective(&self, path: &str, context: Context) -> Effective<'_> {
+        let mut actions = *self.actions(context);
+        let mut require = None;
+        let mut names = Vec::new();
+        if context == Context::Daemon || self.paths.is_empty() {
+            return (actions, require, names);
+        }
+        let mut matched: Vec<usize> = self
+            .globs
+            .matches(path)
+            .into_iter()
+            .filter_map(|g| self.glob_owner.get(g).copied())
+            .collect();
+        matched.sort_unstable();
+        matched.dedup();
+        for rule in matched.iter().filter_map(|&i| self.paths.get(i)) {
+            let set = |slot: &mut Action, v: Option<Action>| {
+                if let Some(v) = v {
+                    *slot = v;
+                }
+            };
+            set(&mut actions.malicious, rule.malicious);
+            set(&mut actions.suspicious, rule.suspicious);
+            set(&mut actions.info, rule.info);
+            set(&mut actions.unverifiable, rule.unverifiable);
+            if let Some(formats) = &rule.require_format {
+                require = Some((rule.name.as_str(), formats.as_slice()));
+            }
+            names.push(rule.name.clone());
+        }
+        (actions, require, names)
+    }
+
+    fn finish(
+        &self,
+        mut basis: Vec<Basis>,
+        path_rules: Vec<String>,
+        sha256: impl FnOnce() -> String,
+    ) -> Decision {
+        let mut exempted = Vec::new();
+        let mut expired = Vec::new();
+        let mut hash = None;
+        if basis.iter().any(|b| b.action > Action::Allow) && !self.exemptions.is_empty() {
+            let h = sha256().to_ascii_lowercase();
+            basis.retain(|b| {
+                if b.action == Action::Allow {
+                    return true;
+                }
+                let mut keep = true;
+                for (e, used) in self.exemptions.iter().zip(&self.used) {
+                    if e.sha256 != h || e.rule.is_some_and(|r| r != b.rule) {
+                        continue;
+                    }
+                    let applied = AppliedExemption {
+                        rule: b.rule,
+                        reason: e.reason.clone(),
+                        origin: e.origin.clone(),
+                    };
+                    if self.is_expired(e) {
+                        expired.push(applied);
+                    } else {
+                        used.store(true, Ordering::Relaxed);
+                        if keep {
+                            exempted.push(applied);
+                        }
+                        keep = false;
+                    }
+                }
+                keep
+            });
+            hash = Some(h);
+        }
+        basis.sort_by(|a, b| b.action.cmp(&a.action).then(b.verdict.cmp(&a.verdict)));
+        let action = basis
+            .iter()
+            .map(|b| b.action)
+            .max()
+            .unwrap_or(Action::Allow);
+        Decision {
+            action,
+            basis,
+            exempted,
+            expired,
+            path_rules,
+            sha256: hash,
+        }
+    }
+}
+
+/// The settings that apply to one path: actions, the `require-format` list
+/// with the name of the rule that set it, and the matching rule names.
+type Effective<'p> = (Actions, Option<(&'p str, &'p [String])>, Vec<String>);
+
+/// The nearest policy file at or above `start`.
+pub fn discover(start: &Path) -> Option<PathBuf> {
+    start
+        .ancestors()
+        .find_map(|dir| FILE_NAMES.iter().map(|n| dir.join(n)).find(|p| p.is_file()))
+}
+
+fn today() -> jiff::civil::Date {
+    jiff::Zoned::now().date()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,899 @@
+//! The quarantine store: takes a file out of reach, leaves a tombstone in
+//! its place, and can put it back byte for byte.
+//!
+//! Why a tombstone and not a plain move: huggingface_hub treats a missing
+//! blob (a dangling snapshot link) as "not cached" and silently downloads the
+//! same bytes again. A small file at the blob path makes `os.path.exists`
+//! true, so nothing is fetched, and its content makes every loader fail
+//! loudly: it starts with a NUL byte (pickle: "invalid load key '\x00'";
+//! safetensors: a header length of ~6e18; not a zip, not GGUF) followed by
+//! plain text naming modelgate and the quarantine id for the human who runs
+//! `head` on it. `chmod 000` is not used: root and CAP_DAC_OVERRIDE
+//! processes (containers) read through it.
+//!
+//! Crash safety. A `kill -9` (or a power cut) at any instant leaves either
+//! the original file in place or a complete quarantine record with the
+//! bytes, never neither. The protocol, all under the store lock:
+//!
+//! 1. write the full JSON record (state `pending`) beside where the payload
+//!    will go, fsync; insert the same record into the database and put the
+//!    hash on the deny-list (one transaction);
+//! 2. hard-link the file into the store (same filesystem; the original name
+//!    still works) or, across filesystems, copy + fsync + rename; fsync;
+//! 3. atomically rename a tombstone over the original path; fsync its dir;
+//! 4. mark the record `quarantined` (file and database, with the audit
+//!    entry, one transaction).
+//!
+//! The original path therefore always names either the original bytes or
+//! the tombstone, and the tombstone only appears once the payload is
+//! durable. [`Store::open`] finishes or rolls back any `pending` record it
+//! finds, so a restart converges.
+//!
+//! Restore verifies the payload's SHA-256, refuses to overwrite anything but
+//! a modelgate tombstone (never "restore" over a file that is now something
+//! else), puts the hash on the allow-list *before* the bytes reappear (so the
+//! daemon does not take them again), renames the bytes back and recreates
+//! any link the record lists that has gone missing.
+//!
+//! Known limit: a process that opened the file before the swap keeps its
+//! file descriptor; huggingface_hub's "already cached" fast path takes no
+//! lock, so a loader racing the daemon by milliseconds can still read the
+//! bytes. Only fanotify permission events (root) close that window.
+
+pub mod db;
+pub mod fsio;
+
+use db::{AuditEntry, Db, ListKind};
+use serde::{Deserialize, Serialize};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+/// The first bytes of every tombstone. Starts with NUL so that no loader
+/// mistakes it for a model (see the module documentation).
+pub use crate::scan::sniff::TOMBSTONE_MAGIC;
+
+/// The tool version recorded with every quarantine.
+pub const TOOL_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Slows each quarantine step down by this many milliseconds so that tests
+/// can kill the daemon between steps. Undocumented on purpose.
+const STEP_DELAY_ENV: &str = "MODELGATE_TEST_QUARANTINE_STEP_MS";
+
+/// Where a quarantine record is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    /// Started and not finished: [`Store::open`] completes or undoes it.
+    Pending,
+    /// Bytes in the store, tombstone at the original path.
+    Quarantined,
+    /// Bytes put back; the record stays for history.
+    Restored,
+    /// Bytes destroyed; the hash stays on the deny-list.
+    Deleted,
+    /// The process died before the bytes were copied; the original never
+    /// left its place.
+    Aborted,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Pending => "pending",
+            State::Quarantined => "quarantined",
+            State::Restored => "restored",
+            State::Deleted => "deleted",
+            State::Aborted => "aborted",
+        }
+    }
+}
+
+/// A symlink that pointed at the quarantined file, with its exact target
+/// text so that restore can recreate it as it was.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Link {
+    pub path: PathBuf,
+    pub target: PathBuf,
+}
+
+/// Everything known about one quarantined file. Stored as `record.json`
+/// beside the payload and in the database.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Record {
+    pub id: String,
+    pub state: State,
+    pub sha256: String,
+    pub size: u64,
+    /// The real file that was replaced by the tombstone (a repo blob, a
+    /// shared-store file, or a plain file in a local dir).
+    pub path: PathBuf,
+    /// Every symlink found pointing at `path` (snapshot entries, per-repo
+    /// blob links into the shared store).
+    pub links: Vec<Link>,
+    /// The name the file was scanned under (a snapshot path when known).
+    pub display: String,
+    /// `scan` or `deny-list` (content quarantined before).
+    pub reason: String,
+    pub verdict: String,
+    pub format: String,
+    pub rules: Vec<String>,
+    pub findings: serde_json::Value,
+    /// Permission bits of the original file, restored with it.
+    pub mode: u32,
+    /// True when the payload is a copy (different filesystem), false when
+    /// it is the original inode.
+    pub copied: bool,
+    pub quarantined_at: String,
+    pub updated_at: String,
+    pub tool_version: String,
+}
+
+/// What the caller knows about the file it wants quarantined.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub path: PathBuf,
+    /// [`stat_key`] of the file that was hashed and scanned; the
+    /// quarantine is refused if the path now names another file or the file
+    /// changed.
+    pub stat_key: String,
+    pub sha256: String,
+    pub links: Vec<Link>,
+    pub display: String,
+    pub reason: String,
+    pub verdict: String,
+    pub format: String,
+    pub rules: Vec<String>,
+    pub findings: serde_json::Value,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("state database: {0}")]
+    Db(#[from] rusqlite::Error),
+    #[error("record: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("no quarantine record with id `{0}`")]
+    NotFound(String),
+    /// The file changed between scan and quarantine, or a restore target is
+    /// not a tombstone: nothing was done.
+    #[error("{0}")]
+    Conflict(String),
+}
+
+trait IoContext<T> {
+    fn ctx(self, what: impl FnOnce() -> String) -> Result<T, Error>;
+}
+
+impl<T> IoContext<T> for io::Result<T> {
+    fn ctx(self, what: impl FnOnce() -> String) -> Result<T, Error> {
+        self.map_err(|source| Error::Io {
+            context: what(),
+            source,
+        })
+    }
+}
+
+/// The quarantine store: a directory of `<id>/{payload,record.json}`, the
+/// state database and the JSON-lines audit log.
+pub struct Store {
+    state_dir: PathBuf,
+    qdir: PathBuf,
+    db: Mutex<Db>,
+    step_delay: Option<Duration>,
+}
+
+/// Resolves the state directory: `MODELGATE_STATE_DIR`, else the platform's
+/// state directory (`$XDG_STATE_HOME/modelgate` on Linux, Application
+/// Support on macOS).
+pub fn default_state_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("MODELGATE_STATE_DIR").filter(|d| !d.is_empty()) {
+        return Some(PathBuf::from(dir));
+    }
+    let dirs = directories::ProjectDirs::from("dev", "modelgate", "modelgate")?;
+    Some(
+        dirs.state_dir()
+            .unwrap_or_else(|| dirs.data_local_dir())
+            .to_path_buf(),
+    )
+}
+
+fn private_dir(dir: &Path) -> Result<(), Error> {
+    fs::create_dir_all(dir).ctx(|| format!("cannot create {}", dir.display()))?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+        .ctx(|| format!("cannot chmod {}", dir.display()))
+}
+
+/// A file's identity and version on disk: device, inode, size, mtime and
+/// ctime (nanoseconds). ctime cannot be set from user space, so content
+/// written in place, or a new file that reuses the inode number, never keeps
+/// the key.
+pub fn stat_key(m: &fs::Metadata) -> String {
+    format!(
+        "{}:{}:{}:{}.{}:{}.{}",
+        m.dev(),
+        m.ino(),
+        m.len(),
+        m.mtime(),
+        m.mtime_nsec(),
+        m.ctime(),
+        m.ctime_nsec()
+    )
+}
+
+/// The bytes of the tombstone for one quarantine.
+pub fn tombstone_bytes(id: &str, sha256: &str) -> Vec<u8> {
+    let mut v = TOMBSTONE_MAGIC.to_vec();
+    v.extend_from_slice(
+        format!(
+            "This file was quarantined by modelgate {TOOL_VERSION}: it would run code when loaded.\n\
+             quarantine id: {id}\nsha256: {sha256}\n\
+             Details: modelgate quarantine show {id}\n\
+             Undo (only if you trust it): modelgate quarantine restore {id}\n"
+        )
+        .as_bytes(),
+    );
+    v
+}
+
+/// If `path` is a modelgate tombstone, the quarantine id it names.
+pub fn tombstone_id(path: &Path) -> Option<String> {
+    let head = fsio::read_prefix(path, 1024).ok()?;
+    parse_tombstone(&head)
+}
+
+fn parse_tombstone(head: &[u8]) -> Option<String> {
+    let rest = head.strip_prefix(TOMBSTONE_MAGIC)?;
+    let text = String::from_utf8_lossy(rest);
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("quarantine id: "))?;
+    Some(line.trim().to_string())
+}
+
+impl Store {
+    /// Opens (creating if needed) the store under `state_dir`, then
+    /// completes or undoes any operation a previous process left half-done.
+    pub fn open(state_dir: &Path) -> Result<Store, Error> {
+        private_dir(state_dir)?;
+        let qdir = state_dir.join("quarantine");
+        private_dir(&qdir)?;
+        let db = Db::open(&state_dir.join("state.db"))?;
+        let step_delay = std::env::var(STEP_DELAY_ENV)
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(Duration::from_millis);
+        let store = Store {
+            state_dir: state_dir.to_path_buf(),
+            qdir,
+            db: Mutex::new(db),
+            step_delay,
+        };
+        store.recover()?;
+        Ok(store)
+    }
+
+    pub fn state_dir(&self) -> &Path {
+        &self.state_dir
+    }
+
+    /// The directory holding `<id>/payload` and `<id>/record.json`.
+    pub fn quarantine_dir(&self) -> &Path {
+        &self.qdir
+    }
+
+    /// The database, for the watcher's scan cache.
+    pub fn db(&self) -> MutexGuard<'_, Db> {
+        // A panic while holding the lock cannot leave the connection in a
+        // torn state (SQLite transactions roll back), so poisoning is moot.
+        self.db.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Serialises quarantine, restore, delete and recovery across threads
+    /// and processes (daemon and CLI).
+    fn lock(&self) -> Result<File, Error> {
+        let path = self.qdir.join(".lock");
+        let f = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .ctx(|| format!("cannot open {}", path.display()))?;
+        f.lock().ctx(|| format!("cannot lock {}", path.display()))?;
+        Ok(f)
+    }
+
+    fn step(&self) {
+        if let Some(d) = self.step_delay {
+            std::thread::sleep(d);
+        }
+    }
+
+    fn new_id(&self, sha256: &str) -> Result<(String, PathBuf), Error> {
+        let stamp = jiff::Timestamp::now()
+            .strftime("%Y%m%dT%H%M%SZ")
+            .to_string();
+        let short = sha256.get(..12).unwrap_or(sha256);
+        for n in 0u32..1000 {
+            let id = if n == 0 {
+                format!("{stamp}-{short}")
+            } else {
+                format!("{stamp}-{short}-{n}")
+            };
+            let dir = self.qdir.join(&id);
+            match fs::create_dir(&dir) {
+                Ok(()) => {
+                    fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))
+                        .ctx(|| format!("cannot chmod {}", dir.display()))?;
+                    return Ok((id, dir));
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e).ctx(|| format!("cannot create {}", dir.display())),
+            }
+        }
+        Err(Error::Conflict("could not allocate a quarantine id".into()))
+    }
+
+    fn write_record(&self, rec: &Record) -> Result<String, Error> {
+        let json = serde_json::to_string_pretty(rec)?;
+        let path = self.qdir.join(&rec.id).join("record.json");
+        fsio::write_atomic(&path, format!("{json}\n").as_bytes(), 0o600)
+            .ctx(|| format!("cannot write {}", path.display()))?;
+        Ok(json)
+    }
+
+    fn append_audit_log(&self, action: &str, rec: &Record, detail: &str) {
+        let line = serde_json::json!({
+            "at": db::now(),
+            "action": action,
+            "id": rec.id,
+            "sha256": rec.sha256,
+            "path": rec.path,
+            "detail": detail,
+            "tool_version": TOOL_VERSION,
+        });
+        let path = self.state_dir.join("audit.jsonl");
+        let written = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&path)
+            .and_then(|mut f| {
+                f.write_all(format!("{line}\n").as_bytes())?;
+                f.sync_data()
+            });
+        if let Err(e) = written {
+            tracing::error!(path = %path.display(), error = %e, "cannot append to the audit log");
+        }
+    }
+
+    fn finish(
+        &self,
+        rec: &mut Record,
+        state: State,
+        list: Option<ListKind>,
+        action: &str,
+        detail: &str,
+    ) -> Result<(), Error> {
+        rec.state = state;
+        rec.updated_at = db::now();
+        let json = self.write_record(rec)?;
+        let path = rec.path.to_string_lossy();
+        let entry = AuditEntry {
+            action,
+            quarantine_id: Some(&rec.id),
+            sha256: Some(&rec.sha256),
+            path: Some(&path),
+            detail,
+        };
+        let list = list.map(|k| (rec.sha256.as_str(), k, action));
+        self.db()
+            .update(&rec.id, state.as_str(), &json, list, &[entry])?;
+        self.append_audit_log(action, rec, detail);
+        Ok(())
+    }
+
+    /// Moves the file at `req.path` into the store and leaves a tombstone.
+    pub fn quarantine(&self, req: Request) -> Result<Record, Error> {
+        let _lock = self.lock()?;
+        let meta = fs::symlink_metadata(&req.path)
+            .ctx(|| format!("cannot stat {}", req.path.display()))?;
+        if !meta.file_type().is_file() || stat_key(&meta) != req.stat_key {
+            return Err(Error::Conflict(format!(
+                "{} changed since it was scanned",
+                req.path.display()
+            )));
+        }
+        let (id, dir) = self.new_id(&req.sha256)?;
+        let now = db::now();
+        let mut rec = Record {
+            id: id.clone(),
+            state: State::Pending,
+            sha256: req.sha256,
+            size: meta.len(),
+            path: req.path,
+            links: req.links,
+            display: req.display,
+            reason: req.reason,
+            verdict: req.verdict,
+            format: req.format,
+            rules: req.rules,
+            findings: req.findings,
+            mode: meta.mode() & 0o7777,
+            copied: false,
+            quarantined_at: now.clone(),
+            updated_at: now,
+            tool_version: TOOL_VERSION.to_string(),
+        };
+        // Step 1: the complete record exists before any byte moves.
+        let json = self.write_record(&rec)?;
+        fsio::fsync_dir(&self.qdir).ctx(|| format!("cannot sync {}", self.qdir.display()))?;
+        self.db().begin_quarantine(
+            &id,
+            &rec.sha256,
+            rec.size,
+            &rec.path.to_string_lossy(),
+            &json,
+        )?;
+        self.step();
+
+        // Step 2: the payload becomes durable in the store.
+        let payload = dir.join("payload");
+        match fs::hard_link(&rec.path, &payload) {
+            Ok(()) => fsio::fsync_dir(&dir).ctx(|| format!("cannot sync {}", dir.display()))?,
+            Err(_) => {
+                // Another filesystem (EXDEV) or a protected_hardlinks refusal:
+                // copy, and check that the copy is what was scanned.
+                rec.copied = true;
+                let got = fsio::copy_durable(&rec.path, &payload, 0o400)
+                    .ctx(|| format!("cannot copy {} into the store", rec.path.display()))?;
+                if got != rec.sha256 {
+                    let _ = fs::remove_file(&payload);
+                    self.finish(
+                        &mut rec,
+                        State::Aborted,
+                        None,
+                        "quarantine-aborted",
+                        "content changed while copying",
+                    )?;
+                    return Err(Error::Conflict(format!(
+                        "{} changed while being copied",
+                        rec.path.display()
+                    )));
+                }
+            }
+        }
+        self.step();
+
+        // Step 3: the tombstone replaces the original name atomically.
+        let still_same = fs::symlink_metadata(&rec.path)
+            .map(|m| (m.dev(), m.ino()) == (meta.dev(), meta.ino()))
+            .unwrap_or(false);
+        if still_same {
+            fsio::write_atomic(&rec.path, &tombstone_bytes(&id, &rec.sha256), 0o444)
+                .ctx(|| format!("cannot write the tombstone at {}", rec.path.display()))?;
+        } else {
+            tracing::warn!(path = %rec.path.display(), id, "file replaced during quarantine; the new file will be scanned on its own");
+        }
+        if !rec.copied {
+            let _ = fs::set_permissions(&payload, fs::Permissions::from_mode(0o400));
+        }
+        self.step();
+
+        // Step 4.
+        let rules = rec.rules.join(",");
+        self.finish(
+            &mut rec,
+            State::Quarantined,
+            Some(ListKind::Deny),
+            "quarantine",
+            &rules,
+        )?;
+        Ok(rec)
+    }
+
+    /// Completes or undoes operations interrupted by a crash. Safe to call
+    /// at any time: it takes the store lock.
+    pub fn recover(&self) -> Result<Vec<String>, Error> {
+        let _lock = self.lock()?;
+        self.import_orphans()?;
+        let mut done = Vec::new();
+        let rows = self.db().rows(&["pending", "quarantined"])?;
+        for row in rows {
+            let mut rec: Record = serde_json::from_str(&row.record)?;
+            let dir = self.qdir.join(&rec.id);
+            let payload = dir.join("payload");
+            let have_payload = fs::symlink_metadata(&payload)
+                .map(|m| m.is_file())
+                .unwrap_or(false);
+            match (row.state.as_str(), have_payload) {
+                ("pending", false) => {
+                    // Died before the payload was durable: the original never
+                    // moved. Temp copies are garbage.
+                    remove_temps(&dir);
+                    self.finish(
+                        &mut rec,
+                        State::Aborted,
+                        None,
+                        "quarantine-aborted",
+                        "interrupted before the payload was stored; original left in place",
+                    )?;
+                    done.push(rec.id);
+                }
+                ("pending", true) => {
+                    let got = fsio::sha256_file(&payload)
+                        .ctx(|| format!("cannot read {}", payload.display()))?;
+                    if got != rec.sha256 {
+                        tracing::error!(
+                            id = rec.id,
+                            "interrupted quarantine has a damaged payload; left for inspection"
+                        );
+                        continue;
+                    }
+                    let replace = match current_content(&rec.path) {
+                        Current::Tombstone => false,
+                        Current::Missing => true,
+                        Current::File(sha) if sha == rec.sha256 => true,
+                        Current::File(_) | Current::Other => {
+                            tracing::warn!(path = %rec.path.display(), id = rec.id, "path holds other content now; not replacing it");
+                            false
+                        }
+                    };
+                    if replace {
+                        fsio::write_atomic(
+                            &rec.path,
+                            &tombstone_bytes(&rec.id, &rec.sha256),
+                            0o444,
+                        )
+                        .ctx(|| format!("cannot write the tombstone at {}", rec.path.display()))?;
+                    }
+                    if !rec.copied {
+                        let _ = fs::set_permissions(&payload, fs::Permissions::from_mode(0o400));
+                    }
+                    self.finish(
+                        &mut rec,
+                        State::Quarantined,
+                        Some(ListKind::Deny),
+                        "quarantine",
+                        "completed after an interruption",
+                    )?;
+                    done.push(rec.id);
+                }
+                ("quarantined", false) => {
+                    // Died in the middle of a restore, after the rename back.
+                    if matches!(current_content(&rec.path), Current::File(s) if s == rec.sha256) {
+                        self.finish(
+                            &mut rec,
+                            State::Restored,
+                            Some(ListKind::Allow),
+                            "restore",
+                            "completed after an interruption",
+                        )?;
+                        done.push(rec.id);
+                    } else {
+                        tracing::error!(id = rec.id, "quarantine payload is missing");
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(done)
+    }
+
+    /// Record directories that never reached the database (the process died
+    /// between writing record.json and the insert) had no payload yet:
+    /// remove them. A payload without a row cannot happen by construction,
+    /// but is imported rather than deleted if it ever does.
+    fn import_orphans(&self) -> Result<(), Error> {
+        let entries =
+            fs::read_dir(&self.qdir).ctx(|| format!("cannot list {}", self.qdir.display()))?;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') || !entry.path().is_dir() || self.db().row(&name)?.is_some() {
+                continue;
+            }
+            let dir = entry.path();
+            let record = fs::read_to_string(dir.join("record.json")).ok();
+            let parsed = record
+                .as_deref()
+                .and_then(|r| serde_json::from_str::<Record>(r).ok());
+            match parsed {
+                Some(rec) if dir.join("payload").is_file() => {
+                    let json = serde_json::to_string_pretty(&rec)?;
+                    self.db().begin_quarantine(
+                        &rec.id,
+                        &rec.sha256,
+                        rec.size,
+                        &rec.path.to_string_lossy(),
+                        &json,
+                    )?;
+                }
+                _ => {
+                    let _ = fs::remove_dir_all(&dir);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every record, oldest first; only live quarantines unless `all`.
+    pub fn list(&self, all: bool) -> Result<Vec<Record>, Error> {
+        let states: &[&str] = if all {
+            &[]
+        } else {
+            &["quarantined", "pending"]
+        };
+        let rows = self.db().rows(states)?;
+        rows.iter()
+            .map(|r| Ok(serde_json::from_str(&r.record)?))
+            .collect()
+    }
+
+    pub fn get(&self, id: &str) -> Result<Record, Error> {
+        let row = self
+            .db()
+            .row(id)?
+            .ok_or_else(|| Error::NotFound(id.to_string()))?;
+        Ok(serde_json::from_str(&row.record)?)
+    }
+
+    /// Adds a link discovered after the quarantine (the snapshot symlink
+    /// huggingface_hub creates just after the blob rename).
+    pub fn add_link(&self, id: &str, link: Link) -> Result<(), Error> {
+        let _lock = self.lock()?;
+        let mut rec = self.get(id)?;
+        if rec.state != State::Quarantined || rec.links.iter().any(|l| l.path == link.path) {
+            return Ok(());
+        }
+        // The snapshot link usually appears just after the blob was taken:
+        // its name is the one people recognise.
+        if !rec.display.contains("/snapshots/")
+            && link.path.to_string_lossy().contains("/snapshots/")
+        {
+            rec.display = link.path.to_string_lossy().into_owned();
+        }
+        rec.links.push(link);
+        rec.updated_at = db::now();
+        let json = self.write_record(&rec)?;
+        self.db()
+            .update(&rec.id, rec.state.as_str(), &json, None, &[])?;
+        Ok(())
+    }
+
+    /// Puts the exact bytes back where they were and remembers the content
+    /// as allowed.
+    pub fn restore(&self, id: &str) -> Result<Record, Error> {
+        let _lock = self.lock()?;
+        let mut rec = self.get(id)?;
+        if rec.state != State::Quarantined {
+            return Err(Error::Conflict(format!(
+                "`{id}` is {}, not quarantined",
+                rec.state.as_str()
+            )));
+        }
+        let payload = self.qdir.join(&rec.id).join("payload");
+        let got =
+            fsio::sha256_file(&payload).ctx(|| format!("cannot read {}", payload.display()))?;
+        if got != rec.sha256 {
+            return Err(Error::Conflict(format!(
+                "payload of `{id}` does not match its recorded sha256 ({got} != {}); refusing to restore",
+                rec.sha256
+            )));
+        }
+        match current_content(&rec.path) {
+            Current::Tombstone | Current::Missing => {}
+            _ => {
+                return Err(Error::Conflict(format!(
+                    "{} is no longer a modelgate tombstone; refusing to overwrite it",
+                    rec.path.display()
+                )));
+            }
+        }
+        // Allowed before the bytes reappear, so the watcher lets them be.
+        self.db()
+            .set_list(&rec.sha256, ListKind::Allow, "restored", Some(&rec.id))?;
+        if let Some(parent) = rec.path.parent() {
+            fs::create_dir_all(parent).ctx(|| format!("cannot create {}", parent.display()))?;
+        }
+        let mode = fs::Permissions::from_mode(rec.mode);
+        if rec.copied {
+            let tmp = fsio::temp_path_for(&rec.path, "restore").ctx(|| "bad path".into())?;
+            let copied = fsio::copy_durable(&payload, &tmp, 0o600)
+                .ctx(|| format!("cannot copy to {}", tmp.display()))?;
+            if copied != rec.sha256 {
+                let _ = fs::remove_file(&tmp);
+                return Err(Error::Conflict(
+                    "copy back did not match the recorded sha256".into(),
+                ));
+            }
+            fs::set_permissions(&tmp, mode).ctx(|| format!("cannot chmod {}", tmp.display()))?;
+            fs::rename(&tmp, &rec.path)
+                .ctx(|| format!("cannot move into {}", rec.path.display()))?;
+            let _ = fs::remove_file(&payload);
+        } else {
+            fs::set_permissions(&payload, mode)
+                .ctx(|| format!("cannot chmod {}", payload.display()))?;
+            fs::rename(&payload, &rec.path)
+                .ctx(|| format!("cannot move back to {}", rec.path.display()))?;
+        }
+        if let Some(parent) = rec.path.parent() {
+            fsio::fsync_dir(parent).ctx(|| format!("cannot sync {}", parent.display()))?;
+        }
+        for link in &rec.links {
+            if fs::symlink_metadata(&link.path).is_err() {
+                if let Some(parent) = link.path.parent() {
+                    let _ = fs::create_dir_all(parent);
+                }
+                std::os::unix::fs::symlink(&link.target, &link.path)
+                    .ctx(|| format!("cannot recreate link {}", link.path.display()))?;
+            }
+        }
+        self.finish(
+            &mut rec,
+            State::Restored,
+            Some(ListKind::Allow),
+            "restore",
+            "restored by user; content allowed",
+        )?;
+        Ok(rec)
+    }
+
+    /// Destroys the payload. The tombstone stays (so nothing re-downloads
+    /// the file) and the hash stays on the deny-list.
+    pub fn delete(&self, id: &str) -> Result<Record, Error> {
+        let _lock = self.lock()?;
+        let mut rec = self.get(id)?;
+        if rec.state != State::Quarantined {
+            return Err(Error::Conflict(format!(
+                "`{id}` is {}, not quarantined",
+                rec.state.as_str()
+            )));
+        }
+        let payload = self.qdir.join(&rec.id).join("payload");
+        match fs::remove_file(&payload) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).ctx(|| format!("cannot remove {}", payload.display())),
+        }
+        self.finish(
+            &mut rec,
+            State::Deleted,
+            Some(ListKind::Deny),
+            "delete",
+            "payload destroyed by user",
+        )?;
+        Ok(rec)
+    }
+}
+
+enum Current {
+    Missing,
+    Tombstone,
+    File(String),
+    Other,
+}
+
+fn current_content(path: &Path) -> Current {
+    match fs::symlink_metadata(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Current::Missing,
+        Ok(m) if m.is_file() => {
+            if tombstone_id(path).is_some() {
+                Current::Tombstone
+            } else {
+                fsio::sha256_file(path)
+                    .map(Current::File)
+                    .unwrap_or(Current::Other)
+            }
+        }
+        _ => Current::Other,
+    }
+}
+
+fn remove_temps(dir: &Path) {
+    if let Ok(entries) = fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_name()
+                .to_string_lossy()
+                .starts_with(fsio::TEMP_PREFIX)
+            {
+                let _ = fs::remove_file(e.path());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(path: &Path) -> Request {
+        let m = fs::metadata(path).unwrap();
+        Request {
+            path: path.to_path_buf(),
+            stat_key: stat_key(&m),
+            sha256: fsio::sha256_file(path).unwrap(),
+            links: vec![],
+            display: "x".into(),
+            reason: "scan".into(),
+            verdict: "malicious".into(),
+            format: "pickle".into(),
+            rules: vec!["PKL001".into()],
+            findings: serde_json::json!([]),
+        }
+    }
+
+    #[test]
+    fn tombstone_round_trip() {
+        let t = tombstone_bytes("abc-1", "ff");
+        assert_eq!(parse_tombstone(&t).as_deref(), Some("abc-1"));
+        assert_eq!(parse_tombstone(b"\0other"), None);
+        // A safetensors loader reads the first 8 bytes as the header length.
+        let len = u64::from_le_bytes(t.get(..8).unwrap().try_into().unwrap());
+        assert!(len > 1 << 40);
+    }
+
+    #[test]
+    fn quarantine_restore_delete() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("state")).unwrap();
+        let f = dir.path().join("blob");
+        fs::write(&f, b"payload bytes").unwrap();
+        let rec = store.quarantine(request(&f)).unwrap();
+        assert_eq!(tombstone_id(&f).as_deref(), Some(rec.id.as_str()));
+        assert_eq!(
+            store.db().list_of(&rec.sha256).unwrap(),
+            Some(ListKind::Deny)
+        );
+        assert_eq!(store.list(false).unwrap().len(), 1);
+        store.restore(&rec.id).unwrap();
+        assert_eq!(fs::read(&f).unwrap(), b"payload bytes");
+        assert_eq!(
+            store.db().list_of(&rec.sha256).unwrap(),
+            Some(ListKind::Allow)
+        );
+        assert!(store.restore(&rec.id).is_err());
+
+        fs::write(dir.path().join("b2"), b"other").unwrap();
+        let rec2 = store.quarantine(request(&dir.path().join("b2"))).unwrap();
+        store.delete(&rec2.id).unwrap();
+        assert!(tombstone_id(&dir.path().join("b2")).is_some());
+        assert_eq!(store.list(false).unwrap().len(), 0);
+        assert_eq!(store.list(true).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn restore_refuses_to_overwrite_other_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("state")).unwrap();
+        let f = dir.path().join("blob");
+        fs::write(&f, b"bad").unwrap();
+        let rec = store.quarantine(request(&f)).unwrap();
+        fs::remove_file(&f).unwrap();
+        fs::write(&f, b"something new").unwrap();
+        assert!(matches!(store.restore(&rec.id), Err(Error::Conflict(_))));
+    }
+
+    #[test]
+    fn changed_file_is_not_quarantined() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("state")).unwrap();
+        let f = dir.path().join("blob");
+        fs::write(&f, b"bad").unwrap();
+        let req = request(&f);
+        std::thread::sleep(Duration::from_millis(5));
+        fs::remove_file(&f).unwrap();
+        fs::write(&f, b"new").unwrap();
+        assert!(matches!(store.quarantine(req), Err(Error::Conflict(_))));
+        assert_eq!(fs::read(&f).unwrap(), b"new");
+    }
+}

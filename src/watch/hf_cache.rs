@@ -1,0 +1,439 @@
+//! The Hugging Face cache as huggingface_hub lays it out, and which of its
+//! paths hold content worth scanning.
+//!
+//! Root resolution mirrors `huggingface_hub/constants.py` (2.4.0):
+//! `HF_HUB_CACHE`, then the legacy `HUGGINGFACE_HUB_CACHE`, then
+//! `$HF_HOME/hub`, where `HF_HOME` is itself `HF_HOME`, else
+//! `$XDG_CACHE_HOME/huggingface`, else `~/.cache/huggingface`; `~` and
+//! `$VARS` are expanded as Python's `expanduser`/`expandvars` do. One
+//! deliberate difference: an empty variable counts as unset (Python would
+//! turn it into a path relative to the working directory, which for a
+//! service is `/`).
+//!
+//! Layout (see integration.md §1.2):
+//!
+//! ```text
+//! <cache>/blobs/<xx>/<xet_hash>             ≥1.32 shared store (regular files)
+//! <cache>/blobs/<xx>/<xet_hash>.{refs,lock} store bookkeeping
+//! <cache>/.locks/<repo>/<etag>.lock         download locks
+//! <cache>/<type>s--<org>--<name>/blobs/<etag>     content, or a symlink into the store
+//! <cache>/<type>s--<org>--<name>/snapshots/<commit>/<path>  relative symlink to ../../blobs/<etag>
+//!                                                           (a plain file without symlink support)
+//! ```
+//!
+//! Only finished content matters: `*.incomplete` files are being written
+//! (by two handles, out of order, with Xet) and are never scanned; the
+//! signal that a download is complete is the rename into `blobs/`.
+//!
+//! A `--local-dir` root is a folder people download into directly
+//! (`hf_hub_download(local_dir=...)`): every file is content except the
+//! `.cache/huggingface/` bookkeeping.
+
+use std::ffi::OsStr;
+use std::fs;
+use std::path::{Component, Path, PathBuf};
+
+use crate::quarantine::Link;
+use crate::quarantine::fsio::TEMP_PREFIX;
+
+/// What kind of directory a watched root is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RootKind {
+    /// A huggingface_hub cache (`HF_HUB_CACHE` or a `cache_dir=`).
+    HubCache,
+    /// A `local_dir=` download target.
+    LocalDir,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Root {
+    pub path: PathBuf,
+    pub kind: RootKind,
+}
+
+/// Expands a leading `~` and `$NAME` / `${NAME}` references; unknown
+/// variables are left as written, as `os.path.expandvars` does.
+fn expand(value: &str, env: &dyn Fn(&str) -> Option<String>, home: Option<&Path>) -> PathBuf {
+    let mut out = String::new();
+    let mut rest = value;
+    while let Some(pos) = rest.find('$') {
+        out.push_str(rest.get(..pos).unwrap_or_default());
+        let after = rest.get(pos + 1..).unwrap_or_default();
+        let (name, consumed) = if let Some(braced) = after.strip_prefix('{') {
+            match braced.find('}') {
+                Some(end) => (braced.get(..end).unwrap_or_default(), end + 2),
+                None => ("", 0),
+            }
+        } else {
+            let end = after
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(after.len());
+            (after.get(..end).unwrap_or_default(), end)
+        };
+        match (name.is_empty(), env(name)) {
+            (false, Some(v)) => out.push_str(&v),
+            _ => out.push_str(rest.get(pos..pos + 1 + consumed).unwrap_or("$")),
+        }
+        rest = after.get(consumed..).unwrap_or_default();
+    }
+    out.push_str(rest);
+    match (out.strip_prefix('~'), home) {
+        (Some(tail), Some(h)) if tail.is_empty() || tail.starts_with('/') => {
+            h.join(tail.trim_start_matches('/'))
+        }
+        _ => PathBuf::from(out),
+    }
+}
+
+/// Resolves the hub cache root the way huggingface_hub does, from the given
+/// environment lookup and home directory.
+pub fn resolve_hub_cache(
+    env: &dyn Fn(&str) -> Option<String>,
+    home: Option<&Path>,
+) -> Option<PathBuf> {
+    let get = |k: &str| env(k).filter(|v| !v.is_empty());
+    if let Some(v) = get("HF_HUB_CACHE").or_else(|| get("HUGGINGFACE_HUB_CACHE")) {
+        return Some(expand(&v, env, home));
+    }
+    let hf_home = match get("HF_HOME") {
+        Some(v) => expand(&v, env, home),
+        None => {
+            let base = match get("XDG_CACHE_HOME") {
+                Some(x) => expand(&x, env, home),
+                None => home?.join(".cache"),
+            };
+            base.join("huggingface")
+        }
+    };
+    Some(hf_home.join("hub"))
+}
+
+/// The hub cache of the current process environment.
+pub fn default_hub_cache() -> Option<PathBuf> {
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .or_else(|| directories::BaseDirs::new().map(|b| b.home_dir().to_path_buf()));
+    resolve_hub_cache(&|k| std::env::var(k).ok(), home.as_deref())
+}
+
+fn name_str(c: Component<'_>) -> &str {
+    match c {
+        Component::Normal(s) => s.to_str().unwrap_or(""),
+        _ => "",
+    }
+}
+
+/// Names that are bookkeeping or in-flight temporaries, in any directory.
+fn is_temporary_name(name: &str) -> bool {
+    name.is_empty()
+        || name.ends_with(".incomplete")
+        || name.ends_with(".lock")
+        || name.ends_with(".tmp")
+        || name.starts_with("tmp_")
+        // hidden: `.<etag>.<8hex>.shared` relinks, our own temporaries,
+        // `.huggingface-shared-blobs`, `.gitattributes` is content but is
+        // never a model.
+        || name.starts_with('.')
+        || name.starts_with(TEMP_PREFIX)
+}
+
+/// Where a path sits in a root, as far as the watcher cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Place {
+    /// Nothing to scan here (bookkeeping, temporaries, locks).
+    Ignore,
+    /// A directory that may contain content (rescan it when it appears).
+    Container,
+    /// A per-repo blob (`<repo>/blobs/<etag>`).
+    RepoBlob,
+    /// A shared-store file (`blobs/<xx>/<hash>`).
+    StoreBlob,
+    /// A snapshot entry (`<repo>/snapshots/<commit>/<path>`): a symlink, or
+    /// the content itself without symlink support.
+    Snapshot,
+    /// A file in a local-dir root.
+    LocalFile,
+}
+
+impl Place {
+    /// Whether the path's own name is the name a loader will see.
+    pub fn is_named(self) -> bool {
+        matches!(self, Place::Snapshot | Place::LocalFile)
+    }
+}
+
+/// Classifies `path` (inside `root`) by its position alone; the caller
+/// still decides by `lstat` whether it is a file, a link or a directory.
+pub fn classify(root: &Root, path: &Path) -> Place {
+    let Ok(rel) = path.strip_prefix(&root.path) else {
+        return Place::Ignore;
+    };
+    let parts: Vec<&str> = rel.components().map(name_str).collect();
+    if parts.iter().any(|p| p.is_empty()) {
+        return Place::Ignore;
+    }
+    let Some(last) = parts.last() else {
+        return Place::Container;
+    };
+    match root.kind {
+        RootKind::LocalDir => {
+            let first = parts.first().copied().unwrap_or("");
+            if first == ".cache"
+                || first == ".git"
+                || is_temporary_name(last)
+                || last.ends_with(".metadata")
+            {
+                Place::Ignore
+            } else {
+                Place::LocalFile
+            }
+        }
+        RootKind::HubCache => {
+            let first = parts.first().copied().unwrap_or("");
+            if first == "blobs" {
+                return match parts.len() {
+                    1 | 2 => Place::Container,
+                    3 if !is_temporary_name(last) && !last.ends_with(".refs") => Place::StoreBlob,
+                    _ => Place::Ignore,
+                };
+            }
+            if !first.contains("--") || first.starts_with('.') {
+                return Place::Ignore;
+            }
+            match parts.get(1).copied() {
+                None => Place::Container,
+                Some("blobs") => match parts.len() {
+                    2 => Place::Container,
+                    3 if !is_temporary_name(last) => Place::RepoBlob,
+                    _ => Place::Ignore,
+                },
+                Some("snapshots") => {
+                    if parts.len() <= 3 {
+                        Place::Container
+                    } else if is_temporary_name(last) {
+                        Place::Ignore
+                    } else {
+                        Place::Snapshot
+                    }
+                }
+                _ => Place::Ignore,
+            }
+        }
+    }
+}
+
+/// Which root a path belongs to (the deepest one, if roots nest).
+pub fn root_of<'r>(roots: &'r [Root], path: &Path) -> Option<(usize, &'r Root)> {
+    roots
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| path.starts_with(&r.path))
+        .max_by_key(|(_, r)| r.path.components().count())
+}
+
+/// Longest walk into a root; deeper trees are not huggingface_hub's.
+const MAX_DEPTH: usize = 32;
+/// Most entries one walk returns; protects memory against a hostile tree.
+const MAX_ENTRIES: usize = 1_000_000;
+
+/// Lists the content paths under `dir` (inside `root`): snapshot entries
+/// first, so that files are first seen under the name a loader uses, then
+/// per-repo blobs and shared-store files. Symlinked per-repo blobs are left
+/// out: their target is listed on its own.
+pub fn enumerate(root: &Root, dir: &Path) -> Vec<PathBuf> {
+    let mut named = Vec::new();
+    let mut unnamed = Vec::new();
+    let mut stack = vec![(dir.to_path_buf(), 0usize)];
+    while let Some((d, depth)) = stack.pop() {
+        let Ok(entries) = fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            if named.len() + unnamed.len() >= MAX_ENTRIES {
+                tracing::warn!(dir = %dir.display(), "more than {MAX_ENTRIES} entries; the rest is not swept");
+                return named.into_iter().chain(unnamed).collect();
+            }
+            let path = entry.path();
+            let place = classify(root, &path);
+            let Ok(ft) = entry.file_type() else { continue };
+            match place {
+                Place::Ignore => {}
+                _ if ft.is_dir() => {
+                    if depth < MAX_DEPTH {
+                        stack.push((path, depth + 1));
+                    }
+                }
+                Place::Container => {}
+                Place::Snapshot | Place::LocalFile => named.push(path),
+                Place::RepoBlob if ft.is_symlink() => {}
+                Place::RepoBlob | Place::StoreBlob => {
+                    if ft.is_file() {
+                        unnamed.push(path)
+                    }
+                }
+            }
+        }
+    }
+    named.into_iter().chain(unnamed).collect()
+}
+
+/// Finds every symlink in the cache that resolves to `real`: the snapshot
+/// entries and, for a shared-store file, the per-repo blob links (found
+/// through the store's `<hash>.refs` manifest).
+pub fn links_to(root: &Root, real: &Path) -> Vec<Link> {
+    if root.kind != RootKind::HubCache {
+        return Vec::new();
+    }
+    let Ok(rel) = real.strip_prefix(&root.path) else {
+        return Vec::new();
+    };
+    let parts: Vec<&str> = rel.components().map(name_str).collect();
+    let mut repos: Vec<PathBuf> = Vec::new();
+    match parts.as_slice() {
+        [repo, "blobs", _] => repos.push(root.path.join(repo)),
+        ["blobs", _, hash] => {
+            let refs = real.with_file_name(format!("{hash}.refs"));
+            if let Ok(text) = fs::read_to_string(&refs) {
+                for line in text.lines().take(10_000) {
+                    if let Some(repo) = Path::new(line.trim()).components().next() {
+                        let repo = root.path.join(name_str(repo));
+                        if !repos.contains(&repo) {
+                            repos.push(repo);
+                        }
+                    }
+                }
+            }
+        }
+        _ => return Vec::new(),
+    }
+    let mut links = Vec::new();
+    for repo in repos {
+        let mut stack = vec![
+            (repo.join("blobs"), 0usize),
+            (repo.join("snapshots"), 0usize),
+        ];
+        while let Some((d, depth)) = stack.pop() {
+            let Ok(entries) = fs::read_dir(&d) else {
+                continue;
+            };
+            for entry in entries.flatten().take(MAX_ENTRIES) {
+                let Ok(ft) = entry.file_type() else { continue };
+                let path = entry.path();
+                if ft.is_dir() && depth < MAX_DEPTH {
+                    stack.push((path, depth + 1));
+                } else if ft.is_symlink()
+                    && fs::canonicalize(&path).is_ok_and(|t| t == real)
+                    && let Ok(target) = fs::read_link(&path)
+                {
+                    links.push(Link { path, target });
+                }
+            }
+        }
+    }
+    links.sort_by(|a, b| a.path.cmp(&b.path));
+    links
+}
+
+/// The snapshot entry to scan a blob under, so that name-dependent rules
+/// (a pickle named `.safetensors`) see the name the loader sees.
+pub fn snapshot_name(links: &[Link]) -> Option<&Path> {
+    links.iter().map(|l| l.path.as_path()).find(|p| {
+        p.components()
+            .any(|c| c.as_os_str() == OsStr::new("snapshots"))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env_of(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |k| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn resolution_order() {
+        let home = Path::new("/home/u");
+        let r = |p: &'static [(&'static str, &'static str)]| {
+            resolve_hub_cache(&env_of(p), Some(home)).unwrap()
+        };
+        assert_eq!(r(&[]), PathBuf::from("/home/u/.cache/huggingface/hub"));
+        assert_eq!(
+            r(&[("XDG_CACHE_HOME", "/x")]),
+            PathBuf::from("/x/huggingface/hub")
+        );
+        assert_eq!(
+            r(&[("XDG_CACHE_HOME", "/x"), ("HF_HOME", "~/hf")]),
+            PathBuf::from("/home/u/hf/hub")
+        );
+        assert_eq!(
+            r(&[("HF_HOME", "/h"), ("HUGGINGFACE_HUB_CACHE", "/legacy")]),
+            PathBuf::from("/legacy")
+        );
+        assert_eq!(
+            r(&[
+                ("HF_HUB_CACHE", "$D/${E}/$NOPE"),
+                ("HUGGINGFACE_HUB_CACHE", "/legacy"),
+                ("D", "/d"),
+                ("E", "e")
+            ]),
+            PathBuf::from("/d/e/$NOPE")
+        );
+        assert_eq!(
+            r(&[("HF_HUB_CACHE", ""), ("HF_HOME", "/h")]),
+            PathBuf::from("/h/hub")
+        );
+    }
+
+    #[test]
+    fn classification() {
+        let root = Root {
+            path: PathBuf::from("/c"),
+            kind: RootKind::HubCache,
+        };
+        let c = |p: &str| classify(&root, Path::new(p));
+        assert_eq!(c("/c/models--a--b/blobs/abc"), Place::RepoBlob);
+        assert_eq!(
+            c("/c/models--a--b/blobs/abc.1234abcd.incomplete"),
+            Place::Ignore
+        );
+        assert_eq!(c("/c/models--a--b/blobs/abc.incomplete"), Place::Ignore);
+        assert_eq!(
+            c("/c/models--a--b/blobs/.abc.1234abcd.shared"),
+            Place::Ignore
+        );
+        assert_eq!(c("/c/models--a--b/blobs/tmp_123"), Place::Ignore);
+        assert_eq!(
+            c("/c/models--a--b/snapshots/0123/sub/model.bin"),
+            Place::Snapshot
+        );
+        assert_eq!(c("/c/models--a--b/snapshots/0123"), Place::Container);
+        assert_eq!(c("/c/models--a--b/refs/main"), Place::Ignore);
+        assert_eq!(c("/c/models--a--b/.no_exist/0123/x"), Place::Ignore);
+        assert_eq!(c("/c/models--a--b/tmpab12/dummy_file_src"), Place::Ignore);
+        assert_eq!(c("/c/.locks/models--a--b/abc.lock"), Place::Ignore);
+        assert_eq!(c("/c/blobs/ab/abcdef"), Place::StoreBlob);
+        assert_eq!(c("/c/blobs/ab/abcdef.refs"), Place::Ignore);
+        assert_eq!(c("/c/blobs/ab/abcdef.lock"), Place::Ignore);
+        assert_eq!(c("/c/blobs/ab"), Place::Container);
+        assert_eq!(c("/c/blobs/.huggingface-shared-blobs"), Place::Container);
+        assert_eq!(c("/c/CACHEDIR.TAG"), Place::Ignore);
+        let local = Root {
+            path: PathBuf::from("/l"),
+            kind: RootKind::LocalDir,
+        };
+        assert_eq!(classify(&local, Path::new("/l/model.pt")), Place::LocalFile);
+        assert_eq!(
+            classify(
+                &local,
+                Path::new("/l/.cache/huggingface/download/x.incomplete")
+            ),
+            Place::Ignore
+        );
+    }
+}

@@ -1,0 +1,157 @@
+//! `modelgate watch`: a daemon that scans every file huggingface_hub
+//! finishes downloading and quarantines the ones that would run code.
+//!
+//! What it watches: the hub cache huggingface_hub itself would use (same
+//! environment variables, same order: see [`hf_cache`]), any extra
+//! `--cache` roots, and `--local-dir` folders people download into
+//! directly. On start it sweeps what is already there (cheaply: results are
+//! cached by file identity and content hash in the state database), then
+//! reacts to the two signals that mean "content is final": the rename of a
+//! finished download into `blobs/` (including the ≥1.32 shared store,
+//! `<cache>/blobs/<xx>/<hash>`, reached through two levels of symlinks) and
+//! new entries in `snapshots/`. It never reads a `*.incomplete` file.
+//!
+//! What it refuses to do: load, import or execute anything (the scanner is
+//! static); delete anything (a quarantine is a move plus a tombstone, see
+//! [`crate::quarantine`]); trust a file name (content decides the format;
+//! the snapshot name is passed along only for the rules that compare name
+//! and content).
+//!
+//! Why a tombstone and a deny-list rather than a one-shot move: a dangling
+//! snapshot link makes huggingface_hub download the same bytes again, and
+//! `force_download=True` (or the shared store republishing a hash another
+//! repo needs) renames fresh bytes over the tombstone. Every hash ever
+//! quarantined is denied on sight; every hash a person restored is allowed.
+//!
+//! The decision from a scan report to an action lives in exactly one place,
+//! [`daemon_action`], so that the policy module can take it over.
+
+pub mod daemon;
+pub mod engine;
+pub mod hf_cache;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::policy::{self, Context, Policy};
+use crate::quarantine::Store;
+use crate::scan::{FileReport, Scanner};
+use hf_cache::{Root, RootKind};
+
+/// What the daemon does with a finished download.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Leave it alone.
+    Allow,
+    /// Leave it in place and log a warning.
+    Warn,
+    /// Move it to the quarantine store and leave a tombstone.
+    Quarantine,
+}
+
+/// What the daemon does with a scanned file: the policy decides in the
+/// daemon context (`[daemon]` actions, exemptions by hash). A daemon cannot
+/// block a download that already happened, so `block` means quarantine.
+pub fn daemon_action(policy: &Policy, report: &FileReport, shown: &str, sha256: &str) -> Action {
+    match policy.decide(report, shown, sha256, Context::Daemon).action {
+        policy::Action::Allow => Action::Allow,
+        policy::Action::Warn => Action::Warn,
+        policy::Action::Block | policy::Action::Quarantine => Action::Quarantine,
+    }
+}
+
+/// How the daemon was asked to run.
+#[derive(Debug, Clone)]
+pub struct WatchConfig {
+    /// Hub cache roots (the resolved default plus `--cache`).
+    pub caches: Vec<PathBuf>,
+    /// `--local-dir` roots.
+    pub local_dirs: Vec<PathBuf>,
+    /// Sweep and exit.
+    pub once: bool,
+    /// Scans running at the same time.
+    pub jobs: usize,
+    pub state_dir: PathBuf,
+    /// Identifies the policy's content: part of the scan-cache key, so that
+    /// a policy change re-decides cached files.
+    pub policy_key: String,
+}
+
+/// What a run did, for the `--once` exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunSummary {
+    pub files: u64,
+    pub scanned: u64,
+    pub quarantined: u64,
+    pub warned: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WatchError {
+    #[error(transparent)]
+    Store(#[from] crate::quarantine::Error),
+    #[error("cannot watch: {0}")]
+    Notify(#[from] notify::Error),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn prepare_roots(cfg: &WatchConfig) -> Result<Vec<Root>, WatchError> {
+    let mut roots: Vec<Root> = Vec::new();
+    let all = cfg
+        .caches
+        .iter()
+        .map(|p| (p, RootKind::HubCache))
+        .chain(cfg.local_dirs.iter().map(|p| (p, RootKind::LocalDir)));
+    for (path, kind) in all {
+        // huggingface_hub creates the cache on first download; creating it
+        // now lets the watch exist before that download.
+        std::fs::create_dir_all(path).map_err(|source| WatchError::Io {
+            context: format!("cannot create {}", path.display()),
+            source,
+        })?;
+        let path = std::fs::canonicalize(path).map_err(|source| WatchError::Io {
+            context: format!("cannot resolve {}", path.display()),
+            source,
+        })?;
+        if !roots.iter().any(|r| r.path == path) {
+            roots.push(Root { path, kind });
+        }
+    }
+    Ok(roots)
+}
+
+/// Runs the daemon (or one sweep) to completion on a small runtime: one
+/// thread for the loop, `jobs` blocking threads for hashing and scanning.
+pub fn run(cfg: WatchConfig, policy: Policy) -> Result<RunSummary, WatchError> {
+    let roots = prepare_roots(&cfg)?;
+    let store = Store::open(&cfg.state_dir)?;
+    let scanner = Scanner::new(policy.scan_config());
+    let engine = Arc::new(engine::Engine::new(
+        roots,
+        store,
+        scanner,
+        policy,
+        cfg.policy_key.clone(),
+    ));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .max_blocking_threads(cfg.jobs.max(1))
+        .build()
+        .map_err(|source| WatchError::Io {
+            context: "cannot start the runtime".into(),
+            source,
+        })?;
+    rt.block_on(daemon::run(engine.clone(), cfg.once, cfg.jobs))?;
+    let c = &engine.counters;
+    Ok(RunSummary {
+        files: engine::Counters::get(&c.files),
+        scanned: engine::Counters::get(&c.scanned),
+        quarantined: engine::Counters::get(&c.quarantined),
+        warned: engine::Counters::get(&c.warned),
+    })
+}
