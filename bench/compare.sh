@@ -19,7 +19,7 @@ RUNS=3
 TIMEOUT=300
 SIZE_MB=1024
 PICKLE_MB=200
-CORPUS=$ROOT/../shared/corpus
+CORPUS=${MODELGATE_CORPUS:-$ROOT/../shared/corpus}
 WORK=$ROOT/bench/.work
 LATEST=0
 while [ $# -gt 0 ]; do

@@ -35,11 +35,16 @@ kind_of() {
         504b0304*|504b0506*) echo zip ;;
         80*) echo pickle ;;
         934e554d5059*) echo numpy ;;
+        47475546*) echo gguf ;;
+        ????????54464c33*) echo tflite ;;
+        08*) echo protobuf ;;
         894844460d0a1a0a*) echo hdf5 ;;
         377abcaf271c*) echo 7z ;;
         1f8b*|425a68*|fd377a585a00*|5d0000*|78*) echo compressed ;;
         *)
-            if [ "$(head -c 262 "$f" | tail -c 5)" = ustar ]; then echo tar; else echo other; fi ;;
+            if [ "$(head -c 262 "$f" | tail -c 5)" = ustar ]; then echo tar
+            elif [ "$(head -c 9 "$f" | tail -c 1)" = "{" ]; then echo safetensors
+            else echo other; fi ;;
     esac
 }
 
@@ -58,6 +63,15 @@ seed() {
         scan_numpy) want=numpy ;;
         scan_hdf5) want=hdf5 ;;
         keras_config) want=keras ;;
+        scan_safetensors) want=safetensors ;;
+        scan_gguf) want=gguf ;;
+        scan_tflite) want=tflite ;;
+        scan_onnx|scan_savedmodel) want=protobuf ;;
+        jinja_template)
+            printf '%s' "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}{% endfor %}" > "$dir/chatml"
+            printf '%s' "{{ ''.__class__.__mro__[1].__subclasses__() }}" > "$dir/ssti"
+            printf '%s' "{% set x = cycler.__init__.__globals__.os.popen('id').read() %}{{ x }}" > "$dir/popen"
+            return ;;
         *) want=any ;;
     esac
     while IFS= read -r -d '' f; do

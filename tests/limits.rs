@@ -319,3 +319,22 @@ fn limits_are_tunable_from_a_policy_file() {
     let r = scanner.scan_bytes("spin.pkl", &p);
     assert!(has_finding(&r, "GEN002"), "{r:#?}");
 }
+
+#[test]
+fn gguf_declaring_2_pow_60_tensors_is_a_finding_not_an_allocation() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    for (name, tensors, kvs) in [
+        ("tensors.gguf", 1u64 << 60, 0u64),
+        ("kvs.gguf", 0, 1u64 << 60),
+    ] {
+        let mut g = b"GGUF".to_vec();
+        g.extend_from_slice(&3u32.to_le_bytes());
+        g.extend_from_slice(&tensors.to_le_bytes());
+        g.extend_from_slice(&kvs.to_le_bytes());
+        g.extend_from_slice(&[0u8; 64]);
+        let (r, growth) = measured_scan(&Scanner::default(), name, &g);
+        assert!(r.verdict >= Verdict::Suspicious, "{name}: {r:#?}");
+        assert!(!r.findings.is_empty());
+        assert_bounded(name, growth);
+    }
+}

@@ -224,7 +224,13 @@ fn report(findings: Vec<Finding>) -> FileReport {
 fn fingerprints_ignore_offsets_but_not_what_was_found() {
     let cwd = Path::new("/repo");
     let fp_of = |f: Finding| -> String {
-        let log = sarif::document(&[report(vec![f])], &[], &[PathBuf::from("models")], cwd);
+        let log = sarif::document(
+            &[report(vec![f])],
+            &[],
+            &[],
+            &[PathBuf::from("models")],
+            cwd,
+        );
         let v = serde_json::to_value(&log).unwrap();
         v["runs"][0]["results"][0]["partialFingerprints"]["modelgateFinding/v1"]
             .as_str()
@@ -249,13 +255,24 @@ fn fingerprints_ignore_offsets_but_not_what_was_found() {
             finding(&rules::DANGEROUS_GLOBAL, 1, &chain),
             finding(&rules::UNKNOWN_GLOBAL, 2, &[]),
         ])],
+        &[vec![sarif::Exempted {
+            rule: "PKL002",
+            justification: "our own class",
+        }]],
         &[],
         &[],
         cwd,
     );
     let v = serde_json::to_value(&log).unwrap();
     assert_valid(&v);
-    for r in v["runs"][0]["results"].as_array().unwrap() {
+    let results = v["runs"][0]["results"].as_array().unwrap();
+    assert!(results[0]["suppressions"].is_null());
+    assert_eq!(results[1]["suppressions"][0]["kind"], "external");
+    assert_eq!(
+        results[1]["suppressions"][0]["justification"],
+        "our own class"
+    );
+    for r in results {
         let fp = r["partialFingerprints"]["modelgateFinding/v1"].to_string();
         assert!(seen.insert(fp, r["ruleId"].clone()).is_none());
     }

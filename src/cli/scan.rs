@@ -139,7 +139,19 @@ pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
                 .map(|(path, error)| sarif::ScanError { path, error })
                 .collect();
             let cwd = std::env::current_dir().context("reading the working directory")?;
-            let log = sarif::document(&reports, &errs, &args.paths, &cwd);
+            let exempted: Vec<Vec<sarif::Exempted>> = decisions
+                .iter()
+                .map(|d| {
+                    d.exempted
+                        .iter()
+                        .map(|e| sarif::Exempted {
+                            rule: e.rule,
+                            justification: &e.reason,
+                        })
+                        .collect()
+                })
+                .collect();
+            let log = sarif::document(&reports, &exempted, &errs, &args.paths, &cwd);
             serde_json::to_writer_pretty(&mut stdout, &log)?;
             writeln!(stdout)?;
         }

@@ -141,7 +141,16 @@ pub struct SarifResult {
     pub message: Text,
     pub locations: Vec<Location>,
     pub partial_fingerprints: BTreeMap<&'static str, String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub suppressions: Vec<Suppression>,
     pub properties: ResultProperties,
+}
+
+/// A policy exemption that covers a result: GitHub shows it as dismissed.
+#[derive(Debug, Serialize)]
+pub struct Suppression {
+    pub kind: &'static str,
+    pub justification: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -200,6 +209,12 @@ pub struct LogicalLocation {
     pub kind: &'static str,
 }
 
+/// A rule exempted by the policy for one file, with the exemption's reason.
+pub struct Exempted<'a> {
+    pub rule: &'a str,
+    pub justification: &'a str,
+}
+
 /// A path that could not be scanned (reported as a tool notification, not a
 /// result: there is nothing about its content to say).
 pub struct ScanError<'a> {
@@ -207,10 +222,13 @@ pub struct ScanError<'a> {
     pub error: &'a str,
 }
 
-/// Builds the SARIF log for `reports`. `roots` are the paths given to the
-/// scan and `cwd` the working directory, both used to make URIs relative.
+/// Builds the SARIF log for `reports`. `exempted[i]` lists the policy
+/// exemptions applied to `reports[i]` (may be shorter than `reports`);
+/// `roots` are the paths given to the scan and `cwd` the working directory,
+/// both used to make URIs relative.
 pub fn document(
     reports: &[FileReport],
+    exempted: &[Vec<Exempted>],
     errors: &[ScanError],
     roots: &[PathBuf],
     cwd: &Path,
@@ -220,11 +238,21 @@ pub fn document(
     let mut bases = Bases::new(roots, cwd);
 
     let mut results = Vec::new();
-    for report in reports {
+    for (i, report) in reports.iter().enumerate() {
         let artifact = bases.locate(&report.path);
+        let exemptions = exempted.get(i).map(Vec::as_slice).unwrap_or_default();
         for f in &report.findings {
             let rule_index = index.get(f.rule.id).copied().unwrap_or_default();
-            results.push(result(report, f, rule_index, &artifact));
+            let mut res = result(report, f, rule_index, &artifact);
+            res.suppressions = exemptions
+                .iter()
+                .filter(|e| e.rule == f.rule.id)
+                .map(|e| Suppression {
+                    kind: "external",
+                    justification: e.justification.to_string(),
+                })
+                .collect();
+            results.push(res);
         }
     }
     let notifications = errors
@@ -303,7 +331,11 @@ fn descriptor(r: &'static Rule) -> ReportingDescriptor {
             text: format!("{}\n\nRemediation: {}", r.explanation, r.remediation),
             markdown,
         },
-        help_uri: refs.iter().copied().find(|u| u.starts_with("https://")),
+        // References may carry a note after the address ("URL (what)").
+        help_uri: refs
+            .iter()
+            .filter_map(|r| r.split_whitespace().next())
+            .find(|u| u.starts_with("https://")),
         default_configuration: Configuration {
             level: level(r.verdict),
         },
@@ -363,6 +395,7 @@ fn result(
             logical_locations,
         }],
         partial_fingerprints: fingerprints,
+        suppressions: Vec::new(),
         properties: ResultProperties {
             verdict: f.verdict,
             format: report.format.clone(),

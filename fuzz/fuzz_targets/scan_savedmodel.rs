@@ -1,0 +1,11 @@
+//! `Scanner::scan_bytes` with the name hint `saved_model.pb`; the seed corpus
+//! (see run.sh) holds real files of this format, and content decides the
+//! parser, so mutations also reach the sniffer and every other parser.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use modelgate::scan::Scanner;
+
+fuzz_target!(|data: &[u8]| {
+    let _ = Scanner::default().scan_bytes("saved_model.pb", data);
+});
