@@ -162,7 +162,8 @@ pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
 
 /// The policy's decision on one file. Path rules match the path as given
 /// (relative to the working directory when it is inside it); the content
-/// hash is only computed when an exemption could apply.
+/// hash is only computed when an exemption could apply. Files on disk are
+/// also held to the path rules' `require-signature`.
 fn decide(policy: &Policy, report: &FileReport, source: &Source) -> Decision {
     let path = relative(&report.path);
     let hash = || match source {
@@ -170,7 +171,12 @@ fn decide(policy: &Policy, report: &FileReport, source: &Source) -> Decision {
         Source::Stdin(bytes) => digest::sha256_bytes(bytes),
         Source::ModelDir => String::new(),
     };
-    policy.decide_with(report, &path, hash, Context::Scan)
+    match source {
+        Source::File(p) => policy.decide_file(report, &path, p, hash, Context::Scan),
+        Source::Stdin(_) | Source::ModelDir => {
+            policy.decide_with(report, &path, hash, Context::Scan)
+        }
+    }
 }
 
 fn relative(path: &str) -> String {
