@@ -85,6 +85,15 @@ pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
             };
             for (r, d) in reports.iter().zip(&decisions) {
                 human::write_report(&mut stdout, r, opts)?;
+                // Policy rules (POL001-003) are not scanner findings: say
+                // them here or a blocked file would show no reason.
+                for b in d.basis.iter().filter(|b| b.finding.is_none()) {
+                    writeln!(
+                        stdout,
+                        "{}: {} in {}: {}",
+                        b.action, b.rule, r.path, b.message
+                    )?;
+                }
                 for e in &d.exempted {
                     writeln!(
                         stdout,
