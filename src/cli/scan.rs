@@ -85,6 +85,15 @@ pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
             };
             for (r, d) in reports.iter().zip(&decisions) {
                 human::write_report(&mut stdout, r, opts)?;
+                // Policy rules (POL001-003) are not scanner findings: say
+                // them here or a blocked file would show no reason.
+                for b in d.basis.iter().filter(|b| b.finding.is_none()) {
+                    writeln!(
+                        stdout,
+                        "{}: {} in {}: {}",
+                        b.action, b.rule, r.path, b.message
+                    )?;
+                }
                 for e in &d.exempted {
                     writeln!(
                         stdout,
@@ -174,7 +183,8 @@ pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
 
 /// The policy's decision on one file. Path rules match the path as given
 /// (relative to the working directory when it is inside it); the content
-/// hash is only computed when an exemption could apply.
+/// hash is only computed when an exemption could apply. Files on disk are
+/// also held to the path rules' `require-signature`.
 fn decide(policy: &Policy, report: &FileReport, source: &Source) -> Decision {
     let path = relative(&report.path);
     let hash = || match source {
@@ -182,7 +192,12 @@ fn decide(policy: &Policy, report: &FileReport, source: &Source) -> Decision {
         Source::Stdin(bytes) => digest::sha256_bytes(bytes),
         Source::ModelDir => String::new(),
     };
-    policy.decide_with(report, &path, hash, Context::Scan)
+    match source {
+        Source::File(p) => policy.decide_file(report, &path, p, hash, Context::Scan),
+        Source::Stdin(_) | Source::ModelDir => {
+            policy.decide_with(report, &path, hash, Context::Scan)
+        }
+    }
 }
 
 fn relative(path: &str) -> String {

@@ -8,14 +8,17 @@
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use globset::{GlobBuilder, GlobSetBuilder};
 use toml::Spanned;
 
 use super::diag::{Diagnostic, Severity};
-use super::schema::{RawActions, RawPolicy};
-use super::{Action, Actions, AllowedGlobal, Exemption, POLICY_RULES, PathRule, Policy};
+use super::schema::{RawActions, RawPolicy, RawRequireSignature};
+use super::{
+    Action, Actions, AllowedGlobal, Exemption, POLICY_RULES, PathRule, Policy, SignatureRequirement,
+};
 use crate::scan::pickle::globals::builtin_denial;
 use crate::scan::{Limits, rules};
 
@@ -251,6 +254,106 @@ impl Checker {
     }
 }
 
+impl Checker {
+    /// Resolves the key files relative to the policy file and parses them
+    /// now, so that a typo in a key path fails `policy check` and every
+    /// command, not the first file that needs a signature.
+    fn require_signature(
+        &mut self,
+        f: &LoadedFile,
+        raw: &Spanned<RawRequireSignature>,
+        daemon: bool,
+    ) -> Option<SignatureRequirement> {
+        let r = raw.get_ref();
+        let dir = f.path.parent().unwrap_or(Path::new(""));
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
+        let mut ok = true;
+        if r.keys.get_ref().is_empty() {
+            self.err(
+                f,
+                r.keys.span(),
+                "`require-signature` needs at least one trusted public key",
+                Some("e.g. keys = [\"keys/team.pub\"] (relative to this policy file)".into()),
+            );
+            ok = false;
+        }
+        let mut key_files = Vec::new();
+        for k in r.keys.get_ref() {
+            let path = dir.join(k.get_ref());
+            match crate::sign::PublicKey::from_file(&path) {
+                Ok(_) => key_files.push(path),
+                Err(e) => {
+                    self.err(
+                        f,
+                        k.span(),
+                        format!("trusted key `{}` cannot be used: {e}", k.get_ref()),
+                        Some(
+                            "key paths are relative to the policy file; a key is a PEM public key (`modelgate sign` prints one)"
+                                .into(),
+                        ),
+                    );
+                    ok = false;
+                }
+            }
+        }
+        let mut repos = Vec::new();
+        let mut repo_globs = GlobSetBuilder::new();
+        match (&r.repos, daemon) {
+            (Some(list), false) => {
+                self.err(
+                    f,
+                    list.span(),
+                    "`repos` only applies to `[daemon] require-signature`",
+                    Some("a path rule is already scoped by its `globs`".into()),
+                );
+                ok = false;
+            }
+            (Some(list), true) => {
+                for g in list.get_ref() {
+                    match GlobBuilder::new(g.get_ref())
+                        .literal_separator(true)
+                        .build()
+                    {
+                        Ok(glob) => {
+                            repo_globs.add(glob);
+                            repos.push(g.get_ref().clone());
+                        }
+                        Err(e) => {
+                            self.err(
+                                f,
+                                g.span(),
+                                format!("invalid repo glob `{}`: {}", g.get_ref(), e.kind()),
+                                Some(
+                                    "write a Hugging Face repo id or glob: \"org/name\", \"org/*\""
+                                        .into(),
+                                ),
+                            );
+                            ok = false;
+                        }
+                    }
+                }
+            }
+            (None, _) => {}
+        }
+        if !ok {
+            return None;
+        }
+        let keys = crate::sign::TrustedKeys::from_files(&key_files).ok()?;
+        let repo_globs = repo_globs.build().ok()?;
+        Some(SignatureRequirement {
+            key_files,
+            keys,
+            boundary: dir.to_path_buf(),
+            repos,
+            repo_globs,
+        })
+    }
+}
+
 const REPO_ACTIONS: &[Action] = &[Action::Allow, Action::Warn, Action::Block];
 const DAEMON_ACTIONS: &[Action] = &[Action::Allow, Action::Warn, Action::Quarantine];
 
@@ -260,6 +363,7 @@ pub fn compile(files: &[LoadedFile], today: jiff::civil::Date) -> Result<Policy,
     let mut c = Checker { diags: Vec::new() };
     let mut actions = Actions::REPOSITORY;
     let mut daemon = Actions::DAEMON;
+    let mut daemon_signature = None;
     let mut on_error = Action::Block;
     let default_limits = toml::Table::try_from(Limits::default()).unwrap_or_default();
     let mut limits_table = default_limits.clone();
@@ -275,8 +379,11 @@ pub fn compile(files: &[LoadedFile], today: jiff::civil::Date) -> Result<Policy,
         if let Some(a) = &raw.actions {
             c.actions(f, a, &mut actions, REPO_ACTIONS, "[actions]");
         }
-        if let Some(a) = &raw.daemon {
-            c.actions(f, a, &mut daemon, DAEMON_ACTIONS, "[daemon]");
+        if let Some(d) = &raw.daemon {
+            c.actions(f, &d.actions(), &mut daemon, DAEMON_ACTIONS, "[daemon]");
+            if let Some(r) = &d.require_signature {
+                daemon_signature = c.require_signature(f, r, true).map(Arc::new);
+            }
         }
         if let Some(h) = &raw.hook
             && let Some(a) = c.action(f, &h.on_error, REPO_ACTIONS, "[hook] on-error")
@@ -454,6 +561,11 @@ pub fn compile(files: &[LoadedFile], today: jiff::civil::Date) -> Result<Policy,
                 }
                 require_format = Some(list.get_ref().iter().map(|s| s.get_ref().clone()).collect());
             }
+            let require_signature = rule
+                .require_signature
+                .as_ref()
+                .and_then(|r| c.require_signature(f, r, false))
+                .map(Arc::new);
             let malicious = c.action(f, &rule.malicious, REPO_ACTIONS, "[[paths]]");
             let suspicious = c.action(f, &rule.suspicious, REPO_ACTIONS, "[[paths]]");
             let info = c.action(f, &rule.info, REPO_ACTIONS, "[[paths]]");
@@ -466,7 +578,8 @@ pub fn compile(files: &[LoadedFile], today: jiff::civil::Date) -> Result<Policy,
             ]
             .iter()
             .all(|v| v.is_none())
-                && rule.require_format.is_none();
+                && rule.require_format.is_none()
+                && rule.require_signature.is_none();
             if sets_nothing {
                 c.warn(
                     f,
@@ -483,6 +596,7 @@ pub fn compile(files: &[LoadedFile], today: jiff::civil::Date) -> Result<Policy,
                 info,
                 unverifiable,
                 require_format,
+                require_signature,
             });
         }
         for e in &raw.exemptions {
@@ -512,7 +626,7 @@ pub fn compile(files: &[LoadedFile], today: jiff::civil::Date) -> Result<Policy,
                             f,
                             r.span(),
                             format!("unknown rule `{}`", r.get_ref()),
-                            Some("`modelgate rules` lists the detection rules; POL001 and POL002 are policy rules".into()),
+                            Some("`modelgate rules` lists the detection rules; POL001, POL002 and POL003 are policy rules".into()),
                         );
                         None
                     }
@@ -604,6 +718,7 @@ pub fn compile(files: &[LoadedFile], today: jiff::civil::Date) -> Result<Policy,
         files: files.iter().map(|f| f.path.clone()).collect(),
         actions,
         daemon,
+        daemon_signature,
         on_error,
         limits,
         allow: allow.into_iter().map(|(g, _, _)| g).collect(),

@@ -37,12 +37,14 @@ pub mod diag;
 mod schema;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use globset::GlobSet;
 use serde::Serialize;
 
 use crate::scan::{FileReport, GlobalLists, Limits, ScanConfig, ScanStatus, Verdict};
+use crate::sign::{self, Mismatch, SignError, TrustedKeys};
 pub use diag::{Diagnostic, Severity};
 
 /// The commented default policy (the repository's `policy.toml`).
@@ -135,8 +137,23 @@ pub static CONTENT_UNVERIFIABLE: PolicyRule = PolicyRule {
         exemption to its sha256 with a reason.",
 };
 
+/// A `require-signature` applied to the file and it carries no valid
+/// signature by a trusted key.
+pub static SIGNATURE_REQUIRED: PolicyRule = PolicyRule {
+    id: "POL003",
+    name: "signature-required",
+    summary: "The policy requires a valid model signature by a trusted key and the file has none",
+    remediation: "Sign the model with a trusted key (`modelgate sign`) and commit the signature \
+        next to it; if the file changed since it was signed, find out why before re-signing. \
+        A signature proves integrity, not safety: scan findings still apply.",
+};
+
 /// Every policy rule, for validation of exemption `rule` keys.
-pub static POLICY_RULES: &[&PolicyRule] = &[&FORMAT_NOT_ALLOWED, &CONTENT_UNVERIFIABLE];
+pub static POLICY_RULES: &[&PolicyRule] = &[
+    &FORMAT_NOT_ALLOWED,
+    &CONTENT_UNVERIFIABLE,
+    &SIGNATURE_REQUIRED,
+];
 
 /// Default action per verdict (and for unverifiable content) in one context.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -184,6 +201,29 @@ pub struct PathRule {
     pub info: Option<Action>,
     pub unverifiable: Option<Action>,
     pub require_format: Option<Vec<String>>,
+    pub require_signature: Option<Arc<SignatureRequirement>>,
+}
+
+/// `require-signature` after validation: the trusted keys (already parsed)
+/// and where to stop looking for a signature.
+#[derive(Debug, Clone)]
+pub struct SignatureRequirement {
+    /// The key files as resolved, for display.
+    pub key_files: Vec<PathBuf>,
+    pub keys: TrustedKeys,
+    /// The directory of the policy file that set the requirement: a
+    /// `model.sig` above it does not belong to this repository.
+    pub boundary: PathBuf,
+    /// `[daemon]` only: the repo ids (`org/name`, globs) it applies to;
+    /// empty means every repo.
+    pub repos: Vec<String>,
+    repo_globs: GlobSet,
+}
+
+impl SignatureRequirement {
+    fn applies_to_repo(&self, repo_id: &str) -> bool {
+        self.repos.is_empty() || self.repo_globs.is_match(repo_id)
+    }
 }
 
 /// `[[exemptions]]` after validation.
@@ -216,6 +256,7 @@ pub struct Policy {
     files: Vec<PathBuf>,
     actions: Actions,
     daemon: Actions,
+    daemon_signature: Option<Arc<SignatureRequirement>>,
     on_error: Action,
     limits: Limits,
     allow: Vec<AllowedGlobal>,
@@ -400,7 +441,9 @@ impl Policy {
 
     /// As [`Policy::decide`], computing the hash only if an exemption could
     /// change the outcome: hashing a 10 GB checkpoint that nothing flagged
-    /// would be wasted time in a hook.
+    /// would be wasted time in a hook. Without the file on disk a path
+    /// rule's `require-signature` cannot be checked: see
+    /// [`Policy::decide_file`].
     pub fn decide_with(
         &self,
         report: &FileReport,
@@ -408,8 +451,56 @@ impl Policy {
         sha256: impl FnOnce() -> String,
         context: Context,
     ) -> Decision {
-        let (actions, require, path_rules) = self.effective(path_in_repo, context);
-        let mut basis: Vec<Basis> = report
+        self.decide_inner(report, path_in_repo, None, sha256, context)
+    }
+
+    /// As [`Policy::decide_with`] for a file on disk (`file`, as opened):
+    /// also enforces the `require-signature` of the path rules that match
+    /// `path_in_repo` (POL003).
+    pub fn decide_file(
+        &self,
+        report: &FileReport,
+        path_in_repo: &str,
+        file: &Path,
+        sha256: impl FnOnce() -> String,
+        context: Context,
+    ) -> Decision {
+        self.decide_inner(report, path_in_repo, Some(file), sha256, context)
+    }
+
+    /// The daemon's decision on a finished download. `shown` is the file's
+    /// snapshot path (`<cache>/models--org--name/snapshots/<commit>/<path>`)
+    /// when known: the `[daemon] require-signature` applies to snapshot
+    /// files of the repos it lists, checked against the signature found in
+    /// the snapshot and the content hash the daemon already computed.
+    pub fn decide_download(&self, report: &FileReport, shown: &Path, sha256: &str) -> Decision {
+        let display = shown.to_string_lossy();
+        let (actions, _, _, path_rules) = self.effective(&display, Context::Daemon);
+        let mut basis = self.finding_basis(report, &actions);
+        if let Some(req) = &self.daemon_signature
+            && is_model(report)
+            && let Some(loc) = crate::bom::hfcache::locate(shown)
+            && loc.repo_type == "model"
+            && req.applies_to_repo(&loc.repo_id)
+        {
+            let shown_name = format!("{}/{}", loc.repo_id, loc.path_in_repo);
+            let snapshot = loc.snapshot_dir();
+            if let Some(message) =
+                signature_problem(req, shown, &shown_name, &snapshot, Some(sha256))
+            {
+                basis.push(signature_basis(&actions, message));
+            }
+        }
+        self.finish(basis, path_rules, || sha256.to_string())
+    }
+
+    /// Whether `[daemon] require-signature` is set.
+    pub fn requires_download_signature(&self) -> bool {
+        self.daemon_signature.is_some()
+    }
+
+    fn finding_basis(&self, report: &FileReport, actions: &Actions) -> Vec<Basis> {
+        report
             .findings
             .iter()
             .enumerate()
@@ -420,22 +511,40 @@ impl Policy {
                 finding: Some(i),
                 message: f.message.clone(),
             })
-            .collect();
-        if let Some((rule_name, formats)) = require {
-            let is_model = !matches!(report.status, ScanStatus::Skipped { .. });
-            if is_model && !formats.iter().any(|f| f == &report.format) {
-                basis.push(Basis {
-                    rule: FORMAT_NOT_ALLOWED.id,
-                    verdict: Verdict::Suspicious,
-                    action: Action::Block,
-                    finding: None,
-                    message: format!(
-                        "format `{}` is not allowed here: path rule `{rule_name}` requires {}",
-                        report.format,
-                        formats.join(", ")
-                    ),
-                });
-            }
+            .collect()
+    }
+
+    fn decide_inner(
+        &self,
+        report: &FileReport,
+        path_in_repo: &str,
+        file: Option<&Path>,
+        sha256: impl FnOnce() -> String,
+        context: Context,
+    ) -> Decision {
+        let (actions, require, signature, path_rules) = self.effective(path_in_repo, context);
+        let mut basis = self.finding_basis(report, &actions);
+        if let Some((rule_name, formats)) = require
+            && is_model(report)
+            && !formats.iter().any(|f| f == &report.format)
+        {
+            basis.push(Basis {
+                rule: FORMAT_NOT_ALLOWED.id,
+                verdict: Verdict::Suspicious,
+                action: Action::Block,
+                finding: None,
+                message: format!(
+                    "format `{}` is not allowed here: path rule `{rule_name}` requires {}",
+                    report.format,
+                    formats.join(", ")
+                ),
+            });
+        }
+        if let (Some(req), Some(file)) = (signature, file)
+            && is_model(report)
+            && let Some(message) = signature_problem(req, file, path_in_repo, &req.boundary, None)
+        {
+            basis.push(signature_basis(&actions, message));
         }
         self.finish(basis, path_rules, sha256)
     }
@@ -450,7 +559,7 @@ impl Policy {
         reason: &str,
         context: Context,
     ) -> Decision {
-        let (actions, _, path_rules) = self.effective(path_in_repo, context);
+        let (actions, _, _, path_rules) = self.effective(path_in_repo, context);
         let basis = vec![Basis {
             rule: CONTENT_UNVERIFIABLE.id,
             verdict: Verdict::Suspicious,
@@ -502,9 +611,10 @@ impl Policy {
     fn effective(&self, path: &str, context: Context) -> Effective<'_> {
         let mut actions = *self.actions(context);
         let mut require = None;
+        let mut signature = None;
         let mut names = Vec::new();
         if context == Context::Daemon || self.paths.is_empty() {
-            return (actions, require, names);
+            return (actions, require, signature, names);
         }
         let mut matched: Vec<usize> = self
             .globs
@@ -527,9 +637,12 @@ impl Policy {
             if let Some(formats) = &rule.require_format {
                 require = Some((rule.name.as_str(), formats.as_slice()));
             }
+            if let Some(req) = &rule.require_signature {
+                signature = Some(req.as_ref());
+            }
             names.push(rule.name.clone());
         }
-        (actions, require, names)
+        (actions, require, signature, names)
     }
 
     fn finish(
@@ -589,8 +702,117 @@ impl Policy {
 }
 
 /// The settings that apply to one path: actions, the `require-format` list
-/// with the name of the rule that set it, and the matching rule names.
-type Effective<'p> = (Actions, Option<(&'p str, &'p [String])>, Vec<String>);
+/// with the name of the rule that set it, the signature requirement, and the
+/// matching rule names.
+type Effective<'p> = (
+    Actions,
+    Option<(&'p str, &'p [String])>,
+    Option<&'p SignatureRequirement>,
+    Vec<String>,
+);
+
+/// Files the scanner skipped (READMEs, JSON configs, the signature itself)
+/// are not models: format and signature requirements are about models.
+fn is_model(report: &FileReport) -> bool {
+    !matches!(report.status, ScanStatus::Skipped { .. })
+}
+
+/// A missing or failed signature is "cannot be shown to be what the
+/// publisher shipped": suspicious, so the context's `suspicious` action
+/// applies (block in scans and hooks by default, `[daemon] suspicious` in
+/// the daemon).
+fn signature_basis(actions: &Actions, message: String) -> Basis {
+    Basis {
+        rule: SIGNATURE_REQUIRED.id,
+        verdict: Verdict::Suspicious,
+        action: actions.suspicious,
+        finding: None,
+        message,
+    }
+}
+
+/// Why `file` (shown as `shown`) is not covered by a valid signature from
+/// `req`'s keys, or `None` when it is. The signature is looked for next to
+/// the file and in its directories up to `boundary`; the file is checked
+/// alone against its signed digest (`known_sha` when the caller already
+/// hashed it), so a partial download or a sparse checkout can be judged
+/// file by file. Nothing here parses the model.
+fn signature_problem(
+    req: &SignatureRequirement,
+    file: &Path,
+    shown: &str,
+    boundary: &Path,
+    known_sha: Option<&str>,
+) -> Option<String> {
+    // Lexical, not canonical: a hub snapshot entry is a symlink into
+    // `blobs/`, and the signature sits next to the link, not the blob.
+    let file = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
+    let boundary = std::path::absolute(boundary).unwrap_or_else(|_| boundary.to_path_buf());
+    let stop = file.starts_with(&boundary).then_some(boundary.as_path());
+    let Some(loc) = sign::find_signature(&file, stop) else {
+        let name = file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        return Some(format!(
+            "no {} or {name}.sig covers {shown}: the policy requires a signature by {}",
+            sign::SIGNATURE_FILE,
+            key_list(req)
+        ));
+    };
+    let sig = loc.signature.display();
+    let manifest = match sign::open_signature(&loc.signature, &req.keys) {
+        Ok(m) => m,
+        Err(e @ (SignError::KeyMismatch { .. } | SignError::BadSignature)) => {
+            return Some(format!(
+                "{sig} (covering {shown}) is not signed by a trusted key ({}): {e}",
+                key_list(req)
+            ));
+        }
+        Err(e) => return Some(format!("{sig} (covering {shown}) cannot be verified: {e}")),
+    };
+    let name = match file.strip_prefix(&loc.model) {
+        Ok(rel) if rel.as_os_str().is_empty() => ".".to_string(),
+        Ok(rel) => rel
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy())
+            .collect::<Vec<_>>()
+            .join("/"),
+        Err(_) => ".".to_string(),
+    };
+    let checked = match known_sha {
+        Some(actual) => match manifest.digest_of(&name) {
+            Some(expected) if expected.eq_ignore_ascii_case(actual) => Ok(()),
+            Some(expected) => Err(SignError::Mismatch(vec![Mismatch::Changed {
+                name: name.clone(),
+                expected: expected.to_string(),
+                actual: actual.to_ascii_lowercase(),
+            }])),
+            None => Err(SignError::Mismatch(vec![Mismatch::Extra(name.clone())])),
+        },
+        None => manifest.check_file(&name, &file),
+    };
+    match checked {
+        Ok(()) => None,
+        Err(SignError::Mismatch(m)) => Some(match m.first() {
+            Some(Mismatch::Changed {
+                expected, actual, ..
+            }) => format!(
+                "{shown} changed since it was signed (signed sha256 {expected}, now {actual}; signature {sig})"
+            ),
+            _ => format!("{sig} does not cover {shown} (`{name}` is not among the signed files)"),
+        }),
+        Err(e) => Some(format!("{sig} (covering {shown}) cannot be verified: {e}")),
+    }
+}
+
+fn key_list(req: &SignatureRequirement) -> String {
+    req.key_files
+        .iter()
+        .map(|k| k.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 /// The nearest policy file at or above `start`.
 pub fn discover(start: &Path) -> Option<PathBuf> {

@@ -21,7 +21,7 @@ use toml::Spanned;
 pub struct RawPolicy {
     pub extends: Option<Spanned<String>>,
     pub actions: Option<RawActions>,
-    pub daemon: Option<RawActions>,
+    pub daemon: Option<RawDaemon>,
     pub hook: Option<RawHook>,
     /// Kept as a table so that each key can be checked (and merged across
     /// `extends`) individually, with its own span.
@@ -42,6 +42,39 @@ pub struct RawActions {
     pub suspicious: Option<Spanned<String>>,
     pub info: Option<Spanned<String>>,
     pub unverifiable: Option<Spanned<String>>,
+}
+
+/// `[daemon]`: the actions, plus a signature requirement scoped by Hugging
+/// Face repo id (cache paths say nothing a repository glob could match).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawDaemon {
+    pub malicious: Option<Spanned<String>>,
+    pub suspicious: Option<Spanned<String>>,
+    pub info: Option<Spanned<String>>,
+    pub unverifiable: Option<Spanned<String>>,
+    pub require_signature: Option<Spanned<RawRequireSignature>>,
+}
+
+impl RawDaemon {
+    pub fn actions(&self) -> RawActions {
+        RawActions {
+            malicious: self.malicious.clone(),
+            suspicious: self.suspicious.clone(),
+            info: self.info.clone(),
+            unverifiable: self.unverifiable.clone(),
+        }
+    }
+}
+
+/// `require-signature = { keys = [...] }`: files must carry a valid OpenSSF
+/// Model Signing signature by one of these public keys (paths relative to
+/// the policy file). `repos` is only accepted under `[daemon]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawRequireSignature {
+    pub keys: Spanned<Vec<Spanned<String>>>,
+    pub repos: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -117,6 +150,7 @@ pub struct RawPathRule {
     pub info: Option<Spanned<String>>,
     pub unverifiable: Option<Spanned<String>>,
     pub require_format: Option<Spanned<Vec<Spanned<String>>>>,
+    pub require_signature: Option<Spanned<RawRequireSignature>>,
 }
 
 /// `[[exemptions]]`: a finding accepted for one exact file content.

@@ -244,10 +244,16 @@ impl Engine {
             name
         };
         let display_str = shown.to_string_lossy().into_owned();
-        let name_key = shown
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        // A signature requirement depends on the repo and the snapshot, not
+        // only on the content and name: key such decisions on the full path.
+        let name_key = if self.policy.requires_download_signature() {
+            display_str.clone()
+        } else {
+            shown
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        };
 
         let listed = self.store.db().list_of(&sha)?;
         // Bound first: a guard in a `match` scrutinee would live through the
@@ -288,7 +294,7 @@ impl Engine {
                         }
                     };
                     Counters::bump(&self.counters.scanned);
-                    let action = daemon_action(&self.policy, &report, &display_str, &sha);
+                    let action = daemon_action(&self.policy, &report, &shown, &sha);
                     let summary = summarize(&report, action);
                     self.store
                         .db()

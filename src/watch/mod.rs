@@ -30,10 +30,10 @@ pub mod daemon;
 pub mod engine;
 pub mod hf_cache;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::policy::{self, Context, Policy};
+use crate::policy::{self, Policy};
 use crate::quarantine::Store;
 use crate::scan::{FileReport, Scanner};
 use hf_cache::{Root, RootKind};
@@ -50,10 +50,11 @@ pub enum Action {
 }
 
 /// What the daemon does with a scanned file: the policy decides in the
-/// daemon context (`[daemon]` actions, exemptions by hash). A daemon cannot
-/// block a download that already happened, so `block` means quarantine.
-pub fn daemon_action(policy: &Policy, report: &FileReport, shown: &str, sha256: &str) -> Action {
-    match policy.decide(report, shown, sha256, Context::Daemon).action {
+/// daemon context (`[daemon]` actions and `require-signature`, exemptions by
+/// hash). `shown` is the snapshot path when known. A daemon cannot block a
+/// download that already happened, so `block` means quarantine.
+pub fn daemon_action(policy: &Policy, report: &FileReport, shown: &Path, sha256: &str) -> Action {
+    match policy.decide_download(report, shown, sha256).action {
         policy::Action::Allow => Action::Allow,
         policy::Action::Warn => Action::Warn,
         policy::Action::Block | policy::Action::Quarantine => Action::Quarantine,
