@@ -4,7 +4,7 @@
 # counts each tool's detections on the corpus.
 #
 #   bench/compare.sh [--runs N] [--timeout SECONDS] [--size-mb MB] [--pickle-mb MB]
-#                    [--corpus DIR] [--work DIR] [--latest]
+#                    [--corpus DIR] [--work DIR] [--latest] [--only TOOL,...]
 #
 # On a fresh Debian machine it installs what it needs: hyperfine and GNU time
 # (apt-get), a virtual environment with the four tools (pinned versions, or
@@ -22,6 +22,7 @@ PICKLE_MB=200
 CORPUS=${MODELGATE_CORPUS:-$ROOT/../shared/corpus}
 WORK=$ROOT/bench/.work
 LATEST=0
+ONLY=
 while [ $# -gt 0 ]; do
     case $1 in
         --runs) RUNS=$2; shift 2 ;;
@@ -31,6 +32,7 @@ while [ $# -gt 0 ]; do
         --corpus) CORPUS=$2; shift 2 ;;
         --work) WORK=$2; shift 2 ;;
         --latest) LATEST=1; shift ;;
+        --only) ONLY=$2; shift 2 ;;
         -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
@@ -97,7 +99,13 @@ fi
     echo "python: $("$VENV/bin/python" --version | awk '{print $2}')"
     echo "hyperfine: $(hyperfine --version | awk '{print $2}')"
     echo "runs: $RUNS per measurement, timeout $TIMEOUT s per run"
-} > "$RESULTS/machine.txt"
+} > "$RESULTS/machine.$$.txt"
+if [ -n "$ONLY" ] && [ -f "$RESULTS/machine.txt" ]; then
+    { echo "re-measured $ONLY:"; sed 's/^/  /' "$RESULTS/machine.$$.txt"; } >> "$RESULTS/machine.txt"
+    rm "$RESULTS/machine.$$.txt"
+else
+    mv "$RESULTS/machine.$$.txt" "$RESULTS/machine.txt"
+fi
 cat "$RESULTS/machine.txt" >&2
 
 # --- timing ------------------------------------------------------------------
@@ -122,6 +130,9 @@ cmd() { # tool path
 }
 
 TOOLS=(modelgate picklescan modelscan fickling modelaudit)
+# --only re-measures some tools and keeps the other tools' earlier results.
+[ -z "$ONLY" ] || IFS=, read -r -a TOOLS <<< "$ONLY"
+wanted() { [[ " ${TOOLS[*]} " == *" $1 "* ]]; }
 TARGETS=(large_p4.pkl large_p5.pkl many_floats.pkl big_torch.pt big.safetensors tree corpus)
 path_of() { if [ "$1" = corpus ]; then echo "$CORPUS"; else echo "$INPUTS/$1"; fi; }
 
@@ -152,12 +163,12 @@ done
 # --- detection on the corpus ---------------------------------------------------
 log "detection runs on $CORPUS"
 set +e
-"$MODELGATE" scan --format json "$CORPUS" > "$RESULTS/detect.modelgate.json" 2>/dev/null
-picklescan -p "$CORPUS" > "$RESULTS/detect.picklescan.txt" 2>&1
-modelscan -p "$CORPUS" -r json -o "$RESULTS/detect.modelscan.json" > /dev/null 2>&1
-modelaudit scan --no-cache --format json -o "$RESULTS/detect.modelaudit.json" "$CORPUS" > /dev/null 2>&1
-: > "$RESULTS/detect.fickling.tsv"
-find "$CORPUS" -type f | sort | while read -r f; do
+wanted modelgate && "$MODELGATE" scan --format json "$CORPUS" > "$RESULTS/detect.modelgate.json" 2>/dev/null
+wanted picklescan && picklescan -p "$CORPUS" > "$RESULTS/detect.picklescan.txt" 2>&1
+wanted modelscan && modelscan -p "$CORPUS" -r json -o "$RESULTS/detect.modelscan.json" > /dev/null 2>&1
+wanted modelaudit && modelaudit scan --no-cache --format json -o "$RESULTS/detect.modelaudit.json" "$CORPUS" > /dev/null 2>&1
+wanted fickling && : > "$RESULTS/detect.fickling.tsv"
+wanted fickling && find "$CORPUS" -type f | sort | while read -r f; do
     timeout "$TIMEOUT" fickling --check-safety "$f" > /dev/null 2> "$RESULTS/fickling.stderr"
     rc=$?
     if grep -q Traceback "$RESULTS/fickling.stderr"; then rc=error; fi
