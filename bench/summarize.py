@@ -44,6 +44,7 @@ def entry_of(location, corpus, paths):
         loc = loc[len(corpus) + 1:]
     best = None
     for p in paths:
+        p = p.rstrip("/")  # directory entries (SavedModels) end in a slash
         if loc == p or (loc.startswith(p) and loc[len(p)] in ":/ #!"):
             if best is None or len(p) > len(best):
                 best = p
@@ -206,7 +207,7 @@ def main():
     paths = [e["path"] for e in entries]
     by_expect = {}
     for e in entries:
-        by_expect.setdefault(e["expect"], set()).add(e["path"])
+        by_expect.setdefault(e["expect"], set()).add(e["path"].rstrip("/"))
     mal = by_expect.get("malicious", set())
     sus = by_expect.get("suspicious", set())
     ben = by_expect.get("benign", set())

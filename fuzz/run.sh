@@ -42,8 +42,8 @@ kind_of() {
         377abcaf271c*) echo 7z ;;
         1f8b*|425a68*|fd377a585a00*|5d0000*|78*) echo compressed ;;
         *)
-            if [ "$(head -c 262 "$f" | tail -c 5)" = ustar ]; then echo tar
-            elif [ "$(head -c 9 "$f" | tail -c 1)" = "{" ]; then echo safetensors
+            if [ "$(head -c 262 "$f" | tail -c 5 | tr -d '\000')" = ustar ]; then echo tar
+            elif [ "$(head -c 9 "$f" | tail -c 1 | tr -d '\000')" = "{" ]; then echo safetensors
             else echo other; fi ;;
     esac
 }
