@@ -16,7 +16,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 
 use super::globals::{self, Class, GlobalLists};
 use crate::scan::limits::Limits;
@@ -172,7 +172,18 @@ struct Walker<'a> {
     protocol: u8,
     joblib: bool,
     nesting: u32,
+    /// Every mutable value made, held weakly: APPEND, SETITEM and BUILD can
+    /// make a value contain itself (`L.append(L)`), and reference counting
+    /// never frees such cycles. [`Walker::break_cycles`] empties them all
+    /// when the walk ends, so a hostile pickle leaks nothing into a
+    /// long-running daemon.
+    lists: Vec<Weak<ListCell>>,
+    dicts: Vec<Weak<DictCell>>,
+    calls: Vec<Weak<Call>>,
 }
+
+type ListCell = RefCell<Vec<Value>>;
+type DictCell = RefCell<Vec<(Value, Value)>>;
 
 /// Walks one pickle stream starting at `start`.
 pub fn walk(data: &[u8], start: usize, limits: &Limits, extra: &GlobalLists) -> Stream {
@@ -190,8 +201,20 @@ pub fn walk(data: &[u8], start: usize, limits: &Limits, extra: &GlobalLists) -> 
         protocol: 0,
         joblib: false,
         nesting: 0,
+        lists: Vec::new(),
+        dicts: Vec::new(),
+        calls: Vec::new(),
     };
-    let (end, result) = w.run();
+    let (end, mut result) = w.run();
+    // The result is only consulted for scalars and strings; containers in
+    // it would keep cycles alive.
+    if matches!(
+        result,
+        Some(Value::List(_) | Value::Dict(_) | Value::Call(_))
+    ) {
+        result = None;
+    }
+    w.break_cycles();
     Stream {
         uses: w.uses,
         events: w.events,
@@ -213,6 +236,47 @@ struct Broken {
 type Step<T> = Result<T, Broken>;
 
 impl<'a> Walker<'a> {
+    fn new_list(&mut self, items: Vec<Value>) -> Value {
+        let list = Rc::new(RefCell::new(items));
+        self.lists.push(Rc::downgrade(&list));
+        self.prune_weak();
+        Value::List(list)
+    }
+
+    fn new_dict(&mut self, items: Vec<(Value, Value)>) -> Value {
+        let dict = Rc::new(RefCell::new(items));
+        self.dicts.push(Rc::downgrade(&dict));
+        self.prune_weak();
+        Value::Dict(dict)
+    }
+
+    /// Keeps the weak lists proportional to the live values: dead entries
+    /// are dropped whenever a list doubles.
+    fn prune_weak(&mut self) {
+        fn prune<T>(v: &mut Vec<Weak<T>>) {
+            if v.len() >= 1024 && v.len().is_power_of_two() {
+                v.retain(|w| w.strong_count() > 0);
+            }
+        }
+        prune(&mut self.lists);
+        prune(&mut self.dicts);
+        prune(&mut self.calls);
+    }
+
+    fn break_cycles(&mut self) {
+        self.stack.clear();
+        self.memo.clear();
+        for l in self.lists.drain(..).filter_map(|w| w.upgrade()) {
+            l.borrow_mut().clear();
+        }
+        for d in self.dicts.drain(..).filter_map(|w| w.upgrade()) {
+            d.borrow_mut().clear();
+        }
+        for c in self.calls.drain(..).filter_map(|w| w.upgrade()) {
+            c.state.borrow_mut().take();
+        }
+    }
+
     fn run(&mut self) -> (End, Option<Value>) {
         match self.run_stream() {
             Ok(next) => {
@@ -419,17 +483,24 @@ impl<'a> Walker<'a> {
                 let items = self.stack.split_off(self.stack.len() - n);
                 self.stack.push(Value::Tuple(Rc::new(items)));
             }
-            b']' => self.stack.push(Value::List(Rc::default())),
+            b']' => {
+                let v = self.new_list(Vec::new());
+                self.stack.push(v);
+            }
             b'l' => {
                 let items = self.pop_mark(at)?;
-                self.stack
-                    .push(Value::List(Rc::new(RefCell::new(cap(items)))));
+                let v = self.new_list(cap(items));
+                self.stack.push(v);
             }
-            b'}' => self.stack.push(Value::Dict(Rc::default())),
+            b'}' => {
+                let v = self.new_dict(Vec::new());
+                self.stack.push(v);
+            }
             b'd' => {
                 let items = self.pop_mark(at)?;
                 let pairs = pairs(items);
-                self.stack.push(Value::Dict(Rc::new(RefCell::new(pairs))));
+                let v = self.new_dict(pairs);
+                self.stack.push(v);
             }
             0x8f => self.stack.push(Value::Set),
             0x91 => {
@@ -527,12 +598,14 @@ impl<'a> Walker<'a> {
                             self.describe(&name)
                         );
                         self.events.push(Event::Unresolved { offset: at, detail });
-                        self.stack.push(Value::Call(Rc::new(Call {
+                        let call = Rc::new(Call {
                             callee: Value::None,
                             args: Value::Tuple(Rc::new(vec![module, name])),
                             state: RefCell::new(None),
                             offset: at,
-                        })));
+                        });
+                        self.calls.push(Rc::downgrade(&call));
+                        self.stack.push(Value::Call(call));
                     }
                 }
             }
@@ -647,12 +720,14 @@ impl<'a> Walker<'a> {
             }
             _ => {}
         }
-        self.stack.push(Value::Call(Rc::new(Call {
+        let call = Rc::new(Call {
             callee,
             args,
             state: RefCell::new(None),
             offset: at,
-        })));
+        });
+        self.calls.push(Rc::downgrade(&call));
+        self.stack.push(Value::Call(call));
         Ok(())
     }
 
@@ -1525,5 +1600,59 @@ mod tests {
         assert!(matches!(descr_itemsize("|b1"), Some(DtypeSize::Bytes(1))));
         assert!(matches!(descr_itemsize("O8"), Some(DtypeSize::Object)));
         assert!(descr_itemsize("x3").is_none());
+    }
+}
+
+#[cfg(test)]
+mod cycle_tests {
+    use super::*;
+
+    /// Found by fuzzing (LeakSanitizer): `L.append(L)`, a dict holding
+    /// itself, and BUILD state holding its own object are reference cycles
+    /// that reference counting never frees. After a walk none survives.
+    #[test]
+    fn self_referencing_values_are_freed() {
+        for p in [
+            &b"]q\x00h\x00a."[..],
+            b"}q\x00K\x01h\x00s.",
+            b"cmod\nC\n)Rq\x00}q\x01K\x01h\x00sb.",
+        ] {
+            let mut w = Walker {
+                data: p,
+                pos: 0,
+                limits: &Limits::default(),
+                extra: &GlobalLists::default(),
+                stack: Vec::new(),
+                marks: Vec::new(),
+                memo: HashMap::new(),
+                uses: Vec::new(),
+                events: Vec::new(),
+                opcodes: 0,
+                protocol: 0,
+                joblib: false,
+                nesting: 0,
+                lists: Vec::new(),
+                dicts: Vec::new(),
+                calls: Vec::new(),
+            };
+            let _ = w.run();
+            let weak = w.lists.clone();
+            let weak_dicts = w.dicts.clone();
+            let weak_calls = w.calls.clone();
+            w.break_cycles();
+            drop(w);
+            assert!(
+                weak.iter().all(|l| l.strong_count() == 0),
+                "{p:?}: a list leaked"
+            );
+            assert!(
+                weak_dicts.iter().all(|d| d.strong_count() == 0),
+                "{p:?}: a dict leaked"
+            );
+            assert!(
+                weak_calls.iter().all(|c| c.strong_count() == 0),
+                "{p:?}: a call leaked"
+            );
+        }
     }
 }
