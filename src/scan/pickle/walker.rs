@@ -531,34 +531,12 @@ impl<'a> Walker<'a> {
                     _ => return self.broken(at, "ADDITEMS on something that is not a set"),
                 }
             }
-            b'g' => {
-                let line = self.line(at)?;
-                let Some(key) = parse_int(line).and_then(|k| u64::try_from(k).ok()) else {
-                    return self.broken(at, "GET with a non-numeric memo key");
-                };
+            b'g' | b'h' | b'j' => {
+                let key = self.memo_key(op, at)?;
                 self.memo_get(at, key)?;
             }
-            b'h' => {
-                let key = u64::from(self.take(at, 1)?[0]);
-                self.memo_get(at, key)?;
-            }
-            b'j' => {
-                let key = self.len_u32(at)? as u64;
-                self.memo_get(at, key)?;
-            }
-            b'p' => {
-                let line = self.line(at)?;
-                let Some(key) = parse_int(line).and_then(|k| u64::try_from(k).ok()) else {
-                    return self.broken(at, "PUT with a non-numeric memo key");
-                };
-                self.memo_put(at, key)?;
-            }
-            b'q' => {
-                let key = u64::from(self.take(at, 1)?[0]);
-                self.memo_put(at, key)?;
-            }
-            b'r' => {
-                let key = self.len_u32(at)? as u64;
+            b'p' | b'q' | b'r' => {
+                let key = self.memo_key(op, at)?;
                 self.memo_put(at, key)?;
             }
             0x94 => {
@@ -1120,6 +1098,22 @@ impl<'a> Walker<'a> {
             // SETITEM on an object calls its __setitem__; see extend_list.
             Value::Call(_) => Ok(()),
             _ => self.broken(at, "SETITEM on something that is not a dict"),
+        }
+    }
+
+    /// The memo key argument: a decimal line (GET/PUT), one byte
+    /// (BINGET/BINPUT) or four (LONG_BINGET/LONG_BINPUT).
+    fn memo_key(&mut self, op: u8, at: usize) -> Step<u64> {
+        match op {
+            b'g' | b'p' => {
+                let line = self.line(at)?;
+                match parse_int(line).and_then(|k| u64::try_from(k).ok()) {
+                    Some(key) => Ok(key),
+                    None => self.broken(at, "memo key is not a number"),
+                }
+            }
+            b'h' | b'q' => Ok(u64::from(self.take(at, 1)?[0])),
+            _ => Ok(self.len_u32(at)? as u64),
         }
     }
 
