@@ -338,3 +338,33 @@ fn gguf_declaring_2_pow_60_tensors_is_a_finding_not_an_allocation() {
         assert_bounded(name, growth);
     }
 }
+
+/// Found by the `pickle_walker` fuzz target (LeakSanitizer): values that
+/// contain themselves were never freed, so a long-running scanner leaked
+/// memory on every such file.
+#[test]
+fn self_referencing_pickle_values_are_freed() {
+    use modelgate::scan::GlobalLists;
+    use modelgate::scan::pickle::walker::{self, Value};
+    use std::rc::Rc;
+
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    // A list appended to itself; a dict stored in itself; an object whose
+    // BUILD state is itself.
+    let cases: [&[u8]; 3] = [
+        b"\x80\x02]\x94h\x00a.",
+        b"\x80\x02}\x94X\x01\x00\x00\x00kh\x00s.",
+        b"\x80\x02ccollections\nOrderedDict\n)R\x94h\x00b.",
+    ];
+    for data in cases {
+        let mut stream = walker::walk(data, 0, &Limits::default(), &GlobalLists::default());
+        let weak = match stream.result.take() {
+            Some(Value::List(l)) => Rc::downgrade(&l) as std::rc::Weak<dyn std::any::Any>,
+            Some(Value::Dict(d)) => Rc::downgrade(&d) as std::rc::Weak<dyn std::any::Any>,
+            Some(Value::Call(c)) => Rc::downgrade(&c) as std::rc::Weak<dyn std::any::Any>,
+            other => panic!("unexpected result {other:?}"),
+        };
+        drop(stream);
+        assert!(weak.upgrade().is_none(), "a self-referencing value leaked");
+    }
+}

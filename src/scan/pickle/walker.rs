@@ -148,6 +148,74 @@ pub struct Stream {
     pub protocol: u8,
     /// Whether joblib's array wrapper appeared (the stream is a joblib file).
     pub joblib: bool,
+    /// Keeps every mutable container so that dropping the stream frees
+    /// self-referencing values.
+    arena: Arena,
+}
+
+/// Every mutable value the walk created. A pickle can make a value contain
+/// itself (a list APPENDed to itself, an object whose BUILD state refers
+/// back to it); with `Rc` such cycles are never freed, so a long-running
+/// scanner (the daemon) would leak memory on every hostile file. Dropping
+/// the arena empties each container, which breaks every cycle.
+#[derive(Default)]
+struct Arena {
+    lists: Vec<Rc<RefCell<Vec<Value>>>>,
+    dicts: Vec<Rc<RefCell<Vec<(Value, Value)>>>>,
+    calls: Vec<Rc<Call>>,
+}
+
+impl Arena {
+    fn list(&mut self, items: Vec<Value>) -> Value {
+        let list = Rc::new(RefCell::new(items));
+        self.lists.push(Rc::clone(&list));
+        Value::List(list)
+    }
+
+    fn dict(&mut self, pairs: Vec<(Value, Value)>) -> Value {
+        let dict = Rc::new(RefCell::new(pairs));
+        self.dicts.push(Rc::clone(&dict));
+        Value::Dict(dict)
+    }
+
+    fn call(&mut self, call: Call) -> Value {
+        let call = Rc::new(call);
+        self.calls.push(Rc::clone(&call));
+        Value::Call(call)
+    }
+}
+
+impl Drop for Arena {
+    fn drop(&mut self) {
+        for list in &self.lists {
+            if let Ok(mut items) = list.try_borrow_mut() {
+                items.clear();
+            }
+        }
+        for dict in &self.dicts {
+            if let Ok(mut pairs) = dict.try_borrow_mut() {
+                pairs.clear();
+            }
+        }
+        for call in &self.calls {
+            if let Ok(mut state) = call.state.try_borrow_mut() {
+                *state = None;
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Arena {
+    // Never the contents: they may contain themselves.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Arena {{ lists: {}, dicts: {}, calls: {} }}",
+            self.lists.len(),
+            self.dicts.len(),
+            self.calls.len()
+        )
+    }
 }
 
 impl Stream {
@@ -172,6 +240,7 @@ struct Walker<'a> {
     protocol: u8,
     joblib: bool,
     nesting: u32,
+    arena: Arena,
 }
 
 /// Walks one pickle stream starting at `start`.
@@ -190,6 +259,7 @@ pub fn walk(data: &[u8], start: usize, limits: &Limits, extra: &GlobalLists) -> 
         protocol: 0,
         joblib: false,
         nesting: 0,
+        arena: Arena::default(),
     };
     let (end, result) = w.run();
     Stream {
@@ -200,6 +270,7 @@ pub fn walk(data: &[u8], start: usize, limits: &Limits, extra: &GlobalLists) -> 
         opcodes: w.opcodes,
         protocol: w.protocol,
         joblib: w.joblib,
+        arena: w.arena,
     }
 }
 
@@ -419,17 +490,23 @@ impl<'a> Walker<'a> {
                 let items = self.stack.split_off(self.stack.len() - n);
                 self.stack.push(Value::Tuple(Rc::new(items)));
             }
-            b']' => self.stack.push(Value::List(Rc::default())),
+            b']' => {
+                let list = self.arena.list(Vec::new());
+                self.stack.push(list);
+            }
             b'l' => {
                 let items = self.pop_mark(at)?;
-                self.stack
-                    .push(Value::List(Rc::new(RefCell::new(cap(items)))));
+                let list = self.arena.list(cap(items));
+                self.stack.push(list);
             }
-            b'}' => self.stack.push(Value::Dict(Rc::default())),
+            b'}' => {
+                let dict = self.arena.dict(Vec::new());
+                self.stack.push(dict);
+            }
             b'd' => {
                 let items = self.pop_mark(at)?;
-                let pairs = pairs(items);
-                self.stack.push(Value::Dict(Rc::new(RefCell::new(pairs))));
+                let dict = self.arena.dict(pairs(items));
+                self.stack.push(dict);
             }
             0x8f => self.stack.push(Value::Set),
             0x91 => {
@@ -527,12 +604,13 @@ impl<'a> Walker<'a> {
                             self.describe(&name)
                         );
                         self.events.push(Event::Unresolved { offset: at, detail });
-                        self.stack.push(Value::Call(Rc::new(Call {
+                        let call = self.arena.call(Call {
                             callee: Value::None,
                             args: Value::Tuple(Rc::new(vec![module, name])),
                             state: RefCell::new(None),
                             offset: at,
-                        })));
+                        });
+                        self.stack.push(call);
                     }
                 }
             }
@@ -647,12 +725,13 @@ impl<'a> Walker<'a> {
             }
             _ => {}
         }
-        self.stack.push(Value::Call(Rc::new(Call {
+        let call = self.arena.call(Call {
             callee,
             args,
             state: RefCell::new(None),
             offset: at,
-        })));
+        });
+        self.stack.push(call);
         Ok(())
     }
 
