@@ -149,8 +149,8 @@ pub struct Stream {
     /// Whether joblib's array wrapper appeared (the stream is a joblib file).
     pub joblib: bool,
     /// Keeps every mutable container so that dropping the stream frees
-    /// self-referencing values.
-    arena: Arena,
+    /// self-referencing values (its only use is being dropped).
+    _arena: Arena,
 }
 
 /// Every mutable value the walk created. A pickle can make a value contain
@@ -158,10 +158,12 @@ pub struct Stream {
 /// back to it); with `Rc` such cycles are never freed, so a long-running
 /// scanner (the daemon) would leak memory on every hostile file. Dropping
 /// the arena empties each container, which breaks every cycle.
+type Pairs = RefCell<Vec<(Value, Value)>>;
+
 #[derive(Default)]
 struct Arena {
     lists: Vec<Rc<RefCell<Vec<Value>>>>,
-    dicts: Vec<Rc<RefCell<Vec<(Value, Value)>>>>,
+    dicts: Vec<Rc<Pairs>>,
     calls: Vec<Rc<Call>>,
 }
 
@@ -270,7 +272,7 @@ pub fn walk(data: &[u8], start: usize, limits: &Limits, extra: &GlobalLists) -> 
         opcodes: w.opcodes,
         protocol: w.protocol,
         joblib: w.joblib,
-        arena: w.arena,
+        _arena: w.arena,
     }
 }
 
