@@ -151,7 +151,7 @@ fn many_member_zip(n: usize) -> Vec<u8> {
         out.extend_from_slice(&data);
         central.extend_from_slice(b"PK\x01\x02\x14\x00");
         central.extend_from_slice(&fields);
-        central.extend_from_slice(&[0; 12]);
+        central.extend_from_slice(&[0; 10]); // comment length, disk, attributes
         central.extend_from_slice(&offset.to_le_bytes());
         central.extend_from_slice(name.as_bytes());
     }
@@ -170,6 +170,7 @@ fn many_member_zip(n: usize) -> Vec<u8> {
 fn zip_many_members(bencher: Bencher) {
     let data = many_member_zip(10_000);
     let scanner = Scanner::default();
+    assert_parsed(&scanner.scan_bytes("archive.zip", &data), "zip");
     bencher
         .counter(ItemsCount::new(10_000usize))
         .bench(|| scanner.scan_bytes("archive.zip", divan::black_box(&data)));
@@ -193,6 +194,15 @@ fn sparse_map(header: &[u8], hole: u64, trailer: &[u8]) -> (tempfile::TempDir, m
 
 const GIB: u64 = 1 << 30;
 
+/// A benchmark input that fails to parse would measure the error path.
+fn assert_parsed(r: &modelgate::scan::FileReport, format: &str) {
+    assert_eq!(r.format, format, "{r:#?}");
+    assert!(
+        r.verdict <= modelgate::scan::Verdict::Info,
+        "benign input flagged: {r:#?}"
+    );
+}
+
 #[divan::bench(sample_count = 50)]
 fn safetensors_1gib_header_only(bencher: Bencher) {
     let mut header = format!(
@@ -208,6 +218,10 @@ fn safetensors_1gib_header_only(bencher: Bencher) {
     file.extend_from_slice(&header);
     let (_dir, map) = sparse_map(&file, GIB - 1, &[0]);
     let scanner = Scanner::default();
+    assert_parsed(
+        &scanner.scan_bytes("model.safetensors", &map),
+        "safetensors",
+    );
     bencher.bench(|| scanner.scan_bytes("model.safetensors", divan::black_box(&map[..])));
 }
 
@@ -237,7 +251,7 @@ fn pytorch_zip_1gib_header_only(bencher: Bencher) {
         fields.extend_from_slice(&[0, 0]);
         central.extend_from_slice(b"PK\x01\x02\x14\x00");
         central.extend_from_slice(&fields);
-        central.extend_from_slice(&[0; 12]);
+        central.extend_from_slice(&[0; 10]); // comment length, disk, attributes
         central.extend_from_slice(&(offset as u32).to_le_bytes());
         central.extend_from_slice(name.as_bytes());
         let mut local = b"PK\x03\x04".to_vec();
@@ -256,5 +270,6 @@ fn pytorch_zip_1gib_header_only(bencher: Bencher) {
     trailer.extend_from_slice(&[0, 0]);
     let (_dir, map) = sparse_map(&head, u64::from(storage), &trailer);
     let scanner = Scanner::default();
+    assert_parsed(&scanner.scan_bytes("model.pt", &map), "pytorch-zip");
     bencher.bench(|| scanner.scan_bytes("model.pt", divan::black_box(&map[..])));
 }

@@ -109,7 +109,7 @@ fn zip(members: &[Member]) -> Vec<u8> {
             h.extend_from_slice(&(m.name.len() as u16).to_le_bytes());
             h.extend_from_slice(&0u16.to_le_bytes()); // extra
             if is_central {
-                h.extend_from_slice(&[0; 8]); // comment, disk, attrs
+                h.extend_from_slice(&[0; 6]); // comment length, disk, internal attrs
                 h.extend_from_slice(&[0; 4]); // external attrs
                 h.extend_from_slice(&offset.to_le_bytes());
             }

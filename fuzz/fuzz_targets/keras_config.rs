@@ -40,7 +40,7 @@ fn keras_zip(config: &[u8]) -> Vec<u8> {
         central.extend_from_slice(b"PK\x01\x02");
         central.extend_from_slice(&20u16.to_le_bytes()); // made by
         central.extend_from_slice(&fields);
-        central.extend_from_slice(&[0; 12]); // comment, disk, attributes
+        central.extend_from_slice(&[0; 10]); // comment length, disk, attributes
         central.extend_from_slice(&offset.to_le_bytes());
         central.extend_from_slice(name.as_bytes());
     }
