@@ -670,11 +670,10 @@ impl Store {
         Ok(())
     }
 
-    /// Puts the exact bytes back where they were and remembers the content
-    /// as allowed.
-    pub fn restore(&self, id: &str) -> Result<Record, Error> {
-        let _lock = self.lock()?;
-        let mut rec = self.get(id)?;
+    /// The record of `id` and where its bytes are, if it is still in
+    /// quarantine (restore and delete only act on those).
+    fn quarantined(&self, id: &str) -> Result<(Record, PathBuf), Error> {
+        let rec = self.get(id)?;
         if rec.state != State::Quarantined {
             return Err(Error::Conflict(format!(
                 "`{id}` is {}, not quarantined",
@@ -682,6 +681,14 @@ impl Store {
             )));
         }
         let payload = self.qdir.join(&rec.id).join("payload");
+        Ok((rec, payload))
+    }
+
+    /// Puts the exact bytes back where they were and remembers the content
+    /// as allowed.
+    pub fn restore(&self, id: &str) -> Result<Record, Error> {
+        let _lock = self.lock()?;
+        let (mut rec, payload) = self.quarantined(id)?;
         let got =
             fsio::sha256_file(&payload).ctx(|| format!("cannot read {}", payload.display()))?;
         if got != rec.sha256 {
@@ -752,14 +759,7 @@ impl Store {
     /// the file) and the hash stays on the deny-list.
     pub fn delete(&self, id: &str) -> Result<Record, Error> {
         let _lock = self.lock()?;
-        let mut rec = self.get(id)?;
-        if rec.state != State::Quarantined {
-            return Err(Error::Conflict(format!(
-                "`{id}` is {}, not quarantined",
-                rec.state.as_str()
-            )));
-        }
-        let payload = self.qdir.join(&rec.id).join("payload");
+        let (mut rec, payload) = self.quarantined(id)?;
         match fs::remove_file(&payload) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}

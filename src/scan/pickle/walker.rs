@@ -187,24 +187,7 @@ type DictCell = RefCell<Vec<(Value, Value)>>;
 
 /// Walks one pickle stream starting at `start`.
 pub fn walk(data: &[u8], start: usize, limits: &Limits, extra: &GlobalLists) -> Stream {
-    let mut w = Walker {
-        data,
-        pos: start,
-        limits,
-        extra,
-        stack: Vec::new(),
-        marks: Vec::new(),
-        memo: HashMap::new(),
-        uses: Vec::new(),
-        events: Vec::new(),
-        opcodes: 0,
-        protocol: 0,
-        joblib: false,
-        nesting: 0,
-        lists: Vec::new(),
-        dicts: Vec::new(),
-        calls: Vec::new(),
-    };
+    let mut w = Walker::new(data, start, limits, extra);
     let (end, mut result) = w.run();
     // The result is only consulted for scalars and strings; containers in
     // it would keep cycles alive.
@@ -236,6 +219,27 @@ struct Broken {
 type Step<T> = Result<T, Broken>;
 
 impl<'a> Walker<'a> {
+    fn new(data: &'a [u8], start: usize, limits: &'a Limits, extra: &'a GlobalLists) -> Self {
+        Walker {
+            data,
+            pos: start,
+            limits,
+            extra,
+            stack: Vec::new(),
+            marks: Vec::new(),
+            memo: HashMap::new(),
+            uses: Vec::new(),
+            events: Vec::new(),
+            opcodes: 0,
+            protocol: 0,
+            joblib: false,
+            nesting: 0,
+            lists: Vec::new(),
+            dicts: Vec::new(),
+            calls: Vec::new(),
+        }
+    }
+
     fn new_list(&mut self, items: Vec<Value>) -> Value {
         let list = Rc::new(RefCell::new(items));
         self.lists.push(Rc::downgrade(&list));
@@ -1611,24 +1615,9 @@ mod cycle_tests {
             b"}q\x00K\x01h\x00s.",
             b"cmod\nC\n)Rq\x00}q\x01K\x01h\x00sb.",
         ] {
-            let mut w = Walker {
-                data: p,
-                pos: 0,
-                limits: &Limits::default(),
-                extra: &GlobalLists::default(),
-                stack: Vec::new(),
-                marks: Vec::new(),
-                memo: HashMap::new(),
-                uses: Vec::new(),
-                events: Vec::new(),
-                opcodes: 0,
-                protocol: 0,
-                joblib: false,
-                nesting: 0,
-                lists: Vec::new(),
-                dicts: Vec::new(),
-                calls: Vec::new(),
-            };
+            let limits = Limits::default();
+            let extra = GlobalLists::default();
+            let mut w = Walker::new(p, 0, &limits, &extra);
             let _ = w.run();
             let weak = w.lists.clone();
             let weak_dicts = w.dicts.clone();
