@@ -70,6 +70,24 @@ fn signed_model_passes_with_the_right_key() {
 }
 
 #[test]
+fn policy_check_shows_the_requirement() {
+    let dir = repo("p256.pub");
+    let out = Command::cargo_bin("modelgate")
+        .unwrap()
+        .current_dir(dir.path())
+        .args(["policy", "check", "policy.toml"])
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("path rule signed-models [model/**]: signed by ")
+            && text.contains("keys/p256.pub"),
+        "{text}"
+    );
+}
+
+#[test]
 fn changed_file_is_pol003_naming_it() {
     let dir = repo("p256.pub");
     let weights = dir.path().join("model/model.safetensors");
@@ -125,4 +143,157 @@ fn unusable_key_path_is_a_positioned_config_error() {
             && err.contains("policy.toml:4:"),
         "{err}"
     );
+}
+
+/// The git hooks enforce `require-signature` on what is staged or pushed:
+/// the signature must be in the same index or commit as the file.
+mod hooks {
+    use super::*;
+
+    fn git(dir: &Path, args: &[&str]) -> Output {
+        std::process::Command::new("git")
+            .current_dir(dir)
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("HOME", dir)
+            .env("GIT_AUTHOR_NAME", "Test")
+            .env("GIT_AUTHOR_EMAIL", "test@example.com")
+            .env("GIT_COMMITTER_NAME", "Test")
+            .env("GIT_COMMITTER_EMAIL", "test@example.com")
+            .env_remove("GIT_DIR")
+            .env_remove("GIT_INDEX_FILE")
+            .env_remove("GIT_WORK_TREE")
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    fn all(out: &Output) -> String {
+        format!("{}{}", stdout(out), String::from_utf8_lossy(&out.stderr))
+    }
+
+    fn ok(out: Output) -> Output {
+        assert!(out.status.success(), "{}", all(&out));
+        out
+    }
+
+    /// [`repo`] as a git repository with the hooks installed and the
+    /// keys and policy committed; the model is left unstaged.
+    fn git_repo(key: &str) -> tempfile::TempDir {
+        let dir = repo(key);
+        let d = dir.path();
+        ok(git(d, &["init", "-q", "-b", "main"]));
+        ok(git(d, &["add", "keys", "policy.toml"]));
+        ok(git(d, &["commit", "-q", "-m", "policy"]));
+        let install = Command::cargo_bin("modelgate")
+            .unwrap()
+            .current_dir(d)
+            .env("HOME", d)
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .arg("install")
+            .output()
+            .unwrap();
+        ok(install);
+        dir
+    }
+
+    fn tamper(weights: &Path) {
+        let mut bytes = std::fs::read(weights).unwrap();
+        *bytes.last_mut().unwrap() ^= 0x01;
+        std::fs::write(weights, bytes).unwrap();
+    }
+
+    #[test]
+    fn signed_model_commits() {
+        let dir = git_repo("p256.pub");
+        ok(git(dir.path(), &["add", "model"]));
+        ok(git(dir.path(), &["commit", "-q", "-m", "signed model"]));
+    }
+
+    #[test]
+    fn staged_change_to_signed_weights_is_blocked() {
+        let dir = git_repo("p256.pub");
+        tamper(&dir.path().join("model/model.safetensors"));
+        ok(git(dir.path(), &["add", "model"]));
+        let out = git(dir.path(), &["commit", "-q", "-m", "tampered"]);
+        let text = all(&out);
+        assert!(!out.status.success(), "{text}");
+        assert!(
+            text.contains("POL003")
+                && text.contains("model/model.safetensors changed since it was signed"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_signature_that_is_not_staged_does_not_count() {
+        let dir = git_repo("p256.pub");
+        ok(git(dir.path(), &["add", "model"]));
+        ok(git(
+            dir.path(),
+            &["rm", "-q", "--cached", "model/model.sig"],
+        ));
+        let out = git(dir.path(), &["commit", "-q", "-m", "unsigned"]);
+        let text = all(&out);
+        assert!(!out.status.success(), "{text}");
+        assert!(
+            text.contains("POL003")
+                && text.contains(
+                    "no model.sig or model.safetensors.sig covers model/model.safetensors"
+                ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn re_signing_with_an_untrusted_key_is_blocked() {
+        let dir = git_repo("p256.pub");
+        ok(git(dir.path(), &["add", "model"]));
+        ok(git(dir.path(), &["commit", "-q", "-m", "signed model"]));
+        let resign = Command::cargo_bin("modelgate")
+            .unwrap()
+            .current_dir(dir.path())
+            .args([
+                "sign",
+                "model",
+                "--key",
+                "keys/other.pem",
+                "--output",
+                "model/model.sig",
+            ])
+            .output()
+            .unwrap();
+        ok(resign);
+        ok(git(dir.path(), &["add", "model/model.sig"]));
+        let out = git(dir.path(), &["commit", "-q", "-m", "re-signed"]);
+        let text = all(&out);
+        assert!(!out.status.success(), "{text}");
+        assert!(
+            text.contains("POL003")
+                && text.contains("model/model.sig")
+                && text.contains("is not signed by a trusted key"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn pre_push_checks_each_commit_against_its_own_tree() {
+        let dir = git_repo("p256.pub");
+        let d = dir.path();
+        ok(git(d, &["init", "-q", "--bare", "origin.git"]));
+        ok(git(d, &["remote", "add", "origin", "origin.git"]));
+        ok(git(d, &["push", "-q", "origin", "main"]));
+        ok(git(d, &["add", "model"]));
+        ok(git(d, &["commit", "-q", "-m", "signed model"]));
+        tamper(&d.join("model/model.safetensors"));
+        ok(git(d, &["add", "model"]));
+        ok(git(d, &["commit", "-q", "--no-verify", "-m", "tampered"]));
+        let out = git(d, &["push", "origin", "main"]);
+        let text = all(&out);
+        assert!(!out.status.success(), "{text}");
+        assert!(
+            text.contains("POL003") && text.contains("changed since it was signed"),
+            "{text}"
+        );
+    }
 }

@@ -133,6 +133,18 @@ fn summarize(out: &mut dyn Write, p: &Policy) -> std::io::Result<()> {
     for (m, n) in p.denied_globals() {
         writeln!(out, "  pickle deny {m}.{n}")?;
     }
+    if let Some(req) = p.download_signature() {
+        let repos = if req.repos.is_empty() {
+            "every repo".to_string()
+        } else {
+            req.repos.join(", ")
+        };
+        writeln!(
+            out,
+            "  daemon: snapshots of {repos} signed by {}",
+            req.describe_keys()
+        )?;
+    }
     for r in p.path_rules() {
         let mut parts = Vec::new();
         for (k, v) in [
@@ -147,6 +159,9 @@ fn summarize(out: &mut dyn Write, p: &Policy) -> std::io::Result<()> {
         }
         if let Some(f) = &r.require_format {
             parts.push(format!("only {}", f.join(", ")));
+        }
+        if let Some(req) = &r.require_signature {
+            parts.push(format!("signed by {}", req.describe_keys()));
         }
         writeln!(
             out,

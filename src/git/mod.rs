@@ -50,6 +50,7 @@ use serde::Serialize;
 use crate::policy::{Action, Context, Decision, Policy};
 use crate::scan::sniff::{self, Format};
 use crate::scan::{FileReport, Scanner};
+use crate::sign;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GitError {
@@ -114,6 +115,9 @@ pub struct Checker<'r> {
     context: Context,
     seen: HashSet<Oid>,
     lfs_objects: PathBuf,
+    /// The index being committed (pre-commit): where `require-signature`
+    /// looks for signatures. Push hooks look in each commit's tree.
+    index: Option<git2::Index>,
     outcome: Outcome,
 }
 
@@ -130,8 +134,15 @@ impl<'r> Checker<'r> {
             context: Context::Hook,
             seen: HashSet::new(),
             lfs_objects: lfs::objects_dir(repo.commondir(), storage.as_deref()),
+            index: None,
             outcome: Outcome::default(),
         }
+    }
+
+    /// Judges blobs as staged in `index`: signatures are looked up there.
+    pub fn with_index(mut self, index: git2::Index) -> Self {
+        self.index = Some(index);
+        self
     }
 
     /// Judges every blob a diff adds or changes (added, copied, modified,
@@ -179,9 +190,10 @@ impl<'r> Checker<'r> {
                     what: format!("cannot scan {path}"),
                     source: std::io::Error::other(e.to_string()),
                 })?;
+            let read = |p: &str| self.read_in_change(commit, p);
             let mut decision =
                 self.policy
-                    .decide_with(&report, path, || hash_file(&file), self.context);
+                    .decide_in_tree(&report, path, &read, || hash_file(&file), self.context);
             if decision.action > Action::Allow && decision.sha256.is_none() {
                 decision.sha256 = Some(hash_file(&file));
             }
@@ -203,9 +215,14 @@ impl<'r> Checker<'r> {
                                 what: format!("cannot scan LFS object of {path}"),
                                 source: std::io::Error::other(e.to_string()),
                             })?;
-                    let decision =
-                        self.policy
-                            .decide_with(&report, path, || hash_file(&object), self.context);
+                    let read = |p: &str| self.read_in_change(commit, p);
+                    let decision = self.policy.decide_in_tree(
+                        &report,
+                        path,
+                        &read,
+                        || hash_file(&object),
+                        self.context,
+                    );
                     (Some(report), decision)
                 }
                 None => {
@@ -226,13 +243,20 @@ impl<'r> Checker<'r> {
             // The cheap exit that keeps text-only commits fast; the scanner
             // would skip these too, after building a report.
             if matches!(sniff::sniff(data, path), Format::Text | Format::Image) {
+                if is_signature_name(path)
+                    && let Some(decision) =
+                        self.policy.decide_signature_file(path, data, self.context)
+                {
+                    self.record(commit, path, id, None, decision, None);
+                }
                 return Ok(());
             }
             self.outcome.scanned += 1;
             let report = self.scanner.scan_bytes(path, data);
+            let read = |p: &str| self.read_in_change(commit, p);
             let decision =
                 self.policy
-                    .decide_with(&report, path, || hash_bytes(data), self.context);
+                    .decide_in_tree(&report, path, &read, || hash_bytes(data), self.context);
             (Some(report), decision)
         };
         let mut decision = decision;
@@ -269,6 +293,38 @@ impl<'r> Checker<'r> {
         });
     }
 
+    /// The content at `path` in what is being committed or pushed: the
+    /// index for pre-commit, `commit`'s tree for the push hooks; an LFS
+    /// pointer is followed to its local object. Only signature-sized files
+    /// are read.
+    fn read_in_change(&self, commit: Option<Oid>, path: &str) -> Option<Vec<u8>> {
+        let at = std::path::Path::new(path);
+        let id = match commit {
+            Some(c) => self
+                .repo
+                .find_commit(c)
+                .ok()?
+                .tree()
+                .ok()?
+                .get_path(at)
+                .ok()?
+                .id(),
+            None => self.index.as_ref()?.get_path(at, 0)?.id,
+        };
+        let (size, kind) = self.repo.odb().ok()?.read_header(id).ok()?;
+        if kind != git2::ObjectType::Blob || size as u64 > sign::MAX_SIGNATURE_BYTES {
+            return None;
+        }
+        let blob = self.repo.find_blob(id).ok()?;
+        match lfs::parse_pointer(blob.content()) {
+            Some(pointer) if pointer.size <= sign::MAX_SIGNATURE_BYTES => {
+                std::fs::read(lfs::local_object(&self.lfs_objects, &pointer)?).ok()
+            }
+            Some(_) => None,
+            None => Some(blob.content().to_vec()),
+        }
+    }
+
     /// A large blob is scanned from the working tree when the file there
     /// is byte for byte the staged blob (git's own blob hash of it equals
     /// the blob id): git2 would otherwise inflate the whole object into
@@ -292,6 +348,12 @@ impl<'r> Checker<'r> {
     pub fn finish(self) -> Outcome {
         self.outcome
     }
+}
+
+/// Signature files by convention (`model.sig`, `<file>.sig`), as
+/// [`sign::find_signature_in`] looks for them.
+fn is_signature_name(path: &str) -> bool {
+    path.ends_with(".sig")
 }
 
 fn hash_bytes(data: &[u8]) -> String {

@@ -50,7 +50,10 @@ fn file(out: &mut dyn Write, f: &FileOutcome) -> io::Result<()> {
         .unwrap_or_default();
     let what = match &f.report {
         Some(r) => format!("{}, {}", r.format, r.verdict),
-        None => "content not available".to_string(),
+        // Without a report: an LFS object that is not here, or a signature
+        // file (judged as a signature, never scanned as a model).
+        None if f.lfs_oid.is_some() => "content not available".to_string(),
+        None => "model signature".to_string(),
     };
     let lfs = if f.lfs_oid.is_some() {
         ", via Git LFS"

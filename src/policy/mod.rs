@@ -36,6 +36,7 @@ mod compile;
 pub mod diag;
 mod schema;
 
+use std::cell::LazyCell;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -221,6 +222,15 @@ pub struct SignatureRequirement {
 }
 
 impl SignatureRequirement {
+    /// The trusted key files, for messages.
+    pub fn describe_keys(&self) -> String {
+        self.key_files
+            .iter()
+            .map(|k| k.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     fn applies_to_repo(&self, repo_id: &str) -> bool {
         self.repos.is_empty() || self.repo_globs.is_match(repo_id)
     }
@@ -465,7 +475,61 @@ impl Policy {
         sha256: impl FnOnce() -> String,
         context: Context,
     ) -> Decision {
-        self.decide_inner(report, path_in_repo, Some(file), sha256, context)
+        self.decide_inner(
+            report,
+            path_in_repo,
+            Some(SignatureSource::Disk(file)),
+            sha256,
+            context,
+        )
+    }
+
+    /// As [`Policy::decide_file`] for a file that exists only in a tree
+    /// that is not checked out (a staged index, a pushed commit): the
+    /// signature is looked up in that same tree through `read`, which
+    /// returns the content at a repository path, so a signature that is
+    /// on disk but not staged does not count.
+    pub fn decide_in_tree(
+        &self,
+        report: &FileReport,
+        path_in_repo: &str,
+        read: &dyn Fn(&str) -> Option<Vec<u8>>,
+        sha256: impl FnOnce() -> String,
+        context: Context,
+    ) -> Decision {
+        self.decide_inner(
+            report,
+            path_in_repo,
+            Some(SignatureSource::Tree(read)),
+            sha256,
+            context,
+        )
+    }
+
+    /// Judges a signature file a change adds, when a `require-signature`
+    /// rule covers its path: one that no trusted key verifies would
+    /// otherwise sit beside files the change does not touch (and so does
+    /// not re-check) until someone edits them. `None` when no rule asks
+    /// for a signature there or the signature verifies.
+    pub fn decide_signature_file(
+        &self,
+        path_in_repo: &str,
+        bytes: &[u8],
+        context: Context,
+    ) -> Option<Decision> {
+        let (actions, _, Some(req), path_rules) = self.effective(path_in_repo, context) else {
+            return None;
+        };
+        let message = match sign::open_signature_bytes(bytes, &req.keys) {
+            Ok(_) => return None,
+            Err(e) => open_failure(req, path_in_repo, None, e),
+        };
+        let sha256 = crate::digest::sha256_bytes(bytes);
+        Some(
+            self.finish(vec![signature_basis(&actions, message)], path_rules, || {
+                sha256
+            }),
+        )
     }
 
     /// The daemon's decision on a finished download. `shown` is the file's
@@ -494,9 +558,9 @@ impl Policy {
         self.finish(basis, path_rules, || sha256.to_string())
     }
 
-    /// Whether `[daemon] require-signature` is set.
-    pub fn requires_download_signature(&self) -> bool {
-        self.daemon_signature.is_some()
+    /// `[daemon] require-signature`, if set.
+    pub fn download_signature(&self) -> Option<&SignatureRequirement> {
+        self.daemon_signature.as_deref()
     }
 
     fn finding_basis(&self, report: &FileReport, actions: &Actions) -> Vec<Basis> {
@@ -518,10 +582,13 @@ impl Policy {
         &self,
         report: &FileReport,
         path_in_repo: &str,
-        file: Option<&Path>,
+        source: Option<SignatureSource<'_>>,
         sha256: impl FnOnce() -> String,
         context: Context,
     ) -> Decision {
+        // Hashed at most once, and only if a signature or an exemption
+        // needs the content hash.
+        let sha256 = LazyCell::new(sha256);
         let (actions, require, signature, path_rules) = self.effective(path_in_repo, context);
         let mut basis = self.finding_basis(report, &actions);
         if let Some((rule_name, formats)) = require
@@ -540,13 +607,22 @@ impl Policy {
                 ),
             });
         }
-        if let (Some(req), Some(file)) = (signature, file)
+        if let (Some(req), Some(source)) = (signature, source)
             && is_model(report)
-            && let Some(message) = signature_problem(req, file, path_in_repo, &req.boundary, None)
         {
-            basis.push(signature_basis(&actions, message));
+            let problem = match source {
+                SignatureSource::Disk(file) => {
+                    signature_problem(req, file, path_in_repo, &req.boundary, None)
+                }
+                SignatureSource::Tree(read) => {
+                    tree_signature_problem(req, path_in_repo, read, &sha256)
+                }
+            };
+            if let Some(message) = problem {
+                basis.push(signature_basis(&actions, message));
+            }
         }
-        self.finish(basis, path_rules, sha256)
+        self.finish(basis, path_rules, || String::clone(&sha256))
     }
 
     /// Decides about a file whose content could not be scanned (a Git LFS
@@ -731,6 +807,16 @@ fn signature_basis(actions: &Actions, message: String) -> Basis {
     }
 }
 
+/// Where `require-signature` looks for the signature covering a file.
+#[derive(Clone, Copy)]
+enum SignatureSource<'a> {
+    /// The file on disk: beside it and in its directories up to the rule's
+    /// boundary.
+    Disk(&'a Path),
+    /// A tree that is not on disk, read by repository path.
+    Tree(&'a dyn Fn(&str) -> Option<Vec<u8>>),
+}
+
 /// Why `file` (shown as `shown`) is not covered by a valid signature from
 /// `req`'s keys, or `None` when it is. The signature is looked for next to
 /// the file and in its directories up to `boundary`; the file is checked
@@ -750,26 +836,12 @@ fn signature_problem(
     let boundary = std::path::absolute(boundary).unwrap_or_else(|_| boundary.to_path_buf());
     let stop = file.starts_with(&boundary).then_some(boundary.as_path());
     let Some(loc) = sign::find_signature(&file, stop) else {
-        let name = file
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        return Some(format!(
-            "no {} or {name}.sig covers {shown}: the policy requires a signature by {}",
-            sign::SIGNATURE_FILE,
-            key_list(req)
-        ));
+        return Some(no_signature(req, shown));
     };
-    let sig = loc.signature.display();
+    let sig = loc.signature.display().to_string();
     let manifest = match sign::open_signature(&loc.signature, &req.keys) {
         Ok(m) => m,
-        Err(e @ (SignError::KeyMismatch { .. } | SignError::BadSignature)) => {
-            return Some(format!(
-                "{sig} (covering {shown}) is not signed by a trusted key ({}): {e}",
-                key_list(req)
-            ));
-        }
-        Err(e) => return Some(format!("{sig} (covering {shown}) cannot be verified: {e}")),
+        Err(e) => return Some(open_failure(req, &sig, Some(shown), e)),
     };
     let name = match file.strip_prefix(&loc.model) {
         Ok(rel) if rel.as_os_str().is_empty() => ".".to_string(),
@@ -781,17 +853,95 @@ fn signature_problem(
         Err(_) => ".".to_string(),
     };
     let checked = match known_sha {
-        Some(actual) => match manifest.digest_of(&name) {
-            Some(expected) if expected.eq_ignore_ascii_case(actual) => Ok(()),
-            Some(expected) => Err(SignError::Mismatch(vec![Mismatch::Changed {
-                name: name.clone(),
-                expected: expected.to_string(),
-                actual: actual.to_ascii_lowercase(),
-            }])),
-            None => Err(SignError::Mismatch(vec![Mismatch::Extra(name.clone())])),
-        },
+        Some(actual) => compare_digest(&manifest, &name, actual),
         None => manifest.check_file(&name, &file),
     };
+    describe_check(checked, shown, &sig, &name)
+}
+
+/// [`signature_problem`] for a file at `path` in a tree read through
+/// `read`, whose content hashes to `sha256`; the tree's root bounds the
+/// search.
+fn tree_signature_problem(
+    req: &SignatureRequirement,
+    path: &str,
+    read: &dyn Fn(&str) -> Option<Vec<u8>>,
+    sha256: &str,
+) -> Option<String> {
+    let Some(found) = sign::find_signature_in(path, read) else {
+        return Some(no_signature(req, path));
+    };
+    let manifest = match sign::open_signature_bytes(&found.bytes, &req.keys) {
+        Ok(m) => m,
+        Err(e) => return Some(open_failure(req, &found.path, Some(path), e)),
+    };
+    describe_check(
+        compare_digest(&manifest, &found.name, sha256),
+        path,
+        &found.path,
+        &found.name,
+    )
+}
+
+fn no_signature(req: &SignatureRequirement, shown: &str) -> String {
+    let name = shown.rsplit('/').next().unwrap_or(shown);
+    format!(
+        "no {} or {name}.sig covers {shown}: the policy requires a signature by {}",
+        sign::SIGNATURE_FILE,
+        req.describe_keys()
+    )
+}
+
+/// Why the signature `sig` (judged for the file `covering`, or on its own)
+/// cannot be used.
+fn open_failure(
+    req: &SignatureRequirement,
+    sig: &str,
+    covering: Option<&str>,
+    e: SignError,
+) -> String {
+    let sig = match covering {
+        Some(file) => format!("{sig} (covering {file})"),
+        None => sig.to_string(),
+    };
+    match e {
+        SignError::KeyMismatch { .. } | SignError::BadSignature => format!(
+            "{sig} is not signed by a trusted key ({}): {e}",
+            req.describe_keys()
+        ),
+        e => format!("{sig} cannot be verified: {e}"),
+    }
+}
+
+/// Checks a file already hashed (`actual`) against the digest signed for
+/// `name`.
+fn compare_digest(
+    manifest: &sign::SignedManifest,
+    name: &str,
+    actual: &str,
+) -> Result<(), SignError> {
+    if manifest.method != sign::Method::Files {
+        return Err(SignError::Unsupported(
+            "per-file checks need a files-mode signature".into(),
+        ));
+    }
+    match manifest.digest_of(name) {
+        Some(expected) if expected.eq_ignore_ascii_case(actual) => Ok(()),
+        Some(expected) => Err(SignError::Mismatch(vec![Mismatch::Changed {
+            name: name.to_string(),
+            expected: expected.to_string(),
+            actual: actual.to_ascii_lowercase(),
+        }])),
+        None => Err(SignError::Mismatch(vec![Mismatch::Extra(name.to_string())])),
+    }
+}
+
+fn describe_check(
+    checked: Result<(), SignError>,
+    shown: &str,
+    sig: &str,
+    name: &str,
+) -> Option<String> {
     match checked {
         Ok(()) => None,
         Err(SignError::Mismatch(m)) => Some(match m.first() {
@@ -804,14 +954,6 @@ fn signature_problem(
         }),
         Err(e) => Some(format!("{sig} (covering {shown}) cannot be verified: {e}")),
     }
-}
-
-fn key_list(req: &SignatureRequirement) -> String {
-    req.key_files
-        .iter()
-        .map(|k| k.display().to_string())
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// The nearest policy file at or above `start`.

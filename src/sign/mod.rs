@@ -310,6 +310,53 @@ pub fn find_signature(path: &Path, stop_at: Option<&Path>) -> Option<SignatureLo
     None
 }
 
+/// A signature found by [`find_signature_in`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoundSignature {
+    /// The signature's path in the tree.
+    pub path: String,
+    /// The looked-up file's name relative to the model the signature
+    /// covers, as signed: `.` for a single-file signature.
+    pub name: String,
+    pub bytes: Vec<u8>,
+}
+
+/// [`find_signature`] for a file in a tree that is not on disk (a git index
+/// or commit), addressed by `/`-separated paths from its root, which is
+/// where the search stops: `read` returns the content of the file at a
+/// path, if there is one.
+pub fn find_signature_in(
+    path: &str,
+    mut read: impl FnMut(&str) -> Option<Vec<u8>>,
+) -> Option<FoundSignature> {
+    const MAX_LEVELS: usize = 16;
+    let single = format!("{path}.sig");
+    if let Some(bytes) = read(&single) {
+        return Some(FoundSignature {
+            path: single,
+            name: ".".into(),
+            bytes,
+        });
+    }
+    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+    for depth in (0..parts.len()).rev().take(MAX_LEVELS) {
+        let dir = parts[..depth].join("/");
+        let sig = if dir.is_empty() {
+            SIGNATURE_FILE.to_string()
+        } else {
+            format!("{dir}/{SIGNATURE_FILE}")
+        };
+        if let Some(bytes) = read(&sig) {
+            return Some(FoundSignature {
+                path: sig,
+                name: parts[depth..].join("/"),
+                bytes,
+            });
+        }
+    }
+    None
+}
+
 /// The default place `modelgate sign` writes a signature: `model.sig` in a
 /// model directory, `<file>.sig` next to a single-file model.
 pub fn default_signature_path(model: &Path) -> PathBuf {
@@ -602,4 +649,35 @@ fn read_signature(path: &Path) -> Result<Vec<u8>, SignError> {
         )));
     }
     std::fs::read(path).map_err(io)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lookup(path: &str, present: &[&str]) -> Option<(String, String)> {
+        find_signature_in(path, |p| present.contains(&p).then(Vec::new)).map(|f| (f.path, f.name))
+    }
+
+    #[test]
+    fn tree_lookup_prefers_a_single_file_signature_then_the_nearest_directory() {
+        let found = |p: &str, name: &str| Some((p.to_string(), name.to_string()));
+        let all = ["m/a/w.bin.sig", "m/a/model.sig", "m/model.sig", "model.sig"];
+        assert_eq!(lookup("m/a/w.bin", &all), found("m/a/w.bin.sig", "."));
+        assert_eq!(
+            lookup("m/a/w.bin", &all[1..]),
+            found("m/a/model.sig", "w.bin")
+        );
+        assert_eq!(
+            lookup("m/a/w.bin", &all[2..]),
+            found("m/model.sig", "a/w.bin")
+        );
+        assert_eq!(
+            lookup("m/a/w.bin", &all[3..]),
+            found("model.sig", "m/a/w.bin")
+        );
+        assert_eq!(lookup("m/a/w.bin", &[]), None);
+        // A sibling directory's signature does not cover the file.
+        assert_eq!(lookup("m/a/w.bin", &["m/b/model.sig"]), None);
+    }
 }

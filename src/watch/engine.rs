@@ -246,7 +246,7 @@ impl Engine {
         let display_str = shown.to_string_lossy().into_owned();
         // A signature requirement depends on the repo and the snapshot, not
         // only on the content and name: key such decisions on the full path.
-        let name_key = if self.policy.requires_download_signature() {
+        let name_key = if self.policy.download_signature().is_some() {
             display_str.clone()
         } else {
             shown
