@@ -393,3 +393,20 @@ fn published_dangerous_globals_are_malicious_by_either_import_opcode() {
         }
     }
 }
+
+/// modelscan#330: `numpy.__builtins__` hands out eval without naming it;
+/// the same family reaches interpreter internals through `__globals__`,
+/// `__self__` or `__subclasses__` of harmless objects.
+#[test]
+fn introspection_attributes_in_a_global_name_are_malicious() {
+    for (module, name) in [
+        ("numpy", "__builtins__"),
+        ("collections", "OrderedDict.__init__.__globals__"),
+        ("builtins", "print.__self__.eval"),
+        ("builtins", "object.__subclasses__"),
+        ("collections", "OrderedDict.__class__.__mro__"),
+    ] {
+        let p = cat(&[b"\x80\x04", &unicode(module), &unicode(name), b"\x93."]);
+        assert_malicious(&scan("m.pkl", &p), "PKL001");
+    }
+}

@@ -63,6 +63,8 @@ struct Tables {
     deny_module: HashMap<&'static str, &'static str>,
     /// Top-level names dangerous wherever they appear in a dotted path.
     deny_any: HashMap<&'static str, &'static str>,
+    /// Attribute names that reach interpreter internals from any object.
+    deny_attr: HashMap<&'static str, &'static str>,
 }
 
 fn tables() -> &'static Tables {
@@ -92,6 +94,9 @@ fn tables() -> &'static Tables {
                 "deny-any" => {
                     t.deny_module.insert(module, reason);
                     t.deny_any.insert(module, reason);
+                }
+                "deny-attr" => {
+                    t.deny_attr.insert(name, reason);
                 }
                 _ => {}
             }
@@ -126,8 +131,10 @@ pub fn builtin_denial(module: &str, name: &str) -> Option<&'static str> {
     // any step naming a deny-any module (`posixpath` + `os.system`,
     // `numpy` + `sys.modules`) reaches that module. Module paths themselves
     // are matched by prefix below (`numpy.random._pickle` is not `_pickle`).
+    // Attributes such as `__builtins__` or `__globals__` lead from any
+    // harmless object to eval and every module, whatever the import.
     for part in name.split('.') {
-        if let Some(reason) = t.deny_any.get(part) {
+        if let Some(reason) = t.deny_any.get(part).or_else(|| t.deny_attr.get(part)) {
             return Some(reason);
         }
     }
@@ -185,12 +192,19 @@ mod tests {
             let cols: Vec<_> = line.split('\t').collect();
             assert_eq!(cols.len(), 4, "line {}: {line:?}", i + 1);
             assert!(
-                ["allow", "deny", "deny-module", "deny-any"].contains(&cols[0]),
+                ["allow", "deny", "deny-module", "deny-any", "deny-attr"].contains(&cols[0]),
                 "line {}",
                 i + 1
             );
             assert!(!cols[3].trim().is_empty(), "line {} has no reason", i + 1);
-            if cols[0].starts_with("deny-") {
+            if cols[0] == "deny-attr" {
+                assert_eq!(
+                    cols[1],
+                    "*",
+                    "line {}: attribute rows name no module",
+                    i + 1
+                );
+            } else if cols[0].starts_with("deny-") {
                 assert_eq!(
                     cols[2],
                     "*",
