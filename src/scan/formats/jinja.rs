@@ -454,11 +454,7 @@ fn fold(expr: &Expr, constants: &HashMap<String, String>, depth: usize) -> Optio
                         .collect::<Option<_>>()?,
                     other => vec![fold(other, constants, depth + 1)?],
                 };
-                let mut out = fmt;
-                for a in args {
-                    out = out.replacen("%s", &a, 1);
-                }
-                bounded(out)
+                bounded(percent_format(&fmt, &args)?)
             }
             _ => None,
         },
@@ -499,11 +495,9 @@ fn fold(expr: &Expr, constants: &HashMap<String, String>, depth: usize) -> Optio
                     bounded(s.replace(&arg(0)?, &arg(1)?))
                 }
                 "format" => {
-                    let mut out = fold(input, constants, depth + 1)?;
-                    for i in 0..f.args.len() {
-                        out = out.replacen("%s", &arg(i)?, 1);
-                    }
-                    bounded(out)
+                    let fmt = fold(input, constants, depth + 1)?;
+                    let args: Vec<String> = (0..f.args.len()).map(arg).collect::<Option<_>>()?;
+                    bounded(percent_format(&fmt, &args)?)
                 }
                 _ => None,
             }
@@ -534,13 +528,7 @@ fn fold(expr: &Expr, constants: &HashMap<String, String>, depth: usize) -> Optio
                         .collect::<Option<_>>()?;
                     bounded(parts.join(&recv))
                 }
-                "format" => {
-                    let mut out = recv;
-                    for a in pos()? {
-                        out = out.replacen("{}", &a, 1);
-                    }
-                    bounded(out)
-                }
+                "format" => bounded(brace_format(&recv, &pos()?)?),
                 "lower" => Some(recv.to_lowercase()),
                 "upper" => Some(recv.to_uppercase()),
                 "strip" => Some(recv.trim().to_string()),
@@ -553,6 +541,100 @@ fn fold(expr: &Expr, constants: &HashMap<String, String>, depth: usize) -> Optio
         }
         _ => None,
     }
+}
+
+/// Python's `%` formatting over folded arguments, for the conversions that
+/// can spell a name: `%s`, `%d`/`%i`, `%c` (`'%c%c' % (95, 95)` is `__`),
+/// `%x`/`%o`, `%%`. Anything else does not fold.
+fn percent_format(fmt: &str, args: &[String]) -> Option<String> {
+    let mut out = String::with_capacity(fmt.len());
+    let mut args = args.iter();
+    let mut chars = fmt.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        match chars.next()? {
+            '%' => out.push('%'),
+            conv => out.push_str(&convert(conv, args.next()?)?),
+        }
+    }
+    args.next().is_none().then_some(out)
+}
+
+/// `str.format` over folded positional arguments: `{}`, `{N}` and the
+/// conversions of [`convert`] after a colon (`'{:c}'.format(95)`).
+fn brace_format(fmt: &str, args: &[String]) -> Option<String> {
+    let mut out = String::with_capacity(fmt.len());
+    let mut next = 0;
+    let mut rest = fmt;
+    while let Some(i) = rest.find(['{', '}']) {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i..];
+        if tail.starts_with("{{") || tail.starts_with("}}") {
+            out.push_str(&tail[..1]);
+            rest = &tail[2..];
+            continue;
+        }
+        let end = tail.find('}')?;
+        let field = &tail[1..end];
+        let (index, spec) = field.split_once(':').unwrap_or((field, ""));
+        let arg = if index.is_empty() {
+            next += 1;
+            args.get(next - 1)?
+        } else {
+            args.get(index.parse::<usize>().ok()?)?
+        };
+        out.push_str(&match spec {
+            "" => arg.clone(),
+            s if s.len() == 1 => convert(s.chars().next()?, arg)?,
+            _ => return None,
+        });
+        rest = &tail[end + 1..];
+    }
+    out.push_str(rest);
+    Some(out)
+}
+
+fn convert(conv: char, arg: &str) -> Option<String> {
+    let int = || arg.parse::<i64>().ok();
+    Some(match conv {
+        's' => arg.to_string(),
+        'd' | 'i' => int()?.to_string(),
+        'x' => format!("{:x}", int()?),
+        'o' => format!("{:o}", int()?),
+        'c' => match int() {
+            Some(n) => char::from_u32(u32::try_from(n).ok()?)?.to_string(),
+            None if arg.chars().count() == 1 => arg.to_string(),
+            None => return None,
+        },
+        _ => return None,
+    })
+}
+
+/// The first special attribute a `str.format` replacement field reads
+/// (`'{0.__class__}'.format(x)` walks `x.__class__` while formatting).
+fn format_field_dunder(s: &str) -> Option<&str> {
+    let mut rest = s;
+    while let Some(i) = rest.find('{') {
+        let tail = &rest[i + 1..];
+        if let Some(t) = tail.strip_prefix('{') {
+            rest = t;
+            continue;
+        }
+        let end = tail.find('}').unwrap_or(tail.len());
+        let field = &tail[..end];
+        let name = field.split([':', '!']).next().unwrap_or_default();
+        if let Some(d) = name
+            .split(['.', '[', ']'])
+            .find(|p| is_dunder(p.trim_matches(['\'', '"'])))
+        {
+            return Some(d);
+        }
+        rest = &tail[end..];
+    }
+    None
 }
 
 fn list_items<'e, 'a>(expr: &'e Expr<'a>) -> Option<&'e [Expr<'a>]> {
@@ -661,10 +743,9 @@ impl Walker<'_, '_, '_> {
     }
 
     fn constant_string(&mut self, expr: &Expr, span: Span) {
-        if let Expr::Const(c) = expr
-            && let Some(s) = c.value.as_str()
-            && is_dunder(s.trim())
-        {
+        let Expr::Const(c) = expr else { return };
+        let Some(s) = c.value.as_str() else { return };
+        if is_dunder(s.trim()) {
             self.report(
                 &rules::TEMPLATE_CODE_EXECUTION,
                 span,
@@ -672,6 +753,12 @@ impl Walker<'_, '_, '_> {
                     "string constant `{}` names a Python special attribute",
                     s.trim()
                 ),
+            );
+        } else if let Some(d) = format_field_dunder(s) {
+            self.report(
+                &rules::TEMPLATE_CODE_EXECUTION,
+                span,
+                format!("format field in `{s}` reads `{d}`, a Python special attribute"),
             );
         }
     }
@@ -768,6 +855,16 @@ impl Walker<'_, '_, '_> {
 
     fn args(&mut self, args: &[CallArg], depth: usize) {
         for a in args {
+            // `dict(__class__=1)|first` turns a keyword into the string.
+            if let CallArg::Kwarg(name, e) = a
+                && is_dunder(name)
+            {
+                self.report(
+                    &rules::TEMPLATE_CODE_EXECUTION,
+                    e.span(),
+                    format!("keyword `{name}` names a Python special attribute"),
+                );
+            }
             match a {
                 CallArg::Pos(e)
                 | CallArg::Kwarg(_, e)
@@ -1071,6 +1168,13 @@ mod tests {
             "{{ x.os.system('id') }}",
             "{{ eval('1') }}",
             "{{ __import__('os') }}",
+            "{{ x|attr('%c%cclass%c%c'|format(95, 95, 95, 95)) }}",
+            "{{ x|attr('%c%cclass%c%c' % (95, 95, 95, 95)) }}",
+            "{{ x|attr('{:c}{:c}class{:c}{:c}'.format(95, 95, 95, 95)) }}",
+            "{{ x|attr('%sclass%s' % ('%c' % 95 * 2, '_' * 2)) }}",
+            "{{ '{0.__class__.__mro__}'.format(x) }}",
+            "{{ '{0[__globals__]}'.format(x) }}",
+            "{{ x|attr(dict(__class__=1)|list|first) }}",
         ] {
             let report = scan(t);
             assert_eq!(
@@ -1116,6 +1220,10 @@ mod tests {
             "{% set config = {'a': 1} %}{{ config.a }}",
             "{{ messages[loop.index0 - 1].role }}",
             "{{ raise_exception('x') }}",
+            "{{ '{0}: {1}'.format(m.role, m.content) }}",
+            "{{ '{\"name\": \"{}\"}'.format(t.name) }}",
+            "{{ '%s%c' % (m.content, 10) }}",
+            "{{ dict(role='user', content=x)|tojson }}",
         ] {
             let report = scan(t);
             assert!(report.findings.is_empty(), "{t}: {:#?}", report.findings);
