@@ -57,6 +57,14 @@ fn scan(dir: &Path) -> Output {
         .unwrap()
 }
 
+/// Flips the last tensor byte: the header stays valid, only the content
+/// moves.
+fn tamper(weights: &Path) {
+    let mut bytes = std::fs::read(weights).unwrap();
+    *bytes.last_mut().unwrap() ^= 0x01;
+    std::fs::write(weights, bytes).unwrap();
+}
+
 fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
@@ -90,11 +98,7 @@ fn policy_check_shows_the_requirement() {
 #[test]
 fn changed_file_is_pol003_naming_it() {
     let dir = repo("p256.pub");
-    let weights = dir.path().join("model/model.safetensors");
-    let mut bytes = std::fs::read(&weights).unwrap();
-    // The last tensor byte: the header stays valid, only the content moves.
-    *bytes.last_mut().unwrap() ^= 0x01;
-    std::fs::write(&weights, bytes).unwrap();
+    tamper(&dir.path().join("model/model.safetensors"));
     let out = scan(dir.path());
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(1), "{text}");
@@ -195,12 +199,6 @@ mod hooks {
             .unwrap();
         ok(install);
         dir
-    }
-
-    fn tamper(weights: &Path) {
-        let mut bytes = std::fs::read(weights).unwrap();
-        *bytes.last_mut().unwrap() ^= 0x01;
-        std::fs::write(weights, bytes).unwrap();
     }
 
     #[test]
