@@ -180,7 +180,9 @@ impl Env {
         fs::rename(&tmp, &blob).unwrap();
         let link = repo.join("snapshots").join(COMMIT).join(file);
         if fs::symlink_metadata(&link).is_err() {
-            symlink(format!("../../blobs/{etag}"), &link).unwrap();
+            fs::create_dir_all(link.parent().unwrap()).unwrap();
+            let up = "../".repeat(2 + file.matches('/').count());
+            symlink(format!("{up}blobs/{etag}"), &link).unwrap();
         }
         blob
     }
@@ -426,4 +428,129 @@ fn service_files_carry_the_environment() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&plist.stdout).contains("<key>KeepAlive</key>"));
+}
+
+/// `[daemon] require-signature`, end to end with the fixture model signed
+/// by the reference tool: what a download looks like in each order.
+mod signatures {
+    use super::*;
+
+    fn fixture(name: &str) -> Vec<u8> {
+        fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/sign")
+                .join(name),
+        )
+        .unwrap()
+    }
+
+    /// The signed files, the signature last unless asked otherwise.
+    const FILES: [&str; 4] = [
+        "README.md",
+        "config.json",
+        "tokenizer/vocab.txt",
+        "model.safetensors",
+    ];
+
+    /// Unsigned snapshot files of `test/signed*` are quarantined (POL003
+    /// is suspicious; `suspicious = "quarantine"` here); other repos are
+    /// left alone.
+    fn spawn(env: &Env) -> Daemon {
+        let policy = env.dir.path().join("policy.toml");
+        fs::write(env.dir.path().join("team.pub"), fixture("keys/p256.pub")).unwrap();
+        fs::write(
+            &policy,
+            "[daemon]\nsuspicious = \"quarantine\"\n\
+             require-signature = { keys = [\"team.pub\"], repos = [\"test/signed*\"] }\n",
+        )
+        .unwrap();
+        env.spawn(&[], &["--policy", policy.to_str().unwrap()])
+    }
+
+    fn download_model(env: &Env, repo: &Path) -> PathBuf {
+        for f in FILES {
+            env.download(repo, f, &fixture(&format!("model/{f}")));
+        }
+        repo.join("snapshots")
+            .join(COMMIT)
+            .join("model.safetensors")
+    }
+
+    #[test]
+    fn signature_first_leaves_every_file_in_place() {
+        let env = Env::new();
+        let d = spawn(&env);
+        let repo = env.repo("signed-a");
+        env.download(&repo, "model.sig", &fixture("model.p256.sig"));
+        let weights = download_model(&env, &repo);
+        wait_for("the weights to be scanned", || {
+            d.log().contains("model.safetensors") && d.log().contains("scanned")
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(
+            fs::read(&weights).unwrap(),
+            fixture("model/model.safetensors")
+        );
+        let log = d.kill();
+        assert!(env.records(true).is_empty(), "{log}");
+        assert!(!log.contains("POL003"), "{log}");
+    }
+
+    #[test]
+    fn weights_before_their_signature_are_released_when_it_lands() {
+        let env = Env::new();
+        let d = spawn(&env);
+        let repo = env.repo("signed-b");
+        let weights = download_model(&env, &repo);
+        wait_for("the unsigned weights to be quarantined", || {
+            is_tombstone(&weights)
+        });
+        let recs = env.records(false);
+        let rec = recs
+            .iter()
+            .find(|r| {
+                r["display"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with("model.safetensors")
+            })
+            .unwrap();
+        assert_eq!(rec["rules"], serde_json::json!(["POL003"]), "{rec}");
+        assert_eq!(rec["reason"], "signature");
+        assert_eq!(rec["content_denied"], false);
+        env.download(&repo, "model.sig", &fixture("model.p256.sig"));
+        wait_for("the weights to come back", || {
+            fs::read(&weights).is_ok_and(|b| b == fixture("model/model.safetensors"))
+        });
+        wait_for("every file released", || env.records(false).is_empty());
+        assert!(d.kill().contains("RELEASED"));
+    }
+
+    #[test]
+    fn changed_weights_stay_quarantined_and_only_where_a_signature_is_required() {
+        let env = Env::new();
+        let d = spawn(&env);
+        let repo = env.repo("signed-c");
+        env.download(&repo, "model.sig", &fixture("model.p256.sig"));
+        let mut changed = fixture("model/model.safetensors");
+        *changed.last_mut().unwrap() ^= 1;
+        let weights = env.download(&repo, "model.safetensors", &changed);
+        wait_for("the changed weights to be quarantined", || {
+            is_tombstone(&weights)
+        });
+        let recs = env.records(false);
+        assert_eq!(recs.len(), 1, "{recs:?}");
+        let why = recs[0]["findings"].to_string();
+        assert!(why.contains("changed since it was signed"), "{why}");
+        // Not the content's fault: the same bytes elsewhere are fine.
+        let free = env.repo("free");
+        let elsewhere = env.download(&free, "model.safetensors", &changed);
+        wait_for("the free repo's copy to be scanned", || {
+            d.log().contains("models--test--free")
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(!is_tombstone(&elsewhere));
+        assert!(is_tombstone(&weights));
+        drop(d);
+    }
 }

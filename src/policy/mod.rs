@@ -532,30 +532,42 @@ impl Policy {
         )
     }
 
-    /// The daemon's decision on a finished download. `shown` is the file's
-    /// snapshot path (`<cache>/models--org--name/snapshots/<commit>/<path>`)
-    /// when known: the `[daemon] require-signature` applies to snapshot
-    /// files of the repos it lists, checked against the signature found in
-    /// the snapshot and the content hash the daemon already computed.
-    pub fn decide_download(&self, report: &FileReport, shown: &Path, sha256: &str) -> Decision {
-        let display = shown.to_string_lossy();
-        let (actions, _, _, path_rules) = self.effective(&display, Context::Daemon);
-        let mut basis = self.finding_basis(report, &actions);
-        if let Some(req) = &self.daemon_signature
-            && is_model(report)
-            && let Some(loc) = crate::bom::hfcache::locate(shown)
-            && loc.repo_type == "model"
-            && req.applies_to_repo(&loc.repo_id)
+    /// The daemon's decision on the content of a finished download: its
+    /// findings under the `[daemon]` actions, and exemptions by hash. Equal
+    /// content decides equally wherever it lands, which is what lets the
+    /// daemon cache this by hash; the signature requirement, which depends
+    /// on where the file is, is [`Policy::decide_download_signature`].
+    pub fn decide_download(&self, report: &FileReport, sha256: &str) -> Decision {
+        let actions = *self.actions(Context::Daemon);
+        let basis = self.finding_basis(report, &actions);
+        self.finish(basis, Vec::new(), || sha256.to_string())
+    }
+
+    /// `[daemon] require-signature` for the file `shown` (its snapshot path,
+    /// `<cache>/models--org--name/snapshots/<commit>/<path>`), whose
+    /// content hashes to `sha256`: `None` when the requirement does not
+    /// apply to the repo or a trusted signature in the snapshot covers the
+    /// file, else the POL003 decision. Every file of the snapshot counts,
+    /// configs too (an `auto_map` in `config.json` picks the code that
+    /// runs), except what the signer left out. Never cache this: the
+    /// signature can land after the file.
+    pub fn decide_download_signature(&self, shown: &Path, sha256: &str) -> Option<Decision> {
+        let req = self.daemon_signature.as_ref()?;
+        let loc = crate::bom::hfcache::locate(shown)?;
+        if loc.repo_type != "model"
+            || !req.applies_to_repo(&loc.repo_id)
+            || loc.path_in_repo.ends_with(".sig")
         {
-            let shown_name = format!("{}/{}", loc.repo_id, loc.path_in_repo);
-            let snapshot = loc.snapshot_dir();
-            if let Some(message) =
-                signature_problem(req, shown, &shown_name, &snapshot, Some(sha256))
-            {
-                basis.push(signature_basis(&actions, message));
-            }
+            return None;
         }
-        self.finish(basis, path_rules, || sha256.to_string())
+        let shown_name = format!("{}/{}", loc.repo_id, loc.path_in_repo);
+        let message =
+            signature_problem(req, shown, &shown_name, &loc.snapshot_dir(), Some(sha256))?;
+        let actions = *self.actions(Context::Daemon);
+        let decision = self.finish(vec![signature_basis(&actions, message)], Vec::new(), || {
+            sha256.to_string()
+        });
+        (!decision.basis.is_empty()).then_some(decision)
     }
 
     /// `[daemon] require-signature`, if set.
@@ -926,6 +938,7 @@ fn compare_digest(
         ));
     }
     match manifest.digest_of(name) {
+        None if manifest.leaves_out(name) => Ok(()),
         Some(expected) if expected.eq_ignore_ascii_case(actual) => Ok(()),
         Some(expected) => Err(SignError::Mismatch(vec![Mismatch::Changed {
             name: name.to_string(),

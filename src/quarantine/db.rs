@@ -156,6 +156,7 @@ impl Db {
         size: u64,
         path: &str,
         record: &str,
+        deny_content: bool,
     ) -> rusqlite::Result<()> {
         let tx = self.conn.transaction()?;
         let at = now();
@@ -164,7 +165,9 @@ impl Db {
              VALUES (?1, 'pending', ?2, ?3, ?4, ?5, ?6, ?6)",
             params![id, sha256, size as i64, path, record, at],
         )?;
-        upsert_list(&tx, sha256, ListKind::Deny, "quarantined", Some(id))?;
+        if deny_content {
+            upsert_list(&tx, sha256, ListKind::Deny, "quarantined", Some(id))?;
+        }
         tx.commit()
     }
 

@@ -122,6 +122,11 @@ pub struct Record {
     pub format: String,
     pub rules: Vec<String>,
     pub findings: serde_json::Value,
+    /// Whether the content itself is the reason, so its hash is denied
+    /// wherever it lands again; false when only the place was (a file no
+    /// trusted signature covers, in a repo that requires one).
+    #[serde(default = "content_denied_by_default")]
+    pub content_denied: bool,
     /// Permission bits of the original file, restored with it.
     pub mode: u32,
     /// True when the payload is a copy (different filesystem), false when
@@ -130,6 +135,11 @@ pub struct Record {
     pub quarantined_at: String,
     pub updated_at: String,
     pub tool_version: String,
+}
+
+/// Records written before `content_denied` existed were all about content.
+fn content_denied_by_default() -> bool {
+    true
 }
 
 /// What the caller knows about the file it wants quarantined.
@@ -148,6 +158,8 @@ pub struct Request {
     pub format: String,
     pub rules: Vec<String>,
     pub findings: serde_json::Value,
+    /// See [`Record::content_denied`].
+    pub deny_content: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -429,6 +441,7 @@ impl Store {
             format: req.format,
             rules: req.rules,
             findings: req.findings,
+            content_denied: req.deny_content,
             mode: meta.mode() & 0o7777,
             copied: false,
             quarantined_at: now.clone(),
@@ -444,6 +457,7 @@ impl Store {
             rec.size,
             &rec.path.to_string_lossy(),
             &json,
+            rec.content_denied,
         )?;
         self.step();
 
@@ -492,13 +506,8 @@ impl Store {
 
         // Step 4.
         let rules = rec.rules.join(",");
-        self.finish(
-            &mut rec,
-            State::Quarantined,
-            Some(ListKind::Deny),
-            "quarantine",
-            &rules,
-        )?;
+        let deny = rec.content_denied.then_some(ListKind::Deny);
+        self.finish(&mut rec, State::Quarantined, deny, "quarantine", &rules)?;
         Ok(rec)
     }
 
@@ -560,10 +569,11 @@ impl Store {
                     if !rec.copied {
                         let _ = fs::set_permissions(&payload, fs::Permissions::from_mode(0o400));
                     }
+                    let deny = rec.content_denied.then_some(ListKind::Deny);
                     self.finish(
                         &mut rec,
                         State::Quarantined,
-                        Some(ListKind::Deny),
+                        deny,
                         "quarantine",
                         "completed after an interruption",
                     )?;
@@ -616,6 +626,7 @@ impl Store {
                         rec.size,
                         &rec.path.to_string_lossy(),
                         &json,
+                        rec.content_denied,
                     )?;
                 }
                 _ => {
@@ -687,6 +698,17 @@ impl Store {
     /// Puts the exact bytes back where they were and remembers the content
     /// as allowed.
     pub fn restore(&self, id: &str) -> Result<Record, Error> {
+        self.put_back(id, true, "restore", "restored by user; content allowed")
+    }
+
+    /// Puts the exact bytes back because the reason for the quarantine no
+    /// longer holds (`why`: a trusted signature arrived), without allowing
+    /// the content anywhere else.
+    pub fn release(&self, id: &str, why: &str) -> Result<Record, Error> {
+        self.put_back(id, false, "release", why)
+    }
+
+    fn put_back(&self, id: &str, allow: bool, action: &str, detail: &str) -> Result<Record, Error> {
         let _lock = self.lock()?;
         let (mut rec, payload) = self.quarantined(id)?;
         let got =
@@ -707,8 +729,10 @@ impl Store {
             }
         }
         // Allowed before the bytes reappear, so the watcher lets them be.
-        self.db()
-            .set_list(&rec.sha256, ListKind::Allow, "restored", Some(&rec.id))?;
+        if allow {
+            self.db()
+                .set_list(&rec.sha256, ListKind::Allow, "restored", Some(&rec.id))?;
+        }
         if let Some(parent) = rec.path.parent() {
             fs::create_dir_all(parent).ctx(|| format!("cannot create {}", parent.display()))?;
         }
@@ -748,9 +772,9 @@ impl Store {
         self.finish(
             &mut rec,
             State::Restored,
-            Some(ListKind::Allow),
-            "restore",
-            "restored by user; content allowed",
+            allow.then_some(ListKind::Allow),
+            action,
+            detail,
         )?;
         Ok(rec)
     }
@@ -765,10 +789,11 @@ impl Store {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(e).ctx(|| format!("cannot remove {}", payload.display())),
         }
+        let deny = rec.content_denied.then_some(ListKind::Deny);
         self.finish(
             &mut rec,
             State::Deleted,
-            Some(ListKind::Deny),
+            deny,
             "delete",
             "payload destroyed by user",
         )?;
@@ -829,6 +854,7 @@ mod tests {
             format: "pickle".into(),
             rules: vec!["PKL001".into()],
             findings: serde_json::json!([]),
+            deny_content: true,
         }
     }
 

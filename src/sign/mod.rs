@@ -184,6 +184,9 @@ impl SignedManifest {
             ));
         }
         let Some(expected) = self.digest_of(name) else {
+            if self.leaves_out(name) {
+                return Ok(());
+            }
             return Err(SignError::Mismatch(vec![Mismatch::Extra(name.to_string())]));
         };
         let size = std::fs::metadata(file)
@@ -203,6 +206,28 @@ impl SignedManifest {
         Ok(())
     }
 
+    /// Whether the signature leaves `name` (relative to the model) out on
+    /// purpose: the signer's ignore paths, the git paths, and the
+    /// signature file itself.
+    pub fn leaves_out(&self, name: &str) -> bool {
+        self.ignore_set(&[SIGNATURE_FILE])
+            .is_ok_and(|set| set.matches(&name.split('/').collect::<Vec<_>>()))
+    }
+
+    fn ignore_set(&self, extra: &[&str]) -> Result<IgnoreSet, SignError> {
+        let mut ignore = IgnoreSet::default();
+        for p in self
+            .ignore_paths
+            .iter()
+            .map(String::as_str)
+            .chain(tree::DEFAULT_IGNORES)
+            .chain(extra.iter().copied())
+        {
+            ignore.add(p).map_err(SignError::Statement)?;
+        }
+        Ok(ignore)
+    }
+
     /// Compares a complete listing of the model, hashed by the caller, with
     /// the signature: `(name, lowercase hex sha256)` for every file, e.g. the
     /// staged git blobs under the model directory. The signer's ignore paths
@@ -218,16 +243,7 @@ impl SignedManifest {
                 "listing checks need a files-mode signature".into(),
             ));
         }
-        let mut ignore = IgnoreSet::default();
-        for p in self
-            .ignore_paths
-            .iter()
-            .map(String::as_str)
-            .chain(tree::DEFAULT_IGNORES)
-            .chain(extra_ignores.iter().copied())
-        {
-            ignore.add(p).map_err(SignError::Statement)?;
-        }
+        let ignore = self.ignore_set(extra_ignores)?;
         let actual: Vec<tree::Hashed> = files
             .iter()
             .filter(|(n, _)| !ignore.matches(&n.split('/').collect::<Vec<_>>()))

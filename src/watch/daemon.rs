@@ -27,7 +27,7 @@ use notify::{Event, EventKind, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use super::engine::{Counters, Engine};
+use super::engine::{Counters, Engine, Outcome};
 use super::hf_cache::{self, Place};
 
 /// Events buffered between the notify thread and the loop.
@@ -211,10 +211,10 @@ pub async fn run(engine: Arc<Engine>, once: bool, jobs: usize) -> notify::Result
             let engine = engine.clone();
             set.spawn_blocking(move || {
                 let children = match &job {
-                    Job::File(i, p) => {
-                        engine.process(*i, p);
-                        Vec::new()
-                    }
+                    Job::File(i, p) => match engine.process(*i, p) {
+                        Outcome::SignatureLanded(snapshot) => vec![Job::Dir(*i, snapshot)],
+                        _ => Vec::new(),
+                    },
                     Job::Dir(i, p) => match engine.roots.get(*i) {
                         Some(root) => hf_cache::enumerate(root, p)
                             .into_iter()

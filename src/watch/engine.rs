@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
 
 use super::hf_cache::{self, Place, Root};
-use super::{Action, daemon_action};
+use super::{Action, daemon_action, to_daemon_action};
 use crate::policy::Policy;
 use crate::quarantine::db::{CachedScan, ListKind};
 use crate::quarantine::{self, Link, Request, Store, stat_key};
@@ -59,6 +59,12 @@ pub enum Outcome {
     Allowed,
     Warned,
     Quarantined(String),
+    /// A signature file landed in this snapshot directory under
+    /// `[daemon] require-signature`: its other files deserve another look.
+    SignatureLanded(PathBuf),
+    /// A file quarantined only because no trusted signature covered it was
+    /// put back: the signature that covers it has arrived.
+    Released(String),
 }
 
 pub struct Engine {
@@ -73,6 +79,8 @@ pub struct Engine {
     /// the same file and must not be scanned or quarantined twice at once.
     busy: Mutex<HashSet<PathBuf>>,
     idle: Condvar,
+    /// Signature files (path, content hash) already announced.
+    signatures_seen: Mutex<HashSet<(PathBuf, String)>>,
 }
 
 struct BusyGuard<'e> {
@@ -134,6 +142,7 @@ impl Engine {
             cache_key: format!("{ENGINE}+policy:{policy_key}"),
             busy: Mutex::new(HashSet::new()),
             idle: Condvar::new(),
+            signatures_seen: Mutex::new(HashSet::new()),
         }
     }
 
@@ -206,7 +215,7 @@ impl Engine {
                     },
                 )?;
             }
-            return Ok(Outcome::Tombstone);
+            return self.release_if_signed(&id);
         }
         Counters::bump(&self.counters.files);
         let io_err = |e: io::Error| quarantine::Error::Io {
@@ -244,16 +253,10 @@ impl Engine {
             name
         };
         let display_str = shown.to_string_lossy().into_owned();
-        // A signature requirement depends on the repo and the snapshot, not
-        // only on the content and name: key such decisions on the full path.
-        let name_key = if self.policy.download_signature().is_some() {
-            display_str.clone()
-        } else {
-            shown
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default()
-        };
+        let name_key = shown
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
 
         let listed = self.store.db().list_of(&sha)?;
         // Bound first: a guard in a `match` scrutinee would live through the
@@ -294,7 +297,7 @@ impl Engine {
                         }
                     };
                     Counters::bump(&self.counters.scanned);
-                    let action = daemon_action(&self.policy, &report, &shown, &sha);
+                    let action = daemon_action(&self.policy, &report, &sha);
                     let summary = summarize(&report, action);
                     self.store
                         .db()
@@ -314,9 +317,27 @@ impl Engine {
                 }
             },
         };
-        match action {
-            Action::Allow => Ok(Outcome::Allowed),
-            Action::Warn => Ok(Outcome::Warned),
+        // Where the file is and which signature sits beside it are not part
+        // of the content, and the signature can land after the file: judged
+        // on every look, never cached.
+        let signature = self.policy.decide_download_signature(&shown, &sha);
+        let signature_action = signature
+            .as_ref()
+            .map_or(Action::Allow, |d| to_daemon_action(d.action));
+        if let Some(d) = &signature
+            && signature_action == Action::Warn
+        {
+            Counters::bump(&self.counters.warned);
+            for b in &d.basis {
+                tracing::warn!(path = %shown.display(), sha256 = sha, rule = b.rule, "{}", b.message);
+            }
+        }
+        let content_action = action;
+        let action = content_action.max(signature_action);
+        let landed = self.signature_landed(&shown, &sha);
+        let outcome = match action {
+            Action::Allow => Outcome::Allowed,
+            Action::Warn => Outcome::Warned,
             Action::Quarantine => {
                 let mut links = links.unwrap_or_else(|| hf_cache::links_to(root, &real));
                 if lmeta.file_type().is_symlink()
@@ -328,22 +349,33 @@ impl Engine {
                         target,
                     });
                 }
+                let mut rules: Vec<String> = summary
+                    .rules
+                    .split(',')
+                    .filter(|r| !r.is_empty())
+                    .map(str::to_string)
+                    .collect();
+                let mut findings: Vec<serde_json::Value> =
+                    serde_json::from_str(&summary.findings).unwrap_or_default();
+                if let Some(d) = signature.as_ref().filter(|_| signature_action == action) {
+                    for b in &d.basis {
+                        rules.push(b.rule.to_string());
+                        findings.push(serde_json::to_value(b).unwrap_or_default());
+                    }
+                }
+                let content_is_why = content_action == Action::Quarantine;
                 let req = Request {
                     path: real.clone(),
                     stat_key: key.clone(),
                     sha256: sha.clone(),
                     links,
                     display: display_str,
-                    reason: reason.to_string(),
+                    reason: if content_is_why { reason } else { "signature" }.to_string(),
                     verdict: summary.verdict.clone(),
                     format: summary.format.clone(),
-                    rules: summary
-                        .rules
-                        .split(',')
-                        .filter(|r| !r.is_empty())
-                        .map(str::to_string)
-                        .collect(),
-                    findings: serde_json::from_str(&summary.findings).unwrap_or_default(),
+                    rules,
+                    findings: serde_json::Value::Array(findings),
+                    deny_content: content_is_why,
                 };
                 match self.store.quarantine(req) {
                     Ok(rec) => {
@@ -360,15 +392,88 @@ impl Engine {
                             if rec.rules.is_empty() { rec.reason.clone() } else { rec.rules.join(",") },
                             rec.id
                         );
-                        Ok(Outcome::Quarantined(rec.id))
+                        Outcome::Quarantined(rec.id)
                     }
                     Err(quarantine::Error::Conflict(msg)) => {
                         tracing::info!(path = %real.display(), "{msg}; will act on the new file when it is reported");
-                        Ok(Outcome::Ignored)
+                        Outcome::Ignored
                     }
-                    Err(e) => Err(e),
+                    Err(e) => return Err(e),
                 }
             }
+        };
+        Ok(match landed {
+            Some(snapshot) if matches!(outcome, Outcome::Allowed | Outcome::Warned) => {
+                Outcome::SignatureLanded(snapshot)
+            }
+            _ => outcome,
+        })
+    }
+
+    /// The snapshot directory `shown` belongs to when `shown` is a
+    /// signature file the `[daemon] require-signature` could rely on, seen
+    /// with this content for the first time (so that looking at the
+    /// snapshot again does not announce it again).
+    fn signature_landed(&self, shown: &Path, sha256: &str) -> Option<PathBuf> {
+        self.policy.download_signature()?;
+        if !shown.to_string_lossy().ends_with(".sig") {
+            return None;
+        }
+        let loc = crate::bom::hfcache::locate(shown)?;
+        let mut seen = self
+            .signatures_seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        seen.insert((shown.to_path_buf(), sha256.to_string()))
+            .then(|| loc.snapshot_dir())
+    }
+
+    /// At one of our tombstones: a file quarantined only because no
+    /// trusted signature covered it goes back once one does (the
+    /// signature landed after the file). Files quarantined for their
+    /// content stay where they are.
+    fn release_if_signed(&self, id: &str) -> Result<Outcome, quarantine::Error> {
+        if self.policy.download_signature().is_none() {
+            return Ok(Outcome::Tombstone);
+        }
+        let rec = match self.store.get(id) {
+            Ok(r) => r,
+            Err(quarantine::Error::NotFound(_)) => return Ok(Outcome::Tombstone),
+            Err(e) => return Err(e),
+        };
+        let shown = Path::new(&rec.display);
+        if rec.content_denied
+            || rec.state != quarantine::State::Quarantined
+            || crate::bom::hfcache::locate(shown).is_none()
+        {
+            return Ok(Outcome::Tombstone);
+        }
+        if self
+            .policy
+            .decide_download_signature(shown, &rec.sha256)
+            .is_some()
+        {
+            return Ok(Outcome::Tombstone);
+        }
+        match self
+            .store
+            .release(id, "a trusted signature now covers the file")
+        {
+            Ok(rec) => {
+                tracing::info!(
+                    id = rec.id,
+                    name = rec.display,
+                    sha256 = rec.sha256,
+                    "RELEASED: {} is covered by a trusted signature that arrived after it",
+                    rec.display
+                );
+                Ok(Outcome::Released(rec.id))
+            }
+            Err(quarantine::Error::Conflict(msg)) => {
+                tracing::info!(id, "{msg}; left quarantined");
+                Ok(Outcome::Tombstone)
+            }
+            Err(e) => Err(e),
         }
     }
 }

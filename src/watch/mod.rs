@@ -23,14 +23,16 @@
 //! repo needs) renames fresh bytes over the tombstone. Every hash ever
 //! quarantined is denied on sight; every hash a person restored is allowed.
 //!
-//! The decision from a scan report to an action lives in exactly one place,
-//! [`daemon_action`], so that the policy module can take it over.
+//! The decision from a scan report to an action lives in the policy
+//! ([`daemon_action`] only maps it); a file quarantined only for a missing
+//! signature is released when the signature arrives, and its content is
+//! not deny-listed (it is not the content that is wrong).
 
 pub mod daemon;
 pub mod engine;
 pub mod hf_cache;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::policy::{self, Policy};
@@ -38,8 +40,8 @@ use crate::quarantine::Store;
 use crate::scan::{FileReport, Scanner};
 use hf_cache::{Root, RootKind};
 
-/// What the daemon does with a finished download.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What the daemon does with a finished download, mildest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Action {
     /// Leave it alone.
     Allow,
@@ -49,12 +51,18 @@ pub enum Action {
     Quarantine,
 }
 
-/// What the daemon does with a scanned file: the policy decides in the
-/// daemon context (`[daemon]` actions and `require-signature`, exemptions by
-/// hash). `shown` is the snapshot path when known. A daemon cannot block a
-/// download that already happened, so `block` means quarantine.
-pub fn daemon_action(policy: &Policy, report: &FileReport, shown: &Path, sha256: &str) -> Action {
-    match policy.decide_download(report, shown, sha256).action {
+/// What the daemon does with a scanned file's content: the policy decides
+/// in the daemon context (`[daemon]` actions, exemptions by hash). The
+/// signature requirement is decided apart, since it depends on the place
+/// (see [`Policy::decide_download_signature`]).
+pub fn daemon_action(policy: &Policy, report: &FileReport, sha256: &str) -> Action {
+    to_daemon_action(policy.decide_download(report, sha256).action)
+}
+
+/// A daemon cannot block a download that already happened, so `block`
+/// means quarantine.
+pub fn to_daemon_action(action: policy::Action) -> Action {
+    match action {
         policy::Action::Allow => Action::Allow,
         policy::Action::Warn => Action::Warn,
         policy::Action::Block | policy::Action::Quarantine => Action::Quarantine,
