@@ -185,11 +185,17 @@ mod tests {
 
     #[test]
     fn every_row_is_well_formed() {
+        let mut seen = HashSet::new();
         for (i, line) in TABLE.lines().enumerate() {
             if line.starts_with('#') || line.trim().is_empty() {
                 continue;
             }
             let cols: Vec<_> = line.split('\t').collect();
+            assert!(
+                seen.insert((cols[0], cols[1], cols.get(2).copied())),
+                "line {} repeats an earlier row",
+                i + 1
+            );
             assert_eq!(cols.len(), 4, "line {}: {line:?}", i + 1);
             assert!(
                 ["allow", "deny", "deny-module", "deny-any", "deny-attr"].contains(&cols[0]),
