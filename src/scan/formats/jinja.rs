@@ -577,6 +577,10 @@ fn brace_format(fmt: &str, args: &[String]) -> Option<String> {
             rest = &tail[2..];
             continue;
         }
+        if tail.starts_with('}') {
+            // A single `}`: Python refuses the format string.
+            return None;
+        }
         let end = tail.find('}')?;
         let field = &tail[1..end];
         let (index, spec) = field.split_once(':').unwrap_or((field, ""));
@@ -628,7 +632,8 @@ fn format_field_dunder(s: &str) -> Option<&str> {
         let name = field.split([':', '!']).next().unwrap_or_default();
         if let Some(d) = name
             .split(['.', '[', ']'])
-            .find(|p| is_dunder(p.trim_matches(['\'', '"'])))
+            .map(|p| p.trim_matches(['\'', '"']))
+            .find(|p| is_dunder(p))
         {
             return Some(d);
         }
@@ -1206,6 +1211,36 @@ mod tests {
                 report.findings
             );
             assert!(ids(&report).contains(&"GGUF011"), "{t}");
+        }
+    }
+
+    #[test]
+    fn format_folding_follows_python_and_never_panics() {
+        let args = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            brace_format("{}{:c}{0}", &args(&["a", "95"])).as_deref(),
+            Some("a_a")
+        );
+        assert_eq!(brace_format("{{}}", &[]).as_deref(), Some("{}"));
+        for hostile in ["}", "a}b", "{", "{:", "{0", "{99}", "{:cc}", "}{"] {
+            assert_eq!(brace_format(hostile, &args(&["1"])), None, "{hostile}");
+        }
+        assert_eq!(
+            percent_format("%c%s%d%%", &args(&["95", "x", "7"])).as_deref(),
+            Some("_x7%")
+        );
+        for hostile in ["%", "%c", "%q", "%s %s", "%c"] {
+            assert_eq!(percent_format(hostile, &args(&["-1"])), None, "{hostile}");
+        }
+        assert_eq!(format_field_dunder("{0.__class__}"), Some("__class__"));
+        assert_eq!(
+            format_field_dunder("{x['__globals__']}"),
+            Some("__globals__")
+        );
+        assert_eq!(format_field_dunder("{{0.__class__}}"), None);
+        assert_eq!(format_field_dunder("{\"a\": 1}"), None);
+        for hostile in ["{", "}", "{{", "{.", "{[", "{:{"] {
+            format_field_dunder(hostile);
         }
     }
 
