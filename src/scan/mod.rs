@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 pub use finding::{FileReport, Finding, Location, ScanStatus, Verdict};
 pub use limits::Limits;
-pub use pickle::globals::GlobalLists;
+pub use pickle::globals::{GlobalLists, Resolver};
 pub use sniff::Format;
 
 use rules::Rule;
@@ -131,6 +131,8 @@ pub struct Ctx<'s> {
     top_kind: Option<&'static str>,
     skipped: Option<String>,
     origin: Option<PathBuf>,
+    /// Who would resolve the imports of pickles scanned now.
+    resolver: Resolver,
 }
 
 impl<'s> Ctx<'s> {
@@ -148,6 +150,7 @@ impl<'s> Ctx<'s> {
             top_kind: None,
             skipped: None,
             origin,
+            resolver: Resolver::Python,
         }
     }
 
@@ -157,6 +160,19 @@ impl<'s> Ctx<'s> {
 
     pub fn globals(&self) -> &GlobalLists {
         &self.scanner.config.globals
+    }
+
+    pub fn resolver(&self) -> Resolver {
+        self.resolver
+    }
+
+    /// Runs `f` with pickles resolved by `resolver` (the members of a
+    /// TorchScript archive).
+    pub fn with_resolver<R>(&mut self, resolver: Resolver, f: impl FnOnce(&mut Ctx) -> R) -> R {
+        let outer = std::mem::replace(&mut self.resolver, resolver);
+        let r = f(self);
+        self.resolver = outer;
+        r
     }
 
     /// The file on disk this scan started from, when there is one (needed to

@@ -15,7 +15,7 @@ use std::collections::HashSet;
 
 use super::compress::{self, Codec};
 use crate::scan::limits::{BOMB_MIN_UNCOMPRESSED, SNIFF_BYTES};
-use crate::scan::{Ctx, formats, pickle, rules, sniff};
+use crate::scan::{Ctx, Resolver, formats, pickle, rules, sniff};
 
 const EOCD_SIG: &[u8] = b"PK\x05\x06";
 const ZIP64_LOCATOR_SIG: &[u8] = b"PK\x06\x07";
@@ -64,8 +64,26 @@ pub fn scan(cx: &mut Ctx, data: &[u8]) {
         Kind::Npz => "npz",
         Kind::Generic => "zip",
     });
+    let resolver = if kind == Kind::Torch && is_torchscript(&entries) {
+        Resolver::TorchScript
+    } else {
+        cx.resolver()
+    };
+    cx.with_resolver(resolver, |cx| scan_entries(cx, data, &entries, kind));
+}
+
+/// TorchScript archives (`torch.jit.save`) carry their compiled code in
+/// `<prefix>/code/` next to `constants.pkl`; `torch.load` hands them to
+/// `torch.jit.load`, whose unpickler resolves `__torch__.*` from that code.
+fn is_torchscript(entries: &[Entry]) -> bool {
+    let has = |pred: &dyn Fn(&str) -> bool| entries.iter().any(|e| pred(&e.name));
+    has(&|n| n == "constants.pkl" || n.ends_with("/constants.pkl"))
+        && has(&|n| n.starts_with("code/") || n.contains("/code/"))
+}
+
+fn scan_entries(cx: &mut Ctx, data: &[u8], entries: &[Entry], kind: Kind) {
     let mut seen = HashSet::new();
-    for entry in &entries {
+    for entry in entries {
         if !cx.in_time() {
             return;
         }

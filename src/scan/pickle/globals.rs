@@ -153,6 +153,28 @@ pub fn builtin_denial(module: &str, name: &str) -> Option<&'static str> {
         .copied()
 }
 
+/// Which unpickler resolves a pickle's imports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Resolver {
+    /// Python's `find_class`: whatever is named gets imported.
+    #[default]
+    Python,
+    /// TorchScript's (`torch.jit.load`, which `torch.load` hands TorchScript
+    /// archives to): `__torch__.*` names are classes compiled from the
+    /// archive's own TorchScript code, not Python imports.
+    TorchScript,
+}
+
+/// [`classify`] as `resolver` would resolve the import.
+pub fn classify_for(module: &str, name: &str, extra: &GlobalLists, resolver: Resolver) -> Class {
+    let class = classify(module, name, extra);
+    let torchscript_class = module == "__torch__" || module.starts_with("__torch__.");
+    if class == Class::Unknown && resolver == Resolver::TorchScript && torchscript_class {
+        return Class::Safe;
+    }
+    class
+}
+
 /// Classifies one import the unpickler would perform.
 pub fn classify(module: &str, name: &str, extra: &GlobalLists) -> Class {
     let module = normalize_module(module);
@@ -279,6 +301,29 @@ mod tests {
     #[test]
     fn dotted_name_of_allowed_class_is_not_allowed() {
         assert_eq!(class("collections", "OrderedDict.fromkeys"), Class::Unknown);
+    }
+
+    #[test]
+    fn torchscript_classes_are_the_archives_own() {
+        let ts =
+            |m: &str, n: &str| classify_for(m, n, &GlobalLists::default(), Resolver::TorchScript);
+        assert_eq!(
+            ts("__torch__.torchvision.models.resnet", "ResNet"),
+            Class::Safe
+        );
+        assert_eq!(ts("__torch__", "Net"), Class::Safe);
+        assert!(matches!(
+            ts("__torch__", "Net.__globals__"),
+            Class::Dangerous(_)
+        ));
+        assert!(matches!(ts("os", "system"), Class::Dangerous(_)));
+        let py = classify_for(
+            "__torch__",
+            "Net",
+            &GlobalLists::default(),
+            Resolver::Python,
+        );
+        assert_eq!(py, Class::Unknown);
     }
 
     #[test]

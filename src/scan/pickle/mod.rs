@@ -37,7 +37,7 @@ pub fn scan(cx: &mut Ctx, data: &[u8]) {
     let mut pos = 0;
     let mut first = true;
     while cx.in_time() {
-        let stream = walker::walk(data, pos, cx.limits(), cx.globals());
+        let stream = walker::walk_as(data, pos, cx.limits(), cx.globals(), cx.resolver());
         if stream.joblib {
             cx.set_kind("joblib");
         }

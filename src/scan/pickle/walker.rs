@@ -18,7 +18,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::{Rc, Weak};
 
-use super::globals::{self, Class, GlobalLists};
+use super::globals::{self, Class, GlobalLists, Resolver};
 use crate::scan::limits::Limits;
 
 /// Allowlisted globals that deserialize a byte payload (with an unsafe
@@ -163,6 +163,7 @@ struct Walker<'a> {
     pos: usize,
     limits: &'a Limits,
     extra: &'a GlobalLists,
+    resolver: Resolver,
     stack: Vec<Value>,
     marks: Vec<usize>,
     memo: HashMap<u64, Value>,
@@ -187,7 +188,19 @@ type DictCell = RefCell<Vec<(Value, Value)>>;
 
 /// Walks one pickle stream starting at `start`.
 pub fn walk(data: &[u8], start: usize, limits: &Limits, extra: &GlobalLists) -> Stream {
+    walk_as(data, start, limits, extra, Resolver::Python)
+}
+
+/// [`walk`] for a pickle whose imports `resolver` resolves.
+pub fn walk_as(
+    data: &[u8],
+    start: usize,
+    limits: &Limits,
+    extra: &GlobalLists,
+    resolver: Resolver,
+) -> Stream {
     let mut w = Walker::new(data, start, limits, extra);
+    w.resolver = resolver;
     let (end, mut result) = w.run();
     // The result is only consulted for scalars and strings; containers in
     // it would keep cycles alive.
@@ -225,6 +238,7 @@ impl<'a> Walker<'a> {
             pos: start,
             limits,
             extra,
+            resolver: Resolver::Python,
             stack: Vec::new(),
             marks: Vec::new(),
             memo: HashMap::new(),
@@ -654,7 +668,7 @@ impl<'a> Walker<'a> {
 
     fn import(&mut self, at: usize, module: String, name: String) -> Value {
         let module = globals::normalize_module(&module).to_string();
-        let class = globals::classify(&module, &name, self.extra);
+        let class = globals::classify_for(&module, &name, self.extra, self.resolver);
         if module == "joblib.numpy_pickle" {
             self.joblib = true;
         }
