@@ -151,6 +151,28 @@ fn malicious_pickle_blocks_the_commit() {
     );
 }
 
+/// Text is skipped cheaply, except the configs runtimes take chat templates
+/// from.
+#[test]
+fn chat_template_in_a_staged_tokenizer_config_blocks_the_commit() {
+    let r = Repo::new(&[]);
+    r.install();
+    r.write(
+        "tokenizer_config.json",
+        br#"{"chat_template": "{{ cycler.__init__.__globals__.os.popen('id').read() }}"}"#,
+    );
+    r.write("notes.json", br#"{"template": "{{ x.__class__ }}"}"#);
+    r.git(&["add", "."]).ok();
+    let out = r.commit("tokenizer");
+    let msg = text(&out);
+    assert!(!out.status.success(), "commit should fail: {msg}");
+    assert!(
+        msg.contains("GGUF010") && msg.contains("tokenizer_config.json"),
+        "{msg}"
+    );
+    assert!(!msg.contains("notes.json"), "{msg}");
+}
+
 #[test]
 fn benign_safetensors_commits() {
     let r = Repo::new(&[]);

@@ -242,7 +242,10 @@ impl<'r> Checker<'r> {
         } else {
             // The cheap exit that keeps text-only commits fast; the scanner
             // would skip these too, after building a report.
-            if matches!(sniff::sniff(data, path), Format::Text | Format::Image) {
+            let format = sniff::sniff(data, path);
+            let plain_text = format == Format::Text
+                && !crate::scan::formats::jinja::text_may_hold_template(data, path);
+            if plain_text || format == Format::Image {
                 if is_signature_name(path)
                     && let Some(decision) =
                         self.policy.decide_signature_file(path, data, self.context)

@@ -453,6 +453,7 @@ fn scan_format(cx: &mut Ctx, data: &[u8], name: &str, format: Format) {
                 cx.skipped = Some("quarantined by modelgate (tombstone)".to_string());
             }
         }
+        Format::Text if formats::jinja::scan_text(cx, data, name) => {}
         Format::Text | Format::Image | Format::Unknown => {
             if format == Format::Unknown && sniff::claims_pickle_format(name) {
                 cx.inconclusive(

@@ -141,6 +141,80 @@ const ATTRIBUTE_FILTERS: &[&str] = &[
     "max",
 ];
 
+/// The key under which Hugging Face configs carry chat templates.
+const CHAT_TEMPLATE_KEY: &[u8] = b"\"chat_template\"";
+
+/// Whether a text file can carry a chat template a runtime renders:
+/// `chat_template` in a JSON config (`tokenizer_config.json`,
+/// `chat_template.json`), or a template file (`chat_template.jinja`, which
+/// transformers writes beside the tokenizer). The git hooks use this to
+/// keep skipping every other text file cheaply.
+pub fn text_may_hold_template(data: &[u8], name: &str) -> bool {
+    is_template_file(name)
+        || data
+            .windows(CHAT_TEMPLATE_KEY.len())
+            .any(|w| w == CHAT_TEMPLATE_KEY)
+}
+
+fn is_template_file(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    lower.ends_with(".jinja") || lower.ends_with(".jinja2") || lower.ends_with(".j2")
+}
+
+/// Scans the chat templates a text file carries (see
+/// [`text_may_hold_template`]); returns whether it had any. A JSON
+/// `chat_template` is a string or a list of `{"name", "template"}`.
+pub fn scan_text(cx: &mut Ctx, data: &[u8], name: &str) -> bool {
+    if is_template_file(name) {
+        scan_template(cx, name, data, 0);
+        return true;
+    }
+    let Some(key_at) = data
+        .windows(CHAT_TEMPLATE_KEY.len())
+        .position(|w| w == CHAT_TEMPLATE_KEY)
+    else {
+        return false;
+    };
+    if data.len() as u64 > cx.limits().max_string_bytes {
+        cx.inconclusive(
+            &rules::TEMPLATE_UNPARSEABLE,
+            Some(key_at as u64),
+            format!(
+                "{name} has a chat_template but is {} bytes, over the {}-byte limit for analysed text",
+                data.len(),
+                cx.limits().max_string_bytes
+            ),
+        );
+        return true;
+    }
+    // Only a JSON object with the key at its top level is a config a
+    // runtime reads the template from; anything else is just text.
+    let Ok(serde_json::Value::Object(config)) = serde_json::from_slice::<serde_json::Value>(data)
+    else {
+        return false;
+    };
+    match config.get("chat_template") {
+        Some(serde_json::Value::String(t)) => {
+            scan_template(cx, "chat_template", t.as_bytes(), key_at as u64);
+        }
+        Some(serde_json::Value::Array(named)) => {
+            for entry in named {
+                let label = entry.get("name").and_then(|n| n.as_str()).unwrap_or("?");
+                if let Some(t) = entry.get("template").and_then(|t| t.as_str()) {
+                    scan_template(
+                        cx,
+                        &format!("chat_template.{label}"),
+                        t.as_bytes(),
+                        key_at as u64,
+                    );
+                }
+            }
+        }
+        _ => return false,
+    }
+    true
+}
+
 /// Scans one chat template. `name` says where it came from (the metadata
 /// key); `base_offset` is the file offset of the template's first byte.
 pub fn scan_template(cx: &mut Ctx, name: &str, raw: &[u8], base_offset: u64) {
