@@ -3,6 +3,7 @@
 //! link targets that escape the extraction directory are findings.
 
 use super::zip::check_path;
+use crate::scan::pickle::{self, LegacyRecords};
 use crate::scan::{Ctx, rules};
 
 pub fn scan(cx: &mut Ctx, data: &[u8]) {
@@ -84,7 +85,17 @@ pub fn scan(cx: &mut Ctx, data: &[u8]) {
             });
             return;
         };
-        cx.scan_member(&name, content);
+        let records = match name.as_str() {
+            "storages" if is_torch_legacy => Some(LegacyRecords::Storages),
+            "tensors" if is_torch_legacy => Some(LegacyRecords::Tensors),
+            _ => None,
+        };
+        match records {
+            Some(records) => cx.in_member(&name, |cx| {
+                pickle::scan_legacy_records(cx, content, records)
+            }),
+            None => cx.scan_member(&name, content),
+        }
     }
 }
 

@@ -88,6 +88,122 @@ pub fn scan(cx: &mut Ctx, data: &[u8]) {
     }
 }
 
+/// The two record files of PyTorch's legacy tar checkpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LegacyRecords {
+    /// `storages`: a pickled count; per storage a pickled `(key, location,
+    /// storage_type)` then an int64 element count and the raw elements;
+    /// then a pickled list of views.
+    Storages,
+    /// `tensors`: a pickled count; per tensor a pickled `(key, storage_id,
+    /// tensor_type)` then int32 ndim, 4 padding bytes, ndim sizes, ndim
+    /// strides and an offset, all int64.
+    Tensors,
+}
+
+/// Scans a `storages` or `tensors` member of a legacy tar checkpoint.
+/// `torch.load` unpickles every record header, not only the first, so a
+/// payload can sit behind the raw bytes of the first record: the raw parts
+/// are skipped by their declared sizes and every header is walked.
+pub fn scan_legacy_records(cx: &mut Ctx, data: &[u8], records: LegacyRecords) {
+    let mut pos = 0;
+    while pos < data.len() && cx.in_time() {
+        let stream = walker::walk_as(data, pos, cx.limits(), cx.globals(), cx.resolver());
+        report(cx, data, &stream);
+        let next = match &stream.end {
+            End::Stop { next } => *next,
+            End::Error { offset, reason } => {
+                cx.inconclusive(
+                    &rules::MALFORMED_STREAM,
+                    Some(*offset as u64),
+                    format!("record header breaks at byte {offset}: {reason}"),
+                );
+                return;
+            }
+            End::Budget { offset } => {
+                cx.inconclusive(
+                    &rules::LIMIT_EXCEEDED,
+                    Some(*offset as u64),
+                    "pickle budget exhausted in a record header",
+                );
+                return;
+            }
+        };
+        let raw = match records {
+            LegacyRecords::Storages => storage_element_size(&stream).map(|size| {
+                read_le(data, next, 8)
+                    .and_then(|count| count.checked_mul(size))
+                    .and_then(|bytes| bytes.checked_add(8))
+            }),
+            LegacyRecords::Tensors => imports_tensor_type(&stream).then(|| {
+                read_le(data, next, 4)
+                    .filter(|&ndim| ndim <= 64)
+                    .map(|ndim| 8 + 16 * ndim + 8)
+            }),
+        };
+        pos = match raw {
+            // A count, a list of views: the next header follows at once.
+            None => next,
+            Some(Some(len)) => match usize::try_from(len).ok().and_then(|l| next.checked_add(l)) {
+                Some(end) if end <= data.len() => end,
+                _ => {
+                    cx.inconclusive(
+                        &rules::MALFORMED_STREAM,
+                        Some(next as u64),
+                        "a record's raw data runs past the end of the member",
+                    );
+                    return;
+                }
+            },
+            Some(None) => {
+                cx.inconclusive(
+                    &rules::MALFORMED_STREAM,
+                    Some(next as u64),
+                    "a record's size prefix is missing or impossible",
+                );
+                return;
+            }
+        };
+    }
+}
+
+/// The element size of the typed storage a storage record header names
+/// (`torch.FloatStorage` and friends).
+fn storage_element_size(stream: &Stream) -> Option<u64> {
+    stream.uses.iter().find_map(|u| {
+        if u.module != "torch" {
+            return None;
+        }
+        Some(match u.name.strip_suffix("Storage")? {
+            "Double" | "Long" | "ComplexFloat" => 8,
+            "Float" | "Int" => 4,
+            "Half" | "BFloat16" | "Short" => 2,
+            "Char" | "Byte" | "Bool" => 1,
+            "ComplexDouble" => 16,
+            _ => return None,
+        })
+    })
+}
+
+fn imports_tensor_type(stream: &Stream) -> bool {
+    stream
+        .uses
+        .iter()
+        .any(|u| u.module == "torch" && u.name.ends_with("Tensor"))
+}
+
+/// A little-endian unsigned integer of `width` bytes at `at`; negative
+/// values of the signed fields come out huge and fail the bounds checks.
+fn read_le(data: &[u8], at: usize, width: usize) -> Option<u64> {
+    let bytes = data.get(at..at.checked_add(width)?)?;
+    Some(
+        bytes
+            .iter()
+            .rev()
+            .fold(0u64, |acc, &b| (acc << 8) | u64::from(b)),
+    )
+}
+
 fn report(cx: &mut Ctx, data: &[u8], stream: &Stream) {
     let mut unknown_seen = HashSet::new();
     for u in &stream.uses {
