@@ -30,6 +30,11 @@
 //! that is scanned; when the object is absent the policy decides
 //! (`unverifiable`, warn by default).
 //!
+//! `require-signature` path rules are checked against what is being
+//! committed or pushed, never the working tree: the signature covering a
+//! blob is looked up in the same index (pre-commit) or commit tree (push
+//! hooks), and a signature file the change adds must itself verify.
+//!
 //! Both SHA-1 and SHA-256 repositories work (git2 is built with its
 //! SHA-256 support; object ids are parsed in the repository's format).
 //! This module never runs hooks' payloads, never writes objects and never
