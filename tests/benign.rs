@@ -1,8 +1,9 @@
-//! Benign models as people publish them (tests/fixtures/benign, made by
-//! tests/fixtures/gen/sklearn_benign.py: fitted scikit-learn estimators,
-//! pandas tables, NumPy values, as protocol-2 pickles and compressed joblib
-//! files) must scan clean. An allowlist-first scanner that flags these
-//! teaches people to ignore it.
+//! Benign models as people publish them (tests/fixtures/benign) must scan
+//! clean: fitted scikit-learn estimators, pandas tables and NumPy values as
+//! protocol-2 pickles and compressed joblib files
+//! (tests/fixtures/gen/sklearn_benign.py), and real Keras 3 models as
+//! `.keras`, `.h5` and `.weights.h5` (tests/fixtures/gen/keras_benign.py).
+//! An allowlist-first scanner that flags these teaches people to ignore it.
 
 use std::path::Path;
 
