@@ -197,11 +197,19 @@ pub fn hdf5_superblock_offset(data: &[u8]) -> Option<usize> {
 
 /// safetensors: an 8-byte little-endian header length, then a JSON object.
 /// The length itself is not trusted here (hostile lengths are findings of
-/// the safetensors parser), only the shape of the first header bytes.
+/// the safetensors parser), only the shape of the first header bytes. Text
+/// whose ninth character opens a brace (`Query: {{ query }}`) is not one: a
+/// length spelled in printable characters is over 2^61 bytes, which no
+/// safetensors reader would even try to allocate.
 fn looks_like_safetensors(data: &[u8]) -> bool {
+    let printable_length = data.get(..8).is_some_and(|len| {
+        len.iter()
+            .all(|&b| (0x20..0x7f).contains(&b) || b"\t\n\r".contains(&b))
+    });
     data.len() >= 10
         && data[8] == b'{'
         && matches!(data[9], b'"' | b'}' | b' ' | b'\n' | b'\r' | b'\t')
+        && !(printable_length && is_text(data))
 }
 
 /// An archive whose first member is preceded by other data (a self-extracting
@@ -212,10 +220,22 @@ pub fn looks_like_zip_without_local_header(data: &[u8]) -> bool {
 }
 
 fn looks_like_zlib(data: &[u8]) -> bool {
-    data.len() >= 2
+    let header = data.len() >= 2
         && data[0] == 0x78
         && matches!(data[1], 0x01 | 0x5e | 0x9c | 0xda)
-        && (u16::from(data[0]) << 8 | u16::from(data[1])) % 31 == 0
+        && (u16::from(data[0]) << 8 | u16::from(data[1])) % 31 == 0;
+    // `x^2 + y^2` opens with a valid zlib header too: text counts as zlib
+    // only if its start really inflates.
+    header && (!is_text(data) || inflates(&data[..data.len().min(4096)]))
+}
+
+/// Whether the start of a zlib stream decodes without error.
+fn inflates(head: &[u8]) -> bool {
+    use std::io::Read;
+    let mut out = [0u8; 1024];
+    flate2::read::ZlibDecoder::new(head)
+        .read(&mut out)
+        .is_ok_and(|n| n > 0)
 }
 
 fn is_image(data: &[u8]) -> bool {
@@ -357,5 +377,13 @@ mod tests {
         let mut f = 2u64.to_le_bytes().to_vec();
         f.extend_from_slice(b"{}");
         assert_eq!(sniff(&f, "a"), Format::Safetensors);
+        assert_eq!(
+            sniff(
+                b"Query: {{ query }}\nDocument: {{ document }}\n",
+                "basic.jinja"
+            ),
+            Format::Text
+        );
+        assert_eq!(sniff(b"x^2 + y^2 = z^2\n", "notes.txt"), Format::Text);
     }
 }
