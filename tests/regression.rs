@@ -194,6 +194,14 @@ fn enum_member_getattr_is_clean() {
     assert_eq!(r.verdict, Verdict::Clean, "{:#?}", r.findings);
 }
 
+/// Number lines in every form Python's `int()` and `float()` accept keep
+/// the walk going: a payload behind them is still seen.
+#[test]
+fn protocol_0_numbers_python_accepts_do_not_stop_the_walk() {
+    let p = b"(F1_0.5\nF-inf\nFNaN\nF 2e-3 \nI 12 \nI01\nL12L\nl0cos\nsystem\n(S'echo pwned'\ntR.";
+    assert_malicious(&scan("m.pkl", p), "PKL001");
+}
+
 /// Benign: text that starts with pickle opcode letters is not a pickle.
 #[test]
 fn text_is_not_a_pickle() {
@@ -201,7 +209,21 @@ fn text_is_not_a_pickle() {
         &b"cat\nfood\nis nice\n"[..],
         b"(see below) the model",
         b"import os\nos.system('x')\n",
-    ] {
+        // BINFLOAT, POP, STOP: a stream no unpickler finishes.
+        b"GIT v1.5.0.1 Release Notes\n==========================\n",
+        // BINFLOAT, DUP, STOP: a valid tiny pickle, then text.
+        b"GIT v1.5.2.1 Release Notes\n==========================\n",
+        // A brace at byte 8 is not a safetensors header.
+        b"Query: {{ query }}\nDocument: {{ document }}\n",
+        // A zlib-shaped start that does not inflate.
+        b"x^2 + y^2 = z^2\n",
+    ]
+    .into_iter()
+    .map(<[u8]>::to_vec)
+    // FLOAT opcodes whose lines are no numbers, thousands of them.
+    .chain([b"FUNC:_ZGTtNKSt11logic_error4whatEv@@GLIBCXX_3.4.22\n".repeat(2000)])
+    {
+        let text = text.as_slice();
         let r = scan("notes.txt", text);
         assert_eq!(
             r.verdict,

@@ -326,6 +326,13 @@ pub fn looks_like_complete_pickle(data: &[u8]) -> bool {
 const PROBE_CONVINCING_OPCODES: u64 = 1_000;
 
 fn probe(data: &[u8]) -> bool {
+    probe_from(data, 0)
+}
+
+/// Concatenated streams a probe follows before it stops believing.
+const PROBE_MAX_STREAMS: usize = 4;
+
+fn probe_from(data: &[u8], depth: usize) -> bool {
     let limits = Limits {
         max_pickle_opcodes: 10_000,
         ..Limits::default()
@@ -333,7 +340,19 @@ fn probe(data: &[u8]) -> bool {
     let head = &data[..data.len().min(1 << 20)];
     let stream = walker::walk(head, 0, &limits, &GlobalLists::default());
     match stream.end {
-        End::Stop { .. } => stream.opcodes >= 2,
+        // A stream that imports nothing must also be where the data ends,
+        // or be followed by another stream: text can spell a tiny pickle
+        // (`GIT v1.5.2.1` is BINFLOAT, DUP, STOP) but not the rest of
+        // itself.
+        End::Stop { next } => {
+            let rest = head.get(next..).unwrap_or_default();
+            stream.opcodes >= 2
+                && (stream.did_something()
+                    || rest.iter().all(u8::is_ascii_whitespace)
+                    || (depth < PROBE_MAX_STREAMS
+                        && rest.first().is_some_and(|&op| is_opcode(op) && op != b'.')
+                        && probe_from(rest, depth + 1)))
+        }
         // Thousands of valid opcodes are no accident of text: a payload
         // padded past the probe's budget is still a pickle.
         _ if stream.opcodes >= PROBE_CONVINCING_OPCODES => true,

@@ -353,6 +353,12 @@ impl<'a> Walker<'a> {
             };
             self.pos += 1;
             if op == b'.' {
+                // STOP pops the result: with nothing above the topmost
+                // mark every unpickler raises (stack underflow). Text such
+                // as `GIT v1.5.0.1` reads as BINFLOAT, POP, STOP.
+                if self.stack.len() == self.marks.last().copied().unwrap_or(0) {
+                    return self.broken(at, "STOP with nothing on the stack");
+                }
                 return Ok(self.pos);
             }
             self.step(op, at)?;
@@ -390,11 +396,17 @@ impl<'a> Walker<'a> {
                 self.stack.push(top);
             }
             b'F' => {
-                self.line(at)?;
+                let line = self.line(at)?;
+                if !numeric_line(line, FLOAT_CHARS) {
+                    return self.broken(at, "FLOAT argument is not a number");
+                }
                 self.stack.push(Value::Float);
             }
             b'I' => {
                 let line = self.line(at)?;
+                if !numeric_line(line, INT_CHARS) {
+                    return self.broken(at, "INT argument is not a number");
+                }
                 let v = match line {
                     b"00" => Value::Bool(false),
                     b"01" => Value::Bool(true),
@@ -420,6 +432,9 @@ impl<'a> Walker<'a> {
             b'L' => {
                 let line = self.line(at)?;
                 let digits = line.strip_suffix(b"L").unwrap_or(line);
+                if !numeric_line(digits, INT_CHARS) {
+                    return self.broken(at, "LONG argument is not a number");
+                }
                 self.stack
                     .push(parse_int(digits).map_or(Value::BigInt, Value::Int));
             }
@@ -1302,6 +1317,21 @@ fn short(s: &str) -> String {
     } else {
         s.to_string()
     }
+}
+
+/// Characters Python's `int()` accepts in a protocol-0 INT or LONG line
+/// (sign, digits, underscores, surrounding whitespace).
+const INT_CHARS: &[u8] = b"0123456789+-_ \t\r\x0b\x0c";
+/// And `float()`: also a point, exponents, `inf`, `infinity` and `nan` in
+/// any case.
+const FLOAT_CHARS: &[u8] = b"0123456789+-_. \t\r\x0b\x0ceEiInNfFtTyYaA";
+
+/// Whether a protocol-0 number line could be a number at all. Deliberately
+/// looser than Python (never reject what it accepts, or a payload behind
+/// the line would go unseen), but text such as `FUNC:_ZN...` is no number:
+/// without this, a symbol list reads as thousands of FLOAT opcodes.
+fn numeric_line(line: &[u8], allowed: &[u8]) -> bool {
+    line.iter().all(|b| allowed.contains(b)) && line.iter().any(|b| b.is_ascii_alphanumeric())
 }
 
 fn parse_int(b: &[u8]) -> Option<i64> {
