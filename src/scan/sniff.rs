@@ -214,9 +214,31 @@ fn looks_like_safetensors(data: &[u8]) -> bool {
 
 /// An archive whose first member is preceded by other data (a self-extracting
 /// stub, or a polyglot) still loads in readers that start from the end.
+/// Readers find the central directory right before the end record (or a
+/// ZIP64 locator there), so that is required too: a program that merely
+/// contains the end-record signature as a constant (`/usr/bin/zip`) is no
+/// archive.
 pub fn looks_like_zip_without_local_header(data: &[u8]) -> bool {
     let tail_start = data.len().saturating_sub(22 + 65_535);
-    data.len() >= 22 && memfind(&data[tail_start..], b"PK\x05\x06").is_some() && !is_text(data)
+    if data.len() < 22 || is_text(data) {
+        return false;
+    }
+    let Some(eocd) = memfind(&data[tail_start..], b"PK\x05\x06").map(|p| p + tail_start) else {
+        return false;
+    };
+    let Some(record) = data.get(eocd..eocd + 22) else {
+        return false;
+    };
+    let zip64_locator = eocd
+        .checked_sub(20)
+        .is_some_and(|at| data[at..].starts_with(b"PK\x06\x07"));
+    let cd_size = u32::from_le_bytes([record[12], record[13], record[14], record[15]]);
+    zip64_locator
+        || usize::try_from(cd_size)
+            .ok()
+            .filter(|&size| size > 0)
+            .and_then(|size| eocd.checked_sub(size))
+            .is_some_and(|cd| data[cd..].starts_with(b"PK\x01\x02"))
 }
 
 fn looks_like_zlib(data: &[u8]) -> bool {
@@ -370,6 +392,28 @@ mod tests {
         assert_eq!(sniff(&t, "model.bin"), Format::Tombstone);
         t.extend_from_slice(&[0xff; 8192]);
         assert_ne!(sniff(&t, "model.bin"), Format::Tombstone);
+    }
+
+    #[test]
+    fn zip_read_from_the_end_needs_its_central_directory() {
+        let eocd = |cd_size: u32| {
+            let mut e = b"PK\x05\x06".to_vec();
+            e.extend_from_slice(&[0; 8]);
+            e.extend_from_slice(&cd_size.to_le_bytes());
+            e.extend_from_slice(&[0; 6]);
+            e
+        };
+        // A program holding the signature as a constant.
+        let mut program = b"\x7fELF\x02\x01\x01\0".to_vec();
+        program.extend_from_slice(&eocd(0x1234));
+        program.extend_from_slice(&[0x90; 64]);
+        assert!(!looks_like_zip_without_local_header(&program));
+        // A stub, then a central directory entry and the end record.
+        let mut sfx = b"\x7fELF\0stub".to_vec();
+        sfx.extend_from_slice(b"PK\x01\x02");
+        sfx.extend_from_slice(&[0; 42]);
+        sfx.extend_from_slice(&eocd(46));
+        assert!(looks_like_zip_without_local_header(&sfx));
     }
 
     #[test]
