@@ -68,24 +68,29 @@ pub fn scan(cx: &mut Ctx, data: &[u8]) {
                 break;
             }
             End::Budget { offset } => {
-                let what = stream
-                    .events
-                    .iter()
-                    .find_map(|e| match e {
-                        Event::Budget { what, .. } => Some(what.clone()),
-                        _ => None,
-                    })
-                    .unwrap_or_default();
-                cx.inconclusive(
-                    &rules::LIMIT_EXCEEDED,
-                    Some(*offset as u64),
-                    format!("pickle budget exhausted: {what}"),
-                );
+                report_budget(cx, &stream, *offset);
                 break;
             }
         }
         first = false;
     }
+}
+
+/// A walk stopped by a budget: inconclusive, saying which one.
+fn report_budget(cx: &mut Ctx, stream: &Stream, offset: usize) {
+    let what = stream
+        .events
+        .iter()
+        .find_map(|e| match e {
+            Event::Budget { what, .. } => Some(what.clone()),
+            _ => None,
+        })
+        .unwrap_or_default();
+    cx.inconclusive(
+        &rules::LIMIT_EXCEEDED,
+        Some(offset as u64),
+        format!("pickle budget exhausted: {what}"),
+    );
 }
 
 /// The two record files of PyTorch's legacy tar checkpoints.
@@ -121,11 +126,7 @@ pub fn scan_legacy_records(cx: &mut Ctx, data: &[u8], records: LegacyRecords) {
                 return;
             }
             End::Budget { offset } => {
-                cx.inconclusive(
-                    &rules::LIMIT_EXCEEDED,
-                    Some(*offset as u64),
-                    "pickle budget exhausted in a record header",
-                );
+                report_budget(cx, &stream, *offset);
                 return;
             }
         };
