@@ -61,6 +61,15 @@ fn print_record(out: &mut impl Write, r: &Record) -> std::io::Result<()> {
         }
     )?;
     writeln!(out, "reason:      {}", r.reason)?;
+    writeln!(
+        out,
+        "content:     {}",
+        if r.content_denied {
+            "denied wherever it lands again"
+        } else {
+            "not denied (only where it landed was wrong)"
+        }
+    )?;
     writeln!(out, "quarantined: {}", r.quarantined_at)?;
     writeln!(out, "updated:     {}", r.updated_at)?;
     writeln!(out, "by:          modelgate {}", r.tool_version)?;
