@@ -249,7 +249,9 @@ fn malicious_download_is_tombstoned_benign_untouched_and_restore_is_exact() {
     });
     let shown = env.quarantine(&["show", &id]);
     assert!(
-        shown.contains("pytorch_model.bin") && shown.contains("PKL001"),
+        shown.contains("pytorch_model.bin")
+            && shown.contains("PKL001")
+            && shown.contains("denied wherever it lands again"),
         "{shown}"
     );
     let log = d.kill();
