@@ -6,7 +6,9 @@
 //! lands during the sweep is seen by one or the other (possibly both; the
 //! second look is a cache hit). A directory that appears later is swept as
 //! soon as it is reported, because inotify only watches it from the moment
-//! notify adds the watch and anything written before that is not reported.
+//! notify adds the watch and anything written before that is not reported;
+//! and swept again a second and five seconds later, because notify reports
+//! the directory before it adds that watch.
 //!
 //! Bounded resources under a burst (10,000 files landing at once): the
 //! notify thread blocks on the bounded channel rather than buffering without
@@ -21,6 +23,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use notify::event::{AccessKind, AccessMode, ModifyKind};
 use notify::{Event, EventKind, RecursiveMode, Watcher};
@@ -129,6 +132,28 @@ fn jobs_for(engine: &Engine, event: Event, out: &mut Vec<Job>) {
     }
 }
 
+/// When a sweep of a new directory runs again.
+const RESWEEP_AFTER: [Duration; 2] = [Duration::from_secs(1), Duration::from_secs(5)];
+
+/// notify reports a new directory before it watches it (it adds the watches
+/// for a batch of events after handing the batch over), so a file landing
+/// in that gap is neither reported nor, if the first sweep was quicker,
+/// swept. Sweeping the directory again once the watches are surely in
+/// place closes the gap; files seen before are cache hits.
+fn sweep_again_later(later: &mpsc::Sender<Job>, job: Job) {
+    let later = later.clone();
+    tokio::spawn(async move {
+        for delay in RESWEEP_AFTER {
+            tokio::time::sleep(delay).await;
+            // A full queue means the loop is flooded; the rescan that
+            // flooding triggers covers this directory too.
+            if later.try_send(job.clone()).is_err() {
+                return;
+            }
+        }
+    });
+}
+
 fn arm(
     engine: &Engine,
     tx: mpsc::Sender<notify::Result<Event>>,
@@ -206,6 +231,7 @@ pub async fn run(engine: Arc<Engine>, once: bool, jobs: usize) -> notify::Result
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
     let mut new_jobs = Vec::new();
+    let (later_tx, mut later_rx) = mpsc::channel(EVENT_QUEUE);
     loop {
         while let Some(job) = sched.next() {
             let engine = engine.clone();
@@ -253,14 +279,19 @@ pub async fn run(engine: Arc<Engine>, once: bool, jobs: usize) -> notify::Result
             ev = rx.recv(), if !once => match ev {
                 Some(Ok(event)) => {
                     tracing::trace!(?event, "event");
+                    let rescan = event.need_rescan();
                     jobs_for(&engine, event, &mut new_jobs);
                     for j in new_jobs.drain(..) {
+                        if !rescan && matches!(j, Job::Dir(..)) {
+                            sweep_again_later(&later_tx, j.clone());
+                        }
                         sched.push(j);
                     }
                 }
                 Some(Err(e)) => tracing::error!(error = %e, "watch error"),
                 None => break,
             },
+            Some(job) = later_rx.recv() => sched.push(job),
             Some(res) = set.join_next(), if !set.is_empty() => {
                 match res {
                     Ok((job, children)) => {
