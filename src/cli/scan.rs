@@ -11,7 +11,7 @@ use clap::{Args, ValueEnum};
 use rayon::prelude::*;
 
 use modelgate::digest;
-use modelgate::policy::{Context, Decision, Policy};
+use modelgate::policy::{Context, Decision, Policy, SignatureSource};
 use modelgate::report::{Summary, human, json, sarif};
 use modelgate::scan::walk::{self, Target};
 use modelgate::scan::{FileReport, Scanner, Verdict};
@@ -193,7 +193,9 @@ fn decide(policy: &Policy, report: &FileReport, source: &Source) -> Decision {
         Source::ModelDir => String::new(),
     };
     match source {
-        Source::File(p) => policy.decide_file(report, &path, p, hash, Context::Scan),
+        Source::File(p) => {
+            policy.decide_signed(report, &path, SignatureSource::Disk(p), hash, Context::Scan)
+        }
         Source::Stdin(_) | Source::ModelDir => {
             policy.decide_with(report, &path, hash, Context::Scan)
         }

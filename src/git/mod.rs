@@ -52,7 +52,7 @@ use std::path::PathBuf;
 use git2::{Oid, Repository};
 use serde::Serialize;
 
-use crate::policy::{Action, Context, Decision, Policy};
+use crate::policy::{Action, Context, Decision, Policy, SignatureSource};
 use crate::scan::sniff::{self, Format};
 use crate::scan::{FileReport, Scanner};
 use crate::sign;
@@ -196,9 +196,13 @@ impl<'r> Checker<'r> {
                     source: std::io::Error::other(e.to_string()),
                 })?;
             let read = |p: &str| self.read_in_change(commit, p);
-            let mut decision =
-                self.policy
-                    .decide_in_tree(&report, path, &read, || hash_file(&file), self.context);
+            let mut decision = self.policy.decide_signed(
+                &report,
+                path,
+                SignatureSource::Tree(&read),
+                || hash_file(&file),
+                self.context,
+            );
             if decision.action > Action::Allow && decision.sha256.is_none() {
                 decision.sha256 = Some(hash_file(&file));
             }
@@ -221,10 +225,10 @@ impl<'r> Checker<'r> {
                                 source: std::io::Error::other(e.to_string()),
                             })?;
                     let read = |p: &str| self.read_in_change(commit, p);
-                    let decision = self.policy.decide_in_tree(
+                    let decision = self.policy.decide_signed(
                         &report,
                         path,
-                        &read,
+                        SignatureSource::Tree(&read),
                         || hash_file(&object),
                         self.context,
                     );
@@ -262,9 +266,13 @@ impl<'r> Checker<'r> {
             self.outcome.scanned += 1;
             let report = self.scanner.scan_bytes(path, data);
             let read = |p: &str| self.read_in_change(commit, p);
-            let decision =
-                self.policy
-                    .decide_in_tree(&report, path, &read, || hash_bytes(data), self.context);
+            let decision = self.policy.decide_signed(
+                &report,
+                path,
+                SignatureSource::Tree(&read),
+                || hash_bytes(data),
+                self.context,
+            );
             (Some(report), decision)
         };
         let mut decision = decision;

@@ -453,7 +453,7 @@ impl Policy {
     /// change the outcome: hashing a 10 GB checkpoint that nothing flagged
     /// would be wasted time in a hook. Without the file on disk a path
     /// rule's `require-signature` cannot be checked: see
-    /// [`Policy::decide_file`].
+    /// [`Policy::decide_signed`].
     pub fn decide_with(
         &self,
         report: &FileReport,
@@ -464,46 +464,18 @@ impl Policy {
         self.decide_inner(report, path_in_repo, None, sha256, context)
     }
 
-    /// As [`Policy::decide_with`] for a file on disk (`file`, as opened):
-    /// also enforces the `require-signature` of the path rules that match
-    /// `path_in_repo` (POL003).
-    pub fn decide_file(
+    /// As [`Policy::decide_with`], also enforcing the `require-signature`
+    /// of the path rules that match `path_in_repo` (POL003), with the
+    /// signature looked up where the file is (`source`).
+    pub fn decide_signed(
         &self,
         report: &FileReport,
         path_in_repo: &str,
-        file: &Path,
+        source: SignatureSource<'_>,
         sha256: impl FnOnce() -> String,
         context: Context,
     ) -> Decision {
-        self.decide_inner(
-            report,
-            path_in_repo,
-            Some(SignatureSource::Disk(file)),
-            sha256,
-            context,
-        )
-    }
-
-    /// As [`Policy::decide_file`] for a file that exists only in a tree
-    /// that is not checked out (a staged index, a pushed commit): the
-    /// signature is looked up in that same tree through `read`, which
-    /// returns the content at a repository path, so a signature that is
-    /// on disk but not staged does not count.
-    pub fn decide_in_tree(
-        &self,
-        report: &FileReport,
-        path_in_repo: &str,
-        read: &dyn Fn(&str) -> Option<Vec<u8>>,
-        sha256: impl FnOnce() -> String,
-        context: Context,
-    ) -> Decision {
-        self.decide_inner(
-            report,
-            path_in_repo,
-            Some(SignatureSource::Tree(read)),
-            sha256,
-            context,
-        )
+        self.decide_inner(report, path_in_repo, Some(source), sha256, context)
     }
 
     /// Judges a signature file a change adds, when a `require-signature`
@@ -821,11 +793,13 @@ fn signature_basis(actions: &Actions, message: String) -> Basis {
 
 /// Where `require-signature` looks for the signature covering a file.
 #[derive(Clone, Copy)]
-enum SignatureSource<'a> {
-    /// The file on disk: beside it and in its directories up to the rule's
-    /// boundary.
+pub enum SignatureSource<'a> {
+    /// The file on disk (as opened): beside it and in its directories up
+    /// to the rule's boundary.
     Disk(&'a Path),
-    /// A tree that is not on disk, read by repository path.
+    /// A tree that is not checked out (a staged index, a pushed commit),
+    /// read by repository path: a signature on disk but not in the tree
+    /// does not count.
     Tree(&'a dyn Fn(&str) -> Option<Vec<u8>>),
 }
 
