@@ -158,17 +158,9 @@ pub fn model_snapshots(cache: &Path) -> std::io::Result<Vec<HfLocation>> {
     Ok(out)
 }
 
-/// Percent-encodes everything but the purl-safe characters.
+/// A purl path segment: only unreserved characters stay as they are.
 fn purl_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    crate::report::percent_encode(s, b"")
 }
 
 #[cfg(test)]

@@ -43,3 +43,20 @@ impl Summary {
         s
     }
 }
+
+/// Percent-encodes `s` for a URI (SARIF locations, package URLs), keeping
+/// the RFC 3986 unreserved characters and those in `also_keep`.
+pub fn percent_encode(s: &str, also_keep: &[u8]) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric()
+            || matches!(b, b'-' | b'.' | b'_' | b'~')
+            || also_keep.contains(&b)
+        {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

@@ -536,19 +536,9 @@ fn file_uri(abs: &Path) -> String {
     format!("file://{}", encode_path(abs))
 }
 
-/// Percent-encodes a path for a URI, keeping `/` and RFC 3986 unreserved
-/// characters.
+/// A path for a URI: unreserved characters and `/` stay as they are.
 fn encode_path(p: &Path) -> String {
-    let s = p.to_string_lossy();
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'/') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    super::percent_encode(&p.to_string_lossy(), b"/")
 }
 
 #[cfg(test)]
