@@ -3,40 +3,26 @@
 //! a changed file, a missing signature and a foreign key are each rule
 //! POL003 naming the file; a bad key path is a positioned config error.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 
 use assert_cmd::Command;
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sign")
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dest);
-        } else {
-            std::fs::copy(e.path(), dest).unwrap();
-        }
-    }
-}
+mod common;
+use common::{copy_dir, sign_fixtures};
 
 /// A repository with the fixture model signed by the P-256 key as
 /// `model/model.sig`, both public keys under `keys/`, and a policy
 /// requiring `key` on `model/**`.
 fn repo(key: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    copy_dir(&fixtures().join("model"), &dir.path().join("model"));
+    copy_dir(&sign_fixtures().join("model"), &dir.path().join("model"));
     std::fs::copy(
-        fixtures().join("model.p256.sig"),
+        sign_fixtures().join("model.p256.sig"),
         dir.path().join("model/model.sig"),
     )
     .unwrap();
-    copy_dir(&fixtures().join("keys"), &dir.path().join("keys"));
+    copy_dir(&sign_fixtures().join("keys"), &dir.path().join("keys"));
     std::fs::write(
         dir.path().join("policy.toml"),
         format!(

@@ -15,39 +15,25 @@ use modelgate::sign::{
     self, Method, Mismatch, SignError, SignOptions, SigningKey, TrustedKeys, VerifyOptions,
 };
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sign")
-}
+mod common;
+use common::{copy_dir, sign_fixtures};
 
 fn key(name: &str) -> TrustedKeys {
-    TrustedKeys::from_files(&[fixtures().join("keys").join(name)]).unwrap()
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dest);
-        } else {
-            std::fs::copy(e.path(), dest).unwrap();
-        }
-    }
+    TrustedKeys::from_files(&[sign_fixtures().join("keys").join(name)]).unwrap()
 }
 
 /// A writable copy of the fixture model, named `model` like the original.
 fn model_copy() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("model");
-    copy_dir(&fixtures().join("model"), &model);
+    copy_dir(&sign_fixtures().join("model"), &model);
     (dir, model)
 }
 
 fn verify(model: &Path, sig: &str, pubkey: &str) -> Result<sign::Verified, SignError> {
     sign::verify_model_with(
         model,
-        &fixtures().join(sig),
+        &sign_fixtures().join(sig),
         &key(pubkey),
         &VerifyOptions::default(),
     )
@@ -55,7 +41,7 @@ fn verify(model: &Path, sig: &str, pubkey: &str) -> Result<sign::Verified, SignE
 
 #[test]
 fn reference_signatures_verify_on_every_curve() {
-    let model = fixtures().join("model");
+    let model = sign_fixtures().join("model");
     for (sig, pubkey) in [
         ("model.p256.sig", "p256.pub"),
         ("model.p384.sig", "p384.pub"),
@@ -72,10 +58,15 @@ fn reference_signatures_verify_on_every_curve() {
 
 #[test]
 fn reference_single_file_and_shard_signatures_verify() {
-    let file = fixtures().join("model/model.safetensors");
+    let file = sign_fixtures().join("model/model.safetensors");
     let v = verify(&file, "single-file.sig", "p256.pub").unwrap();
     assert_eq!(v.manifest.resources[0].0, ".");
-    let v = verify(&fixtures().join("model"), "model.shards.sig", "p256.pub").unwrap();
+    let v = verify(
+        &sign_fixtures().join("model"),
+        "model.shards.sig",
+        "p256.pub",
+    )
+    .unwrap();
     assert_eq!(v.manifest.method, Method::Shards(32));
     assert_eq!(v.resources, 8);
 }
@@ -131,7 +122,7 @@ fn ignored_and_git_files_may_change() {
 
 #[test]
 fn wrong_key_is_refused() {
-    let model = fixtures().join("model");
+    let model = sign_fixtures().join("model");
     assert!(matches!(
         verify(&model, "model.p256.sig", "other.pub"),
         Err(SignError::KeyMismatch { .. })
@@ -139,7 +130,8 @@ fn wrong_key_is_refused() {
     // Without the hint, the signature check itself must fail.
     let dir = tempfile::tempdir().unwrap();
     let mut bundle: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(fixtures().join("model.p256.sig")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(sign_fixtures().join("model.p256.sig")).unwrap())
+            .unwrap();
     bundle["verificationMaterial"]["publicKey"]
         .as_object_mut()
         .unwrap()
@@ -156,7 +148,8 @@ fn wrong_key_is_refused() {
 fn edited_payload_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let mut bundle: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(fixtures().join("model.p256.sig")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(sign_fixtures().join("model.p256.sig")).unwrap())
+            .unwrap();
     let payload = STANDARD
         .decode(bundle["dsseEnvelope"]["payload"].as_str().unwrap())
         .unwrap();
@@ -169,7 +162,7 @@ fn edited_payload_is_refused() {
     let sig = dir.path().join("forged.sig");
     std::fs::write(&sig, serde_json::to_vec(&bundle).unwrap()).unwrap();
     let r = sign::verify_model_with(
-        &fixtures().join("model"),
+        &sign_fixtures().join("model"),
         &sig,
         &key("p256.pub"),
         &VerifyOptions::default(),
@@ -191,7 +184,7 @@ fn hugging_face_snapshot_symlinks_are_followed_inside_the_repo_only() {
         ("tokenizer/vocab.txt", "ccc"),
     ] {
         std::fs::copy(
-            fixtures().join("model").join(name),
+            sign_fixtures().join("model").join(name),
             repo.join("blobs").join(blob),
         )
         .unwrap();
@@ -221,7 +214,7 @@ fn modelgate_signatures_verify() {
         ("p521.pem", "p521.pub"),
     ] {
         let (_d, model) = model_copy();
-        let signing = SigningKey::from_file(&fixtures().join("keys").join(private)).unwrap();
+        let signing = SigningKey::from_file(&sign_fixtures().join("keys").join(private)).unwrap();
         for method in [Method::Files, Method::Shards(16)] {
             let sig_path = model.join("model.sig");
             let bundle = sign::sign_model(
@@ -247,7 +240,7 @@ fn modelgate_signatures_verify() {
 
 #[test]
 fn cli_exit_codes() {
-    let f = fixtures();
+    let f = sign_fixtures();
     cargo_bin_cmd!("modelgate")
         .args([
             "verify",
@@ -313,7 +306,7 @@ fn cli_exit_codes() {
 #[test]
 fn cli_sign_then_verify_with_default_locations() {
     let (_d, model) = model_copy();
-    let f = fixtures();
+    let f = sign_fixtures();
     cargo_bin_cmd!("modelgate")
         .arg("sign")
         .arg(&model)
@@ -359,7 +352,19 @@ fn reference_verifier_accepts_modelgate_signatures() {
         );
         return;
     };
-    let f = fixtures();
+    let f = sign_fixtures();
+    // The reference CLI's verdict on `model` with the public key `public`.
+    let cli_verify = |model: &Path, public: &str| {
+        Command::new(&python)
+            .args(["-m", "model_signing", "verify", "key"])
+            .arg(model)
+            .arg("--signature")
+            .arg(model.join("model.sig"))
+            .arg("--public_key")
+            .arg(f.join("keys").join(public))
+            .output()
+            .unwrap()
+    };
     for (private, public) in [("p256.pem", "p256.pub"), ("p521.pem", "p521.pub")] {
         let (_d, model) = model_copy();
         cargo_bin_cmd!("modelgate")
@@ -371,15 +376,7 @@ fn reference_verifier_accepts_modelgate_signatures() {
             .arg("README.md")
             .assert()
             .code(0);
-        let out = Command::new(&python)
-            .args(["-m", "model_signing", "verify", "key"])
-            .arg(&model)
-            .arg("--signature")
-            .arg(model.join("model.sig"))
-            .arg("--public_key")
-            .arg(f.join("keys").join(public))
-            .output()
-            .unwrap();
+        let out = cli_verify(&model, public);
         let text = format!(
             "{}{}",
             String::from_utf8_lossy(&out.stdout),
@@ -421,15 +418,7 @@ fn reference_verifier_accepts_modelgate_signatures() {
         }
         // And it notices tampering in what modelgate signed.
         std::fs::write(model.join("config.json"), b"{}").unwrap();
-        let out = Command::new(&python)
-            .args(["-m", "model_signing", "verify", "key"])
-            .arg(&model)
-            .arg("--signature")
-            .arg(model.join("model.sig"))
-            .arg("--public_key")
-            .arg(f.join("keys").join(public))
-            .output()
-            .unwrap();
+        let out = cli_verify(&model, public);
         assert!(!out.status.success());
     }
     println!("reference model_signing verifier accepted modelgate signatures");
