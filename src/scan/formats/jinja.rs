@@ -150,10 +150,12 @@ const CHAT_TEMPLATE_KEY: &[u8] = b"\"chat_template\"";
 /// transformers writes beside the tokenizer). The git hooks use this to
 /// keep skipping every other text file cheaply.
 pub fn text_may_hold_template(data: &[u8], name: &str) -> bool {
-    is_template_file(name)
-        || data
-            .windows(CHAT_TEMPLATE_KEY.len())
-            .any(|w| w == CHAT_TEMPLATE_KEY)
+    is_template_file(name) || chat_template_key_at(data).is_some()
+}
+
+fn chat_template_key_at(data: &[u8]) -> Option<usize> {
+    data.windows(CHAT_TEMPLATE_KEY.len())
+        .position(|w| w == CHAT_TEMPLATE_KEY)
 }
 
 fn is_template_file(name: &str) -> bool {
@@ -169,10 +171,7 @@ pub fn scan_text(cx: &mut Ctx, data: &[u8], name: &str) -> bool {
         scan_template(cx, name, data, 0);
         return true;
     }
-    let Some(key_at) = data
-        .windows(CHAT_TEMPLATE_KEY.len())
-        .position(|w| w == CHAT_TEMPLATE_KEY)
-    else {
+    let Some(key_at) = chat_template_key_at(data) else {
         return false;
     };
     if data.len() as u64 > cx.limits().max_string_bytes {
