@@ -105,6 +105,33 @@ fn rules_lists_and_explains() {
     modelgate().args(["rules", "NOPE999"]).assert().code(2);
 }
 
+/// Policy rules are in the one registry: they can be explained, and the
+/// listing's columns line up whatever the verdict's length.
+#[test]
+fn rules_lists_policy_rules_in_aligned_columns() {
+    modelgate()
+        .args(["rules", "POL003"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("signature-required"))
+        .stdout(predicate::str::contains("How to fix it"));
+    let out = modelgate().arg("rules").output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let ids: Vec<&str> = text
+        .lines()
+        .map(|l| l.split_whitespace().next().unwrap())
+        .collect();
+    insta::assert_snapshot!("rule_ids", ids.join("\n"));
+    let name_columns: std::collections::HashSet<usize> = text
+        .lines()
+        .map(|l| {
+            let name = l.split_whitespace().nth(2).unwrap();
+            l.find(&format!(" {name} ")).unwrap()
+        })
+        .collect();
+    assert_eq!(name_columns.len(), 1, "misaligned:\n{text}");
+}
+
 #[test]
 fn directories_are_walked_and_text_skipped() {
     let tmp = tempfile::tempdir().unwrap();

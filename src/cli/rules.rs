@@ -17,11 +17,16 @@ pub fn run(args: RulesArgs) -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     match args.id {
         None => {
-            for r in rules::all() {
+            let all = rules::all();
+            // Verdict's Display ignores width flags, so pad the rendered text.
+            let id_width = all.iter().map(|r| r.id.len()).max().unwrap_or(0);
+            let name_width = all.iter().map(|r| r.name.len()).max().unwrap_or(0);
+            for r in all {
+                let verdict = r.verdict.to_string();
                 writeln!(
                     out,
-                    "{:<8} {:<11} {:<32} {}",
-                    r.id, r.verdict, r.name, r.summary
+                    "{:<id_width$}  {verdict:<10}  {:<name_width$}  {}",
+                    r.id, r.name, r.summary
                 )?;
             }
         }

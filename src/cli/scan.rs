@@ -91,7 +91,7 @@ pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
                     writeln!(
                         stdout,
                         "{}: {} in {}: {}",
-                        b.action, b.rule, r.path, b.message
+                        b.action, b.rule.id, r.path, b.message
                     )?;
                 }
                 for e in &d.exempted {

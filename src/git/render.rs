@@ -12,8 +12,7 @@ use std::io::{self, Write};
 use serde::Serialize;
 
 use super::{FileOutcome, Outcome};
-use crate::policy::{Action, POLICY_RULES};
-use crate::scan::rules;
+use crate::policy::Action;
 
 /// Human-readable report of a hook run.
 pub fn human(out: &mut dyn Write, hook: &str, outcome: &Outcome) -> io::Result<()> {
@@ -68,17 +67,11 @@ fn file(out: &mut dyn Write, f: &FileOutcome) -> io::Result<()> {
         let finding = b
             .finding
             .and_then(|i| f.report.as_ref().and_then(|r| r.findings.get(i)));
-        let (name, why, fix) = match rules::find(b.rule) {
-            Some(r) => (r.name, r.summary, r.remediation),
-            None => match POLICY_RULES.iter().find(|r| r.id == b.rule) {
-                Some(r) => (r.name, r.summary, r.remediation),
-                None => ("", "", ""),
-            },
-        };
+        let (name, why, fix) = (b.rule.name, b.rule.summary, b.rule.remediation);
         writeln!(
             out,
             "  {} {name} ({}, {}): {}",
-            b.rule, b.verdict, b.action, b.message
+            b.rule.id, b.verdict, b.action, b.message
         )?;
         if let Some(f) = finding {
             if let Some(ev) = &f.evidence {
@@ -112,7 +105,7 @@ fn file(out: &mut dyn Write, f: &FileOutcome) -> io::Result<()> {
             .basis
             .iter()
             .filter(|b| b.action.stops())
-            .map(|b| b.rule)
+            .map(|b| b.rule.id)
             .collect();
         ids.dedup();
         writeln!(

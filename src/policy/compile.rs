@@ -16,9 +16,7 @@ use toml::Spanned;
 
 use super::diag::{Diagnostic, Severity};
 use super::schema::{RawActions, RawPolicy, RawRequireSignature};
-use super::{
-    Action, Actions, AllowedGlobal, Exemption, POLICY_RULES, PathRule, Policy, SignatureRequirement,
-};
+use super::{Action, Actions, AllowedGlobal, Exemption, PathRule, Policy, SignatureRequirement};
 use crate::scan::pickle::globals::builtin_denial;
 use crate::scan::{Limits, rules};
 
@@ -752,13 +750,7 @@ fn split_global(s: &str) -> Option<(String, String)> {
 
 /// Normalises a rule reference (id or name, any case) to its id.
 fn rule_id(s: &str) -> Option<&'static str> {
-    if let Some(r) = rules::find(s) {
-        return Some(r.id);
-    }
-    POLICY_RULES
-        .iter()
-        .find(|r| r.id.eq_ignore_ascii_case(s) || r.name == s)
-        .map(|r| r.id)
+    rules::find(s).map(|r| r.id)
 }
 
 fn parse_date(v: &toml::Value) -> Option<jiff::civil::Date> {

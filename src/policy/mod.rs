@@ -44,6 +44,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use globset::GlobSet;
 use serde::Serialize;
 
+use crate::scan::rules::{self, Rule};
 use crate::scan::{FileReport, GlobalLists, Limits, ScanConfig, ScanStatus, Verdict};
 use crate::sign::{self, Mismatch, SignError, TrustedKeys};
 pub use diag::{Diagnostic, Severity};
@@ -109,52 +110,6 @@ pub enum Context {
     Hook,
     Daemon,
 }
-
-/// A rule the policy itself enforces (as opposed to a detection rule).
-#[derive(Debug, PartialEq, Eq)]
-pub struct PolicyRule {
-    pub id: &'static str,
-    pub name: &'static str,
-    pub summary: &'static str,
-    pub remediation: &'static str,
-}
-
-/// A path rule's `require-format` excluded the file's format.
-pub static FORMAT_NOT_ALLOWED: PolicyRule = PolicyRule {
-    id: "POL001",
-    name: "format-not-allowed",
-    summary: "The file's format is not one the policy allows at this path",
-    remediation: "Convert the model to an allowed format (safetensors keeps only tensors and \
-        cannot run code), or pin an exemption to the file's sha256 with a reason.",
-};
-
-/// The content could not be checked (a Git LFS object that is not present
-/// locally).
-pub static CONTENT_UNVERIFIABLE: PolicyRule = PolicyRule {
-    id: "POL002",
-    name: "content-unverifiable",
-    summary: "The file's content is not available to scan",
-    remediation: "Fetch the content (`git lfs fetch`/`git lfs pull`) and retry, or pin an \
-        exemption to its sha256 with a reason.",
-};
-
-/// A `require-signature` applied to the file and it carries no valid
-/// signature by a trusted key.
-pub static SIGNATURE_REQUIRED: PolicyRule = PolicyRule {
-    id: "POL003",
-    name: "signature-required",
-    summary: "The policy requires a valid model signature by a trusted key and the file has none",
-    remediation: "Sign the model with a trusted key (`modelgate sign`) and commit the signature \
-        next to it; if the file changed since it was signed, find out why before re-signing. \
-        A signature proves integrity, not safety: scan findings still apply.",
-};
-
-/// Every policy rule, for validation of exemption `rule` keys.
-pub static POLICY_RULES: &[&PolicyRule] = &[
-    &FORMAT_NOT_ALLOWED,
-    &CONTENT_UNVERIFIABLE,
-    &SIGNATURE_REQUIRED,
-];
 
 /// Default action per verdict (and for unverifiable content) in one context.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -289,7 +244,7 @@ pub struct PolicyError(pub Vec<Diagnostic>);
 /// Why a decision came out the way it did.
 #[derive(Debug, Clone, Serialize)]
 pub struct Basis {
-    pub rule: &'static str,
+    pub rule: &'static Rule,
     pub verdict: Verdict,
     pub action: Action,
     /// Index into the report's findings; `None` for policy rules.
@@ -553,7 +508,7 @@ impl Policy {
             .iter()
             .enumerate()
             .map(|(i, f)| Basis {
-                rule: f.rule.id,
+                rule: f.rule,
                 verdict: f.verdict,
                 action: actions.for_verdict(f.verdict),
                 finding: Some(i),
@@ -580,7 +535,7 @@ impl Policy {
             && !formats.iter().any(|f| f == &report.format)
         {
             basis.push(Basis {
-                rule: FORMAT_NOT_ALLOWED.id,
+                rule: &rules::FORMAT_NOT_ALLOWED,
                 verdict: Verdict::Suspicious,
                 action: Action::Block,
                 finding: None,
@@ -621,7 +576,7 @@ impl Policy {
     ) -> Decision {
         let (actions, _, _, path_rules) = self.effective(path_in_repo, context);
         let basis = vec![Basis {
-            rule: CONTENT_UNVERIFIABLE.id,
+            rule: &rules::CONTENT_UNVERIFIABLE,
             verdict: Verdict::Suspicious,
             action: actions.unverifiable,
             finding: None,
@@ -722,11 +677,11 @@ impl Policy {
                 }
                 let mut keep = true;
                 for (e, used) in self.exemptions.iter().zip(&self.used) {
-                    if e.sha256 != h || e.rule.is_some_and(|r| r != b.rule) {
+                    if e.sha256 != h || e.rule.is_some_and(|r| r != b.rule.id) {
                         continue;
                     }
                     let applied = AppliedExemption {
-                        rule: b.rule,
+                        rule: b.rule.id,
                         reason: e.reason.clone(),
                         origin: e.origin.clone(),
                     };
@@ -783,7 +738,7 @@ fn is_model(report: &FileReport) -> bool {
 /// the daemon).
 fn signature_basis(actions: &Actions, message: String) -> Basis {
     Basis {
-        rule: SIGNATURE_REQUIRED.id,
+        rule: &rules::SIGNATURE_REQUIRED,
         verdict: Verdict::Suspicious,
         action: actions.suspicious,
         finding: None,

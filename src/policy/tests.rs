@@ -81,7 +81,7 @@ fn malicious_pickle_is_blocked_and_exemption_by_hash_applies() {
     let p = Policy::builtin();
     let d = p.decide(&report, "model.pkl", "ab", Context::Hook);
     assert_eq!(d.action, Action::Block, "{d:?}");
-    let rule = d.basis.first().map(|b| b.rule).unwrap_or_default();
+    let rule = d.basis.first().map(|b| b.rule.id).unwrap_or_default();
 
     let sha = "a".repeat(64);
     let text =
@@ -149,7 +149,7 @@ suspicious = "warn"
     let benign_pickle = Scanner::default().scan_bytes("m.pkl", b"\x80\x02}q\x00.");
     let d = p.decide(&benign_pickle, "models/a/m.pkl", "", Context::Hook);
     assert_eq!(d.action, Action::Block, "{d:?}");
-    assert_eq!(d.basis.first().map(|b| b.rule), Some("POL001"));
+    assert_eq!(d.basis.first().map(|b| b.rule.id), Some("POL001"));
     assert_eq!(d.path_rules, vec!["models".to_string()]);
     assert_eq!(
         p.decide(&benign_pickle, "other/m.pkl", "", Context::Hook)
@@ -181,7 +181,7 @@ fn unverifiable_content_defaults_to_warn() {
         Context::Hook,
     );
     assert_eq!(d.action, Action::Warn);
-    assert_eq!(d.basis.first().map(|b| b.rule), Some("POL002"));
+    assert_eq!(d.basis.first().map(|b| b.rule.id), Some("POL002"));
 }
 
 #[test]

@@ -329,7 +329,7 @@ impl Engine {
         {
             Counters::bump(&self.counters.warned);
             for b in &d.basis {
-                tracing::warn!(path = %shown.display(), sha256 = sha, rule = b.rule, "{}", b.message);
+                tracing::warn!(path = %shown.display(), sha256 = sha, rule = b.rule.id, "{}", b.message);
             }
         }
         let content_action = action;
@@ -359,7 +359,7 @@ impl Engine {
                     serde_json::from_str(&summary.findings).unwrap_or_default();
                 if let Some(d) = signature.as_ref().filter(|_| signature_action == action) {
                     for b in &d.basis {
-                        rules.push(b.rule.to_string());
+                        rules.push(b.rule.id.to_string());
                         findings.push(serde_json::to_value(b).unwrap_or_default());
                     }
                 }

@@ -13,6 +13,7 @@ mod gguf;
 mod keras;
 mod onnx;
 mod pickle;
+mod policy;
 mod safetensors;
 mod tensorflow;
 
@@ -22,6 +23,7 @@ pub use gguf::*;
 pub use keras::*;
 pub use onnx::*;
 pub use pickle::*;
+pub use policy::*;
 pub use safetensors::*;
 pub use tensorflow::*;
 
@@ -35,8 +37,10 @@ const FAMILIES: &[&[&Rule]] = &[
     safetensors::RULES,
     onnx::RULES,
     tensorflow::RULES,
+    policy::RULES,
 ];
 
+/// A rule: what the core finds, or what the policy enforces (POL).
 #[derive(Debug, PartialEq, Eq)]
 pub struct Rule {
     /// Stable id, e.g. `PKL001`.
@@ -60,6 +64,13 @@ pub fn all() -> Vec<&'static Rule> {
     let mut rules: Vec<&'static Rule> = FAMILIES.iter().flat_map(|f| f.iter().copied()).collect();
     rules.sort_by_key(|r| r.id);
     rules
+}
+
+impl serde::Serialize for Rule {
+    /// A rule crosses into reports as its stable id.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.id)
+    }
 }
 
 /// Looks a rule up by id (case-insensitive) or by name.
