@@ -5,6 +5,8 @@
 #   PREFIX=/usr/local ./install.sh    install to $PREFIX/bin instead
 #   ./install.sh --hooks      also install the git hooks into the current repository
 #   ./install.sh --service    also install the cache daemon as a user service
+#   ./install.sh --uninstall  remove the user service (if installed), the hooks of the
+#                             current repository (if inside one) and the binary
 #
 # Each optional step is a function and a flag below, so more steps can be
 # added the same way.
@@ -15,15 +17,17 @@ prefix=${PREFIX:-$HOME/.local}
 bindir=$prefix/bin
 want_hooks=no
 want_service=no
+want_uninstall=no
 
 usage() {
-    sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 for arg in "$@"; do
     case $arg in
         --hooks) want_hooks=yes ;;
         --service) want_service=yes ;;
+        --uninstall) want_uninstall=yes ;;
         -h | --help) usage; exit 0 ;;
         *) echo "install.sh: unknown option $arg" >&2; usage >&2; exit 2 ;;
     esac
@@ -67,6 +71,27 @@ install_service() {
     say "installing the Hugging Face cache daemon as a user service"
     "$bindir/modelgate" service install
 }
+
+uninstall_all() {
+    if [ ! -x "$bindir/modelgate" ]; then
+        say "nothing to remove: $bindir/modelgate is not installed"
+        return
+    fi
+    # The service and hooks refer to the binary: remove them first, while it
+    # can still restore what the hooks chained.
+    "$bindir/modelgate" service uninstall --now 2>/dev/null ||
+        "$bindir/modelgate" service uninstall || say "note: no service removed"
+    if git rev-parse --git-dir >/dev/null 2>&1; then
+        "$bindir/modelgate" uninstall || say "note: no hooks removed in this repository"
+    fi
+    rm -f "$bindir/modelgate"
+    say "removed $bindir/modelgate (hooks installed in other repositories: run 'modelgate uninstall' there first)"
+}
+
+if [ "$want_uninstall" = yes ]; then
+    uninstall_all
+    exit 0
+fi
 
 build
 install_binary

@@ -233,3 +233,30 @@ fn install_and_uninstall_service() {
         .success();
     assert!(!unit.exists());
 }
+
+/// `install.sh --uninstall` removes the installed binary (and would remove
+/// the service and the current repository's hooks), without building.
+#[test]
+fn install_sh_uninstall_removes_the_binary() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = tmp.path().join("prefix/bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let installed = bin.join("modelgate");
+    std::fs::copy(assert_cmd::cargo::cargo_bin("modelgate"), &installed).unwrap();
+    let script = format!("{}/install.sh", env!("CARGO_MANIFEST_DIR"));
+    std::process::Command::new("sh")
+        .arg(&script)
+        .arg("--uninstall")
+        .current_dir(tmp.path())
+        .env("PREFIX", tmp.path().join("prefix"))
+        .env("HOME", tmp.path())
+        .env("XDG_CONFIG_HOME", tmp.path().join("config"))
+        .env("XDG_DATA_HOME", tmp.path().join("data"))
+        .status()
+        .map(|s| assert!(s.success()))
+        .unwrap();
+    assert!(
+        !installed.exists(),
+        "install.sh --uninstall left the binary"
+    );
+}

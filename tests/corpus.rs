@@ -9,16 +9,30 @@ use std::path::PathBuf;
 use assert_cmd::Command;
 use serde_json::Value;
 
-fn corpus_dir() -> PathBuf {
-    match std::env::var_os("MODELGATE_CORPUS") {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus"),
+/// The corpus directory, or `None` (with a printed notice) when the default
+/// location is absent, as in a fresh clone. An explicit `MODELGATE_CORPUS`
+/// that does not exist is an error, not a skip.
+fn corpus_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("MODELGATE_CORPUS") {
+        return Some(PathBuf::from(dir));
+    }
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus");
+    if dir.join("manifest.jsonl").is_file() {
+        Some(dir)
+    } else {
+        eprintln!(
+            "SKIPPED corpus test: no labelled corpus at {} (set MODELGATE_CORPUS to its folder)",
+            dir.display()
+        );
+        None
     }
 }
 
 #[test]
 fn corpus_verdicts_match_labels() {
-    let corpus = corpus_dir();
+    let Some(corpus) = corpus_dir() else {
+        return;
+    };
     let manifest = std::fs::read_to_string(corpus.join("manifest.jsonl")).unwrap_or_else(|e| {
         panic!(
             "corpus manifest at {}: {e} (set MODELGATE_CORPUS)",
