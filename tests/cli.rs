@@ -260,3 +260,97 @@ fn install_sh_uninstall_removes_the_binary() {
         "install.sh --uninstall left the binary"
     );
 }
+
+#[test]
+fn color_quiet_and_output_file_follow_cli_conventions() {
+    let bad = fixture("PKL001/bad_os_system.pkl");
+    let colored = modelgate()
+        .args(["--color", "always", "scan", &bad])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&colored.stdout).contains("\x1b["));
+    let plain = modelgate()
+        .args(["scan", "--color", "always", &bad])
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&plain.stdout).contains("\x1b["),
+        "an explicit --color always wins over NO_COLOR"
+    );
+    let auto = modelgate().args(["scan", &bad]).output().unwrap();
+    assert!(!String::from_utf8_lossy(&auto.stdout).contains("\x1b["));
+
+    modelgate()
+        .args(["scan", "-q", &bad])
+        .assert()
+        .code(1)
+        .stdout(predicate::str::is_empty())
+        .stderr(predicate::str::is_empty());
+
+    let tmp = tempfile::tempdir().unwrap();
+    let report = tmp.path().join("report.json");
+    modelgate()
+        .args(["scan", "--format", "json", "-o"])
+        .arg(&report)
+        .arg(&bad)
+        .assert()
+        .code(1)
+        .stdout(predicate::str::is_empty());
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(doc["files"][0]["verdict"], "malicious");
+}
+
+#[test]
+fn exclude_and_gitignore_leave_paths_out() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    std::fs::create_dir(root.join(".git")).unwrap();
+    std::fs::write(root.join(".gitignore"), "build/\n").unwrap();
+    std::fs::create_dir_all(root.join("build")).unwrap();
+    std::fs::create_dir_all(root.join("vendor")).unwrap();
+    let payload = std::fs::read(fixture("PKL001/bad_os_system.pkl")).unwrap();
+    std::fs::write(root.join("build/a.pkl"), &payload).unwrap();
+    std::fs::write(root.join("vendor/b.pkl"), &payload).unwrap();
+    modelgate()
+        .args(["scan", "--exclude", "vendor/"])
+        .arg(root)
+        .assert()
+        .success();
+    modelgate()
+        .args(["scan", "--no-ignore", "--exclude", "vendor/"])
+        .arg(root)
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("build/a.pkl"));
+    modelgate()
+        .args(["scan", "--exclude", "[invalid"])
+        .arg(root)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--exclude"));
+}
+
+/// `modelgate scan | head`: the reader goes away, the scan ends quietly
+/// with the SIGPIPE exit code, not an error message or a panic.
+#[test]
+fn broken_pipe_ends_quietly() {
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("modelgate"))
+        .args(["scan", "-v"])
+        .arg(format!(
+            "{}/tests/fixtures/rules",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(141), "{stderr}");
+    assert!(
+        !stderr.contains("error") && !stderr.contains("panicked"),
+        "{stderr}"
+    );
+}

@@ -20,9 +20,10 @@ mod sign;
 mod verify;
 mod watch;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 use modelgate::policy::Policy;
 use std::process::ExitCode;
+use std::sync::OnceLock;
 
 /// Exit code for findings at or above the threshold.
 pub const EXIT_FINDINGS: u8 = 1;
@@ -30,10 +31,42 @@ pub const EXIT_FINDINGS: u8 = 1;
 pub const EXIT_ERROR: u8 = 2;
 /// Exit code for an invalid policy file.
 pub const EXIT_CONFIG: u8 = 3;
+/// Exit code when the reader of our output went away (`| head`): the
+/// shell's code for a process ended by SIGPIPE, so a pipeline under
+/// `pipefail` does not read an unfinished scan as a pass.
+pub const EXIT_BROKEN_PIPE: u8 = 141;
+
+/// When to colour output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    /// When the output is a terminal, `NO_COLOR` is unset and `TERM` is not `dumb`.
+    Auto,
+    Always,
+    Never,
+}
+
+static COLOR: OnceLock<ColorChoice> = OnceLock::new();
+
+/// Whether to colour a stream, by `--color` and the conventions of
+/// no-color.org and `TERM=dumb`.
+pub fn color_enabled(stream_is_terminal: bool) -> bool {
+    match COLOR.get().copied().unwrap_or(ColorChoice::Auto) {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => {
+            stream_is_terminal
+                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+                && std::env::var_os("TERM").is_none_or(|t| t != "dumb")
+        }
+    }
+}
 
 #[derive(Debug, Parser)]
 #[command(name = "modelgate", version, about = "A firewall for machine-learning model files", long_about = None)]
 pub struct Cli {
+    /// When to colour the output (scan reports, watch logs).
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
+    color: ColorChoice,
     #[command(subcommand)]
     command: Command,
 }
@@ -90,6 +123,7 @@ fn load_policy(explicit: Option<&std::path::Path>) -> anyhow::Result<Result<Poli
 /// Runs the CLI and maps every outcome to an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    let _ = COLOR.set(cli.color);
     let result = match cli.command {
         Command::Scan(args) => scan::run(args),
         Command::Rules(args) => rules::run(args),
@@ -106,9 +140,18 @@ pub fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        Err(err) if is_broken_pipe(&err) => ExitCode::from(EXIT_BROKEN_PIPE),
         Err(err) => {
             eprintln!("modelgate: error: {err:#}");
             ExitCode::from(EXIT_ERROR)
         }
     }
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }

@@ -50,8 +50,23 @@ pub struct ScanArgs {
     #[arg(long, value_name = "FILE")]
     policy: Option<PathBuf>,
     /// Also list clean and skipped files.
-    #[arg(short, long)]
+    #[arg(short, long, conflicts_with = "quiet")]
     verbose: bool,
+    /// Print nothing but errors; the exit code tells the outcome.
+    #[arg(short, long)]
+    quiet: bool,
+    /// Write the report to FILE instead of standard output.
+    #[arg(short, long, value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Leave out paths matching GLOB (gitignore syntax, relative to each
+    /// directory scanned; repeatable).
+    #[arg(long, value_name = "GLOB")]
+    exclude: Vec<String>,
+    /// Also scan what .gitignore, .git/info/exclude and .ignore files leave
+    /// out (they are honoured inside git work trees by default; a path named
+    /// on the command line is always scanned).
+    #[arg(long)]
+    no_ignore: bool,
 }
 
 /// Where a report's bytes came from, to hash them when an exemption needs it.
@@ -68,7 +83,11 @@ pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
         Err(code) => return Ok(code),
     };
     let scanner = Scanner::new(policy.scan_config());
-    let (mut scanned, errors) = scan_all(&scanner, &args.paths)?;
+    let walk_options = walk::WalkOptions {
+        excludes: args.exclude.clone(),
+        no_ignore: args.no_ignore,
+    };
+    let (mut scanned, errors) = scan_all(&scanner, &args.paths, &walk_options)?;
     scanned.sort_by(|a, b| a.0.path.cmp(&b.0.path));
     let decisions: Vec<Decision> = scanned
         .iter()
@@ -76,12 +95,27 @@ pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
         .collect();
     let reports: Vec<FileReport> = scanned.into_iter().map(|(r, _)| r).collect();
 
-    let mut stdout = std::io::stdout().lock();
+    let (mut stdout, to_terminal): (Box<dyn Write>, bool) = match &args.output {
+        Some(file) => (
+            Box::new(std::io::BufWriter::new(
+                std::fs::File::create(file)
+                    .with_context(|| format!("cannot write the report to {}", file.display()))?,
+            )),
+            false,
+        ),
+        None if args.quiet && matches!(args.format, OutputFormat::Human) => {
+            (Box::new(std::io::sink()), false)
+        }
+        None => (
+            Box::new(std::io::stdout().lock()),
+            std::io::stdout().is_terminal(),
+        ),
+    };
     match args.format {
         OutputFormat::Human => {
             let opts = human::Options {
                 verbose: args.verbose,
-                color: std::io::stdout().is_terminal(),
+                color: super::color_enabled(to_terminal),
             };
             for (r, d) in reports.iter().zip(&decisions) {
                 human::write_report(&mut stdout, r, opts)?;
@@ -119,12 +153,14 @@ pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
                     e.origin, e.sha256
                 );
             }
-            let summary = Summary::of(&reports, errors.len());
-            human::write_summary(
-                &mut std::io::stderr(),
-                &summary,
-                started.elapsed().as_secs_f64(),
-            )?;
+            if !args.quiet {
+                let summary = Summary::of(&reports, errors.len());
+                human::write_summary(
+                    &mut std::io::stderr(),
+                    &summary,
+                    started.elapsed().as_secs_f64(),
+                )?;
+            }
         }
         OutputFormat::Json => {
             let errs = errors
@@ -217,6 +253,7 @@ type Errors = Vec<(String, String)>;
 fn scan_all(
     scanner: &Scanner,
     paths: &[PathBuf],
+    walk_options: &walk::WalkOptions,
 ) -> anyhow::Result<(Vec<(FileReport, Source)>, Errors)> {
     let mut scanned = Vec::new();
     let mut errors = Vec::new();
@@ -230,7 +267,7 @@ fn scan_all(
             .context("reading stdin")?;
         scanned.push((scanner.scan_bytes("-", &data), Source::Stdin(data)));
     }
-    let (targets, walk_errors) = walk::collect(&paths);
+    let (targets, walk_errors) = walk::collect_with(&paths, walk_options)?;
     errors.extend(
         walk_errors
             .into_iter()

@@ -3,12 +3,15 @@
 //!
 //! Hidden files are included (a `.pt` is dangerous whatever its name),
 //! `.git` directories are skipped (their objects are scanned by the hooks),
-//! and symlinks are followed with a visited set of directory identities so
-//! that link loops end.
+//! and symlinks are followed; link loops end. Inside a git work tree what
+//! git ignores is left out unless asked for (a 5 GB `target/` is no model),
+//! and so is what `--exclude` names; a path named as a root is always
+//! scanned.
 
-use std::collections::HashSet;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+
+use ignore::WalkBuilder;
+use ignore::overrides::OverrideBuilder;
 
 /// One thing to scan.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,24 +35,53 @@ pub struct WalkError {
     pub error: std::io::Error,
 }
 
-/// Walks `roots` and returns the targets (in a stable order) and the errors.
+/// What to leave out of a walk.
+#[derive(Debug, Clone, Default)]
+pub struct WalkOptions {
+    /// Patterns (gitignore syntax, relative to each root) of paths not to
+    /// scan.
+    pub excludes: Vec<String>,
+    /// Also scan what `.gitignore`, `.git/info/exclude` and `.ignore` files
+    /// leave out.
+    pub no_ignore: bool,
+}
+
+/// An `--exclude` pattern that is not a valid glob.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid --exclude pattern `{pattern}`: {reason}")]
+pub struct ExcludeError {
+    pub pattern: String,
+    pub reason: String,
+}
+
+/// Walks `roots` with nothing excluded but ignored files, and returns the
+/// targets (in a stable order) and the errors.
 pub fn collect(roots: &[PathBuf]) -> (Vec<Target>, Vec<WalkError>) {
-    let mut w = Walk {
-        targets: Vec::new(),
-        errors: Vec::new(),
-        visited: HashSet::new(),
-    };
+    let mut targets = Vec::new();
+    let mut errors = Vec::new();
     for root in roots {
-        match std::fs::metadata(root) {
-            Ok(meta) if meta.is_dir() => w.dir(root, &meta),
-            Ok(_) => w.targets.push(Target::File { path: root.clone() }),
-            Err(error) => w.errors.push(WalkError {
-                path: root.clone(),
-                error,
-            }),
+        // No excludes: building the walk cannot fail.
+        if let Ok((t, e)) = collect_root(root, &WalkOptions::default()) {
+            targets.extend(t);
+            errors.extend(e);
         }
     }
-    (w.targets, w.errors)
+    (targets, errors)
+}
+
+/// As [`collect`], leaving out what `options` excludes.
+pub fn collect_with(
+    roots: &[PathBuf],
+    options: &WalkOptions,
+) -> Result<(Vec<Target>, Vec<WalkError>), ExcludeError> {
+    let mut targets = Vec::new();
+    let mut errors = Vec::new();
+    for root in roots {
+        let (t, e) = collect_root(root, options)?;
+        targets.extend(t);
+        errors.extend(e);
+    }
+    Ok((targets, errors))
 }
 
 /// Whether a directory is a SavedModel (scanned as one model).
@@ -57,48 +89,113 @@ pub fn is_saved_model_dir(dir: &Path) -> bool {
     dir.join("saved_model.pb").is_file()
 }
 
-struct Walk {
-    targets: Vec<Target>,
-    errors: Vec<WalkError>,
-    visited: HashSet<(u64, u64)>,
-}
+type Found = (Vec<Target>, Vec<WalkError>);
 
-impl Walk {
-    fn dir(&mut self, dir: &Path, meta: &std::fs::Metadata) {
-        if !self.visited.insert((meta.dev(), meta.ino())) {
-            return; // a symlink loop, or a directory reached twice
-        }
-        if is_saved_model_dir(dir) {
-            self.targets.push(Target::ModelDir {
-                path: dir.to_path_buf(),
+fn collect_root(root: &Path, options: &WalkOptions) -> Result<Found, ExcludeError> {
+    let mut targets = Vec::new();
+    let mut errors = Vec::new();
+    match std::fs::metadata(root) {
+        Ok(meta) if meta.is_dir() => {}
+        Ok(_) => {
+            targets.push(Target::File {
+                path: root.to_path_buf(),
             });
-            return;
+            return Ok((targets, errors));
         }
-        let entries = match std::fs::read_dir(dir) {
-            Ok(entries) => entries,
-            Err(error) => {
-                self.errors.push(WalkError {
-                    path: dir.to_path_buf(),
-                    error,
-                });
-                return;
-            }
-        };
-        let mut children: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
-        children.sort();
-        for child in children {
-            if child.file_name().is_some_and(|n| n == ".git") {
+        Err(error) => {
+            errors.push(WalkError {
+                path: root.to_path_buf(),
+                error,
+            });
+            return Ok((targets, errors));
+        }
+    }
+    let mut overrides = OverrideBuilder::new(root);
+    for pattern in &options.excludes {
+        // An override glob selects; a `!` one excludes.
+        overrides
+            .add(&format!("!{pattern}"))
+            .map_err(|e| ExcludeError {
+                pattern: pattern.clone(),
+                reason: e.to_string(),
+            })?;
+    }
+    let overrides = overrides.build().map_err(|e| ExcludeError {
+        pattern: options.excludes.join(" "),
+        reason: e.to_string(),
+    })?;
+    let respect = !options.no_ignore;
+    let walk = WalkBuilder::new(root)
+        .hidden(false)
+        .parents(respect)
+        .ignore(respect)
+        .git_ignore(respect)
+        .git_exclude(respect)
+        .git_global(false)
+        .follow_links(true)
+        .overrides(overrides)
+        .sort_by_file_name(|a, b| a.cmp(b))
+        .filter_entry(|e| e.file_name() != ".git")
+        .build();
+    let mut model_dirs: Vec<PathBuf> = Vec::new();
+    for entry in walk {
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(err) => {
+                if let Some(error) = walk_error(err) {
+                    errors.push(error);
+                }
                 continue;
             }
-            // metadata() follows symlinks; a dangling link is an error worth
-            // reporting (it may be a quarantined or half-downloaded model).
-            match std::fs::metadata(&child) {
-                Ok(meta) if meta.is_dir() => self.dir(&child, &meta),
-                Ok(meta) if meta.is_file() => self.targets.push(Target::File { path: child }),
-                Ok(_) => {} // sockets, fifos, devices: not model files
-                Err(error) => self.errors.push(WalkError { path: child, error }),
-            }
+        };
+        let path = entry.path();
+        if model_dirs.iter().any(|d| path.starts_with(d)) {
+            continue; // inside a SavedModel, which is scanned as one
         }
+        // The walker follows links, so the type is the target's; a dangling
+        // link has none and is worth reporting (it may be a quarantined or
+        // half-downloaded model).
+        match std::fs::metadata(path) {
+            Ok(meta) if meta.is_dir() => {
+                if is_saved_model_dir(path) {
+                    model_dirs.push(path.to_path_buf());
+                    targets.push(Target::ModelDir {
+                        path: path.to_path_buf(),
+                    });
+                }
+            }
+            Ok(meta) if meta.is_file() => targets.push(Target::File {
+                path: path.to_path_buf(),
+            }),
+            Ok(_) => {} // sockets, fifos, devices: not model files
+            Err(error) => errors.push(WalkError {
+                path: path.to_path_buf(),
+                error,
+            }),
+        }
+    }
+    Ok((targets, errors))
+}
+
+/// A walk error worth reporting: link loops simply end the descent.
+fn walk_error(err: ignore::Error) -> Option<WalkError> {
+    match err {
+        ignore::Error::WithPath { path, err } => walk_error(*err).map(|mut e| {
+            e.path = path;
+            e
+        }),
+        ignore::Error::WithDepth { err, .. } | ignore::Error::WithLineNumber { err, .. } => {
+            walk_error(*err)
+        }
+        ignore::Error::Loop { .. } => None,
+        ignore::Error::Io(error) => Some(WalkError {
+            path: PathBuf::new(),
+            error,
+        }),
+        other => Some(WalkError {
+            path: PathBuf::new(),
+            error: std::io::Error::other(other.to_string()),
+        }),
     }
 }
 
@@ -115,6 +212,41 @@ mod tests {
         std::os::unix::fs::symlink(&a, a.join("loop")).unwrap();
         let (targets, errors) = collect(&[tmp.path().to_path_buf()]);
         assert!(errors.is_empty());
+        assert_eq!(targets.len(), 1);
+    }
+
+    #[test]
+    fn gitignored_and_excluded_paths_skipped_unless_asked() {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = tmp.path();
+        std::fs::create_dir(repo.join(".git")).unwrap();
+        std::fs::write(repo.join(".gitignore"), "target/\n").unwrap();
+        std::fs::create_dir_all(repo.join("target/debug")).unwrap();
+        std::fs::write(repo.join("target/debug/x.pkl"), b"N.").unwrap();
+        std::fs::create_dir(repo.join("cache")).unwrap();
+        std::fs::write(repo.join("cache/y.pkl"), b"N.").unwrap();
+        std::fs::write(repo.join("m.pkl"), b"N.").unwrap();
+        let names = |opts: &WalkOptions| -> Vec<PathBuf> {
+            let (targets, errors) = collect_with(&[repo.to_path_buf()], opts).unwrap();
+            assert!(errors.is_empty(), "{errors:?}");
+            targets
+                .iter()
+                .map(|t| t.path().strip_prefix(repo).unwrap().to_path_buf())
+                .filter(|p| p.extension().is_some_and(|e| e == "pkl"))
+                .collect()
+        };
+        let excluded = WalkOptions {
+            excludes: vec!["cache/".into()],
+            no_ignore: false,
+        };
+        assert_eq!(names(&excluded), vec![PathBuf::from("m.pkl")]);
+        let everything = WalkOptions {
+            excludes: vec![],
+            no_ignore: true,
+        };
+        assert_eq!(names(&everything).len(), 3);
+        // A root named explicitly is scanned even though git ignores it.
+        let (targets, _) = collect(&[repo.join("target/debug/x.pkl")]);
         assert_eq!(targets.len(), 1);
     }
 
