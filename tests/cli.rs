@@ -354,3 +354,20 @@ fn broken_pipe_ends_quietly() {
         "{stderr}"
     );
 }
+
+#[test]
+fn completions_and_man_page_come_from_the_cli_definition() {
+    for shell in ["bash", "zsh", "fish"] {
+        modelgate()
+            .args(["completions", shell])
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("quarantine"));
+    }
+    modelgate()
+        .arg("man")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(".TH modelgate"))
+        .stdout(predicate::str::contains("scan"));
+}

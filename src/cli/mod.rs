@@ -9,6 +9,7 @@
 //! | 3 | configuration error: the policy file is invalid |
 
 mod bom;
+mod completions;
 mod hook;
 mod install;
 mod policy;
@@ -97,6 +98,10 @@ enum Command {
     Sign(sign::SignArgs),
     /// Write an AI bill of materials (CycloneDX 1.6 ML-BOM).
     Bom(bom::BomArgs),
+    /// Print shell completions (bash, zsh, fish, elvish, powershell).
+    Completions(completions::CompletionsArgs),
+    /// Print the man page (roff), e.g. `modelgate man > modelgate.1`.
+    Man,
 }
 
 /// Loads `--policy FILE`, else the `policy.toml` / `.modelgate.toml` found
@@ -137,6 +142,8 @@ pub fn main() -> ExitCode {
         Command::Verify(args) => verify::run(args),
         Command::Sign(args) => sign::run(args),
         Command::Bom(args) => bom::run(args),
+        Command::Completions(args) => completions::run_completions(args),
+        Command::Man => completions::run_man(),
     };
     match result {
         Ok(code) => code,
