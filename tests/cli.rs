@@ -371,3 +371,56 @@ fn completions_and_man_page_come_from_the_cli_definition() {
         .stdout(predicate::str::contains(".TH modelgate"))
         .stdout(predicate::str::contains("scan"));
 }
+
+/// Adopting modelgate on an existing tree: `policy baseline` writes pinned
+/// exemptions whose placeholder reason the policy refuses until edited;
+/// the JSON report carries the sha256 they pin.
+#[test]
+fn baseline_exemptions_need_a_real_reason() {
+    let tmp = tempfile::tempdir().unwrap();
+    let models = tmp.path().join("models");
+    std::fs::create_dir(&models).unwrap();
+    std::fs::copy(
+        fixture("PKL001/bad_os_system.pkl"),
+        models.join("legacy.pkl"),
+    )
+    .unwrap();
+    let policy = tmp.path().join("policy.toml");
+    std::fs::write(&policy, "").unwrap();
+    let out = modelgate()
+        .current_dir(tmp.path())
+        .args(["policy", "baseline", "models"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let entries = String::from_utf8(out.stdout).unwrap();
+    assert!(entries.contains("rule = \"PKL001\""), "{entries}");
+    std::fs::write(&policy, &entries).unwrap();
+    modelgate()
+        .current_dir(tmp.path())
+        .args(["policy", "check"])
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains("placeholder"));
+    std::fs::write(
+        &policy,
+        entries.replace(
+            "TODO: why this file is trusted",
+            "reviewed by the ML team: the payload is a test",
+        ),
+    )
+    .unwrap();
+    modelgate()
+        .current_dir(tmp.path())
+        .args(["scan", "models"])
+        .assert()
+        .success();
+    let json = modelgate()
+        .current_dir(tmp.path())
+        .args(["scan", "--format", "json", "models"])
+        .output()
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let sha = doc["files"][0]["sha256"].as_str().unwrap();
+    assert!(entries.contains(sha));
+}

@@ -23,6 +23,10 @@ enum PolicyCommand {
     /// Validate a policy (FILE, or the one found from the current directory)
     /// and print the effective settings.
     Check { file: Option<PathBuf> },
+    /// Print `[[exemptions]]` entries for every file flagged today, to
+    /// adopt modelgate on an existing tree. Each carries a placeholder
+    /// reason that `policy check` refuses until a person replaces it.
+    Baseline(super::scan::BaselineArgs),
     /// Write the commented default policy.
     Init {
         /// Where to write it.
@@ -38,6 +42,7 @@ pub fn run(args: PolicyArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         PolicyCommand::Check { file } => check(file),
         PolicyCommand::Init { file, force } => init(file, force),
+        PolicyCommand::Baseline(args) => super::scan::baseline(args),
     }
 }
 

@@ -12,7 +12,7 @@ use std::io::{self, Write};
 use serde::Serialize;
 
 use super::{FileOutcome, Outcome};
-use crate::policy::Action;
+use crate::policy::{Action, REASON_PLACEHOLDER};
 
 /// Human-readable report of a hook run.
 pub fn human(out: &mut dyn Write, hook: &str, outcome: &Outcome) -> io::Result<()> {
@@ -116,7 +116,7 @@ fn file(out: &mut dyn Write, f: &FileOutcome) -> io::Result<()> {
             writeln!(out, "    [[exemptions]]")?;
             writeln!(out, "    sha256 = \"{sha}\"")?;
             writeln!(out, "    rule = \"{id}\"")?;
-            writeln!(out, "    reason = \"TODO: why this file is trusted\"")?;
+            writeln!(out, "    reason = \"{REASON_PLACEHOLDER}\"")?;
             writeln!(
                 out,
                 "    note = \"{}\"",

@@ -638,6 +638,13 @@ pub fn compile(files: &[LoadedFile], today: jiff::civil::Date) -> Result<Policy,
                     "an exemption needs a non-empty reason",
                     Some("say why this exact file is trusted".into()),
                 );
+            } else if super::is_placeholder_reason(&reason) {
+                c.err(
+                    f,
+                    e.reason.span(),
+                    "the exemption's reason is still a placeholder",
+                    Some("replace it with why this exact file is trusted (who reviewed it, where it comes from)".into()),
+                );
             }
             let expires = e
                 .expires

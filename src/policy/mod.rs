@@ -191,6 +191,24 @@ impl SignatureRequirement {
     }
 }
 
+/// The reason that generated exemptions carry (hook messages, `policy
+/// baseline`) until a person writes a real one; the policy refuses it.
+pub const REASON_PLACEHOLDER: &str = "TODO: why this file is trusted";
+
+/// Whether an exemption reason is empty or still a placeholder: an
+/// exemption is a reviewed decision, and a pasted template is not one.
+pub fn is_placeholder_reason(reason: &str) -> bool {
+    let r = reason
+        .trim()
+        .trim_matches(|c: char| c == '.' || c.is_whitespace());
+    let upper = r.to_ascii_uppercase();
+    r.is_empty()
+        || ["TODO", "FIXME", "XXX", "TBD"]
+            .iter()
+            .any(|p| upper.starts_with(p))
+        || reason.contains("why this file is trusted")
+}
+
 /// `[[exemptions]]` after validation.
 #[derive(Debug, Clone, Serialize)]
 pub struct Exemption {

@@ -46,6 +46,11 @@ pub struct JsonFile<'a> {
     /// Rule ids whose findings a policy exemption removed from the decision.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub exempted: Vec<&'static str>,
+    /// The content's sha256, for files with findings or a policy decision
+    /// against them: what an exemption pins. Left out for clean files, so
+    /// that a scan never reads tensor bytes it does not need.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
     pub findings: Vec<JsonFinding<'a>>,
 }
 
@@ -77,6 +82,7 @@ impl<'a> JsonFile<'a> {
             status: &r.status,
             action: None,
             exempted: Vec::new(),
+            sha256: None,
             findings: r.findings.iter().map(JsonFinding::new).collect(),
         }
     }
