@@ -168,7 +168,11 @@ fn scan_obeys_the_policy() {
         .current_dir(tmp.path())
         .args(["scan", "model.pkl"])
         .assert()
-        .code(1);
+        .code(1)
+        .stdout(predicate::str::contains(
+            "failed the policy:\n  model.pkl (block: PKL002)",
+        ))
+        .stderr(predicate::str::contains("1 failed the policy"));
 
     std::fs::write(
         tmp.path().join("policy.toml"),
@@ -180,7 +184,9 @@ fn scan_obeys_the_policy() {
         .args(["scan", "model.pkl"])
         .assert()
         .code(0)
-        .stdout(predicate::str::contains("exempted"));
+        .stdout(predicate::str::contains(
+            "exempted by the policy:\n  model.pkl",
+        ));
 
     std::fs::write(
         tmp.path().join("policy.toml"),
@@ -191,7 +197,8 @@ fn scan_obeys_the_policy() {
         .current_dir(tmp.path())
         .args(["scan", "model.pkl"])
         .assert()
-        .code(0);
+        .code(0)
+        .stdout(predicate::str::contains("warnings:\n  model.pkl (PKL002)"));
 
     std::fs::write(
         tmp.path().join("policy.toml"),

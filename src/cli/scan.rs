@@ -14,7 +14,7 @@ use modelgate::digest;
 use modelgate::policy::{Context, Decision, Policy, SignatureSource};
 use modelgate::report::{Summary, human, json, sarif};
 use modelgate::scan::walk::{self, Target};
-use modelgate::scan::{FileReport, Scanner, Verdict};
+use modelgate::scan::{FileReport, ScanStatus, Scanner, Verdict};
 
 use super::{EXIT_ERROR, EXIT_FINDINGS};
 
@@ -118,7 +118,8 @@ pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
                 color: super::color_enabled(to_terminal),
             };
             for (r, d) in reports.iter().zip(&decisions) {
-                human::write_report(&mut stdout, r, opts)?;
+                let exempted: Vec<&str> = d.exempted.iter().map(|e| e.rule).collect();
+                human::write_report(&mut stdout, r, &exempted, opts)?;
                 // Policy rules (POL001-003) are not scanner findings: say
                 // them here or a blocked file would show no reason.
                 for b in d.basis.iter().filter(|b| b.finding.is_none()) {
@@ -143,6 +144,31 @@ pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
                     )?;
                 }
             }
+            let outcomes: Vec<human::Outcome> = reports
+                .iter()
+                .zip(&decisions)
+                .map(|(r, d)| human::Outcome {
+                    path: &r.path,
+                    action: d.action.as_str(),
+                    stops: d.action.stops(),
+                    rules: {
+                        let mut ids: Vec<&str> = d
+                            .basis
+                            .iter()
+                            .filter(|b| b.action == d.action)
+                            .map(|b| b.rule.id)
+                            .collect();
+                        ids.dedup();
+                        ids
+                    },
+                    inconclusive: match &r.status {
+                        ScanStatus::Inconclusive { reasons } => Some(reasons.as_slice()),
+                        _ => None,
+                    },
+                    exempted: d.exempted.iter().map(|e| e.rule).collect(),
+                })
+                .collect();
+            human::write_outcomes(&mut stdout, &outcomes)?;
             stdout.flush()?;
             for (path, err) in &errors {
                 eprintln!("modelgate: error: {path}: {err}");
@@ -158,6 +184,7 @@ pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
                 human::write_summary(
                     &mut std::io::stderr(),
                     &summary,
+                    decisions.iter().filter(|d| d.action.stops()).count(),
                     started.elapsed().as_secs_f64(),
                 )?;
             }
