@@ -13,7 +13,8 @@ A file is model-like when its extension is a model extension, when its
 first bytes are a model format's magic (whatever its name), when it is a
 compressed stream whose name or decompressed head is one of those, when it is
 an extensionless file inside a test-data or model directory, or when it sits
-in a SavedModel directory. Selected files are hard-linked into SEL_DIR with
+in a SavedModel or spaCy pipeline directory (JSON included there: spaCy's
+configs are part of what the loader reads). Selected files are hard-linked into SEL_DIR with
 their relative paths, so every tool scans exactly the same tree.
 
 Flag counting follows bench/summarize.py: modelgate verdict suspicious or
@@ -36,7 +37,7 @@ MODEL_EXTS = {
     "ptl", "onnx", "tflite", "lite", "pb", "h5", "hdf5", "hdf", "keras", "gguf", "ggml",
     "safetensors", "task", "model", "msgpack",
 }
-COMPRESSED_EXTS = {"gz", "bz2", "xz", "lzma", "z", "zlib"}
+COMPRESSED_EXTS = {"gz", "gzip", "bz2", "xz", "lzma", "z", "zlib"}
 # Extensions that are never model files, even in a test-data directory.
 CODE_EXTS = {
     "py", "pyi", "pyc", "pyx", "pxd", "so", "c", "h", "cpp", "hpp", "txt", "md", "rst",
@@ -66,24 +67,21 @@ def sniff(head):
     return None
 
 
-def decompressed_head(path, ext):
-    """The first bytes of a compressed file's content, or b'' if it is not
-    the compression its extension says."""
+def decompressed_head(path):
+    """The first bytes of a compressed file's content under whichever of
+    gzip, bzip2, xz/lzma or zlib decodes it (names lie: joblib's `.gz` files
+    are raw zlib), or b''."""
+    for opener in (gzip.open, bz2.open, lzma.open):
+        try:
+            with opener(path) as f:
+                return f.read(16)
+        except (OSError, EOFError, lzma.LZMAError, ValueError):
+            pass
     try:
-        if ext == "gz":
-            with gzip.open(path) as f:
-                return f.read(16)
-        if ext == "bz2":
-            with bz2.open(path) as f:
-                return f.read(16)
-        if ext in ("xz", "lzma"):
-            with lzma.open(path) as f:
-                return f.read(16)
         with open(path, "rb") as f:
             raw = f.read(1 << 16)
-        d = zlib.decompressobj()
-        return d.decompress(raw, 16)
-    except (OSError, EOFError, lzma.LZMAError, zlib.error, ValueError):
+        return zlib.decompressobj().decompress(raw, 16)
+    except (OSError, zlib.error):
         return b""
 
 
@@ -94,10 +92,10 @@ def ext_of(name):
     return base.rsplit(".", 1)[1].lower()
 
 
-def is_model_like(path, rel, in_saved_model):
+def is_model_like(path, rel, in_model_dir):
     ext = ext_of(rel)
-    if in_saved_model:
-        return True
+    if in_model_dir:
+        return ext not in CODE_EXTS or ext == "json"
     if ext in MODEL_EXTS:
         return True
     try:
@@ -108,7 +106,9 @@ def is_model_like(path, rel, in_saved_model):
     kind = sniff(head)
     if ext in COMPRESSED_EXTS:
         inner = ext_of(rel[: -(len(ext) + 1)])
-        return inner in MODEL_EXTS or sniff(decompressed_head(path, ext)) not in (None, "zip")
+        if kind is not None:
+            return True
+        return inner in MODEL_EXTS or sniff(decompressed_head(path)) not in (None, "zip")
     if ext in CODE_EXTS:
         return False
     if kind is not None and kind != "zip":
@@ -155,15 +155,19 @@ def cmd_unpack(archive, dest):
 
 def cmd_select(src, sel):
     os.makedirs(sel, exist_ok=True)
-    saved_model_dirs = set()
-    for root, _dirs, files in os.walk(src):
+    # Model directories whose every file the loader reads: SavedModels, and
+    # spaCy pipelines (meta.json next to vocab/, extensionless msgpack members).
+    model_dirs = set()
+    for root, dirs, files in os.walk(src):
         if "saved_model.pb" in files or "saved_model.pbtxt" in files:
-            saved_model_dirs.add(root)
+            model_dirs.add(root)
+        if "meta.json" in files and "vocab" in dirs:
+            model_dirs.add(root)
     n = 0
     pickles = []
     for root, dirs, files in os.walk(src):
         dirs.sort()
-        in_sm = any(root == d or root.startswith(d + os.sep) for d in saved_model_dirs)
+        in_model_dir = any(root == d or root.startswith(d + os.sep) for d in model_dirs)
         for name in sorted(files):
             path = os.path.join(root, name)
             if os.path.islink(path) or not os.path.isfile(path):
@@ -171,7 +175,7 @@ def cmd_select(src, sel):
             rel = os.path.relpath(path, src)
             if ".dist-info/" in rel or ".egg-info/" in rel:
                 continue
-            if not is_model_like(path, rel, in_sm):
+            if name.startswith(".") or not is_model_like(path, rel, in_model_dir):
                 continue
             out = os.path.join(sel, rel)
             os.makedirs(os.path.dirname(out), exist_ok=True)
@@ -216,13 +220,14 @@ def modelgate_result(res, pkg, sel):
 
 
 def other_flags(res, pkg, tool, sel):
-    """Set of flagged selected files, or None when the tool did not finish."""
+    """Set of flagged selected files, or a string saying why there is none
+    ("timeout": the time box ended the run, "n.a.": not run or no report)."""
     base = os.path.join(res, f"{pkg}.{tool}")
     try:
         if open(base + ".rc").read().strip() == "124":
-            return None
+            return "timeout"
     except OSError:
-        return None
+        return "n.a."
     flagged = set()
     try:
         if tool == "picklescan":
@@ -245,7 +250,7 @@ def other_flags(res, pkg, tool, sel):
                 if rc == "1":
                     flagged.add(path)
     except (OSError, ValueError):
-        return None
+        return "n.a."
     flagged.discard(None)
     return flagged
 
@@ -259,7 +264,7 @@ def cmd_report(res, sel_root, pkgs, tools):
         sel = os.path.join(sel_root, pkg)
         mg = modelgate_result(res, pkg, sel)
         if mg is None:
-            rows.append(f"| {pkg} | ? | timeout/error | | " + " | ".join("" for _ in tools) + " |")
+            rows.append(f"| {pkg} | ? | timeout/error | |" + " |" * len(tools))
             continue
         files, flagged, errs = mg
         tot["files"] += files
@@ -272,21 +277,21 @@ def cmd_report(res, sel_root, pkgs, tools):
         cells = []
         for t in tools:
             fl = other_flags(res, pkg, t, sel)
-            if fl is None:
-                cells.append("timeout/n.a.")
+            if isinstance(fl, str):
+                cells.append(fl)
             else:
                 tool_tot[t] += len(fl)
                 cells.append(str(len(fl)))
         rule_txt = ", ".join(f"{r}×{c}" for r, c in sorted(rules.items()))
-        rows.append(f"| {pkg} | {files} | {len(flagged)} | {rule_txt}{' (errors: %d)' % errs if errs else ''} | "
-                    + " | ".join(cells) + " |")
-    head = "| package | files | modelgate flagged | modelgate rules | " + " | ".join(tools) + " |"
+        rows.append(f"| {pkg} | {files} | {len(flagged)} | {rule_txt}{' (errors: %d)' % errs if errs else ''} |"
+                    + "".join(f" {c} |" for c in cells))
+    head = "| package | files | modelgate flagged | modelgate rules |" + "".join(f" {t} |" for t in tools)
     sep = "|" + "---|" * (4 + len(tools))
     print(head)
     print(sep)
     for r in rows:
         print(r)
-    print(f"| **total** | {tot['files']} | {tot['mg']} | | " + " | ".join(str(tool_tot[t]) for t in tools) + " |")
+    print(f"| **total** | {tot['files']} | {tot['mg']} | |" + "".join(f" {tool_tot[t]} |" for t in tools))
     with open(os.path.join(res, "modelgate-flagged.tsv"), "w") as f:
         f.write("package\trule\tverdict\tfile\tmessage\n")
         f.write("".join(d + "\n" for d in detail))

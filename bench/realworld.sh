@@ -14,7 +14,8 @@
 #   --tools     comma list among modelgate,picklescan,modelscan,fickling,modelaudit
 #               (default: all; modelgate alone skips the Python tool install)
 #   --timeout   time box per tool per package, seconds (default 600)
-#   --only      only these packages (names as in the list, without the pin)
+#   --only      only these packages (names as in the list, without the pin;
+#               a second pin of a package is named name-version)
 #
 # MODELGATE names the binary (default target/release/modelgate, built if
 # missing). Packages are fetched with `pip download --no-deps` into
@@ -79,6 +80,8 @@ PKGS=()
 while read -r spec extra; do
     case $spec in ''|'#'*) continue ;; esac
     name=${spec%%==*}
+    # A second pin of the same package is kept apart under name-version.
+    if [[ " ${PKGS[*]} " == *" $name "* ]]; then name=$name-${spec#*==}; fi
     if [ -n "$ONLY" ] && [[ ",$ONLY," != *",$name,"* ]]; then continue; fi
     PKGS+=("$name")
     dl=$WORK/dl/$name
