@@ -192,7 +192,7 @@ def cmd_select(src, sel):
 def under(loc, sel):
     """The selected file a tool's location names (absolute or relative,
     maybe followed by a member), or None."""
-    loc = re.sub(r" \(pos \d+\)$", "", loc or "")
+    loc = re.sub(r" \(pos \d+\)$", "", loc or "").split(" -> ", 1)[0]
     if not loc.startswith("/"):
         loc = os.path.join(sel, loc)
     while loc and loc != "/" and not os.path.isfile(loc):
@@ -261,7 +261,7 @@ def cmd_report(res, sel_root, pkgs, tools):
     tot = {"files": 0, "mg": 0}
     tool_tot = {t: 0 for t in tools}
     for pkg in pkgs:
-        sel = os.path.join(sel_root, pkg)
+        sel = os.path.realpath(os.path.join(sel_root, pkg))
         mg = modelgate_result(res, pkg, sel)
         if mg is None:
             rows.append(f"| {pkg} | ? | timeout/error | |" + " |" * len(tools))
