@@ -10,7 +10,9 @@
 //! own intermediate files, and they are created with `O_EXCL` so that two
 //! writers never share one.
 
-use rustix::fs::{AtFlags, CWD, Mode, OFlags, linkat, openat, renameat, statat, symlinkat, unlinkat};
+use rustix::fs::{
+    AtFlags, CWD, Mode, OFlags, linkat, openat, renameat, statat, symlinkat, unlinkat,
+};
 use sha2::{Digest, Sha256};
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, File, OpenOptions};

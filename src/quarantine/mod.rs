@@ -275,7 +275,10 @@ fn open_or_set_aside(state_dir: &Path) -> Result<(Db, bool), Error> {
             fs::rename(&path, &aside).ctx(|| format!("cannot move {} aside", path.display()))?;
             for ext in ["-wal", "-shm"] {
                 let side = state_dir.join(format!("state.db{ext}"));
-                let _ = fs::rename(&side, state_dir.join(format!("state.db.corrupt-{stamp}{ext}")));
+                let _ = fs::rename(
+                    &side,
+                    state_dir.join(format!("state.db.corrupt-{stamp}{ext}")),
+                );
             }
         }
         Err(e) => return Err(e.into()),
@@ -356,7 +359,9 @@ impl Store {
                 .and_then(|t| Ok(serde_json::from_str::<Record>(&t)?))
             {
                 Ok(r) => recs.push(r),
-                Err(e) => tracing::error!(path = %path.display(), error = %e, "unreadable record left out of the rebuilt database"),
+                Err(e) => {
+                    tracing::error!(path = %path.display(), error = %e, "unreadable record left out of the rebuilt database")
+                }
             }
         }
         recs.sort_by(|a, b| a.updated_at.cmp(&b.updated_at).then(a.id.cmp(&b.id)));
@@ -366,7 +371,10 @@ impl Store {
             let list = if rec.allowed {
                 Some(ListKind::Allow)
             } else if rec.content_denied
-                && matches!(rec.state, State::Pending | State::Quarantined | State::Deleted)
+                && matches!(
+                    rec.state,
+                    State::Pending | State::Quarantined | State::Deleted
+                )
             {
                 Some(ListKind::Deny)
             } else {
@@ -383,7 +391,10 @@ impl Store {
                 list,
             )?;
         }
-        tracing::warn!(records = n, "state database rebuilt from the quarantine records");
+        tracing::warn!(
+            records = n,
+            "state database rebuilt from the quarantine records"
+        );
         Ok(())
     }
 
@@ -463,7 +474,7 @@ impl Store {
             "action": action,
             "id": rec.id,
             "sha256": rec.sha256,
-            "path": rec.path,
+            "path": pathser::to_value(&rec.path),
             "detail": detail,
             "tool_version": TOOL_VERSION,
         });
@@ -521,15 +532,24 @@ impl Store {
                 req.path.display()
             )));
         }
-        let at = fsio::AtPath::open(&req.path, false)
-            .ctx(|| format!("refusing {}: cannot reach it without following a symlink", req.path.display()))?;
+        let at = fsio::AtPath::open(&req.path, false).ctx(|| {
+            format!(
+                "refusing {}: cannot reach it without following a symlink",
+                req.path.display()
+            )
+        })?;
         let mut file = match at.open_read() {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Err(Error::Conflict(format!("{} is gone", req.path.display())));
             }
             Err(e) => {
-                return Err(e).ctx(|| format!("refusing {}: cannot open it without following a symlink", req.path.display()));
+                return Err(e).ctx(|| {
+                    format!(
+                        "refusing {}: cannot open it without following a symlink",
+                        req.path.display()
+                    )
+                });
             }
         };
         let meta = file
@@ -577,6 +597,46 @@ impl Store {
         )?;
         self.step();
 
+        match self.move_out(&mut rec, &at, &mut file, &meta, &dir) {
+            Ok(()) => {}
+            Err(e @ Error::Conflict(_)) => return Err(e),
+            Err(e) => {
+                // A failure before the tombstone is in place (an unwritable
+                // folder, a full disk) leaves the original where it was:
+                // undo the record so that a retry starts clean. After it,
+                // the record stays pending and the next start finishes it.
+                if !matches!(current_content(&at), Current::Tombstone) {
+                    let _ = fs::remove_file(dir.join("payload"));
+                    let detail = format!("failed: {e}");
+                    let _ = self.finish(
+                        &mut rec,
+                        State::Aborted,
+                        None,
+                        "quarantine-aborted",
+                        &detail,
+                    );
+                }
+                return Err(e);
+            }
+        }
+
+        // Step 4.
+        let rules = rec.rules.join(",");
+        let deny = rec.content_denied.then_some(ListKind::Deny);
+        self.finish(&mut rec, State::Quarantined, deny, "quarantine", &rules)?;
+        Ok(rec)
+    }
+
+    /// Steps 2 and 3 of [`Store::quarantine`]: payload into the store,
+    /// tombstone over the original.
+    fn move_out(
+        &self,
+        rec: &mut Record,
+        at: &fsio::AtPath,
+        file: &mut File,
+        meta: &fs::Metadata,
+        dir: &Path,
+    ) -> Result<(), Error> {
         // Step 2: the payload becomes durable in the store.
         let payload = dir.join("payload");
         let same_inode = |m: &fs::Metadata| (m.dev(), m.ino()) == (meta.dev(), meta.ino());
@@ -586,9 +646,9 @@ impl Store {
                 // the link: the payload must be the file that was scanned.
                 if !fs::symlink_metadata(&payload).is_ok_and(|m| same_inode(&m)) {
                     let _ = fs::remove_file(&payload);
-                    return self.abort(&mut rec, "file replaced while being quarantined");
+                    return Err(self.abort(rec, "file replaced while being quarantined"));
                 }
-                fsio::fsync_dir(&dir).ctx(|| format!("cannot sync {}", dir.display()))?;
+                fsio::fsync_dir(dir).ctx(|| format!("cannot sync {}", dir.display()))?;
             }
             Err(_) => {
                 // Another filesystem (EXDEV) or a protected_hardlinks refusal:
@@ -596,12 +656,12 @@ impl Store {
                 // is what was scanned. Recorded first: a crash mid-copy must
                 // recover this record as a copy.
                 rec.copied = true;
-                self.save(&rec)?;
-                let got = fsio::copy_file_durable(&mut file, &payload, 0o400)
+                self.save(rec)?;
+                let got = fsio::copy_file_durable(file, &payload, 0o400)
                     .ctx(|| format!("cannot copy {} into the store", rec.path.display()))?;
                 if got != rec.sha256 {
                     let _ = fs::remove_file(&payload);
-                    return self.abort(&mut rec, "content changed while copying");
+                    return Err(self.abort(rec, "content changed while copying"));
                 }
             }
         }
@@ -614,26 +674,25 @@ impl Store {
             .flatten()
             .is_some_and(|st| fsio::identity(&st) == (meta.dev(), meta.ino()));
         if still_same {
-            at.write_atomic(&tombstone_bytes(&id, &rec.sha256), 0o444)
+            at.write_atomic(&tombstone_bytes(&rec.id, &rec.sha256), 0o444)
                 .ctx(|| format!("cannot write the tombstone at {}", rec.path.display()))?;
         } else {
-            tracing::warn!(path = %rec.path.display(), id, "file replaced during quarantine; the new file will be scanned on its own");
+            tracing::warn!(path = %rec.path.display(), id = rec.id, "file replaced during quarantine; the new file will be scanned on its own");
         }
         if !rec.copied {
             let _ = fs::set_permissions(&payload, fs::Permissions::from_mode(0o400));
         }
         self.step();
-
-        // Step 4.
-        let rules = rec.rules.join(",");
-        let deny = rec.content_denied.then_some(ListKind::Deny);
-        self.finish(&mut rec, State::Quarantined, deny, "quarantine", &rules)?;
-        Ok(rec)
+        Ok(())
     }
 
-    fn abort(&self, rec: &mut Record, why: &str) -> Result<Record, Error> {
-        self.finish(rec, State::Aborted, None, "quarantine-aborted", why)?;
-        Err(Error::Conflict(format!("{}: {why}", rec.path.display())))
+    /// Marks a started quarantine as aborted (nothing moved) and returns
+    /// the conflict to report.
+    fn abort(&self, rec: &mut Record, why: &str) -> Error {
+        if let Err(e) = self.finish(rec, State::Aborted, None, "quarantine-aborted", why) {
+            return e;
+        }
+        Error::Conflict(format!("{}: {why}", rec.path.display()))
     }
 
     /// Writes a record's current content (same state) to its file and row.
@@ -700,12 +759,14 @@ impl Store {
                 // copy whatever the record says (older versions recorded
                 // `copied` only at the end).
                 let at = fsio::AtPath::open(&rec.path, false).ctx(|| {
-                    format!("refusing {}: cannot reach it without following a symlink", rec.path.display())
+                    format!(
+                        "refusing {}: cannot reach it without following a symlink",
+                        rec.path.display()
+                    )
                 })?;
-                if let (Ok(p), Some(Ok(d))) = (
-                    fs::metadata(&payload),
-                    rec.path.parent().map(fs::metadata),
-                ) && p.dev() != d.dev()
+                if let (Ok(p), Some(Ok(d))) =
+                    (fs::metadata(&payload), rec.path.parent().map(fs::metadata))
+                    && p.dev() != d.dev()
                 {
                     rec.copied = true;
                 }
@@ -737,8 +798,9 @@ impl Store {
             }
             ("quarantined", false) => {
                 // Died in the middle of a restore, after the rename back.
-                let back = fsio::AtPath::open(&rec.path, false)
-                    .is_ok_and(|at| matches!(current_content(&at), Current::File(s) if s == rec.sha256));
+                let back = fsio::AtPath::open(&rec.path, false).is_ok_and(
+                    |at| matches!(current_content(&at), Current::File(s) if s == rec.sha256),
+                );
                 if back {
                     rec.allowed = true;
                     self.finish(
@@ -991,7 +1053,10 @@ enum Current {
 fn current_content(at: &fsio::AtPath) -> Current {
     match at.lstat() {
         Ok(None) => Current::Missing,
-        Ok(Some(st)) if rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile => {
+        Ok(Some(st))
+            if rustix::fs::FileType::from_raw_mode(st.st_mode)
+                == rustix::fs::FileType::RegularFile =>
+        {
             let Ok(mut f) = at.open_read() else {
                 return Current::Other;
             };
@@ -1002,7 +1067,10 @@ fn current_content(at: &fsio::AtPath) -> Current {
             if parse_tombstone(&head).is_some() {
                 return Current::Tombstone;
             }
-            match f.rewind().and_then(|()| crate::digest::sha256_reader(&mut f)) {
+            match f
+                .rewind()
+                .and_then(|()| crate::digest::sha256_reader(&mut f))
+            {
                 Ok(sha) => Current::File(sha),
                 Err(_) => Current::Other,
             }

@@ -16,6 +16,11 @@ enum Repr {
     Bytes { unix_bytes_hex: String },
 }
 
+/// The JSON form of a path (for lines written outside a record).
+pub fn to_value(path: &Path) -> serde_json::Value {
+    serialize(path, serde_json::value::Serializer).unwrap_or(serde_json::Value::Null)
+}
+
 pub fn serialize<S: Serializer>(path: &Path, s: S) -> Result<S::Ok, S::Error> {
     match path.to_str() {
         Some(t) => Repr::Text(t.to_string()),
@@ -53,7 +58,9 @@ mod tests {
 
     #[test]
     fn round_trips_non_utf8() {
-        let p = W(PathBuf::from(OsString::from_vec(b"/c/x\xff\n.bin".to_vec())));
+        let p = W(PathBuf::from(OsString::from_vec(
+            b"/c/x\xff\n.bin".to_vec(),
+        )));
         let j = serde_json::to_string(&p).unwrap();
         assert!(j.contains("unix_bytes_hex"), "{j}");
         assert_eq!(serde_json::from_str::<W>(&j).unwrap(), p);

@@ -138,7 +138,11 @@ fn guarded(job: Job, f: impl FnOnce(&Job) -> (Vec<Job>, bool)) -> Done {
                 .map(|s| (*s).to_string())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_default();
-            tracing::error!(?job, panic = msg, "job panicked; its slot is released and it will be retried");
+            tracing::error!(
+                ?job,
+                panic = msg,
+                "job panicked; its slot is released and it will be retried"
+            );
             Done {
                 job,
                 children: Vec::new(),
@@ -251,7 +255,11 @@ fn resolve_root(root: &Root) -> Armed {
     }
 }
 
-fn watch_root(watcher: &mut notify::RecommendedWatcher, root: &Root, path: &Path) -> notify::Result<()> {
+fn watch_root(
+    watcher: &mut notify::RecommendedWatcher,
+    root: &Root,
+    path: &Path,
+) -> notify::Result<()> {
     if let Err(e) = watcher.watch(path, RecursiveMode::Recursive) {
         if matches!(e.kind, notify::ErrorKind::MaxFilesWatch) {
             tracing::error!(

@@ -383,7 +383,10 @@ impl Engine {
             }
             return Ok(self.refuse(
                 path,
-                &format!("symlink leads outside the watched root, to {}", real.display()),
+                &format!(
+                    "symlink leads outside the watched root, to {}",
+                    real.display()
+                ),
             ));
         }
         if is_link {
@@ -625,11 +628,7 @@ impl Engine {
     /// The cached verdict for this content and name, if one reads back as
     /// a typed record; anything else is a miss.
     fn cached(&self, sha: &str, name_key: &str) -> Option<Summary> {
-        let row = match self
-            .store
-            .db()
-            .cached_scan(sha, &self.cache_key, name_key)
-        {
+        let row = match self.store.db().cached_scan(sha, &self.cache_key, name_key) {
             Ok(r) => r?,
             Err(e) => {
                 tracing::warn!(sha256 = sha, error = %e, "unreadable scan-cache row; scanning again");
@@ -638,7 +637,10 @@ impl Engine {
         };
         let parsed = Summary::from_row(row);
         if parsed.is_none() {
-            tracing::warn!(sha256 = sha, "scan-cache row with an unknown value; scanning again");
+            tracing::warn!(
+                sha256 = sha,
+                "scan-cache row with an unknown value; scanning again"
+            );
         }
         parsed
     }

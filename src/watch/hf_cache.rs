@@ -30,8 +30,8 @@
 //! `.cache/huggingface/` bookkeeping.
 
 use std::ffi::OsStr;
-use std::os::unix::ffi::OsStrExt;
 use std::fs;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 use crate::quarantine::Link;
@@ -312,8 +312,12 @@ pub fn enumerate(root: &Root, dir: &Path) -> Vec<PathBuf> {
                 Place::Ignore => {
                     if in_blobs && ft.is_file() && fsio::is_stale_temp(&entry.file_name()) {
                         match fs::remove_file(&path) {
-                            Ok(()) => tracing::info!(path = %path.display(), "removed a temporary file left by a killed modelgate"),
-                            Err(e) => tracing::warn!(path = %path.display(), error = %e, "cannot remove a stale temporary file"),
+                            Ok(()) => {
+                                tracing::info!(path = %path.display(), "removed a temporary file left by a killed modelgate")
+                            }
+                            Err(e) => {
+                                tracing::warn!(path = %path.display(), error = %e, "cannot remove a stale temporary file")
+                            }
                         }
                     }
                 }
@@ -502,7 +506,14 @@ mod tests {
         let local = Root::new(PathBuf::from("/l"), RootKind::LocalDir);
         assert_eq!(classify(&local, Path::new("/l/model.pt")), Place::LocalFile);
         // Hub temporary-name rules do not apply in a local dir.
-        for name in ["tmp_x", ".hidden", "a.tmp", "a.lock", "a.metadata", ".modelgate-x"] {
+        for name in [
+            "tmp_x",
+            ".hidden",
+            "a.tmp",
+            "a.lock",
+            "a.metadata",
+            ".modelgate-x",
+        ] {
             assert_eq!(
                 classify(&local, &Path::new("/l").join(name)),
                 Place::LocalFile,
@@ -510,9 +521,15 @@ mod tests {
             );
         }
         let odd = std::ffi::OsStr::from_bytes(b"m\xff.bin");
-        assert_eq!(classify(&local, &Path::new("/l").join(odd)), Place::LocalFile);
         assert_eq!(
-            classify(&root, &Path::new("/c/models--a--b/snapshots/0123").join(odd)),
+            classify(&local, &Path::new("/l").join(odd)),
+            Place::LocalFile
+        );
+        assert_eq!(
+            classify(
+                &root,
+                &Path::new("/c/models--a--b/snapshots/0123").join(odd)
+            ),
             Place::Snapshot
         );
         assert_eq!(
