@@ -488,13 +488,14 @@ mod signatures {
         wait_for("the weights to be scanned", || {
             d.log().contains("model.safetensors") && d.log().contains("scanned")
         });
-        std::thread::sleep(Duration::from_millis(300));
+        // Everything before the sentinel has been handled once it is.
+        env.sentinel(&d);
         assert_eq!(
             fs::read(&weights).unwrap(),
             fixture("model/model.safetensors")
         );
         let log = d.kill();
-        assert!(env.records(true).is_empty(), "{log}");
+        assert_eq!(env.records(true).len(), 1, "only the sentinel: {log}");
         assert!(!log.contains("POL003"), "{log}");
     }
 
@@ -550,7 +551,7 @@ mod signatures {
         wait_for("the free repo's copy to be scanned", || {
             d.log().contains("models--test--free")
         });
-        std::thread::sleep(Duration::from_millis(300));
+        env.sentinel(&d);
         assert!(!is_tombstone(&elsewhere));
         assert!(is_tombstone(&weights));
         drop(d);
@@ -689,6 +690,12 @@ fn restore_does_not_follow_a_symlinked_blobs_folder() {
         "restore wrote outside the cache"
     );
     assert_eq!(env.records(false).len(), 1, "still quarantined");
+    // Item 7: the failed restore did not allow the content.
+    let other = env.repo("elsewhere");
+    let copy = env.download(&other, "pytorch_model.bin", EVIL);
+    let (code, log) = env.once();
+    assert_eq!(code, 1, "{log}");
+    assert!(is_tombstone(&copy), "content allowed by a failed restore");
 }
 
 /// Item 2: in a local dir, names the hub cache uses for temporaries and
@@ -739,10 +746,14 @@ fn verdict_cache_is_not_poisoned_by_racing_renames() {
     let repo = env.repo("race");
     let blob = repo.join("blobs").join("race");
     let tmp = repo.join("blobs").join("race.incomplete");
-    for i in 0..300 {
-        let data: &[u8] = if i % 2 == 0 { EVIL } else { &benign() };
+    let start = Instant::now();
+    let mut i = 0u64;
+    while start.elapsed() < Duration::from_millis(2500) {
+        let data: &[u8] = if i.is_multiple_of(2) { EVIL } else { &benign() };
         fs::write(&tmp, data).unwrap();
         fs::rename(&tmp, &blob).unwrap();
+        i += 1;
+        std::thread::sleep(Duration::from_micros(300 + (rand_u64() % 700)));
     }
     env.sentinel(&d);
     drop(d);

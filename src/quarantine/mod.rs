@@ -152,6 +152,9 @@ fn content_denied_by_default() -> bool {
     true
 }
 
+/// A quarantine row whose record cannot be read: its id and why.
+pub type Unreadable = (String, Error);
+
 /// What the caller knows about the file it wants quarantined.
 #[derive(Debug, Clone)]
 pub struct Request {
@@ -869,7 +872,7 @@ impl Store {
 
     /// Like [`Store::list`], with the ids of unreadable rows and why: one
     /// damaged record must not hide the others.
-    pub fn list_checked(&self, all: bool) -> Result<(Vec<Record>, Vec<(String, Error)>), Error> {
+    pub fn list_checked(&self, all: bool) -> Result<(Vec<Record>, Vec<Unreadable>), Error> {
         let states: &[&str] = if all {
             &[]
         } else {

@@ -475,7 +475,7 @@ pub async fn run(engine: Arc<Engine>, once: bool, jobs: usize) -> notify::Result
         if once && swept && sched.idle() && retrying == 0 {
             break;
         }
-        let any_missing = armed.iter().any(|a| *a == Armed::Missing);
+        let any_missing = armed.contains(&Armed::Missing);
         tokio::select! {
             ev = rx.recv(), if !once => match ev {
                 Some(Ok(event)) => {

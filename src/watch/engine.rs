@@ -727,3 +727,36 @@ fn read_head(file: &File, buf: &mut [u8]) -> io::Result<usize> {
     }
     Ok(n)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(action: &str, verdict: &str, findings: &str) -> CachedScan {
+        CachedScan {
+            verdict: verdict.into(),
+            action: action.into(),
+            format: "pickle".into(),
+            rules: "PKL001".into(),
+            findings: findings.into(),
+        }
+    }
+
+    #[test]
+    fn cached_rows_read_back_typed_or_not_at_all() {
+        let s = Summary::from_row(row("quarantine", "malicious", "[]")).unwrap();
+        assert_eq!(s.action, Action::Quarantine);
+        assert_eq!(Summary::from_row(s.to_row()), Some(s));
+        // Unknown values are a miss, never an allow.
+        assert_eq!(Summary::from_row(row("allow-ish", "clean", "[]")), None);
+        assert_eq!(Summary::from_row(row("", "clean", "[]")), None);
+        assert_eq!(Summary::from_row(row("allow", "fine", "[]")), None);
+        assert_eq!(Summary::from_row(row("allow", "clean", "{}")), None);
+        assert_eq!(Summary::from_row(row("allow", "clean", "[")), None);
+    }
+
+    #[test]
+    fn cache_key_carries_the_engine_digest() {
+        assert!(engine_key().contains(ENGINE_DIGEST));
+    }
+}
