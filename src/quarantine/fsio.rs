@@ -80,37 +80,6 @@ pub fn write_atomic(dest: &Path, data: &[u8], mode: u32) -> io::Result<()> {
     result
 }
 
-/// Copies `src` into a new temporary file next to `dest`, fsyncs it and
-/// renames it to `dest`. Returns the SHA-256 of the bytes copied, so that the
-/// caller can check it copied what it meant to (the source may change).
-pub fn copy_durable(src: &Path, dest: &Path, mode: u32) -> io::Result<String> {
-    let tmp = temp_path_for(dest, "copy")?;
-    let result = (|| {
-        let mut input = File::open(src)?;
-        let mut out = create_new(&tmp, mode)?;
-        let mut hasher = Sha256::new();
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = input.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            let chunk = buf.get(..n).unwrap_or_default();
-            hasher.update(chunk);
-            out.write_all(chunk)?;
-        }
-        out.sync_all()?;
-        drop(out);
-        fs::rename(&tmp, dest)?;
-        fsync_dir(parent_of(dest)?)?;
-        Ok(hex(&hasher.finalize()))
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
-}
-
 /// A directory reached from `/` without following any symlink, and one
 /// name in it: every operation on a path the daemon acts on (a blob to
 /// quarantine, a tombstone, a restore target) goes through this, so that a
@@ -364,14 +333,6 @@ pub fn is_stale_temp(name: &OsStr) -> bool {
 
 pub use crate::digest::{hex, sha256_file};
 
-/// Reads at most `max` bytes from the start of a file.
-pub fn read_prefix(path: &Path, max: usize) -> io::Result<Vec<u8>> {
-    let f = File::open(path)?;
-    let mut buf = Vec::with_capacity(max.min(64 * 1024));
-    f.take(max as u64).read_to_end(&mut buf)?;
-    Ok(buf)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -396,7 +357,7 @@ mod tests {
         let a = dir.path().join("a");
         let b = dir.path().join("b");
         fs::write(&a, b"abc").unwrap();
-        let h = copy_durable(&a, &b, 0o600).unwrap();
+        let h = copy_file_durable(&mut File::open(&a).unwrap(), &b, 0o600).unwrap();
         assert_eq!(
             h,
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"

@@ -19,7 +19,9 @@
 //!    will go, fsync; insert the same record into the database and put the
 //!    hash on the deny-list (one transaction);
 //! 2. hard-link the file into the store (same filesystem; the original name
-//!    still works) or, across filesystems, copy + fsync + rename; fsync;
+//!    still works) and check the link is the inode that was scanned or,
+//!    across filesystems, record `copied` first, then copy from the scanned
+//!    file descriptor + fsync + rename; fsync;
 //! 3. atomically rename a tombstone over the original path; fsync its dir;
 //! 4. mark the record `quarantined` (file and database, with the audit
 //!    entry, one transaction).
@@ -31,9 +33,22 @@
 //!
 //! Restore verifies the payload's SHA-256, refuses to overwrite anything but
 //! a modelgate tombstone (never "restore" over a file that is now something
-//! else), puts the hash on the allow-list *before* the bytes reappear (so the
-//! daemon does not take them again), renames the bytes back and recreates
-//! any link the record lists that has gone missing.
+//! else), renames (or copies) the bytes back, recreates any link the record
+//! lists that has gone missing, and only then puts the hash on the
+//! allow-list, in the same transaction as the final record: a restore that
+//! fails allows nothing. The daemon cannot take the bytes again in between:
+//! its quarantine waits for the store lock and then re-reads the lists.
+//!
+//! Every path acted on (the original, the tombstone, a restore target, a
+//! link) is reached from `/` without following a symlink
+//! ([`fsio::AtPath`]): a folder swapped for a symlink makes the operation
+//! fail instead of acting outside the cache.
+//!
+//! Resilience: each interrupted record is recovered on its own (one that
+//! cannot be finished is logged and retried at the next start), and a
+//! database SQLite reports as corrupt is set aside and rebuilt from the
+//! `record.json` files, which carry everything including the allow-list
+//! flag.
 //!
 //! Known limit: a process that opened the file before the swap keeps its
 //! file descriptor; huggingface_hub's "already cached" fast path takes no
@@ -302,12 +317,6 @@ pub fn tombstone_bytes(id: &str, sha256: &str) -> Vec<u8> {
         .as_bytes(),
     );
     v
-}
-
-/// If `path` is a modelgate tombstone, the quarantine id it names.
-pub fn tombstone_id(path: &Path) -> Option<String> {
-    let head = fsio::read_prefix(path, 1024).ok()?;
-    parse_tombstone(&head)
 }
 
 /// The quarantine id a tombstone's first bytes name, if they are one.
@@ -1133,7 +1142,10 @@ mod tests {
         let f = dir.path().join("blob");
         fs::write(&f, b"payload bytes").unwrap();
         let rec = store.quarantine(request(&f)).unwrap();
-        assert_eq!(tombstone_id(&f).as_deref(), Some(rec.id.as_str()));
+        assert_eq!(
+            parse_tombstone(&fs::read(&f).unwrap()).as_deref(),
+            Some(rec.id.as_str())
+        );
         assert_eq!(
             store.db().list_of(&rec.sha256).unwrap(),
             Some(ListKind::Deny)
@@ -1150,7 +1162,7 @@ mod tests {
         fs::write(dir.path().join("b2"), b"other").unwrap();
         let rec2 = store.quarantine(request(&dir.path().join("b2"))).unwrap();
         store.delete(&rec2.id).unwrap();
-        assert!(tombstone_id(&dir.path().join("b2")).is_some());
+        assert!(parse_tombstone(&fs::read(dir.path().join("b2")).unwrap()).is_some());
         assert_eq!(store.list(false).unwrap().len(), 0);
         assert_eq!(store.list(true).unwrap().len(), 2);
     }

@@ -17,8 +17,24 @@
 //! distinct path, so memory grows with the number of pending files, not
 //! events; concurrency is a fixed number of blocking jobs.
 //!
-//! Idle cost: nothing polls. The notify thread sleeps in the kernel and the
-//! runtime is single-threaded, woken only by events or signals.
+//! Readiness (`watching`, systemd `READY=1`) is announced when the jobs of
+//! the first sweep (the roots and what they listed) are done, not when the
+//! loop is first idle, which a steady stream of downloads would postpone
+//! forever.
+//!
+//! Failures: a job whose action failed is retried with exponential backoff
+//! ([`RETRIES`] times), counted, and reported (`--once` exits non-zero); a
+//! job that panics still hands its slot back.
+//!
+//! Roots come and go: the folder holding each root is watched too, so a
+//! root deleted and re-created, moved away or re-pointed (a symlink) is
+//! noticed, logged loudly while missing, then watched again and swept.
+//! Symlinked folders inside a root are followed by neither the watch nor
+//! the sweep.
+//!
+//! Idle cost: nothing polls while every root is present. The notify thread
+//! sleeps in the kernel and the runtime is single-threaded, woken only by
+//! events or signals; a missing root is looked for every two seconds.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::os::unix::fs::MetadataExt;

@@ -141,8 +141,8 @@ fn name_bytes(c: Component<'_>) -> &[u8] {
 }
 
 /// Names huggingface_hub gives bookkeeping and in-flight temporaries in a
-/// hub cache. Only there: in a `--local-dir` root every name is the repo
-/// author's choice and is scanned.
+/// hub cache's `blobs/` folders. Only there: snapshot entries and files in
+/// a `--local-dir` root are named by the repo author and always scanned.
 fn is_temporary_name(name: &[u8]) -> bool {
     name.is_empty()
         || name.ends_with(b".incomplete")
@@ -233,11 +233,11 @@ pub fn classify(root: &Root, path: &Path) -> Place {
                     3 if !is_temporary_name(last) => Place::RepoBlob,
                     _ => Place::Ignore,
                 },
+                // Snapshot entry names are the repo author's (huggingface_hub
+                // keeps its temporaries in `blobs/`): no name is skipped.
                 Some(b"snapshots") => {
                     if parts.len() <= 3 {
                         Place::Container
-                    } else if is_temporary_name(last) {
-                        Place::Ignore
                     } else {
                         Place::Snapshot
                     }
@@ -493,6 +493,11 @@ mod tests {
             Place::Snapshot
         );
         assert_eq!(c("/c/models--a--b/snapshots/0123"), Place::Container);
+        assert_eq!(
+            c("/c/models--a--b/snapshots/0123/tmp_x.lock"),
+            Place::Snapshot
+        );
+        assert_eq!(c("/c/models--a--b/snapshots/0123/.hidden"), Place::Snapshot);
         assert_eq!(c("/c/models--a--b/refs/main"), Place::Ignore);
         assert_eq!(c("/c/models--a--b/.no_exist/0123/x"), Place::Ignore);
         assert_eq!(c("/c/models--a--b/tmpab12/dummy_file_src"), Place::Ignore);

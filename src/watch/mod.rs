@@ -141,7 +141,10 @@ fn prepare_roots(cfg: &WatchConfig) -> Result<Vec<Root>, WatchError> {
             context: format!("cannot create {}", path.display()),
             source,
         })?;
-        let configured = path.clone();
+        let configured = std::path::absolute(path).map_err(|source| WatchError::Io {
+            context: format!("cannot resolve {}", path.display()),
+            source,
+        })?;
         let path = std::fs::canonicalize(path).map_err(|source| WatchError::Io {
             context: format!("cannot resolve {}", path.display()),
             source,
