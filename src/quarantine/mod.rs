@@ -861,6 +861,11 @@ impl Store {
                         rec.content_denied,
                     )?;
                 }
+                // Bytes without a readable record: never destroyed, left
+                // for a person to look at.
+                _ if dir.join("payload").exists() => {
+                    tracing::error!(dir = %dir.display(), "quarantined bytes without a readable record; left in place");
+                }
                 _ => {
                     let _ = fs::remove_dir_all(&dir);
                 }
