@@ -14,7 +14,11 @@ pub fn sha256_bytes(data: &[u8]) -> String {
 /// Streams a file through SHA-256, 1 MiB at a time: constant memory for
 /// multi-gigabyte checkpoints.
 pub fn sha256_file(path: &Path) -> io::Result<String> {
-    let mut file = std::fs::File::open(path)?;
+    sha256_reader(&mut std::fs::File::open(path)?)
+}
+
+/// Streams a reader (an open file) through SHA-256, 1 MiB at a time.
+pub fn sha256_reader(file: &mut impl Read) -> io::Result<String> {
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {

@@ -488,13 +488,14 @@ mod signatures {
         wait_for("the weights to be scanned", || {
             d.log().contains("model.safetensors") && d.log().contains("scanned")
         });
-        std::thread::sleep(Duration::from_millis(300));
+        // Everything before the sentinel has been handled once it is.
+        env.sentinel(&d);
         assert_eq!(
             fs::read(&weights).unwrap(),
             fixture("model/model.safetensors")
         );
         let log = d.kill();
-        assert!(env.records(true).is_empty(), "{log}");
+        assert_eq!(env.records(true).len(), 1, "only the sentinel: {log}");
         assert!(!log.contains("POL003"), "{log}");
     }
 
@@ -550,9 +551,554 @@ mod signatures {
         wait_for("the free repo's copy to be scanned", || {
             d.log().contains("models--test--free")
         });
-        std::thread::sleep(Duration::from_millis(300));
+        env.sentinel(&d);
         assert!(!is_tombstone(&elsewhere));
         assert!(is_tombstone(&weights));
         drop(d);
     }
+}
+
+// ---------------------------------------------------------------------
+// Hardening (issue 17) and the fail-closed scan cache (issue 12).
+// ---------------------------------------------------------------------
+
+/// A second malicious pickle (different bytes, different hash).
+const EVIL2: &[u8] = b"cos\nsystem\n(S'echo second'\ntR.";
+
+impl Env {
+    fn once_args(&self, args: &[&str]) -> (i32, String) {
+        let out = self
+            .cmd()
+            .args(["watch", "--once"])
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn quarantine_raw(&self, args: &[&str]) -> std::process::Output {
+        self.cmd().arg("quarantine").args(args).output().unwrap()
+    }
+
+    fn outside(&self) -> PathBuf {
+        let d = self.dir.path().join("outside");
+        fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn db(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open(self.state().join("state.db")).unwrap()
+    }
+
+    /// A download that lands and is then followed by a malicious sentinel
+    /// in another repo: once the sentinel is tombstoned, the daemon has
+    /// handled the events before it (they are processed in order).
+    fn sentinel(&self, d: &Daemon) {
+        let repo = self.repo(&format!("sentinel{:x}", rand_u64() % 0xffff));
+        let bad = self.download(&repo, "sentinel.bin", EVIL2);
+        wait_for("the sentinel tombstone", || is_tombstone(&bad));
+        let _ = d;
+    }
+}
+
+fn id_of(rec: &serde_json::Value) -> String {
+    rec["id"].as_str().unwrap().to_string()
+}
+
+/// Item 1: a snapshot entry or blob that links outside the root is refused;
+/// the outside file is never tombstoned or moved, by the sweep or the watch.
+#[test]
+fn symlinks_outside_the_root_are_refused() {
+    let env = Env::new();
+    let outside = env.outside();
+    let victim = outside.join("bashrc");
+    fs::write(&victim, EVIL).unwrap();
+    let repo = env.repo("links");
+    let snap = repo.join("snapshots").join(COMMIT);
+    symlink(&victim, snap.join("config.json")).unwrap();
+    symlink(&victim, repo.join("blobs").join(sha256(b"x"))).unwrap();
+    let (code, log) = env.once();
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("outside the watched root"), "{log}");
+    assert_eq!(fs::read(&victim).unwrap(), EVIL, "outside file touched");
+    assert!(env.records(true).is_empty());
+
+    let d = env.spawn(&[], &[]);
+    let victim2 = outside.join("other");
+    fs::write(&victim2, EVIL).unwrap();
+    symlink(&victim2, snap.join("model.bin")).unwrap();
+    wait_for("the refusal in the log", || {
+        d.log().contains("model.bin") && d.log().contains("outside the watched root")
+    });
+    env.sentinel(&d);
+    assert_eq!(fs::read(&victim2).unwrap(), EVIL);
+    assert_eq!(env.records(true).len(), 1, "only the sentinel");
+}
+
+/// Item 1: a repo folder that is a symlink is followed neither by the
+/// sweep nor by the watch.
+#[test]
+fn symlinked_repo_folder_is_not_followed() {
+    let env = Env::new();
+    let outside = env.outside();
+    let real_repo = outside.join("models--test--elsewhere");
+    fs::create_dir_all(real_repo.join("blobs")).unwrap();
+    fs::create_dir_all(real_repo.join("snapshots").join(COMMIT)).unwrap();
+    let blob = real_repo.join("blobs").join(sha256(EVIL));
+    fs::write(&blob, EVIL).unwrap();
+    symlink(&real_repo, env.hub().join("models--test--elsewhere")).unwrap();
+    let (code, log) = env.once();
+    assert_eq!(code, 0, "{log}");
+    assert_eq!(fs::read(&blob).unwrap(), EVIL);
+    let d = env.spawn(&[], &[]);
+    let later = real_repo.join("blobs").join("later");
+    let tmp = real_repo.join("blobs").join("later.incomplete");
+    fs::write(&tmp, EVIL).unwrap();
+    // Renamed through the symlinked folder, as a download would be.
+    fs::rename(
+        env.hub()
+            .join("models--test--elsewhere/blobs/later.incomplete"),
+        env.hub().join("models--test--elsewhere/blobs/later"),
+    )
+    .unwrap();
+    env.sentinel(&d);
+    assert_eq!(fs::read(&later).unwrap(), EVIL);
+    assert_eq!(fs::read(&blob).unwrap(), EVIL);
+    assert_eq!(env.records(true).len(), 1, "only the sentinel");
+}
+
+/// Item 1: restore never follows a `blobs/` folder swapped for a symlink.
+#[test]
+fn restore_does_not_follow_a_symlinked_blobs_folder() {
+    let env = Env::new();
+    let repo = env.repo("swap");
+    let bad = env.download(&repo, "pytorch_model.bin", EVIL);
+    let (code, log) = env.once();
+    assert_eq!(code, 1, "{log}");
+    assert!(is_tombstone(&bad));
+    let id = id_of(&env.records(false)[0]);
+    let outside = env.outside();
+    fs::rename(repo.join("blobs"), env.dir.path().join("old-blobs")).unwrap();
+    symlink(&outside, repo.join("blobs")).unwrap();
+    let out = env.quarantine_raw(&["restore", &id]);
+    assert!(!out.status.success(), "restore followed the symlink");
+    assert!(
+        fs::read_dir(&outside).unwrap().next().is_none(),
+        "restore wrote outside the cache"
+    );
+    assert_eq!(env.records(false).len(), 1, "still quarantined");
+    // Item 7: the failed restore did not allow the content.
+    let other = env.repo("elsewhere");
+    let copy = env.download(&other, "pytorch_model.bin", EVIL);
+    let (code, log) = env.once();
+    assert_eq!(code, 1, "{log}");
+    assert!(is_tombstone(&copy), "content allowed by a failed restore");
+}
+
+/// Item 2: in a local dir, names the hub cache uses for temporaries and
+/// names that are not UTF-8 are scanned, quarantined and restorable.
+#[test]
+fn local_dir_scans_every_name() {
+    use std::os::unix::ffi::OsStrExt;
+    let env = Env::new();
+    let local = env.dir.path().join("local");
+    fs::create_dir_all(&local).unwrap();
+    let mut names: Vec<PathBuf> = [
+        "tmp_model.bin",
+        ".hidden.bin",
+        "model.tmp",
+        "model.lock",
+        "model.metadata",
+    ]
+    .iter()
+    .map(|n| local.join(n))
+    .collect();
+    names.push(local.join(std::ffi::OsStr::from_bytes(b"mod\xffel.bin")));
+    for n in &names {
+        fs::write(n, EVIL).unwrap();
+    }
+    let (code, log) = env.once_args(&["--local-dir", local.to_str().unwrap()]);
+    assert_eq!(code, 1, "{log}");
+    for n in &names {
+        assert!(is_tombstone(n), "{} not quarantined: {log}", n.display());
+    }
+    let recs = env.records(false);
+    assert_eq!(recs.len(), names.len(), "{recs:?}");
+    let odd = recs
+        .iter()
+        .find(|r| r["path"].get("unix_bytes_hex").is_some())
+        .expect("the non-UTF-8 path is recorded losslessly");
+    let shown = env.quarantine(&["show", &id_of(odd)]);
+    assert!(shown.contains("mod\\xffel.bin"), "{shown}");
+    env.quarantine(&["restore", &id_of(odd)]);
+    assert_eq!(fs::read(names.last().unwrap()).unwrap(), EVIL);
+}
+
+/// Item 3: benign bytes renamed over a malicious blob again and again
+/// while the daemon works never get the malicious hash cached as clean.
+#[test]
+fn verdict_cache_is_not_poisoned_by_racing_renames() {
+    let env = Env::new();
+    let d = env.spawn(&[], &[]);
+    let repo = env.repo("race");
+    let blob = repo.join("blobs").join("race");
+    let tmp = repo.join("blobs").join("race.incomplete");
+    let start = Instant::now();
+    let mut i = 0u64;
+    while start.elapsed() < Duration::from_millis(2500) {
+        let data: &[u8] = if i.is_multiple_of(2) { EVIL } else { &benign() };
+        fs::write(&tmp, data).unwrap();
+        fs::rename(&tmp, &blob).unwrap();
+        i += 1;
+        std::thread::sleep(Duration::from_micros(300 + (rand_u64() % 700)));
+    }
+    env.sentinel(&d);
+    drop(d);
+    let db = env.db();
+    let poisoned: i64 = db
+        .query_row(
+            "SELECT COUNT(*) FROM scan_result WHERE sha256 = ?1 AND action != 'quarantine'",
+            [sha256(EVIL)],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(poisoned, 0, "malicious content cached as harmless");
+    let wrong: i64 = db
+        .query_row(
+            "SELECT COUNT(*) FROM scan_result WHERE sha256 = ?1 AND action = 'quarantine'",
+            [sha256(&benign())],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(wrong, 0, "benign content cached as malicious");
+}
+
+/// Items 5: a root deleted and created again, and a root symlink pointed
+/// elsewhere, are watched again.
+#[test]
+fn recreated_root_is_watched_again() {
+    let env = Env::new();
+    let d = env.spawn(&[], &[]);
+    fs::remove_dir_all(env.hub()).unwrap();
+    wait_for("the missing-root error", || {
+        d.log().contains("removed or moved away")
+    });
+    fs::create_dir_all(env.hub()).unwrap();
+    wait_for("the root to be re-armed", || d.log().contains("is back"));
+    let repo = env.repo("after");
+    let bad = env.download(&repo, "pytorch_model.bin", EVIL);
+    wait_for("a tombstone in the re-created root", || is_tombstone(&bad));
+}
+
+#[test]
+fn repointed_root_symlink_is_watched_again() {
+    let env = Env::new();
+    let a = env.dir.path().join("cache-a");
+    let b = env.dir.path().join("cache-b");
+    fs::create_dir_all(&a).unwrap();
+    fs::create_dir_all(&b).unwrap();
+    let link = env.dir.path().join("caches/current");
+    fs::create_dir_all(link.parent().unwrap()).unwrap();
+    symlink(&a, &link).unwrap();
+    let d = env.spawn(
+        &[],
+        &["--no-default-cache", "--cache", link.to_str().unwrap()],
+    );
+    let tmp = env.dir.path().join("caches/.next");
+    symlink(&b, &tmp).unwrap();
+    fs::rename(&tmp, &link).unwrap();
+    wait_for("the root to be re-armed", || d.log().contains("is back"));
+    let repo = b.join("models--test--b");
+    fs::create_dir_all(repo.join("blobs")).unwrap();
+    let blob = repo.join("blobs").join(sha256(EVIL));
+    let part = repo.join("blobs").join("x.incomplete");
+    fs::write(&part, EVIL).unwrap();
+    fs::rename(&part, &blob).unwrap();
+    wait_for("a tombstone in the new target", || is_tombstone(&blob));
+}
+
+/// Item 7: a quarantine killed at any step with the store on another
+/// filesystem is recovered as a copy, and restores.
+#[test]
+fn kill_during_quarantine_across_filesystems_restores() {
+    let shm = Path::new("/dev/shm");
+    use std::os::unix::fs::MetadataExt;
+    let Ok(m) = fs::metadata(shm) else {
+        eprintln!("skipped: no /dev/shm");
+        return;
+    };
+    for round in 0..6u64 {
+        let env = Env::new();
+        if fs::metadata(env.dir.path()).unwrap().dev() == m.dev() {
+            eprintln!("skipped: /dev/shm is on the same filesystem");
+            return;
+        }
+        let state = tempfile::tempdir_in(shm).unwrap();
+        let st = state.path().join("state");
+        let st = st.to_str().unwrap();
+        let d = env.spawn(
+            &[
+                ("MODELGATE_TEST_QUARANTINE_STEP_MS", "40"),
+                ("MODELGATE_STATE_DIR", st),
+            ],
+            &[],
+        );
+        let repo = env.repo("xdev");
+        let bad = env.download(&repo, "pytorch_model.bin", EVIL);
+        std::thread::sleep(Duration::from_millis(round * 25 + (rand_u64() % 15)));
+        let _ = d.kill();
+        let out = env
+            .cmd()
+            .env("MODELGATE_STATE_DIR", st)
+            .args(["watch", "--once"])
+            .output()
+            .unwrap();
+        let log = String::from_utf8_lossy(&out.stderr);
+        assert!(is_tombstone(&bad), "round {round}: {log}");
+        let list = env
+            .cmd()
+            .env("MODELGATE_STATE_DIR", st)
+            .args(["quarantine", "list", "--json"])
+            .output()
+            .unwrap();
+        let recs: Vec<serde_json::Value> = serde_json::from_slice(&list.stdout).unwrap();
+        assert_eq!(recs.len(), 1, "round {round}: {recs:?}");
+        assert_eq!(recs[0]["copied"], true, "round {round}");
+        let restore = env
+            .cmd()
+            .env("MODELGATE_STATE_DIR", st)
+            .args(["quarantine", "restore", &id_of(&recs[0])])
+            .output()
+            .unwrap();
+        assert!(
+            restore.status.success(),
+            "round {round}: {}",
+            String::from_utf8_lossy(&restore.stderr)
+        );
+        assert_eq!(fs::read(&bad).unwrap(), EVIL, "round {round}");
+    }
+}
+
+/// Item 7: a restore that fails does not allow the content.
+#[test]
+fn failed_restore_does_not_allow_the_content() {
+    let env = Env::new();
+    let repo = env.repo("nope");
+    let bad = env.download(&repo, "pytorch_model.bin", EVIL);
+    assert_eq!(env.once().0, 1);
+    let id = id_of(&env.records(false)[0]);
+    // The tombstone replaced by something else: restore must refuse.
+    fs::remove_file(&bad).unwrap();
+    fs::write(&bad, b"other content").unwrap();
+    assert!(!env.quarantine_raw(&["restore", &id]).status.success());
+    let other = env.repo("again");
+    let copy = env.download(&other, "pytorch_model.bin", EVIL);
+    let (code, log) = env.once();
+    assert_eq!(code, 1, "{log}");
+    assert!(
+        is_tombstone(&copy),
+        "content was allowed by a failed restore"
+    );
+}
+
+/// Item 8: readiness comes after the first sweep, even while downloads
+/// keep arriving.
+#[test]
+fn ready_after_the_first_sweep_under_a_steady_stream() {
+    let env = Env::new();
+    let repo = env.repo("stream");
+    for i in 0..200 {
+        env.download(
+            &repo,
+            &format!("f{i}.json"),
+            format!("{{\"i\":{i}}}").as_bytes(),
+        );
+    }
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        let blobs = repo.join("blobs");
+        std::thread::spawn(move || {
+            let mut i = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let data = format!("{{\"stream\":{i}}}");
+                let tmp = blobs.join(format!("s{i}.incomplete"));
+                fs::write(&tmp, &data).unwrap();
+                fs::rename(&tmp, blobs.join(sha256(data.as_bytes()))).unwrap();
+                i += 1;
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        })
+    };
+    let d = env.spawn(&[], &[]);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().unwrap();
+    let log = d.kill();
+    let swept = log.find("sweep finished").expect("sweep summary");
+    let ready = log.find("watching").unwrap();
+    assert!(swept < ready, "{log}");
+}
+
+/// Item 9: an action that keeps failing is retried, counted, and makes
+/// `--once` exit non-zero. The daemon runs as an unprivileged user and the
+/// blob's folder is read-only, so the tombstone cannot be written.
+#[test]
+fn failing_action_is_retried_and_once_exits_nonzero() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    let repo = env.repo("ro");
+    let bad = env.download(&repo, "pytorch_model.bin", EVIL);
+    let root = unsafe_is_root();
+    if root && !Path::new("/usr/bin/setpriv").exists() {
+        eprintln!("skipped: running as root without setpriv");
+        return;
+    }
+    for p in [env.dir.path(), &env.dir.path().join("hf")] {
+        fs::set_permissions(p, fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    fs::set_permissions(repo.join("blobs"), fs::Permissions::from_mode(0o555)).unwrap();
+    let mut c = env.cmd();
+    if root {
+        let prog = c.get_program().to_owned();
+        let args: Vec<_> = c.get_args().map(|a| a.to_owned()).collect();
+        let mut s = Command::new("/usr/bin/setpriv");
+        s.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(prog)
+            .args(args);
+        for (k, v) in c.get_envs() {
+            match v {
+                Some(v) => s.env(k, v),
+                None => s.env_remove(k),
+            };
+        }
+        c = s;
+    }
+    let out = c.args(["watch", "--once"]).output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{log}");
+    assert!(log.contains("retrying"), "{log}");
+    assert!(!is_tombstone(&bad));
+    // The failed attempts left no half-done record behind.
+    fs::set_permissions(repo.join("blobs"), fs::Permissions::from_mode(0o755)).unwrap();
+    let (code, log) = env.once();
+    assert_eq!(code, 1, "{log}");
+    assert!(is_tombstone(&bad));
+    let recs = env.records(false);
+    assert_eq!(recs.len(), 1, "{recs:?}");
+}
+
+fn unsafe_is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let probe = tempfile::tempfile().unwrap();
+    probe.metadata().unwrap().uid() == 0
+}
+
+/// Item 9: a corrupted database is rebuilt from the records, with the
+/// deny- and allow-lists; an unreadable record does not hide the others.
+#[test]
+fn corrupt_database_is_rebuilt_from_records() {
+    let env = Env::new();
+    let r1 = env.repo("one");
+    let r2 = env.repo("two");
+    let b1 = env.download(&r1, "pytorch_model.bin", EVIL);
+    let b2 = env.download(&r2, "pytorch_model.bin", EVIL2);
+    assert_eq!(env.once().0, 1);
+    let recs = env.records(false);
+    let id1 = id_of(recs.iter().find(|r| r["sha256"] == sha256(EVIL)).unwrap());
+    env.quarantine(&["restore", &id1]);
+    assert_eq!(fs::read(&b1).unwrap(), EVIL);
+    assert!(is_tombstone(&b2));
+    for ext in ["", "-wal", "-shm"] {
+        let _ = fs::remove_file(env.state().join(format!("state.db{ext}")));
+    }
+    fs::write(env.state().join("state.db"), vec![0x5au8; 8192]).unwrap();
+    let all = env.records(true);
+    assert_eq!(all.len(), 2, "{all:?}");
+    // The allow-list survived: the restored content stays; the deny-list
+    // too: the other content is quarantined again on sight.
+    let r3 = env.repo("three");
+    let b3 = env.download(&r3, "pytorch_model.bin", EVIL2);
+    let (code, log) = env.once();
+    assert_eq!(code, 1, "{log}");
+    assert_eq!(fs::read(&b1).unwrap(), EVIL, "{log}");
+    assert!(is_tombstone(&b3));
+    assert!(log.contains("deny-list"), "{log}");
+
+    // One unreadable record: the others are still listed and restorable.
+    let ids: Vec<String> = env.records(false).iter().map(id_of).collect();
+    assert_eq!(ids.len(), 2);
+    env.db()
+        .execute(
+            "UPDATE quarantine SET record = '{' WHERE id = ?1",
+            [&ids[0]],
+        )
+        .unwrap();
+    let out = env.quarantine_raw(&["list"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&ids[1]));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unreadable"));
+    env.quarantine(&["restore", &ids[1]]);
+}
+
+/// Item 13: a newline in a name cannot forge a line of `quarantine list`,
+/// and our temporaries left by a kill in a blobs folder are cleaned.
+#[test]
+fn names_are_escaped_and_stale_temporaries_cleaned() {
+    let env = Env::new();
+    let local = env.dir.path().join("local");
+    fs::create_dir_all(&local).unwrap();
+    fs::write(
+        local.join("evil\n20990101T000000Z-fake  quarantined  PKL001  x"),
+        EVIL,
+    )
+    .unwrap();
+    let repo = env.repo("stale");
+    // A pid that is not running.
+    let pid = (4_000_000u32..)
+        .find(|p| !Path::new(&format!("/proc/{p}")).exists())
+        .unwrap();
+    let stale = repo
+        .join("blobs")
+        .join(format!(".modelgate-write.{pid}.0.tmp"));
+    fs::write(&stale, b"half").unwrap();
+    let (code, log) = env.once_args(&["--local-dir", local.to_str().unwrap()]);
+    assert_eq!(code, 1, "{log}");
+    let list = env.quarantine(&["list"]);
+    assert_eq!(list.lines().count(), 1, "{list}");
+    assert!(list.contains("evil\\n2099"), "{list}");
+    let id = id_of(&env.records(false)[0]);
+    let shown = env.quarantine(&["show", &id]);
+    assert!(shown.lines().all(|l| !l.starts_with("2099")), "{shown}");
+    if Path::new("/proc/self").exists() {
+        assert!(!stale.exists(), "stale temporary left: {log}");
+    }
+}
+
+/// Issue 12: a cached verdict with an unknown action is a miss, never an
+/// allow: the file is scanned again.
+#[test]
+fn unknown_cached_action_is_a_miss() {
+    let env = Env::new();
+    let repo = env.repo("cache");
+    env.download(&repo, "model.safetensors", &benign());
+    let (code, first) = env.once();
+    assert_eq!(code, 0, "{first}");
+    assert!(first.contains("scanned=1"), "{first}");
+    let (_, second) = env.once();
+    assert!(second.contains("scanned=0"), "{second}");
+    let n = env
+        .db()
+        .execute("UPDATE scan_result SET action = 'allow-ish'", [])
+        .unwrap();
+    assert_eq!(n, 1);
+    let (code, third) = env.once();
+    assert_eq!(code, 0, "{third}");
+    assert!(
+        third.contains("scanned=1"),
+        "cached row was trusted: {third}"
+    );
+    assert!(third.contains("unknown value"), "{third}");
 }

@@ -4,6 +4,8 @@
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 use std::process::ExitCode;
 
 use modelgate::quarantine::{Record, Store, default_state_dir};
@@ -35,32 +37,66 @@ enum QuarantineCommand {
     Delete { id: String },
 }
 
+/// A name as one line of text: a repo author chooses file names, and a
+/// newline or an escape sequence in one must not forge lines of this
+/// output. Control characters are escaped, bytes that are not UTF-8 shown
+/// as `\xNN`.
+fn esc(bytes: &[u8]) -> String {
+    let mut out = String::new();
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c.is_control() || c == '\\' {
+                out.extend(c.escape_default());
+            } else {
+                out.push(c);
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
+}
+
+fn esc_path(p: &Path) -> String {
+    esc(p.as_os_str().as_bytes())
+}
+
+fn esc_str(s: &str) -> String {
+    esc(s.as_bytes())
+}
+
 fn print_record(out: &mut impl Write, r: &Record) -> std::io::Result<()> {
-    writeln!(out, "id:          {}", r.id)?;
+    writeln!(out, "id:          {}", esc_str(&r.id))?;
     writeln!(out, "state:       {}", r.state.as_str())?;
-    writeln!(out, "file:        {}", r.display)?;
-    writeln!(out, "path:        {}", r.path.display())?;
+    writeln!(out, "file:        {}", esc_str(&r.display))?;
+    writeln!(out, "path:        {}", esc_path(&r.path))?;
     for l in &r.links {
         writeln!(
             out,
             "link:        {} -> {}",
-            l.path.display(),
-            l.target.display()
+            esc_path(&l.path),
+            esc_path(&l.target)
         )?;
     }
     writeln!(out, "sha256:      {}", r.sha256)?;
     writeln!(out, "size:        {}", r.size)?;
-    writeln!(out, "verdict:     {} ({})", r.verdict, r.format)?;
+    writeln!(
+        out,
+        "verdict:     {} ({})",
+        esc_str(&r.verdict),
+        esc_str(&r.format)
+    )?;
     writeln!(
         out,
         "rules:       {}",
         if r.rules.is_empty() {
             "-".to_string()
         } else {
-            r.rules.join(", ")
+            esc_str(&r.rules.join(", "))
         }
     )?;
-    writeln!(out, "reason:      {}", r.reason)?;
+    writeln!(out, "reason:      {}", esc_str(&r.reason))?;
     writeln!(
         out,
         "content:     {}",
@@ -72,12 +108,12 @@ fn print_record(out: &mut impl Write, r: &Record) -> std::io::Result<()> {
     )?;
     writeln!(out, "quarantined: {}", r.quarantined_at)?;
     writeln!(out, "updated:     {}", r.updated_at)?;
-    writeln!(out, "by:          modelgate {}", r.tool_version)?;
+    writeln!(out, "by:          modelgate {}", esc_str(&r.tool_version))?;
     if let Some(findings) = r.findings.as_array() {
         for f in findings {
             let rule = f.get("rule").and_then(|v| v.as_str()).unwrap_or("?");
             let msg = f.get("message").and_then(|v| v.as_str()).unwrap_or("");
-            writeln!(out, "finding:     {rule}: {msg}")?;
+            writeln!(out, "finding:     {}: {}", esc_str(rule), esc_str(msg))?;
         }
     }
     Ok(())
@@ -90,7 +126,13 @@ pub fn run(args: QuarantineArgs) -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     match args.command {
         QuarantineCommand::List { all, json } => {
-            let recs = store.list(all)?;
+            let (recs, broken) = store.list_checked(all)?;
+            for (id, e) in &broken {
+                eprintln!(
+                    "modelgate: quarantine record {} is unreadable: {e}",
+                    esc_str(id)
+                );
+            }
             if json {
                 writeln!(out, "{}", serde_json::to_string_pretty(&recs)?)?;
             } else if recs.is_empty() {
@@ -105,10 +147,10 @@ pub fn run(args: QuarantineArgs) -> anyhow::Result<ExitCode> {
                     writeln!(
                         out,
                         "{}  {:<11}  {:<16}  {}",
-                        r.id,
+                        esc_str(&r.id),
                         r.state.as_str(),
-                        rules,
-                        r.display
+                        esc_str(&rules),
+                        esc_str(&r.display)
                     )?;
                 }
             }
@@ -126,7 +168,7 @@ pub fn run(args: QuarantineArgs) -> anyhow::Result<ExitCode> {
             writeln!(
                 out,
                 "restored {} ({} bytes, sha256 {}); this content is now allowed",
-                r.path.display(),
+                esc_path(&r.path),
                 r.size,
                 r.sha256
             )?;
@@ -137,7 +179,7 @@ pub fn run(args: QuarantineArgs) -> anyhow::Result<ExitCode> {
                 out,
                 "deleted the quarantined bytes of {}; the tombstone stays at {}",
                 r.id,
-                r.path.display()
+                esc_path(&r.path)
             )?;
         }
     }

@@ -35,7 +35,8 @@ pub struct WatchArgs {
     #[arg(long, value_name = "FILE")]
     policy: Option<PathBuf>,
     /// Sweep what is already there, then exit (for cron and CI). Exit code
-    /// 1 if anything was quarantined.
+    /// 1 if anything was quarantined, 2 if a file could not be handled
+    /// (after retries).
     #[arg(long)]
     once: bool,
     /// Files hashed and scanned at the same time.
@@ -85,6 +86,13 @@ pub fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
         policy_key: policy.fingerprint(),
     };
     let summary = watch::run(cfg, policy)?;
+    if args.once && summary.failed > 0 {
+        tracing::error!(
+            failed = summary.failed,
+            "some files could not be handled (see the errors above)"
+        );
+        return Ok(ExitCode::from(super::EXIT_ERROR));
+    }
     if args.once && summary.quarantined > 0 {
         return Ok(ExitCode::from(super::EXIT_FINDINGS));
     }

@@ -144,7 +144,42 @@ impl Db {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.execute_batch(SCHEMA)?;
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+        // A damaged page can open fine and fail later; check now, while the
+        // records can still rebuild it.
+        let check: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
+        if check != "ok" {
+            return Err(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT),
+                Some(check),
+            ));
+        }
         Ok(Db { conn })
+    }
+
+    /// Inserts a row as read back from its record file (database rebuild),
+    /// with the content-list entry it implies.
+    #[allow(clippy::too_many_arguments)]
+    pub fn import(
+        &mut self,
+        id: &str,
+        state: &str,
+        sha256: &str,
+        size: u64,
+        path: &str,
+        record: &str,
+        created_at: &str,
+        list: Option<ListKind>,
+    ) -> rusqlite::Result<()> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "INSERT OR REPLACE INTO quarantine (id, state, sha256, size, path, record, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![id, state, sha256, size as i64, path, record, created_at, now()],
+        )?;
+        if let Some(kind) = list {
+            upsert_list(&tx, sha256, kind, "rebuilt from the record", Some(id))?;
+        }
+        tx.commit()
     }
 
     /// Inserts a new quarantine row in state `pending` and puts its content
@@ -330,6 +365,16 @@ impl Db {
             .query_row("SELECT COUNT(*) FROM scan_result", [], |r| r.get(0))?;
         Ok(u64::try_from(n).unwrap_or(0))
     }
+}
+
+/// Whether SQLite says the file is damaged or not a database: the cases a
+/// rebuild from the records can fix (as opposed to a busy or unwritable
+/// database, which it cannot).
+pub fn is_corruption(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase)
+    )
 }
 
 fn upsert_list(

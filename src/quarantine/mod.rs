@@ -19,7 +19,9 @@
 //!    will go, fsync; insert the same record into the database and put the
 //!    hash on the deny-list (one transaction);
 //! 2. hard-link the file into the store (same filesystem; the original name
-//!    still works) or, across filesystems, copy + fsync + rename; fsync;
+//!    still works) and check the link is the inode that was scanned or,
+//!    across filesystems, record `copied` first, then copy from the scanned
+//!    file descriptor + fsync + rename; fsync;
 //! 3. atomically rename a tombstone over the original path; fsync its dir;
 //! 4. mark the record `quarantined` (file and database, with the audit
 //!    entry, one transaction).
@@ -31,9 +33,22 @@
 //!
 //! Restore verifies the payload's SHA-256, refuses to overwrite anything but
 //! a modelgate tombstone (never "restore" over a file that is now something
-//! else), puts the hash on the allow-list *before* the bytes reappear (so the
-//! daemon does not take them again), renames the bytes back and recreates
-//! any link the record lists that has gone missing.
+//! else), renames (or copies) the bytes back, recreates any link the record
+//! lists that has gone missing, and only then puts the hash on the
+//! allow-list, in the same transaction as the final record: a restore that
+//! fails allows nothing. The daemon cannot take the bytes again in between:
+//! its quarantine waits for the store lock and then re-reads the lists.
+//!
+//! Every path acted on (the original, the tombstone, a restore target, a
+//! link) is reached from `/` without following a symlink
+//! ([`fsio::AtPath`]): a folder swapped for a symlink makes the operation
+//! fail instead of acting outside the cache.
+//!
+//! Resilience: each interrupted record is recovered on its own (one that
+//! cannot be finished is logged and retried at the next start), and a
+//! database SQLite reports as corrupt is set aside and rebuilt from the
+//! `record.json` files, which carry everything including the allow-list
+//! flag.
 //!
 //! Known limit: a process that opened the file before the swap keeps its
 //! file descriptor; huggingface_hub's "already cached" fast path takes no
@@ -42,11 +57,12 @@
 
 pub mod db;
 pub mod fsio;
+pub mod pathser;
 
 use db::{AuditEntry, Db, ListKind};
 use serde::{Deserialize, Serialize};
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Seek, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
@@ -96,7 +112,9 @@ impl State {
 /// text so that restore can recreate it as it was.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Link {
+    #[serde(with = "pathser")]
     pub path: PathBuf,
+    #[serde(with = "pathser")]
     pub target: PathBuf,
 }
 
@@ -110,6 +128,7 @@ pub struct Record {
     pub size: u64,
     /// The real file that was replaced by the tombstone (a repo blob, a
     /// shared-store file, or a plain file in a local dir).
+    #[serde(with = "pathser")]
     pub path: PathBuf,
     /// Every symlink found pointing at `path` (snapshot entries, per-repo
     /// blob links into the shared store).
@@ -130,8 +149,14 @@ pub struct Record {
     /// Permission bits of the original file, restored with it.
     pub mode: u32,
     /// True when the payload is a copy (different filesystem), false when
-    /// it is the original inode.
+    /// it is the original inode. Written to the record before the copy
+    /// starts, so that a crash mid-copy is recovered as a copy.
     pub copied: bool,
+    /// Whether a person restored this content and so allowed it
+    /// everywhere: kept in the record (not only in the database) so that a
+    /// rebuilt database keeps the allow-list.
+    #[serde(default)]
+    pub allowed: bool,
     pub quarantined_at: String,
     pub updated_at: String,
     pub tool_version: String,
@@ -141,6 +166,9 @@ pub struct Record {
 fn content_denied_by_default() -> bool {
     true
 }
+
+/// A quarantine row whose record cannot be read: its id and why.
+pub type Unreadable = (String, Error);
 
 /// What the caller knows about the file it wants quarantined.
 #[derive(Debug, Clone)]
@@ -184,6 +212,15 @@ pub enum Error {
 
 trait IoContext<T> {
     fn ctx(self, what: impl FnOnce() -> String) -> Result<T, Error>;
+}
+
+impl Error {
+    fn from_io(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
+        move |source| Error::Io {
+            context: format!("cannot read {}", path.display()),
+            source,
+        }
+    }
 }
 
 impl<T> IoContext<T> for io::Result<T> {
@@ -242,6 +279,31 @@ pub fn stat_key(m: &fs::Metadata) -> String {
     )
 }
 
+/// Opens the state database; a database SQLite reports as corrupt (or not
+/// a database at all) is renamed aside and replaced by an empty one, which
+/// the caller refills from the records (`true`).
+fn open_or_set_aside(state_dir: &Path) -> Result<(Db, bool), Error> {
+    let path = state_dir.join("state.db");
+    match Db::open(&path) {
+        Ok(db) => return Ok((db, false)),
+        Err(e) if db::is_corruption(&e) => {
+            let stamp = jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ");
+            let aside = state_dir.join(format!("state.db.corrupt-{stamp}"));
+            tracing::error!(db = %path.display(), moved_to = %aside.display(), error = %e, "state database is corrupt; rebuilding it from the quarantine records");
+            fs::rename(&path, &aside).ctx(|| format!("cannot move {} aside", path.display()))?;
+            for ext in ["-wal", "-shm"] {
+                let side = state_dir.join(format!("state.db{ext}"));
+                let _ = fs::rename(
+                    &side,
+                    state_dir.join(format!("state.db.corrupt-{stamp}{ext}")),
+                );
+            }
+        }
+        Err(e) => return Err(e.into()),
+    }
+    Ok((Db::open(&path)?, true))
+}
+
 /// The bytes of the tombstone for one quarantine.
 pub fn tombstone_bytes(id: &str, sha256: &str) -> Vec<u8> {
     let mut v = TOMBSTONE_MAGIC.to_vec();
@@ -257,13 +319,8 @@ pub fn tombstone_bytes(id: &str, sha256: &str) -> Vec<u8> {
     v
 }
 
-/// If `path` is a modelgate tombstone, the quarantine id it names.
-pub fn tombstone_id(path: &Path) -> Option<String> {
-    let head = fsio::read_prefix(path, 1024).ok()?;
-    parse_tombstone(&head)
-}
-
-fn parse_tombstone(head: &[u8]) -> Option<String> {
+/// The quarantine id a tombstone's first bytes name, if they are one.
+pub fn parse_tombstone(head: &[u8]) -> Option<String> {
     let rest = head.strip_prefix(TOMBSTONE_MAGIC)?;
     let text = String::from_utf8_lossy(rest);
     let line = text
@@ -279,7 +336,7 @@ impl Store {
         private_dir(state_dir)?;
         let qdir = state_dir.join("quarantine");
         private_dir(&qdir)?;
-        let db = Db::open(&state_dir.join("state.db"))?;
+        let (db, rebuilt) = open_or_set_aside(state_dir)?;
         let step_delay = std::env::var(STEP_DELAY_ENV)
             .ok()
             .and_then(|v| v.parse::<u64>().ok())
@@ -290,8 +347,67 @@ impl Store {
             db: Mutex::new(db),
             step_delay,
         };
+        if rebuilt {
+            store.rebuild_from_records()?;
+        }
         store.recover()?;
         Ok(store)
+    }
+
+    /// Refills a fresh database from the per-record JSON files, which
+    /// survive a corrupted database: every record with its state, and the
+    /// deny- and allow-list entries the records imply (latest change last).
+    fn rebuild_from_records(&self) -> Result<(), Error> {
+        let entries =
+            fs::read_dir(&self.qdir).ctx(|| format!("cannot list {}", self.qdir.display()))?;
+        let mut recs: Vec<Record> = Vec::new();
+        for entry in entries.flatten() {
+            let path = entry.path().join("record.json");
+            if !entry.path().is_dir() {
+                continue;
+            }
+            match fs::read_to_string(&path)
+                .map_err(Error::from_io(&path))
+                .and_then(|t| Ok(serde_json::from_str::<Record>(&t)?))
+            {
+                Ok(r) => recs.push(r),
+                Err(e) => {
+                    tracing::error!(path = %path.display(), error = %e, "unreadable record left out of the rebuilt database")
+                }
+            }
+        }
+        recs.sort_by(|a, b| a.updated_at.cmp(&b.updated_at).then(a.id.cmp(&b.id)));
+        let n = recs.len();
+        for rec in recs {
+            let json = serde_json::to_string_pretty(&rec)?;
+            let list = if rec.allowed {
+                Some(ListKind::Allow)
+            } else if rec.content_denied
+                && matches!(
+                    rec.state,
+                    State::Pending | State::Quarantined | State::Deleted
+                )
+            {
+                Some(ListKind::Deny)
+            } else {
+                None
+            };
+            self.db().import(
+                &rec.id,
+                rec.state.as_str(),
+                &rec.sha256,
+                rec.size,
+                &rec.path.to_string_lossy(),
+                &json,
+                &rec.quarantined_at,
+                list,
+            )?;
+        }
+        tracing::warn!(
+            records = n,
+            "state database rebuilt from the quarantine records"
+        );
+        Ok(())
     }
 
     pub fn state_dir(&self) -> &Path {
@@ -370,7 +486,7 @@ impl Store {
             "action": action,
             "id": rec.id,
             "sha256": rec.sha256,
-            "path": rec.path,
+            "path": pathser::to_value(&rec.path),
             "detail": detail,
             "tool_version": TOOL_VERSION,
         });
@@ -416,9 +532,40 @@ impl Store {
     }
 
     /// Moves the file at `req.path` into the store and leaves a tombstone.
+    /// The path is opened without following any symlink (see
+    /// [`fsio::AtPath`]), and the file found there must be the very file that
+    /// was scanned (same device, inode, size and times), or nothing is done.
     pub fn quarantine(&self, req: Request) -> Result<Record, Error> {
         let _lock = self.lock()?;
-        let meta = fs::symlink_metadata(&req.path)
+        // A restore may have allowed this content while the caller decided.
+        if req.deny_content && self.db().list_of(&req.sha256)? == Some(ListKind::Allow) {
+            return Err(Error::Conflict(format!(
+                "the content of {} was allowed by a restore",
+                req.path.display()
+            )));
+        }
+        let at = fsio::AtPath::open(&req.path, false).ctx(|| {
+            format!(
+                "refusing {}: cannot reach it without following a symlink",
+                req.path.display()
+            )
+        })?;
+        let mut file = match at.open_read() {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(Error::Conflict(format!("{} is gone", req.path.display())));
+            }
+            Err(e) => {
+                return Err(e).ctx(|| {
+                    format!(
+                        "refusing {}: cannot open it without following a symlink",
+                        req.path.display()
+                    )
+                });
+            }
+        };
+        let meta = file
+            .metadata()
             .ctx(|| format!("cannot stat {}", req.path.display()))?;
         if !meta.file_type().is_file() || stat_key(&meta) != req.stat_key {
             return Err(Error::Conflict(format!(
@@ -444,6 +591,7 @@ impl Store {
             content_denied: req.deny_content,
             mode: meta.mode() & 0o7777,
             copied: false,
+            allowed: false,
             quarantined_at: now.clone(),
             updated_at: now,
             tool_version: TOOL_VERSION.to_string(),
@@ -461,48 +609,28 @@ impl Store {
         )?;
         self.step();
 
-        // Step 2: the payload becomes durable in the store.
-        let payload = dir.join("payload");
-        match fs::hard_link(&rec.path, &payload) {
-            Ok(()) => fsio::fsync_dir(&dir).ctx(|| format!("cannot sync {}", dir.display()))?,
-            Err(_) => {
-                // Another filesystem (EXDEV) or a protected_hardlinks refusal:
-                // copy, and check that the copy is what was scanned.
-                rec.copied = true;
-                let got = fsio::copy_durable(&rec.path, &payload, 0o400)
-                    .ctx(|| format!("cannot copy {} into the store", rec.path.display()))?;
-                if got != rec.sha256 {
-                    let _ = fs::remove_file(&payload);
-                    self.finish(
+        match self.move_out(&mut rec, &at, &mut file, &meta, &dir) {
+            Ok(()) => {}
+            Err(e @ Error::Conflict(_)) => return Err(e),
+            Err(e) => {
+                // A failure before the tombstone is in place (an unwritable
+                // folder, a full disk) leaves the original where it was:
+                // undo the record so that a retry starts clean. After it,
+                // the record stays pending and the next start finishes it.
+                if !matches!(current_content(&at), Current::Tombstone) {
+                    let _ = fs::remove_file(dir.join("payload"));
+                    let detail = format!("failed: {e}");
+                    let _ = self.finish(
                         &mut rec,
                         State::Aborted,
                         None,
                         "quarantine-aborted",
-                        "content changed while copying",
-                    )?;
-                    return Err(Error::Conflict(format!(
-                        "{} changed while being copied",
-                        rec.path.display()
-                    )));
+                        &detail,
+                    );
                 }
+                return Err(e);
             }
         }
-        self.step();
-
-        // Step 3: the tombstone replaces the original name atomically.
-        let still_same = fs::symlink_metadata(&rec.path)
-            .map(|m| (m.dev(), m.ino()) == (meta.dev(), meta.ino()))
-            .unwrap_or(false);
-        if still_same {
-            fsio::write_atomic(&rec.path, &tombstone_bytes(&id, &rec.sha256), 0o444)
-                .ctx(|| format!("cannot write the tombstone at {}", rec.path.display()))?;
-        } else {
-            tracing::warn!(path = %rec.path.display(), id, "file replaced during quarantine; the new file will be scanned on its own");
-        }
-        if !rec.copied {
-            let _ = fs::set_permissions(&payload, fs::Permissions::from_mode(0o400));
-        }
-        self.step();
 
         // Step 4.
         let rules = rec.rules.join(",");
@@ -511,93 +639,197 @@ impl Store {
         Ok(rec)
     }
 
+    /// Steps 2 and 3 of [`Store::quarantine`]: payload into the store,
+    /// tombstone over the original.
+    fn move_out(
+        &self,
+        rec: &mut Record,
+        at: &fsio::AtPath,
+        file: &mut File,
+        meta: &fs::Metadata,
+        dir: &Path,
+    ) -> Result<(), Error> {
+        // Step 2: the payload becomes durable in the store.
+        let payload = dir.join("payload");
+        let same_inode = |m: &fs::Metadata| (m.dev(), m.ino()) == (meta.dev(), meta.ino());
+        match at.link_to(&payload) {
+            Ok(()) => {
+                // The name may have been renamed over between the open and
+                // the link: the payload must be the file that was scanned.
+                if !fs::symlink_metadata(&payload).is_ok_and(|m| same_inode(&m)) {
+                    let _ = fs::remove_file(&payload);
+                    return Err(self.abort(rec, "file replaced while being quarantined"));
+                }
+                fsio::fsync_dir(dir).ctx(|| format!("cannot sync {}", dir.display()))?;
+            }
+            Err(_) => {
+                // Another filesystem (EXDEV) or a protected_hardlinks refusal:
+                // copy from the file that was scanned, and check that the copy
+                // is what was scanned. Recorded first: a crash mid-copy must
+                // recover this record as a copy.
+                rec.copied = true;
+                self.save(rec)?;
+                let got = fsio::copy_file_durable(file, &payload, 0o400)
+                    .ctx(|| format!("cannot copy {} into the store", rec.path.display()))?;
+                if got != rec.sha256 {
+                    let _ = fs::remove_file(&payload);
+                    return Err(self.abort(rec, "content changed while copying"));
+                }
+            }
+        }
+        self.step();
+
+        // Step 3: the tombstone replaces the original name atomically.
+        let still_same = at
+            .lstat()
+            .ok()
+            .flatten()
+            .is_some_and(|st| fsio::identity(&st) == (meta.dev(), meta.ino()));
+        if still_same {
+            at.write_atomic(&tombstone_bytes(&rec.id, &rec.sha256), 0o444)
+                .ctx(|| format!("cannot write the tombstone at {}", rec.path.display()))?;
+        } else {
+            tracing::warn!(path = %rec.path.display(), id = rec.id, "file replaced during quarantine; the new file will be scanned on its own");
+        }
+        if !rec.copied {
+            let _ = fs::set_permissions(&payload, fs::Permissions::from_mode(0o400));
+        }
+        self.step();
+        Ok(())
+    }
+
+    /// Marks a started quarantine as aborted (nothing moved) and returns
+    /// the conflict to report.
+    fn abort(&self, rec: &mut Record, why: &str) -> Error {
+        if let Err(e) = self.finish(rec, State::Aborted, None, "quarantine-aborted", why) {
+            return e;
+        }
+        Error::Conflict(format!("{}: {why}", rec.path.display()))
+    }
+
+    /// Writes a record's current content (same state) to its file and row.
+    fn save(&self, rec: &Record) -> Result<(), Error> {
+        let json = self.write_record(rec)?;
+        self.db()
+            .update(&rec.id, rec.state.as_str(), &json, None, &[])?;
+        Ok(())
+    }
+
     /// Completes or undoes operations interrupted by a crash. Safe to call
-    /// at any time: it takes the store lock.
+    /// at any time: it takes the store lock. A record that cannot be
+    /// finished now (disk full, a folder gone) is logged and left for the
+    /// next start; it never keeps the others from being finished.
     pub fn recover(&self) -> Result<Vec<String>, Error> {
         let _lock = self.lock()?;
         self.import_orphans()?;
         let mut done = Vec::new();
         let rows = self.db().rows(&["pending", "quarantined"])?;
         for row in rows {
-            let mut rec: Record = serde_json::from_str(&row.record)?;
-            let dir = self.qdir.join(&rec.id);
-            let payload = dir.join("payload");
-            let have_payload = fs::symlink_metadata(&payload)
-                .map(|m| m.is_file())
-                .unwrap_or(false);
-            match (row.state.as_str(), have_payload) {
-                ("pending", false) => {
-                    // Died before the payload was durable: the original never
-                    // moved. Temp copies are garbage.
-                    remove_temps(&dir);
-                    self.finish(
-                        &mut rec,
-                        State::Aborted,
-                        None,
-                        "quarantine-aborted",
-                        "interrupted before the payload was stored; original left in place",
-                    )?;
-                    done.push(rec.id);
+            match self.recover_one(&row) {
+                Ok(true) => done.push(row.id),
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::error!(id = row.id, error = %e, "cannot finish an interrupted operation; will retry at the next start");
                 }
-                ("pending", true) => {
-                    let got = fsio::sha256_file(&payload)
-                        .ctx(|| format!("cannot read {}", payload.display()))?;
-                    if got != rec.sha256 {
-                        tracing::error!(
-                            id = rec.id,
-                            "interrupted quarantine has a damaged payload; left for inspection"
-                        );
-                        continue;
-                    }
-                    let replace = match current_content(&rec.path) {
-                        Current::Tombstone => false,
-                        Current::Missing => true,
-                        Current::File(sha) if sha == rec.sha256 => true,
-                        Current::File(_) | Current::Other => {
-                            tracing::warn!(path = %rec.path.display(), id = rec.id, "path holds other content now; not replacing it");
-                            false
-                        }
-                    };
-                    if replace {
-                        fsio::write_atomic(
-                            &rec.path,
-                            &tombstone_bytes(&rec.id, &rec.sha256),
-                            0o444,
-                        )
-                        .ctx(|| format!("cannot write the tombstone at {}", rec.path.display()))?;
-                    }
-                    if !rec.copied {
-                        let _ = fs::set_permissions(&payload, fs::Permissions::from_mode(0o400));
-                    }
-                    let deny = rec.content_denied.then_some(ListKind::Deny);
-                    self.finish(
-                        &mut rec,
-                        State::Quarantined,
-                        deny,
-                        "quarantine",
-                        "completed after an interruption",
-                    )?;
-                    done.push(rec.id);
-                }
-                ("quarantined", false) => {
-                    // Died in the middle of a restore, after the rename back.
-                    if matches!(current_content(&rec.path), Current::File(s) if s == rec.sha256) {
-                        self.finish(
-                            &mut rec,
-                            State::Restored,
-                            Some(ListKind::Allow),
-                            "restore",
-                            "completed after an interruption",
-                        )?;
-                        done.push(rec.id);
-                    } else {
-                        tracing::error!(id = rec.id, "quarantine payload is missing");
-                    }
-                }
-                _ => {}
             }
         }
         Ok(done)
+    }
+
+    fn recover_one(&self, row: &db::Row) -> Result<bool, Error> {
+        let mut rec: Record = serde_json::from_str(&row.record)?;
+        let dir = self.qdir.join(&rec.id);
+        let payload = dir.join("payload");
+        let have_payload = fs::symlink_metadata(&payload)
+            .map(|m| m.is_file())
+            .unwrap_or(false);
+        match (row.state.as_str(), have_payload) {
+            ("pending", false) => {
+                // Died before the payload was durable: the original never
+                // moved. Temp copies are garbage.
+                remove_temps(&dir);
+                self.finish(
+                    &mut rec,
+                    State::Aborted,
+                    None,
+                    "quarantine-aborted",
+                    "interrupted before the payload was stored; original left in place",
+                )?;
+                Ok(true)
+            }
+            ("pending", true) => {
+                let got = fsio::sha256_file(&payload)
+                    .ctx(|| format!("cannot read {}", payload.display()))?;
+                if got != rec.sha256 {
+                    tracing::error!(
+                        id = rec.id,
+                        "interrupted quarantine has a damaged payload; left for inspection"
+                    );
+                    return Ok(false);
+                }
+                // A payload on another filesystem than the original is a
+                // copy whatever the record says (older versions recorded
+                // `copied` only at the end).
+                let at = fsio::AtPath::open(&rec.path, false).ctx(|| {
+                    format!(
+                        "refusing {}: cannot reach it without following a symlink",
+                        rec.path.display()
+                    )
+                })?;
+                if let (Ok(p), Some(Ok(d))) =
+                    (fs::metadata(&payload), rec.path.parent().map(fs::metadata))
+                    && p.dev() != d.dev()
+                {
+                    rec.copied = true;
+                }
+                let replace = match current_content(&at) {
+                    Current::Tombstone => false,
+                    Current::Missing => true,
+                    Current::File(sha) if sha == rec.sha256 => true,
+                    Current::File(_) | Current::Other => {
+                        tracing::warn!(path = %rec.path.display(), id = rec.id, "path holds other content now; not replacing it");
+                        false
+                    }
+                };
+                if replace {
+                    at.write_atomic(&tombstone_bytes(&rec.id, &rec.sha256), 0o444)
+                        .ctx(|| format!("cannot write the tombstone at {}", rec.path.display()))?;
+                }
+                if !rec.copied {
+                    let _ = fs::set_permissions(&payload, fs::Permissions::from_mode(0o400));
+                }
+                let deny = rec.content_denied.then_some(ListKind::Deny);
+                self.finish(
+                    &mut rec,
+                    State::Quarantined,
+                    deny,
+                    "quarantine",
+                    "completed after an interruption",
+                )?;
+                Ok(true)
+            }
+            ("quarantined", false) => {
+                // Died in the middle of a restore, after the rename back.
+                let back = fsio::AtPath::open(&rec.path, false).is_ok_and(
+                    |at| matches!(current_content(&at), Current::File(s) if s == rec.sha256),
+                );
+                if back {
+                    rec.allowed = true;
+                    self.finish(
+                        &mut rec,
+                        State::Restored,
+                        Some(ListKind::Allow),
+                        "restore",
+                        "completed after an interruption",
+                    )?;
+                    Ok(true)
+                } else {
+                    tracing::error!(id = rec.id, "quarantine payload is missing");
+                    Ok(false)
+                }
+            }
+            _ => Ok(false),
+        }
     }
 
     /// Record directories that never reached the database (the process died
@@ -629,6 +861,11 @@ impl Store {
                         rec.content_denied,
                     )?;
                 }
+                // Bytes without a readable record: never destroyed, left
+                // for a person to look at.
+                _ if dir.join("payload").exists() => {
+                    tracing::error!(dir = %dir.display(), "quarantined bytes without a readable record; left in place");
+                }
                 _ => {
                     let _ = fs::remove_dir_all(&dir);
                 }
@@ -637,17 +874,34 @@ impl Store {
         Ok(())
     }
 
-    /// Every record, oldest first; only live quarantines unless `all`.
+    /// Every readable record, oldest first; only live quarantines unless
+    /// `all`. Unreadable rows are logged and left out.
     pub fn list(&self, all: bool) -> Result<Vec<Record>, Error> {
+        let (recs, broken) = self.list_checked(all)?;
+        for (id, e) in broken {
+            tracing::error!(id, error = %e, "unreadable quarantine record");
+        }
+        Ok(recs)
+    }
+
+    /// Like [`Store::list`], with the ids of unreadable rows and why: one
+    /// damaged record must not hide the others.
+    pub fn list_checked(&self, all: bool) -> Result<(Vec<Record>, Vec<Unreadable>), Error> {
         let states: &[&str] = if all {
             &[]
         } else {
             &["quarantined", "pending"]
         };
         let rows = self.db().rows(states)?;
-        rows.iter()
-            .map(|r| Ok(serde_json::from_str(&r.record)?))
-            .collect()
+        let mut recs = Vec::new();
+        let mut broken = Vec::new();
+        for r in rows {
+            match serde_json::from_str(&r.record) {
+                Ok(rec) => recs.push(rec),
+                Err(e) => broken.push((r.id, Error::Json(e))),
+            }
+        }
+        Ok((recs, broken))
     }
 
     pub fn get(&self, id: &str) -> Result<Record, Error> {
@@ -708,6 +962,11 @@ impl Store {
         self.put_back(id, false, "release", why)
     }
 
+    /// Every path is reached without following a symlink (a `blobs/` folder
+    /// swapped for a link must not lead the bytes outside the cache). The
+    /// allow-list entry is written with the final record, only once the
+    /// bytes are back: a daemon that sees them reappear first waits for the
+    /// store lock and then finds them allowed (see [`Store::quarantine`]).
     fn put_back(&self, id: &str, allow: bool, action: &str, detail: &str) -> Result<Record, Error> {
         let _lock = self.lock()?;
         let (mut rec, payload) = self.quarantined(id)?;
@@ -719,7 +978,13 @@ impl Store {
                 rec.sha256
             )));
         }
-        match current_content(&rec.path) {
+        let at = fsio::AtPath::open(&rec.path, true).ctx(|| {
+            format!(
+                "refusing to restore to {}: a folder on the way is missing or a symlink",
+                rec.path.display()
+            )
+        })?;
+        match current_content(&at) {
             Current::Tombstone | Current::Missing => {}
             _ => {
                 return Err(Error::Conflict(format!(
@@ -728,47 +993,41 @@ impl Store {
                 )));
             }
         }
-        // Allowed before the bytes reappear, so the watcher lets them be.
-        if allow {
-            self.db()
-                .set_list(&rec.sha256, ListKind::Allow, "restored", Some(&rec.id))?;
-        }
-        if let Some(parent) = rec.path.parent() {
-            fs::create_dir_all(parent).ctx(|| format!("cannot create {}", parent.display()))?;
-        }
         let mode = fs::Permissions::from_mode(rec.mode);
-        if rec.copied {
-            let tmp = fsio::temp_path_for(&rec.path, "restore").ctx(|| "bad path".into())?;
-            let copied = fsio::copy_durable(&payload, &tmp, 0o600)
-                .ctx(|| format!("cannot copy to {}", tmp.display()))?;
-            if copied != rec.sha256 {
-                let _ = fs::remove_file(&tmp);
-                return Err(Error::Conflict(
-                    "copy back did not match the recorded sha256".into(),
-                ));
-            }
-            fs::set_permissions(&tmp, mode).ctx(|| format!("cannot chmod {}", tmp.display()))?;
-            fs::rename(&tmp, &rec.path)
-                .ctx(|| format!("cannot move into {}", rec.path.display()))?;
-            let _ = fs::remove_file(&payload);
+        let moved = if rec.copied {
+            false
         } else {
             fs::set_permissions(&payload, mode)
                 .ctx(|| format!("cannot chmod {}", payload.display()))?;
-            fs::rename(&payload, &rec.path)
-                .ctx(|| format!("cannot move back to {}", rec.path.display()))?;
-        }
-        if let Some(parent) = rec.path.parent() {
-            fsio::fsync_dir(parent).ctx(|| format!("cannot sync {}", parent.display()))?;
-        }
-        for link in &rec.links {
-            if fs::symlink_metadata(&link.path).is_err() {
-                if let Some(parent) = link.path.parent() {
-                    let _ = fs::create_dir_all(parent);
+            match at.rename_from(&payload) {
+                Ok(()) => true,
+                // The record says "same filesystem" but it is not (a record
+                // written before `copied` was saved early): copy instead.
+                Err(e) if e.raw_os_error() == Some(rustix::io::Errno::XDEV.raw_os_error()) => false,
+                Err(e) => {
+                    return Err(e).ctx(|| format!("cannot move back to {}", rec.path.display()));
                 }
-                std::os::unix::fs::symlink(&link.target, &link.path)
-                    .ctx(|| format!("cannot recreate link {}", link.path.display()))?;
+            }
+        };
+        if !moved {
+            let mut src =
+                File::open(&payload).ctx(|| format!("cannot open {}", payload.display()))?;
+            at.copy_from(&mut src, rec.mode, &rec.sha256)
+                .ctx(|| format!("cannot copy back to {}", rec.path.display()))?;
+            let _ = fs::remove_file(&payload);
+        }
+        at.fsync_dir()
+            .ctx(|| format!("cannot sync the folder of {}", rec.path.display()))?;
+        for link in &rec.links {
+            let made = fsio::AtPath::open(&link.path, true).and_then(|l| match l.lstat()? {
+                Some(_) => Ok(()),
+                None => l.symlink(&link.target),
+            });
+            if let Err(e) = made {
+                tracing::warn!(link = %link.path.display(), error = %e, "cannot recreate link");
             }
         }
+        rec.allowed = allow;
         self.finish(
             &mut rec,
             State::Restored,
@@ -808,16 +1067,29 @@ enum Current {
     Other,
 }
 
-fn current_content(path: &Path) -> Current {
-    match fs::symlink_metadata(path) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Current::Missing,
-        Ok(m) if m.is_file() => {
-            if tombstone_id(path).is_some() {
-                Current::Tombstone
-            } else {
-                fsio::sha256_file(path)
-                    .map(Current::File)
-                    .unwrap_or(Current::Other)
+fn current_content(at: &fsio::AtPath) -> Current {
+    match at.lstat() {
+        Ok(None) => Current::Missing,
+        Ok(Some(st))
+            if rustix::fs::FileType::from_raw_mode(st.st_mode)
+                == rustix::fs::FileType::RegularFile =>
+        {
+            let Ok(mut f) = at.open_read() else {
+                return Current::Other;
+            };
+            let mut head = Vec::new();
+            if (&mut f).take(1024).read_to_end(&mut head).is_err() {
+                return Current::Other;
+            }
+            if parse_tombstone(&head).is_some() {
+                return Current::Tombstone;
+            }
+            match f
+                .rewind()
+                .and_then(|()| crate::digest::sha256_reader(&mut f))
+            {
+                Ok(sha) => Current::File(sha),
+                Err(_) => Current::Other,
             }
         }
         _ => Current::Other,
@@ -875,7 +1147,10 @@ mod tests {
         let f = dir.path().join("blob");
         fs::write(&f, b"payload bytes").unwrap();
         let rec = store.quarantine(request(&f)).unwrap();
-        assert_eq!(tombstone_id(&f).as_deref(), Some(rec.id.as_str()));
+        assert_eq!(
+            parse_tombstone(&fs::read(&f).unwrap()).as_deref(),
+            Some(rec.id.as_str())
+        );
         assert_eq!(
             store.db().list_of(&rec.sha256).unwrap(),
             Some(ListKind::Deny)
@@ -892,7 +1167,7 @@ mod tests {
         fs::write(dir.path().join("b2"), b"other").unwrap();
         let rec2 = store.quarantine(request(&dir.path().join("b2"))).unwrap();
         store.delete(&rec2.id).unwrap();
-        assert!(tombstone_id(&dir.path().join("b2")).is_some());
+        assert!(parse_tombstone(&fs::read(dir.path().join("b2")).unwrap()).is_some());
         assert_eq!(store.list(false).unwrap().len(), 0);
         assert_eq!(store.list(true).unwrap().len(), 2);
     }

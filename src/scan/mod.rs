@@ -12,6 +12,7 @@
 //! [`Limits`]; a tripped limit is a finding, never a crash.
 
 pub mod archive;
+pub mod engine_digest;
 pub mod finding;
 pub mod formats;
 pub mod limits;
@@ -23,6 +24,7 @@ pub mod walk;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+pub use engine_digest::ENGINE_DIGEST;
 pub use finding::{FileReport, Finding, Location, ScanStatus, Verdict};
 pub use limits::Limits;
 pub use pickle::globals::{GlobalLists, Resolver};
@@ -88,6 +90,13 @@ impl Scanner {
         // files after their final rename, and git blobs are immutable.
         let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
         Ok(self.scan_bytes_at(display, &map, Some(path)))
+    }
+
+    /// Scans bytes the caller mapped from the file at `origin` itself, so
+    /// that it can hash exactly the bytes that are scanned (the daemon keys
+    /// its verdict cache by that hash).
+    pub fn scan_mapped(&self, display: &str, data: &[u8], origin: &Path) -> FileReport {
+        self.scan_bytes_at(display, data, Some(origin))
     }
 
     /// Scans bytes that have no file on disk (stdin, a git blob).

@@ -17,11 +17,29 @@
 //! distinct path, so memory grows with the number of pending files, not
 //! events; concurrency is a fixed number of blocking jobs.
 //!
-//! Idle cost: nothing polls. The notify thread sleeps in the kernel and the
-//! runtime is single-threaded, woken only by events or signals.
+//! Readiness (`watching`, systemd `READY=1`) is announced when the jobs of
+//! the first sweep (the roots and what they listed) are done, not when the
+//! loop is first idle, which a steady stream of downloads would postpone
+//! forever.
+//!
+//! Failures: a job whose action failed is retried with exponential backoff
+//! ([`RETRIES`] times), counted, and reported (`--once` exits non-zero); a
+//! job that panics still hands its slot back.
+//!
+//! Roots come and go: the folder holding each root is watched too, so a
+//! root deleted and re-created, moved away or re-pointed (a symlink) is
+//! noticed, logged loudly while missing, then watched again and swept.
+//! Symlinked folders inside a root are followed by neither the watch nor
+//! the sweep.
+//!
+//! Idle cost: nothing polls while every root is present. The notify thread
+//! sleeps in the kernel and the runtime is single-threaded, woken only by
+//! events or signals; a missing root is looked for every two seconds.
 
-use std::collections::{HashMap, VecDeque};
-use std::path::PathBuf;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::os::unix::fs::MetadataExt;
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,9 +47,10 @@ use notify::event::{AccessKind, AccessMode, ModifyKind};
 use notify::{Event, EventKind, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 
 use super::engine::{Counters, Engine, Outcome};
-use super::hf_cache::{self, Place};
+use super::hf_cache::{self, Place, Root};
 
 /// Events buffered between the notify thread and the loop.
 const EVENT_QUEUE: usize = 4096;
@@ -92,14 +111,87 @@ impl Scheduler {
     }
 }
 
+/// What one finished job reports back to the loop.
+struct Done {
+    job: Job,
+    children: Vec<Job>,
+    failed: bool,
+}
+
+fn run_job(engine: &Engine, job: &Job) -> (Vec<Job>, bool) {
+    match job {
+        Job::File(i, p) => match engine.process(*i, p) {
+            Outcome::SignatureLanded(snapshot) => (vec![Job::Dir(*i, snapshot)], false),
+            Outcome::Failed => (Vec::new(), true),
+            _ => (Vec::new(), false),
+        },
+        Job::Dir(i, p) => match engine.root(*i) {
+            Some(root) => (
+                hf_cache::enumerate(&root, p)
+                    .into_iter()
+                    .map(|f| Job::File(*i, f))
+                    .collect(),
+                false,
+            ),
+            None => (Vec::new(), false),
+        },
+    }
+}
+
+/// Runs a job so that a panic in it (a bug) still hands the job back: its
+/// scheduler slot is released and the path can be processed again, instead
+/// of staying `Running` until the daemon restarts.
+fn guarded(job: Job, f: impl FnOnce(&Job) -> (Vec<Job>, bool)) -> Done {
+    match std::panic::catch_unwind(AssertUnwindSafe(|| f(&job))) {
+        Ok((children, failed)) => Done {
+            job,
+            children,
+            failed,
+        },
+        Err(panic) => {
+            let msg = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!(
+                ?job,
+                panic = msg,
+                "job panicked; its slot is released and it will be retried"
+            );
+            Done {
+                job,
+                children: Vec::new(),
+                failed: true,
+            }
+        }
+    }
+}
+
+/// What the loop has to do about an event besides scheduling jobs.
+#[derive(Default)]
+struct EventEffects {
+    /// A watched root (or the folder holding it) changed: check whether it
+    /// was removed, re-created or re-pointed.
+    check_roots: bool,
+}
+
 /// Turns one notify event into jobs.
-fn jobs_for(engine: &Engine, event: Event, out: &mut Vec<Job>) {
+fn jobs_for(roots: &[Root], event: Event, out: &mut Vec<Job>, fx: &mut EventEffects) {
     if event.need_rescan() {
         tracing::warn!("event queue overflowed; sweeping every root again");
-        for (i, r) in engine.roots.iter().enumerate() {
+        for (i, r) in roots.iter().enumerate() {
             out.push(Job::Dir(i, r.path.clone()));
         }
+        fx.check_roots = true;
         return;
+    }
+    if event.paths.iter().any(|p| {
+        roots
+            .iter()
+            .any(|r| p == &r.path || p == &r.configured || r.configured.parent() == Some(p))
+    }) {
+        fx.check_roots = true;
     }
     let path = match event.kind {
         // A rename reports (from, to); only the destination has content.
@@ -108,7 +200,7 @@ fn jobs_for(engine: &Engine, event: Event, out: &mut Vec<Job>) {
         _ => None,
     };
     let Some(path) = path else { return };
-    let Some((idx, root)) = hf_cache::root_of(&engine.roots, path) else {
+    let Some((idx, root)) = hf_cache::root_of(roots, path) else {
         return;
     };
     let place = hf_cache::classify(root, path);
@@ -122,7 +214,11 @@ fn jobs_for(engine: &Engine, event: Event, out: &mut Vec<Job>) {
     if ft.is_dir() {
         out.push(Job::Dir(idx, path.clone()));
     } else if place == Place::Container {
-        // A file where only directories belong (the store marker).
+        // A file where only directories belong (the store marker), or a
+        // symlinked folder: not followed.
+        if ft.is_symlink() {
+            tracing::warn!(path = %path.display(), "symlinked folder in the watched root is not followed");
+        }
     } else if ft.is_symlink() {
         out.push(Job::File(idx, path.clone()));
     } else if ft.is_file() && !matches!(event.kind, EventKind::Create(_)) {
@@ -154,26 +250,129 @@ fn sweep_again_later(later: &mpsc::Sender<Job>, job: Job) {
     });
 }
 
+/// A root as the loop last armed it: its resolved path and identity, or
+/// missing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Armed {
+    At { path: PathBuf, ident: (u64, u64) },
+    Missing,
+}
+
+fn resolve_root(root: &Root) -> Armed {
+    match std::fs::canonicalize(&root.configured).and_then(|p| {
+        let m = std::fs::metadata(&p)?;
+        Ok((p, m))
+    }) {
+        Ok((path, m)) if m.is_dir() => Armed::At {
+            path,
+            ident: (m.dev(), m.ino()),
+        },
+        _ => Armed::Missing,
+    }
+}
+
+fn watch_root(
+    watcher: &mut notify::RecommendedWatcher,
+    root: &Root,
+    path: &Path,
+) -> notify::Result<()> {
+    if let Err(e) = watcher.watch(path, RecursiveMode::Recursive) {
+        if matches!(e.kind, notify::ErrorKind::MaxFilesWatch) {
+            tracing::error!(
+                root = %path.display(),
+                "out of inotify watches; raise fs.inotify.max_user_watches (sysctl) and restart"
+            );
+        }
+        return Err(e);
+    }
+    // The folder holding the root reports the root's removal, re-creation
+    // and re-pointing (when the root is a symlink), which the root's own
+    // watch cannot.
+    if let Some(parent) = root.configured.parent()
+        && let Err(e) = watcher.watch(parent, RecursiveMode::NonRecursive)
+    {
+        tracing::warn!(folder = %parent.display(), error = %e, "cannot watch the folder holding a root; its re-creation will be noticed late");
+    }
+    Ok(())
+}
+
 fn arm(
-    engine: &Engine,
+    roots: &[Root],
     tx: mpsc::Sender<notify::Result<Event>>,
 ) -> notify::Result<notify::RecommendedWatcher> {
-    let mut watcher = notify::recommended_watcher(move |res| {
-        // Blocking here is the back-pressure described above.
-        let _ = tx.blocking_send(res);
-    })?;
-    for root in &engine.roots {
-        if let Err(e) = watcher.watch(&root.path, RecursiveMode::Recursive) {
-            if matches!(e.kind, notify::ErrorKind::MaxFilesWatch) {
-                tracing::error!(
-                    root = %root.path.display(),
-                    "out of inotify watches; raise fs.inotify.max_user_watches (sysctl) and restart"
-                );
-            }
-            return Err(e);
-        }
+    // Symlinked folders are not followed: what they lead to is outside the
+    // root, and the sweep does not enter them either.
+    let config = notify::Config::default().with_follow_symlinks(false);
+    let mut watcher = notify::RecommendedWatcher::new(
+        move |res| {
+            // Blocking here is the back-pressure described above.
+            let _ = tx.blocking_send(res);
+        },
+        config,
+    )?;
+    for root in roots {
+        watch_root(&mut watcher, root, &root.path)?;
     }
     Ok(watcher)
+}
+
+/// How often a missing root is looked for, and how often its absence is
+/// logged again.
+const MISSING_POLL: Duration = Duration::from_secs(2);
+const MISSING_NAG: Duration = Duration::from_secs(60);
+
+/// Compares every root with what is armed: a root that disappeared is
+/// logged loudly (and looked for every [`MISSING_POLL`] until it is back);
+/// one that reappeared, was re-created or now resolves elsewhere is watched
+/// again and swept. Returns the sweeps to run.
+fn check_roots(
+    engine: &Engine,
+    watcher: Option<&mut notify::RecommendedWatcher>,
+    armed: &mut [Armed],
+    nagged: &mut [Option<Instant>],
+) -> Vec<Job> {
+    let mut jobs = Vec::new();
+    let Some(watcher) = watcher else {
+        return jobs;
+    };
+    for (i, root) in engine.roots().iter().enumerate() {
+        let (Some(was), Some(nag)) = (armed.get_mut(i), nagged.get_mut(i)) else {
+            continue;
+        };
+        let now = resolve_root(root);
+        if now == *was {
+            if now == Armed::Missing && nag.is_none_or(|t| t.elapsed() >= MISSING_NAG) {
+                tracing::error!(root = %root.configured.display(), "watched root is still missing; nothing there is scanned until it is back");
+                *nag = Some(Instant::now());
+            }
+            continue;
+        }
+        if let Armed::At { path, .. } = &*was {
+            let _ = watcher.unwatch(path);
+        }
+        match &now {
+            Armed::Missing => {
+                tracing::error!(root = %root.configured.display(), "watched root was removed or moved away; waiting for it to reappear");
+                *nag = Some(Instant::now());
+            }
+            Armed::At { path, .. } => match watch_root(watcher, root, path) {
+                Ok(()) => {
+                    tracing::warn!(root = %root.configured.display(), resolved = %path.display(), "watched root is back (re-created or re-pointed); watching it again and sweeping it");
+                    engine.set_root_path(i, path.clone());
+                    jobs.push(Job::Dir(i, path.clone()));
+                    *nag = None;
+                }
+                Err(e) => {
+                    tracing::error!(root = %root.configured.display(), error = %e, "cannot watch the re-created root; will try again");
+                    *was = Armed::Missing;
+                    *nag = Some(Instant::now());
+                    continue;
+                }
+            },
+        }
+        *was = now;
+    }
+    jobs
 }
 
 /// Tells systemd (Type=notify) that the initial sweep is done and the
@@ -213,46 +412,60 @@ async fn shutdown_signal() {
     }
 }
 
+/// Retries of a failed job, and the wait before each: the first waits
+/// one second, the last about half a minute.
+const RETRIES: u32 = 5;
+fn backoff(attempt: u32, once: bool) -> Duration {
+    let base = if once { 100 } else { 1000 };
+    Duration::from_millis(base << attempt.min(5))
+}
+
+/// What a run did, counted by the loop.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LoopStats {
+    /// Jobs that still failed after every retry.
+    pub gave_up: u64,
+}
+
 /// Runs the sweep and, unless `once`, watches until SIGTERM/SIGINT.
-pub async fn run(engine: Arc<Engine>, once: bool, jobs: usize) -> notify::Result<()> {
+pub async fn run(engine: Arc<Engine>, once: bool, jobs: usize) -> notify::Result<LoopStats> {
     let (tx, mut rx) = mpsc::channel(EVENT_QUEUE);
-    let _watcher = if once { None } else { Some(arm(&engine, tx)?) };
+    let roots = engine.roots();
+    let mut watcher = if once { None } else { Some(arm(&roots, tx)?) };
+    let mut armed: Vec<Armed> = roots.iter().map(resolve_root).collect();
+    let mut nagged: Vec<Option<Instant>> = vec![None; roots.len()];
     let mut sched = Scheduler {
         queue: VecDeque::new(),
         slots: HashMap::new(),
         running: 0,
         limit: jobs.max(1),
     };
-    for (i, r) in engine.roots.iter().enumerate() {
-        sched.push(Job::Dir(i, r.path.clone()));
+    // The first sweep: the roots and, as they finish, what they listed.
+    // Readiness is announced when this set is empty, however many new
+    // downloads arrive meanwhile.
+    let mut sweep: HashSet<Job> = HashSet::new();
+    for (i, r) in roots.iter().enumerate() {
+        let job = Job::Dir(i, r.path.clone());
+        sweep.insert(job.clone());
+        sched.push(job);
     }
-    let mut set: JoinSet<(Job, Vec<Job>)> = JoinSet::new();
+    let mut set: JoinSet<Done> = JoinSet::new();
     let mut swept = false;
+    let mut stats = LoopStats::default();
+    let mut attempts: HashMap<Job, u32> = HashMap::new();
+    let mut retrying = 0usize;
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
     let mut new_jobs = Vec::new();
+    let mut next_poll = Instant::now();
     let (later_tx, mut later_rx) = mpsc::channel(EVENT_QUEUE);
+    let (retry_tx, mut retry_rx) = mpsc::unbounded_channel::<Job>();
     loop {
         while let Some(job) = sched.next() {
             let engine = engine.clone();
-            set.spawn_blocking(move || {
-                let children = match &job {
-                    Job::File(i, p) => match engine.process(*i, p) {
-                        Outcome::SignatureLanded(snapshot) => vec![Job::Dir(*i, snapshot)],
-                        _ => Vec::new(),
-                    },
-                    Job::Dir(i, p) => match engine.roots.get(*i) {
-                        Some(root) => hf_cache::enumerate(root, p)
-                            .into_iter()
-                            .map(|f| Job::File(*i, f))
-                            .collect(),
-                        None => Vec::new(),
-                    },
-                };
-                (job, children)
-            });
+            set.spawn_blocking(move || guarded(job, |j| run_job(&engine, j)));
         }
-        if sched.idle() && !swept {
+        if sweep.is_empty() && !swept {
             swept = true;
             let c = &engine.counters;
             tracing::info!(
@@ -261,26 +474,34 @@ pub async fn run(engine: Arc<Engine>, once: bool, jobs: usize) -> notify::Result
                 cached = Counters::get(&c.cached),
                 warned = Counters::get(&c.warned),
                 quarantined = Counters::get(&c.quarantined),
+                refused = Counters::get(&c.refused),
                 errors = Counters::get(&c.errors),
                 "sweep finished"
             );
-            if once {
-                return Ok(());
+            if !once {
+                sd_notify("READY=1\nSTATUS=watching");
+                let roots: Vec<String> = engine
+                    .roots()
+                    .iter()
+                    .map(|r| r.path.display().to_string())
+                    .collect();
+                tracing::info!(roots = roots.join(", "), "watching");
             }
-            sd_notify("READY=1\nSTATUS=watching");
-            let roots: Vec<String> = engine
-                .roots
-                .iter()
-                .map(|r| r.path.display().to_string())
-                .collect();
-            tracing::info!(roots = roots.join(", "), "watching");
         }
+        if once && swept && sched.idle() && retrying == 0 {
+            break;
+        }
+        let any_missing = armed.contains(&Armed::Missing);
         tokio::select! {
             ev = rx.recv(), if !once => match ev {
                 Some(Ok(event)) => {
                     tracing::trace!(?event, "event");
                     let rescan = event.need_rescan();
-                    jobs_for(&engine, event, &mut new_jobs);
+                    let mut fx = EventEffects::default();
+                    jobs_for(&engine.roots(), event, &mut new_jobs, &mut fx);
+                    if fx.check_roots {
+                        new_jobs.extend(check_roots(&engine, watcher.as_mut(), &mut armed, &mut nagged));
+                    }
                     for j in new_jobs.drain(..) {
                         if !rescan && matches!(j, Job::Dir(..)) {
                             sweep_again_later(&later_tx, j.clone());
@@ -291,21 +512,49 @@ pub async fn run(engine: Arc<Engine>, once: bool, jobs: usize) -> notify::Result
                 Some(Err(e)) => tracing::error!(error = %e, "watch error"),
                 None => break,
             },
+            _ = tokio::time::sleep_until(next_poll), if any_missing && !once => {
+                next_poll = Instant::now() + MISSING_POLL;
+                for j in check_roots(&engine, watcher.as_mut(), &mut armed, &mut nagged) {
+                    sweep_again_later(&later_tx, j.clone());
+                    sched.push(j);
+                }
+            }
             Some(job) = later_rx.recv() => sched.push(job),
+            Some(job) = retry_rx.recv() => {
+                retrying = retrying.saturating_sub(1);
+                sched.push(job);
+            }
             Some(res) = set.join_next(), if !set.is_empty() => {
-                match res {
-                    Ok((job, children)) => {
-                        sched.done(job);
-                        for c in children {
-                            sched.push(c);
-                        }
+                // `guarded` catches panics, so a join error is a cancelled
+                // task (shutdown); nothing to hand back.
+                let Ok(done) = res else { continue };
+                let Done { job, children, failed } = done;
+                sched.done(job.clone());
+                if sweep.remove(&job) {
+                    sweep.extend(children.iter().cloned());
+                }
+                if failed {
+                    let n = attempts.entry(job.clone()).or_insert(0);
+                    if *n < RETRIES {
+                        let delay = backoff(*n, once);
+                        *n += 1;
+                        tracing::warn!(?job, attempt = *n, retry_in_ms = delay.as_millis() as u64, "action failed; retrying");
+                        retrying += 1;
+                        let tx = retry_tx.clone();
+                        tokio::spawn(async move {
+                            tokio::time::sleep(delay).await;
+                            let _ = tx.send(job);
+                        });
+                    } else {
+                        attempts.remove(&job);
+                        stats.gave_up += 1;
+                        tracing::error!(?job, "action failed {RETRIES} more times; giving up until the path changes again");
                     }
-                    Err(e) => {
-                        // A panicking job is a bug; the slot is lost but the
-                        // daemon keeps running.
-                        sched.running = sched.running.saturating_sub(1);
-                        tracing::error!(error = %e, "job failed");
-                    }
+                } else {
+                    attempts.remove(&job);
+                }
+                for c in children {
+                    sched.push(c);
                 }
             }
             _ = &mut shutdown => {
@@ -318,5 +567,30 @@ pub async fn run(engine: Arc<Engine>, once: bool, jobs: usize) -> notify::Result
     // Let running jobs finish: a quarantine is crash-safe, but finishing is
     // cheaper than recovering.
     while set.join_next().await.is_some() {}
-    Ok(())
+    Ok(stats)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panicking_job_hands_its_slot_back() {
+        let mut sched = Scheduler {
+            queue: VecDeque::new(),
+            slots: HashMap::new(),
+            running: 0,
+            limit: 1,
+        };
+        let job = Job::File(0, PathBuf::from("/c/x"));
+        sched.push(job.clone());
+        let running = sched.next().unwrap();
+        let done = guarded(running, |_| panic!("bug"));
+        assert!(done.failed);
+        sched.done(done.job);
+        assert!(sched.idle());
+        // The same path can be scheduled and run again.
+        sched.push(job.clone());
+        assert_eq!(sched.next(), Some(job));
+    }
 }

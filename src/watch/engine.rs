@@ -5,28 +5,51 @@
 //! Everything here is synchronous and runs on the blocking pool; the
 //! async loop in [`super::daemon`] only schedules.
 //!
+//! Containment: the path must resolve to content inside its root (a
+//! snapshot link to `~/.bashrc`, or a path through a symlinked folder, is
+//! refused and logged), and the file is then opened from `/` without
+//! following any symlink. That one open file is what is hashed, scanned and
+//! quarantined: the bytes are mapped once, the hash is taken of the mapped
+//! bytes and the scanner reads the same mapping, so a verdict is stored
+//! under the hash of exactly what was scanned; the store then acts only on
+//! the inode that was scanned.
+//!
 //! Cost model: a file whose (device, inode, size, mtime, ctime) is already
-//! in the database costs one `lstat` and two indexed lookups, however large
-//! it is. A new file is hashed once (sequential read) and scanned once per
-//! content hash, engine version and file name: the same checkpoint in two
-//! repos, or a restart, does not rescan.
+//! in the database costs one `open`, one `fstat` and a few indexed lookups,
+//! however large it is. A new file is hashed once and scanned once per
+//! content hash, engine digest, policy and file name: the same checkpoint
+//! in two repos, or a restart, does not rescan. A blob's links (to name it
+//! after its snapshot entry, and to record them) come from a per-repo link
+//! index built by one walk, so a repo of n files costs O(n), not O(n²).
+//!
+//! The scan cache fails closed: a row that does not read back as a typed
+//! record (unknown action or verdict) is a miss and the file is rescanned.
 
-use std::collections::HashSet;
-use std::fs;
+use std::collections::{HashMap, HashSet};
+use std::fs::{self, File};
 use std::io;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex};
+use std::sync::{Condvar, Mutex, RwLock};
 
-use super::hf_cache::{self, Place, Root};
+use super::hf_cache::{self, Root};
 use super::{Action, daemon_action, to_daemon_action};
 use crate::policy::Policy;
 use crate::quarantine::db::{CachedScan, ListKind};
+use crate::quarantine::fsio::AtPath;
 use crate::quarantine::{self, Link, Request, Store, stat_key};
-use crate::scan::{FileReport, Scanner};
+use crate::scan::{ENGINE_DIGEST, FileReport, Scanner, Verdict};
 
-/// The engine version that keys the scan cache: a new release rescans.
+/// The code around the detection core that turns a report into an action.
 pub const ENGINE: &str = concat!("modelgate-", env!("CARGO_PKG_VERSION"));
+
+/// The scan-cache key of this build: the daemon's version and the digest of
+/// the detection core's rules, parsers and data tables
+/// ([`ENGINE_DIGEST`]), so that any change to them rescans.
+pub fn engine_key() -> String {
+    format!("{ENGINE}+scan:{ENGINE_DIGEST}")
+}
 
 /// Counters for the sweep summary and `--once` exit code.
 #[derive(Debug, Default)]
@@ -36,11 +59,14 @@ pub struct Counters {
     pub cached: AtomicU64,
     pub warned: AtomicU64,
     pub quarantined: AtomicU64,
+    /// Paths refused because they lead outside their root.
+    pub refused: AtomicU64,
+    /// Attempts that failed (each retry counts).
     pub errors: AtomicU64,
 }
 
 impl Counters {
-    fn bump(c: &AtomicU64) {
+    pub fn bump(c: &AtomicU64) {
         c.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -54,6 +80,9 @@ impl Counters {
 pub enum Outcome {
     /// Not content (gone, a dangling link, a directory, bookkeeping).
     Ignored,
+    /// A path that leads outside its root (a symlink, a symlinked folder):
+    /// refused and logged, never acted on.
+    Refused,
     /// One of our tombstones.
     Tombstone,
     Allowed,
@@ -65,15 +94,91 @@ pub enum Outcome {
     /// A file quarantined only because no trusted signature covered it was
     /// put back: the signature that covers it has arrived.
     Released(String),
+    /// Something failed (logged and counted); worth another try.
+    Failed,
 }
 
+/// A cached verdict, typed: a row that does not read back as one (an
+/// unknown action or verdict, findings that are not a JSON array) is a
+/// cache miss, so the file is scanned again; it is never read as "allow".
+#[derive(Debug, Clone, PartialEq)]
+struct Summary {
+    verdict: Verdict,
+    action: Action,
+    format: String,
+    rules: Vec<String>,
+    findings: serde_json::Value,
+}
+
+const VERDICTS: [Verdict; 4] = [
+    Verdict::Clean,
+    Verdict::Info,
+    Verdict::Suspicious,
+    Verdict::Malicious,
+];
+
+impl Summary {
+    fn of(report: &FileReport, action: Action) -> Summary {
+        let mut rules: Vec<String> = report
+            .findings
+            .iter()
+            .map(|f| f.rule.id.to_string())
+            .collect();
+        rules.sort_unstable();
+        rules.dedup();
+        Summary {
+            verdict: report.verdict,
+            action,
+            format: report.format.clone(),
+            rules,
+            findings: serde_json::to_value(&report.findings)
+                .unwrap_or_else(|_| serde_json::Value::Array(Vec::new())),
+        }
+    }
+
+    fn from_row(row: CachedScan) -> Option<Summary> {
+        let verdict = VERDICTS.into_iter().find(|v| v.as_str() == row.verdict)?;
+        let action = serde_json::from_value(serde_json::Value::String(row.action)).ok()?;
+        let findings: serde_json::Value = serde_json::from_str(&row.findings).ok()?;
+        if !findings.is_array() {
+            return None;
+        }
+        Some(Summary {
+            verdict,
+            action,
+            format: row.format,
+            rules: row
+                .rules
+                .split(',')
+                .filter(|r| !r.is_empty())
+                .map(str::to_string)
+                .collect(),
+            findings,
+        })
+    }
+
+    fn to_row(&self) -> CachedScan {
+        CachedScan {
+            verdict: self.verdict.as_str().to_string(),
+            action: self.action.as_str().to_string(),
+            format: self.format.clone(),
+            rules: self.rules.join(","),
+            findings: self.findings.to_string(),
+        }
+    }
+}
+
+/// Symlinks of one repo by the file they resolve to.
+type LinkIndex = HashMap<PathBuf, Vec<Link>>;
+
 pub struct Engine {
-    pub roots: Vec<Root>,
+    roots: RwLock<Vec<Root>>,
     pub store: Store,
     pub counters: Counters,
     scanner: Scanner,
     policy: Policy,
-    /// Scan-cache key: engine version and policy content.
+    /// Scan-cache key: engine version, detection-core digest and policy
+    /// content.
     cache_key: String,
     /// Real paths being processed: a blob and its snapshot link resolve to
     /// the same file and must not be scanned or quarantined twice at once.
@@ -81,6 +186,11 @@ pub struct Engine {
     idle: Condvar,
     /// Signature files (path, content hash) already announced.
     signatures_seen: Mutex<HashSet<(PathBuf, String)>>,
+    /// Per repo folder, its symlinks by target: built by one walk the first
+    /// time a blob of the repo needs its links, then kept current from the
+    /// links the daemon processes (walking the repo for every blob made the
+    /// cost grow with the square of the repo's size).
+    links: Mutex<HashMap<PathBuf, LinkIndex>>,
 }
 
 struct BusyGuard<'e> {
@@ -96,32 +206,30 @@ impl Drop for BusyGuard<'_> {
     }
 }
 
-fn action_name(a: Action) -> &'static str {
-    match a {
-        Action::Allow => "allow",
-        Action::Warn => "warn",
-        Action::Quarantine => "quarantine",
-    }
+/// A read-only view of an open file: the bytes that are hashed are the
+/// bytes that are scanned.
+enum Bytes {
+    Empty,
+    Mapped(memmap2::Mmap),
 }
 
-fn parse_action(s: &str) -> Action {
-    match s {
-        "quarantine" => Action::Quarantine,
-        "warn" => Action::Warn,
-        _ => Action::Allow,
+impl Bytes {
+    fn map(file: &File, len: u64) -> io::Result<Bytes> {
+        if len == 0 {
+            return Ok(Bytes::Empty);
+        }
+        // SAFETY: a read-only private map of a file the daemon only reads
+        // after its final rename; a writer changing it in place changes its
+        // ctime, which is checked before the verdict is stored (and a
+        // concurrent truncation could fault, as in `Scanner::scan_file`).
+        Ok(Bytes::Mapped(unsafe { memmap2::Mmap::map(file) }?))
     }
-}
 
-fn summarize(report: &FileReport, action: Action) -> CachedScan {
-    let mut rules: Vec<&str> = report.findings.iter().map(|f| f.rule.id).collect();
-    rules.sort_unstable();
-    rules.dedup();
-    CachedScan {
-        verdict: report.verdict.as_str().to_string(),
-        action: action_name(action).to_string(),
-        format: report.format.clone(),
-        rules: rules.join(","),
-        findings: serde_json::to_string(&report.findings).unwrap_or_else(|_| "[]".into()),
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Bytes::Empty => &[],
+            Bytes::Mapped(m) => m,
+        }
     }
 }
 
@@ -134,15 +242,43 @@ impl Engine {
         policy_key: String,
     ) -> Engine {
         Engine {
-            roots,
+            roots: RwLock::new(roots),
             store,
             counters: Counters::default(),
             scanner,
             policy,
-            cache_key: format!("{ENGINE}+policy:{policy_key}"),
+            cache_key: format!("{}+policy:{policy_key}", engine_key()),
             busy: Mutex::new(HashSet::new()),
             idle: Condvar::new(),
             signatures_seen: Mutex::new(HashSet::new()),
+            links: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A snapshot of the roots (their resolved paths change when a root is
+    /// re-created or re-pointed).
+    pub fn roots(&self) -> Vec<Root> {
+        self.roots.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn root(&self, idx: usize) -> Option<Root> {
+        self.roots
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(idx)
+            .cloned()
+    }
+
+    /// Points root `idx` at a new resolved path, and forgets what the link
+    /// index knew under the old one.
+    pub fn set_root_path(&self, idx: usize, path: PathBuf) {
+        let mut roots = self.roots.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(r) = roots.get_mut(idx) {
+            let old = std::mem::replace(&mut r.path, path);
+            self.links
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .retain(|repo, _| !repo.starts_with(&old));
         }
     }
 
@@ -165,17 +301,70 @@ impl Engine {
             Err(e) => {
                 Counters::bump(&self.counters.errors);
                 tracing::error!(path = %path.display(), error = %e, "cannot process");
-                Outcome::Ignored
+                Outcome::Failed
             }
         }
     }
 
+    fn refuse(&self, path: &Path, why: &str) -> Outcome {
+        Counters::bump(&self.counters.refused);
+        tracing::warn!(path = %path.display(), "refused: {why}; nothing outside the watched root is touched");
+        Outcome::Refused
+    }
+
+    /// Every symlink in the cache that resolves to `real`, from the link
+    /// index (built on first use per repo). Index entries can be stale (a
+    /// link removed or re-pointed since), so each is checked again: a few
+    /// `canonicalize` calls per blob, not a walk of the repo.
+    fn links_to(&self, root: &Root, real: &Path) -> Vec<Link> {
+        let mut out: Vec<Link> = Vec::new();
+        for repo in hf_cache::repos_for(root, real) {
+            let mut index = self.links.lock().unwrap_or_else(|p| p.into_inner());
+            let links = index.entry(repo.clone()).or_insert_with(|| {
+                let mut map: LinkIndex = HashMap::new();
+                for (target, link) in hf_cache::repo_links(root, &repo) {
+                    map.entry(target).or_default().push(link);
+                }
+                map
+            });
+            if let Some(ls) = links.get(real) {
+                out.extend(ls.iter().cloned());
+            }
+        }
+        out.retain(|l| fs::canonicalize(&l.path).is_ok_and(|t| t == real));
+        out.sort_by(|a, b| a.path.cmp(&b.path));
+        out.dedup_by(|a, b| a.path == b.path);
+        out
+    }
+
+    /// Keeps the link index of the link's repo current (if it was built).
+    fn note_link(&self, root: &Root, link: &Path, real: &Path) {
+        let Some(repo) = hf_cache::repo_of(root, link) else {
+            return;
+        };
+        let mut index = self.links.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(map) = index.get_mut(&repo) else {
+            return;
+        };
+        let Ok(target) = fs::read_link(link) else {
+            return;
+        };
+        let entry = map.entry(real.to_path_buf()).or_default();
+        if !entry.iter().any(|l| l.path == link) {
+            entry.push(Link {
+                path: link.to_path_buf(),
+                target,
+            });
+        }
+    }
+
     fn try_process(&self, root_idx: usize, path: &Path) -> Result<Outcome, quarantine::Error> {
-        let Some(root) = self.roots.get(root_idx) else {
+        let Some(root) = self.root(root_idx) else {
             return Ok(Outcome::Ignored);
         };
+        let root = &root;
         let place = hf_cache::classify(root, path);
-        if matches!(place, Place::Ignore | Place::Container) {
+        if !place.is_content() {
             return Ok(Outcome::Ignored);
         }
         let lmeta = match fs::symlink_metadata(path) {
@@ -188,25 +377,68 @@ impl Engine {
                 });
             }
         };
-        let real = if lmeta.file_type().is_symlink() {
-            match fs::canonicalize(path) {
-                Ok(r) => r,
-                Err(_) => return Ok(Outcome::Ignored),
-            }
-        } else if lmeta.is_file() {
-            path.to_path_buf()
-        } else {
+        let is_link = lmeta.file_type().is_symlink();
+        if !is_link && !lmeta.is_file() {
             return Ok(Outcome::Ignored);
+        }
+        // Where the path really leads must be content inside this root: a
+        // symlink to `~/.bashrc`, or a path through a symlinked folder, is
+        // refused rather than scanned, tombstoned or moved.
+        let real = match fs::canonicalize(path) {
+            Ok(r) => r,
+            Err(_) => return Ok(Outcome::Ignored),
         };
+        if !is_link && real != path {
+            return Ok(self.refuse(path, "reached through a symlinked folder"));
+        }
+        if !hf_cache::is_content_inside(root, &real) {
+            if fs::metadata(&real).is_ok_and(|m| m.is_dir()) {
+                return Ok(self.refuse(path, "symlinked folder is not followed"));
+            }
+            return Ok(self.refuse(
+                path,
+                &format!(
+                    "symlink leads outside the watched root, to {}",
+                    real.display()
+                ),
+            ));
+        }
+        if is_link {
+            self.note_link(root, path, &real);
+        }
         let _guard = self.claim(&real);
-        let meta = match fs::metadata(&real) {
-            Ok(m) if m.is_file() => m,
-            _ => return Ok(Outcome::Ignored),
+        // Opened once, never through a symlink: the file hashed, scanned
+        // and (if it comes to that) quarantined is this one.
+        let at = match AtPath::open(&real, false) {
+            Ok(at) => at,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Outcome::Ignored),
+            Err(_) => return Ok(self.refuse(path, "a folder on the way is a symlink")),
         };
-        if let Some(id) = quarantine::tombstone_id(&real) {
-            if lmeta.file_type().is_symlink()
-                && let Ok(target) = fs::read_link(path)
-            {
+        let file = match at.open_read() {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Outcome::Ignored),
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
+                return Ok(self.refuse(path, "the file was replaced by a symlink"));
+            }
+            Err(e) => {
+                return Err(quarantine::Error::Io {
+                    context: format!("cannot open {}", real.display()),
+                    source: e,
+                });
+            }
+        };
+        let io_err = |e: io::Error| quarantine::Error::Io {
+            context: format!("cannot read {}", real.display()),
+            source: e,
+        };
+        let meta = file.metadata().map_err(io_err)?;
+        if !meta.is_file() {
+            return Ok(Outcome::Ignored);
+        }
+        let mut head = [0u8; 1024];
+        let n = read_head(&file, &mut head).map_err(io_err)?;
+        if let Some(id) = quarantine::parse_tombstone(head.get(..n).unwrap_or_default()) {
+            if is_link && let Ok(target) = fs::read_link(path) {
                 self.store.add_link(
                     &id,
                     Link {
@@ -218,24 +450,16 @@ impl Engine {
             return self.release_if_signed(&id);
         }
         Counters::bump(&self.counters.files);
-        let io_err = |e: io::Error| quarantine::Error::Io {
-            context: format!("cannot read {}", real.display()),
-            source: e,
-        };
 
         let key = stat_key(&meta);
         let known = self.store.db().seen(&key)?;
-        let sha = match known {
-            Some(s) => s,
+        let mut bytes: Option<Bytes> = None;
+        let sha = match &known {
+            Some(s) => s.clone(),
             None => {
-                let s = quarantine::fsio::sha256_file(&real).map_err(io_err)?;
-                // The hash is only valid if the file did not change while it
-                // was read; if it did, a later event brings it back.
-                let after = fs::metadata(&real).map_err(io_err)?;
-                if stat_key(&after) != key {
-                    return Ok(Outcome::Ignored);
-                }
-                self.store.db().remember_seen(&key, &s)?;
+                let b = Bytes::map(&file, meta.len()).map_err(io_err)?;
+                let s = crate::digest::sha256_bytes(b.as_slice());
+                bytes = Some(b);
                 s
             }
         };
@@ -245,7 +469,7 @@ impl Engine {
         let shown: PathBuf = if place.is_named() {
             path.to_path_buf()
         } else {
-            let l = hf_cache::links_to(root, &real);
+            let l = self.links_to(root, &real);
             let name = hf_cache::snapshot_name(&l)
                 .map(Path::to_path_buf)
                 .unwrap_or_else(|| real.clone());
@@ -259,64 +483,72 @@ impl Engine {
             .unwrap_or_default();
 
         let listed = self.store.db().list_of(&sha)?;
-        // Bound first: a guard in a `match` scrutinee would live through the
-        // arms, which lock the database again.
-        let cached = self
-            .store
-            .db()
-            .cached_scan(&sha, &self.cache_key, &name_key)?;
-        let (action, summary, reason) = match listed {
-            Some(ListKind::Allow) => {
+        let cached = self.cached(&sha, &name_key);
+        let (action, summary, reason, sha) = match (listed, cached) {
+            (Some(ListKind::Allow), _) => {
                 tracing::debug!(path = %shown.display(), sha256 = sha, "content allowed by an earlier restore");
+                if known.is_none() {
+                    self.store.db().remember_seen(&key, &sha)?;
+                }
                 return Ok(Outcome::Allowed);
             }
-            Some(ListKind::Deny) => {
-                let summary = cached.unwrap_or_else(|| CachedScan {
-                    verdict: "malicious".into(),
-                    action: "quarantine".into(),
+            (Some(ListKind::Deny), cached) => {
+                let summary = cached.unwrap_or_else(|| Summary {
+                    verdict: Verdict::Malicious,
+                    action: Action::Quarantine,
                     format: "unknown".into(),
-                    rules: String::new(),
-                    findings: "[]".into(),
+                    rules: Vec::new(),
+                    findings: serde_json::Value::Array(Vec::new()),
                 });
-                (Action::Quarantine, summary, "deny-list")
+                (Action::Quarantine, summary, "deny-list", sha)
             }
-            None => match cached {
-                Some(c) => {
-                    Counters::bump(&self.counters.cached);
-                    tracing::debug!(path = %shown.display(), sha256 = sha, verdict = c.verdict, "unchanged content; cached verdict");
-                    (parse_action(&c.action), c, "scan")
+            (None, Some(c)) => {
+                Counters::bump(&self.counters.cached);
+                tracing::debug!(path = %shown.display(), sha256 = sha, verdict = c.verdict.as_str(), "unchanged content; cached verdict");
+                (c.action, c, "scan", sha)
+            }
+            (None, None) => {
+                // Hash and scan the same mapped bytes: the verdict is stored
+                // under the hash of exactly what was scanned.
+                let b = match bytes.take() {
+                    Some(b) => b,
+                    None => Bytes::map(&file, meta.len()).map_err(io_err)?,
+                };
+                let sha = crate::digest::sha256_bytes(b.as_slice());
+                let report = self.scanner.scan_mapped(&display_str, b.as_slice(), &real);
+                drop(b);
+                // Written in place while being read: neither hash nor verdict
+                // can be trusted; the write brings another event.
+                let after = file.metadata().map_err(io_err)?;
+                if stat_key(&after) != key {
+                    return Ok(Outcome::Ignored);
                 }
-                None => {
-                    let report = match self.scanner.scan_file(&real, &display_str) {
-                        Ok(r) => r,
-                        Err(e) => {
-                            return Err(quarantine::Error::Io {
-                                context: format!("cannot scan {}", real.display()),
-                                source: io::Error::other(e.to_string()),
-                            });
-                        }
-                    };
-                    Counters::bump(&self.counters.scanned);
-                    let action = daemon_action(&self.policy, &report, &sha);
-                    let summary = summarize(&report, action);
-                    self.store
-                        .db()
-                        .remember_scan(&sha, &self.cache_key, &name_key, &summary)?;
-                    tracing::debug!(path = %shown.display(), sha256 = sha, verdict = summary.verdict, format = summary.format, "scanned");
-                    if action == Action::Warn {
-                        Counters::bump(&self.counters.warned);
-                        tracing::warn!(
-                            path = %shown.display(),
-                            sha256 = sha,
-                            verdict = summary.verdict,
-                            rules = summary.rules,
-                            "suspicious download left in place"
-                        );
-                    }
-                    (action, summary, "scan")
+                Counters::bump(&self.counters.scanned);
+                let action = daemon_action(&self.policy, &report, &sha);
+                let summary = Summary::of(&report, action);
+                self.store.db().remember_scan(
+                    &sha,
+                    &self.cache_key,
+                    &name_key,
+                    &summary.to_row(),
+                )?;
+                tracing::debug!(path = %shown.display(), sha256 = sha, verdict = summary.verdict.as_str(), format = summary.format, "scanned");
+                if action == Action::Warn {
+                    Counters::bump(&self.counters.warned);
+                    tracing::warn!(
+                        path = %shown.display(),
+                        sha256 = sha,
+                        verdict = summary.verdict.as_str(),
+                        rules = summary.rules.join(","),
+                        "suspicious download left in place"
+                    );
                 }
-            },
+                (action, summary, "scan", sha)
+            }
         };
+        if known.as_deref() != Some(sha.as_str()) {
+            self.store.db().remember_seen(&key, &sha)?;
+        }
         // Where the file is and which signature sits beside it are not part
         // of the content, and the signature can land after the file: judged
         // on every look, never cached.
@@ -339,8 +571,8 @@ impl Engine {
             Action::Allow => Outcome::Allowed,
             Action::Warn => Outcome::Warned,
             Action::Quarantine => {
-                let mut links = links.unwrap_or_else(|| hf_cache::links_to(root, &real));
-                if lmeta.file_type().is_symlink()
+                let mut links = links.unwrap_or_else(|| self.links_to(root, &real));
+                if is_link
                     && !links.iter().any(|l| l.path == path)
                     && let Ok(target) = fs::read_link(path)
                 {
@@ -349,14 +581,11 @@ impl Engine {
                         target,
                     });
                 }
-                let mut rules: Vec<String> = summary
-                    .rules
-                    .split(',')
-                    .filter(|r| !r.is_empty())
-                    .map(str::to_string)
-                    .collect();
-                let mut findings: Vec<serde_json::Value> =
-                    serde_json::from_str(&summary.findings).unwrap_or_default();
+                let mut rules = summary.rules.clone();
+                let mut findings = match summary.findings.clone() {
+                    serde_json::Value::Array(a) => a,
+                    _ => Vec::new(),
+                };
                 if let Some(d) = signature.as_ref().filter(|_| signature_action == action) {
                     for b in &d.basis {
                         rules.push(b.rule.id.to_string());
@@ -371,7 +600,7 @@ impl Engine {
                     links,
                     display: display_str,
                     reason: if content_is_why { reason } else { "signature" }.to_string(),
-                    verdict: summary.verdict.clone(),
+                    verdict: summary.verdict.as_str().to_string(),
                     format: summary.format.clone(),
                     rules,
                     findings: serde_json::Value::Array(findings),
@@ -408,6 +637,26 @@ impl Engine {
             }
             _ => outcome,
         })
+    }
+
+    /// The cached verdict for this content and name, if one reads back as
+    /// a typed record; anything else is a miss.
+    fn cached(&self, sha: &str, name_key: &str) -> Option<Summary> {
+        let row = match self.store.db().cached_scan(sha, &self.cache_key, name_key) {
+            Ok(r) => r?,
+            Err(e) => {
+                tracing::warn!(sha256 = sha, error = %e, "unreadable scan-cache row; scanning again");
+                return None;
+            }
+        };
+        let parsed = Summary::from_row(row);
+        if parsed.is_none() {
+            tracing::warn!(
+                sha256 = sha,
+                "scan-cache row with an unknown value; scanning again"
+            );
+        }
+        parsed
     }
 
     /// The snapshot directory `shown` belongs to when `shown` is a
@@ -475,5 +724,53 @@ impl Engine {
             }
             Err(e) => Err(e),
         }
+    }
+}
+
+/// Reads up to `buf.len()` bytes from the start of the file.
+fn read_head(file: &File, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        let Some(rest) = buf.get_mut(n..) else { break };
+        match file.read_at(rest, n as u64) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(action: &str, verdict: &str, findings: &str) -> CachedScan {
+        CachedScan {
+            verdict: verdict.into(),
+            action: action.into(),
+            format: "pickle".into(),
+            rules: "PKL001".into(),
+            findings: findings.into(),
+        }
+    }
+
+    #[test]
+    fn cached_rows_read_back_typed_or_not_at_all() {
+        let s = Summary::from_row(row("quarantine", "malicious", "[]")).unwrap();
+        assert_eq!(s.action, Action::Quarantine);
+        assert_eq!(Summary::from_row(s.to_row()), Some(s));
+        // Unknown values are a miss, never an allow.
+        assert_eq!(Summary::from_row(row("allow-ish", "clean", "[]")), None);
+        assert_eq!(Summary::from_row(row("", "clean", "[]")), None);
+        assert_eq!(Summary::from_row(row("allow", "fine", "[]")), None);
+        assert_eq!(Summary::from_row(row("allow", "clean", "{}")), None);
+        assert_eq!(Summary::from_row(row("allow", "clean", "[")), None);
+    }
+
+    #[test]
+    fn cache_key_carries_the_engine_digest() {
+        assert!(engine_key().contains(ENGINE_DIGEST));
     }
 }

@@ -41,7 +41,10 @@ use crate::scan::{FileReport, Scanner};
 use hf_cache::{Root, RootKind};
 
 /// What the daemon does with a finished download, mildest first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum Action {
     /// Leave it alone.
     Allow,
@@ -49,6 +52,16 @@ pub enum Action {
     Warn,
     /// Move it to the quarantine store and leave a tombstone.
     Quarantine,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Allow => "allow",
+            Action::Warn => "warn",
+            Action::Quarantine => "quarantine",
+        }
+    }
 }
 
 /// What the daemon does with a scanned file's content: the policy decides
@@ -93,6 +106,11 @@ pub struct RunSummary {
     pub scanned: u64,
     pub quarantined: u64,
     pub warned: u64,
+    /// Paths refused because they lead outside their root.
+    pub refused: u64,
+    /// Actions that still failed after every retry: `--once` exits
+    /// non-zero.
+    pub failed: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -123,12 +141,20 @@ fn prepare_roots(cfg: &WatchConfig) -> Result<Vec<Root>, WatchError> {
             context: format!("cannot create {}", path.display()),
             source,
         })?;
+        let configured = std::path::absolute(path).map_err(|source| WatchError::Io {
+            context: format!("cannot resolve {}", path.display()),
+            source,
+        })?;
         let path = std::fs::canonicalize(path).map_err(|source| WatchError::Io {
             context: format!("cannot resolve {}", path.display()),
             source,
         })?;
         if !roots.iter().any(|r| r.path == path) {
-            roots.push(Root { path, kind });
+            roots.push(Root {
+                path,
+                kind,
+                configured,
+            });
         }
     }
     Ok(roots)
@@ -155,12 +181,14 @@ pub fn run(cfg: WatchConfig, policy: Policy) -> Result<RunSummary, WatchError> {
             context: "cannot start the runtime".into(),
             source,
         })?;
-    rt.block_on(daemon::run(engine.clone(), cfg.once, cfg.jobs))?;
+    let stats = rt.block_on(daemon::run(engine.clone(), cfg.once, cfg.jobs))?;
     let c = &engine.counters;
     Ok(RunSummary {
         files: engine::Counters::get(&c.files),
         scanned: engine::Counters::get(&c.scanned),
         quarantined: engine::Counters::get(&c.quarantined),
         warned: engine::Counters::get(&c.warned),
+        refused: engine::Counters::get(&c.refused),
+        failed: stats.gave_up,
     })
 }
