@@ -37,7 +37,9 @@ fn isolated(program: &str, home: &Path) -> Command {
         .env_remove("GIT_DIR")
         .env_remove("GIT_INDEX_FILE")
         .env_remove("GIT_WORK_TREE")
-        .env_remove("MODELGATE");
+        .env_remove("MODELGATE")
+        .env_remove("MODELGATE_POLICY")
+        .env_remove("XDG_CONFIG_HOME");
     c
 }
 
@@ -285,11 +287,56 @@ fn exemptions_by_hash_and_expired_ones() {
         )
     };
     r.write(".modelgate.toml", policy("2020-01-01").as_bytes());
+    r.git(&["add", ".modelgate.toml"]).ok();
     let out = r.commit("expired");
     assert!(!out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("expired"), "{}", text(&out));
+    // An unstaged edit is not what the commit carries: it does not apply.
     r.write(".modelgate.toml", policy("2999-12-31").as_bytes());
     let out = r.commit("exempted");
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains(".modelgate.toml differs from the version staged")
+            && text(&out).contains("policy: ")
+            && text(&out).contains(".modelgate.toml as staged"),
+        "{}",
+        text(&out)
+    );
+    r.git(&["add", ".modelgate.toml"]).ok();
+    let out = r.commit("exempted");
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+/// An exemption that exists only in an untracked policy file does not let
+/// a commit through, and the hook says why; naming the file explicitly
+/// (MODELGATE_POLICY) is honoured and reported.
+#[test]
+fn untracked_policy_does_not_decide_the_commit() {
+    let r = Repo::new(&[]);
+    r.install();
+    r.write("evil.pkl", EVIL);
+    r.git(&["add", "evil.pkl"]).ok();
+    let exemption = format!(
+        "[[exemptions]]\nsha256 = \"{}\"\nrule = \"PKL001\"\nreason = \"demo payload for the security training\"\n",
+        sha256(EVIL)
+    );
+    r.write("policy.toml", exemption.as_bytes());
+    let out = r.commit("sneak");
+    assert!(!out.status.success(), "{}", text(&out));
+    let msg = text(&out);
+    assert!(
+        msg.contains("policy.toml is not staged") && msg.contains("PKL001"),
+        "{msg}"
+    );
+    assert!(msg.contains("policy: built-in defaults"), "{msg}");
+
+    let explicit = r.dir.join("policy.toml");
+    let out = isolated("git", &r.root)
+        .current_dir(&r.dir)
+        .env("MODELGATE_POLICY", &explicit)
+        .args(["commit", "-q", "-m", "explicit"])
+        .output()
+        .expect("git runs");
     assert!(out.status.success(), "{}", text(&out));
 }
 
@@ -299,7 +346,7 @@ fn invalid_policy_fails_closed() {
     r.install();
     r.write(".modelgate.toml", b"[actions]\nmalicious = \"allow-ish\"\n");
     r.write("a.txt", b"x\n");
-    r.git(&["add", "a.txt"]).ok();
+    r.git(&["add", "a.txt", ".modelgate.toml"]).ok();
     let out = r.commit("x");
     assert!(!out.status.success());
     assert!(
@@ -500,6 +547,10 @@ fn pre_receive_rejects_the_push_from_quarantine() {
 #[test]
 fn pre_push_reads_refs_from_stdin_directly() {
     let r = with_remote(&[]);
+    r.write("README.md", b"hello\n");
+    r.git(&["add", "."]).ok();
+    r.commit("base").ok();
+    let base = r.head();
     r.write("evil.pkl", EVIL);
     r.git(&["add", "."]).ok();
     r.git(&["commit", "-q", "--no-verify", "-m", "bad"]).ok();
@@ -517,7 +568,8 @@ fn pre_push_reads_refs_from_stdin_directly() {
         use std::io::Write;
         let mut stdin = child.stdin.take().expect("stdin");
         writeln!(stdin, "refs/heads/main {head} refs/heads/main {zero}").expect("write");
-        writeln!(stdin, "(delete) {zero} refs/heads/old {head}").expect("write");
+        // The remote has `old` at `base`: only what `head` adds is new.
+        writeln!(stdin, "(delete) {zero} refs/heads/old {base}").expect("write");
     }
     let out = child.wait_with_output().expect("wait");
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
