@@ -42,9 +42,13 @@ const VERSIONS: &[&str] = &[
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pointer {
-    /// Lowercase hex sha256 of the real content.
+    /// Lowercase hex sha256 of the stored object.
     pub oid: String,
     pub size: u64,
+    /// Names of the git-lfs extensions (`ext-<n>-<name>`), in priority
+    /// order. With any, the checked-out file is what those configured
+    /// programs make of the object, not the object itself.
+    pub extensions: Vec<String>,
 }
 
 /// Decodes the start of a blob as git-lfs's smudge filter would: `prefix`
@@ -98,6 +102,7 @@ pub fn parse_pointer(prefix: &[u8]) -> Option<Pointer> {
     }
     let oid = parse_oid(values.get(1).copied().flatten()?)?;
     let size = parse_go_int(values.get(2).copied().flatten().unwrap_or_default())?;
+    let mut named = Vec::new();
     for (key, value) in extensions {
         // `ext-<priority>-<name>`: strconv.Atoi of the part between dashes.
         let rest = key.get(4..)?;
@@ -108,8 +113,17 @@ pub fn parse_pointer(prefix: &[u8]) -> Option<Pointer> {
             return None;
         }
         priorities.push(priority);
+        named.push((
+            priority,
+            String::from_utf8_lossy(rest.get(dash + 1..)?).into_owned(),
+        ));
     }
-    Some(Pointer { oid, size })
+    named.sort();
+    Some(Pointer {
+        oid,
+        size,
+        extensions: named.into_iter().map(|(_, n)| n).collect(),
+    })
 }
 
 /// `\Aext-\d{1}-\w+` (RE2: ASCII digits and word characters), a prefix match.
@@ -255,12 +269,10 @@ mod tests {
             ),
         ];
         for g in good {
+            let p = parse_pointer(g.as_bytes());
             assert_eq!(
-                parse_pointer(g.as_bytes()),
-                Some(Pointer {
-                    oid: OID.into(),
-                    size: 12345
-                }),
+                p.as_ref().map(|p| (p.oid.as_str(), p.size)),
+                Some((OID, 12345)),
                 "{g:?}"
             );
         }

@@ -321,11 +321,24 @@ impl<'r> Checker<'r> {
         pointer: &lfs::Pointer,
     ) -> Result<(), GitError> {
         let lfs_oid = Some(pointer.oid.clone());
-        let Some(object) = lfs::local_object(&self.lfs_objects, pointer) else {
-            let reason = format!(
+        let object = lfs::local_object(&self.lfs_objects, pointer);
+        let why_not = match (&object, pointer.extensions.is_empty()) {
+            (Some(_), true) => None,
+            (None, _) => Some(format!(
                 "Git LFS object sha256:{} ({} bytes) is not present locally, so its content could not be checked",
                 pointer.oid, pointer.size
-            );
+            )),
+            // The object is the extensions' input; the file git-lfs checks
+            // out is whatever those programs make of it.
+            (Some(_), false) => Some(format!(
+                "Git LFS pointer with extensions ({}): the checked-out file is produced from \
+                 object sha256:{} by programs configured on each machine, so it could not be checked",
+                pointer.extensions.join(", "),
+                pointer.oid
+            )),
+        };
+        let (Some(object), None) = (object, why_not.as_ref()) else {
+            let reason = why_not.unwrap_or_default();
             let mut decision =
                 self.policy
                     .decide_unverifiable(path, Some(&pointer.oid), &reason, self.context);
