@@ -225,7 +225,8 @@ mod tests {
             parse_pointer(p.as_bytes()),
             Some(Pointer {
                 oid: OID.into(),
-                size: 12345
+                size: 12345,
+                extensions: Vec::new(),
             })
         );
     }
