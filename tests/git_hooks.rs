@@ -37,7 +37,9 @@ fn isolated(program: &str, home: &Path) -> Command {
         .env_remove("GIT_DIR")
         .env_remove("GIT_INDEX_FILE")
         .env_remove("GIT_WORK_TREE")
-        .env_remove("MODELGATE");
+        .env_remove("MODELGATE")
+        .env_remove("MODELGATE_POLICY")
+        .env_remove("XDG_CONFIG_HOME");
     c
 }
 
@@ -285,11 +287,56 @@ fn exemptions_by_hash_and_expired_ones() {
         )
     };
     r.write(".modelgate.toml", policy("2020-01-01").as_bytes());
+    r.git(&["add", ".modelgate.toml"]).ok();
     let out = r.commit("expired");
     assert!(!out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("expired"), "{}", text(&out));
+    // An unstaged edit is not what the commit carries: it does not apply.
     r.write(".modelgate.toml", policy("2999-12-31").as_bytes());
     let out = r.commit("exempted");
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains(".modelgate.toml differs from the version staged")
+            && text(&out).contains("policy: ")
+            && text(&out).contains(".modelgate.toml as staged"),
+        "{}",
+        text(&out)
+    );
+    r.git(&["add", ".modelgate.toml"]).ok();
+    let out = r.commit("exempted");
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+/// An exemption that exists only in an untracked policy file does not let
+/// a commit through, and the hook says why; naming the file explicitly
+/// (MODELGATE_POLICY) is honoured and reported.
+#[test]
+fn untracked_policy_does_not_decide_the_commit() {
+    let r = Repo::new(&[]);
+    r.install();
+    r.write("evil.pkl", EVIL);
+    r.git(&["add", "evil.pkl"]).ok();
+    let exemption = format!(
+        "[[exemptions]]\nsha256 = \"{}\"\nrule = \"PKL001\"\nreason = \"demo payload for the security training\"\n",
+        sha256(EVIL)
+    );
+    r.write("policy.toml", exemption.as_bytes());
+    let out = r.commit("sneak");
+    assert!(!out.status.success(), "{}", text(&out));
+    let msg = text(&out);
+    assert!(
+        msg.contains("policy.toml is not staged") && msg.contains("PKL001"),
+        "{msg}"
+    );
+    assert!(msg.contains("policy: built-in defaults"), "{msg}");
+
+    let explicit = r.dir.join("policy.toml");
+    let out = isolated("git", &r.root)
+        .current_dir(&r.dir)
+        .env("MODELGATE_POLICY", &explicit)
+        .args(["commit", "-q", "-m", "explicit"])
+        .output()
+        .expect("git runs");
     assert!(out.status.success(), "{}", text(&out));
 }
 
@@ -299,7 +346,7 @@ fn invalid_policy_fails_closed() {
     r.install();
     r.write(".modelgate.toml", b"[actions]\nmalicious = \"allow-ish\"\n");
     r.write("a.txt", b"x\n");
-    r.git(&["add", "a.txt"]).ok();
+    r.git(&["add", "a.txt", ".modelgate.toml"]).ok();
     let out = r.commit("x");
     assert!(!out.status.success());
     assert!(
@@ -412,6 +459,11 @@ fn pre_push_blocks_deleted_middle_commit(init: &[&str]) {
         msg.contains(&middle[..12]),
         "names the commit {middle}: {msg}"
     );
+    assert!(msg.contains("`git push --no-verify`"), "{msg}");
+    assert!(
+        msg.contains("still in the history") && msg.contains("git rebase -i"),
+        "{msg}"
+    );
 
     // A new branch carrying the same history is blocked too.
     let out = r.git(&["push", "origin", "main:refs/heads/feature"]);
@@ -500,6 +552,10 @@ fn pre_receive_rejects_the_push_from_quarantine() {
 #[test]
 fn pre_push_reads_refs_from_stdin_directly() {
     let r = with_remote(&[]);
+    r.write("README.md", b"hello\n");
+    r.git(&["add", "."]).ok();
+    r.commit("base").ok();
+    let base = r.head();
     r.write("evil.pkl", EVIL);
     r.git(&["add", "."]).ok();
     r.git(&["commit", "-q", "--no-verify", "-m", "bad"]).ok();
@@ -517,7 +573,8 @@ fn pre_push_reads_refs_from_stdin_directly() {
         use std::io::Write;
         let mut stdin = child.stdin.take().expect("stdin");
         writeln!(stdin, "refs/heads/main {head} refs/heads/main {zero}").expect("write");
-        writeln!(stdin, "(delete) {zero} refs/heads/old {head}").expect("write");
+        // The remote has `old` at `base`: only what `head` adds is new.
+        writeln!(stdin, "(delete) {zero} refs/heads/old {base}").expect("write");
     }
     let out = child.wait_with_output().expect("wait");
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
@@ -551,4 +608,566 @@ fn large_staged_model_blocks_whether_or_not_the_working_tree_matches() {
         );
         assert!(text(&out).contains("PKL001"), "{}", text(&out));
     }
+}
+
+fn have(tool: &str, test: &str) -> bool {
+    let ok = Command::new(tool)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        println!("SKIPPED: {test}: `{tool}` is not installed (.ci/deps.sh installs it)");
+    }
+    ok
+}
+
+/// Pointer spellings that git-lfs (its `DecodeFrom`) turns into the object
+/// on checkout, as the real `git lfs smudge` confirms for each.
+fn lfs_pointer_variants(oid: &str, size: usize) -> Vec<(&'static str, Vec<u8>)> {
+    let v1 = "version https://git-lfs.github.com/spec/v1";
+    let body = format!("oid sha256:{oid}\nsize {size}");
+    vec![
+        ("canonical", format!("{v1}\n{body}\n")),
+        (
+            "crlf",
+            format!("{v1}\r\n{body}\r\n")
+                .replace("\n", "\r\n")
+                .replace("\r\r", "\r"),
+        ),
+        ("leading-newline", format!("\n\n{v1}\n{body}\n")),
+        (
+            "blank-lines",
+            format!("{v1}\n\n\r\n{}\n\n", body.replace('\n', "\n\n")),
+        ),
+        ("trailing-whitespace", format!("{v1}\n{body}   \t\n\n  ")),
+        (
+            "git-media",
+            format!("version http://git-media.io/v/2\n{body}\n"),
+        ),
+        (
+            "extension-first",
+            format!("ext-0-x sha256:{oid}\n{v1}\n{body}\n"),
+        ),
+        (
+            "signed-size",
+            format!("{v1}\noid sha256:{oid}\nsize +{size}\n"),
+        ),
+        (
+            "padded-past-1024",
+            format!(
+                "{v1}\n{body}\n{}\nnot part of the pointer",
+                " ".repeat(1100)
+            ),
+        ),
+    ]
+    .into_iter()
+    .map(|(n, s)| (n, s.into_bytes()))
+    .collect()
+}
+
+/// Every pointer variant git-lfs smudges is resolved to its object and
+/// blocked in pre-commit; with the object absent it is unverifiable and
+/// `unverifiable = "block"` blocks it.
+#[test]
+fn lfs_pointer_variants_that_git_lfs_accepts_are_checked() {
+    if !have(
+        "git-lfs",
+        "lfs_pointer_variants_that_git_lfs_accepts_are_checked",
+    ) {
+        return;
+    }
+    let oid = sha256(EVIL);
+    for (name, pointer) in lfs_pointer_variants(&oid, EVIL.len()) {
+        let r = Repo::new(&[]);
+        r.install();
+        let obj = r
+            .dir
+            .join(".git/lfs/objects")
+            .join(&oid[0..2])
+            .join(&oid[2..4])
+            .join(&oid);
+        std::fs::create_dir_all(obj.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&obj, EVIL).expect("write");
+        // The real git-lfs turns this blob into the payload on checkout.
+        let mut smudge = isolated("git", &r.root)
+            .current_dir(&r.dir)
+            .args(["lfs", "smudge", "model.pt"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("git lfs smudge");
+        {
+            use std::io::Write;
+            let mut stdin = smudge.stdin.take().expect("stdin");
+            stdin.write_all(&pointer).expect("write");
+        }
+        let out = smudge.wait_with_output().expect("wait");
+        let extension = name == "extension-first";
+        if extension {
+            // Decoded as a pointer; smudging needs the extension's program.
+            assert!(
+                text(&out).contains("extension 'x' is not configured"),
+                "{name}: {}",
+                text(&out)
+            );
+        } else {
+            assert_eq!(
+                out.stdout,
+                EVIL,
+                "{name}: git-lfs does not smudge it: {}",
+                text(&out)
+            );
+        }
+
+        r.write("model.pt", &pointer);
+        r.git(&["add", "model.pt"]).ok();
+        let out = r.commit("lfs");
+        if extension {
+            // What lands in the work tree is the extension's output:
+            // unverifiable (warn by default).
+            assert!(text(&out).contains("POL002"), "{name}: {}", text(&out));
+            r.git(&["update-ref", "-d", "refs/heads/main"]).ok();
+        } else {
+            assert!(!out.status.success(), "{name}: {}", text(&out));
+            assert!(
+                text(&out).contains("PKL001") && text(&out).contains("via Git LFS"),
+                "{name}: {}",
+                text(&out)
+            );
+        }
+
+        std::fs::remove_file(&obj).expect("rm");
+        r.write(".modelgate.toml", b"[actions]\nunverifiable = \"block\"\n");
+        r.git(&["add", ".modelgate.toml"]).ok();
+        let out = r.commit("lfs");
+        assert!(!out.status.success(), "{name}: {}", text(&out));
+        assert!(
+            text(&out).contains("POL002") && text(&out).contains(&oid),
+            "{name}: {}",
+            text(&out)
+        );
+    }
+}
+
+/// On a server LFS objects are never present: pre-receive names each LFS
+/// object it could not check, and a server policy with
+/// `unverifiable = "block"` refuses them, whatever the pointer's spelling.
+#[test]
+fn pre_receive_names_unchecked_lfs_objects() {
+    let r = with_remote(&[]);
+    let origin = r.root.join("origin.git");
+    let out = isolated(BIN, &r.root)
+        .current_dir(&origin)
+        .args(["install", "--hook", "pre-receive"])
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{}", text(&out));
+    let oid = sha256(EVIL);
+    for (name, pointer) in lfs_pointer_variants(&oid, EVIL.len()) {
+        r.write(&format!("models/{name}.bin"), &pointer);
+    }
+    r.git(&["add", "."]).ok();
+    r.git(&["commit", "-q", "--no-verify", "-m", "lfs"]).ok();
+    // Default policy: warned, named, let through.
+    let out = r.git(&["push", "origin", "main:refs/heads/warned"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let msg = text(&out);
+    assert!(
+        msg.contains("Git LFS object") && msg.contains("could not be checked"),
+        "{msg}"
+    );
+    for (name, _) in lfs_pointer_variants(&oid, EVIL.len()) {
+        assert!(msg.contains(&format!("models/{name}.bin")), "{name}: {msg}");
+    }
+    assert!(msg.contains("unverifiable = \"block\""), "{msg}");
+    // The documented server setting refuses them.
+    std::fs::write(
+        origin.join("policy.toml"),
+        "[actions]\nunverifiable = \"block\"\n",
+    )
+    .expect("write");
+    r.write(
+        "models/new.bin",
+        format!(
+            "version https://git-lfs.github.com/spec/v1\r\noid sha256:{}\r\nsize 3\r\n",
+            sha256(b"new")
+        )
+        .as_bytes(),
+    );
+    r.git(&["add", "."]).ok();
+    r.git(&["commit", "-q", "--no-verify", "-m", "more lfs"])
+        .ok();
+    let out = r.git(&["push", "origin", "main"]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("POL002"), "{}", text(&out));
+}
+
+/// A blob that cannot be read after one that blocks: the block stands,
+/// even with `on-error = "warn"`, and the unreadable blob is named.
+#[test]
+fn a_later_unreadable_blob_does_not_drop_an_earlier_block() {
+    let r = Repo::new(&[]);
+    r.write(".modelgate.toml", b"[hook]\non-error = \"warn\"\n");
+    r.write("a.pkl", EVIL);
+    let mut other = safetensors();
+    other.extend_from_slice(b"unique");
+    r.write("b.safetensors", &other);
+    r.git(&["add", "."]).ok();
+    let blob = String::from_utf8_lossy(&r.git(&["rev-parse", ":b.safetensors"]).stdout)
+        .trim()
+        .to_string();
+    std::fs::remove_file(r.dir.join(".git/objects").join(&blob[..2]).join(&blob[2..]))
+        .expect("rm object");
+    let out = r.modelgate(&["hook", "pre-commit"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let msg = text(&out);
+    assert!(msg.contains("PKL001") && msg.contains("a.pkl"), "{msg}");
+    assert!(
+        msg.contains("b.safetensors could not be checked") && msg.contains("let through"),
+        "{msg}"
+    );
+    // Alone, the unreadable blob follows on-error: warn lets it through,
+    // block (the default) refuses with exit 2.
+    r.git(&["rm", "-q", "--cached", "a.pkl"]).ok();
+    let out = r.modelgate(&["hook", "pre-commit"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    r.write(".modelgate.toml", b"");
+    r.git(&["add", ".modelgate.toml"]).ok();
+    let out = r.modelgate(&["hook", "pre-commit"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("refused"), "{}", text(&out));
+}
+
+/// Tags may name a blob or a tree directly; both are scanned, in pre-push
+/// and in pre-receive.
+#[test]
+fn tags_pointing_at_blobs_and_trees_are_scanned() {
+    let r = with_remote(&[]);
+    r.write("README.md", b"hello\n");
+    r.git(&["add", "."]).ok();
+    r.commit("base").ok();
+    r.git(&["push", "-q", "origin", "main"]).ok();
+    r.install();
+    r.write("evil.pkl", EVIL);
+    let blob = String::from_utf8_lossy(&r.git(&["hash-object", "-w", "evil.pkl"]).stdout)
+        .trim()
+        .to_string();
+    std::fs::remove_file(r.dir.join("evil.pkl")).expect("rm");
+    r.git(&["tag", "-a", "-m", "payload", "blobtag", &blob])
+        .ok();
+    let out = r.git(&["push", "origin", "blobtag"]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("PKL001") && !text(&out).contains("committish"),
+        "{}",
+        text(&out)
+    );
+
+    let tree_in = r.root.join("tree-src");
+    std::fs::create_dir_all(&tree_in).expect("mkdir");
+    let index = r.root.join("tree-index");
+    let tree = {
+        let g = |args: &[&str]| {
+            isolated("git", &r.root)
+                .current_dir(&r.dir)
+                .env("GIT_INDEX_FILE", &index)
+                .args(args)
+                .output()
+                .expect("git")
+        };
+        g(&[
+            "update-index",
+            "--add",
+            "--cacheinfo",
+            &format!("100644,{blob},sub/w.pkl"),
+        ])
+        .ok();
+        String::from_utf8_lossy(&g(&["write-tree"]).ok().stdout)
+            .trim()
+            .to_string()
+    };
+    r.git(&["tag", "treetag", &tree]).ok();
+    let out = r.git(&["push", "origin", "treetag"]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("sub/w.pkl"), "{}", text(&out));
+
+    // The server refuses the same when the client skips its hook.
+    let origin = r.root.join("origin.git");
+    isolated(BIN, &r.root)
+        .current_dir(&origin)
+        .args(["install", "--hook", "pre-receive"])
+        .output()
+        .expect("runs")
+        .ok();
+    let out = r.git(&["push", "--no-verify", "origin", "blobtag", "treetag"]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("remote: ") && text(&out).contains("PKL001"),
+        "{}",
+        text(&out)
+    );
+}
+
+/// pre-push does not trust local remote-tracking refs: a forged
+/// `refs/remotes/origin/main` pointing at the payload commit hides nothing.
+#[test]
+fn pre_push_ignores_forged_remote_tracking_refs() {
+    let r = with_remote(&[]);
+    r.write("README.md", b"hello\n");
+    r.git(&["add", "."]).ok();
+    r.commit("base").ok();
+    r.git(&["push", "-q", "origin", "main"]).ok();
+    r.install();
+    r.write("evil.pkl", EVIL);
+    r.git(&["add", "."]).ok();
+    r.git(&["commit", "-q", "--no-verify", "-m", "bad"]).ok();
+    r.git(&["update-ref", "refs/remotes/origin/main", "HEAD"])
+        .ok();
+    r.git(&["update-ref", "refs/remotes/origin/feature", "HEAD"])
+        .ok();
+    let out = r.git(&["push", "origin", "main:refs/heads/feature"]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("PKL001"), "{}", text(&out));
+    let out = r.git(&["push", "origin", "main"]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("git push --no-verify"),
+        "{}",
+        text(&out)
+    );
+}
+
+/// `modelgate install` also guards merges (pre-merge-commit).
+#[test]
+fn pre_merge_commit_blocks_a_merge_that_brings_a_payload() {
+    let r = Repo::new(&[]);
+    r.write("README.md", b"hello\n");
+    r.git(&["add", "."]).ok();
+    r.commit("base").ok();
+    r.install();
+    assert!(r.dir.join(".git/hooks/pre-merge-commit").exists());
+    r.git(&["checkout", "-q", "-b", "feature"]).ok();
+    r.write("evil.pkl", EVIL);
+    r.git(&["add", "."]).ok();
+    r.git(&["commit", "-q", "--no-verify", "-m", "bad"]).ok();
+    r.git(&["checkout", "-q", "main"]).ok();
+    r.write("other.txt", b"x\n");
+    r.git(&["add", "."]).ok();
+    r.commit("main moves").ok();
+    let out = r.git(&["merge", "--no-ff", "-m", "merge", "feature"]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("PKL001") && text(&out).contains("git merge --no-verify"),
+        "{}",
+        text(&out)
+    );
+}
+
+/// A modelgate binary that crashes: the hook says what failed and that it
+/// refused, for the installed hook and for the shims in hooks/.
+#[test]
+fn a_crashing_binary_is_reported_and_refused() {
+    let r = Repo::new(&[]);
+    r.install();
+    let crash = r.root.join("crashing-modelgate");
+    std::fs::write(&crash, "#!/bin/sh\nkill -SEGV $$\n").expect("write");
+    make_executable(&crash);
+    r.write("a.txt", b"x\n");
+    r.git(&["add", "."]).ok();
+    for hooks_path in [
+        None,
+        Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("hooks")),
+    ] {
+        if let Some(p) = &hooks_path {
+            r.git(&["config", "core.hooksPath", p.to_str().expect("utf-8")])
+                .ok();
+        }
+        let out = isolated("git", &r.root)
+            .current_dir(&r.dir)
+            .env("MODELGATE", &crash)
+            .args(["commit", "-q", "-m", "x"])
+            .output()
+            .expect("git runs");
+        assert!(!out.status.success(), "{}", text(&out));
+        assert!(
+            text(&out).contains("was killed by signal 11")
+                && text(&out).contains("refusing the pre-commit"),
+            "{hooks_path:?}: {}",
+            text(&out)
+        );
+    }
+}
+
+/// Policy discovery stops at the repository root, refuses unusable policy
+/// paths, and honours MODELGATE_POLICY and the user default; `policy check`
+/// says which file it used and why.
+#[test]
+fn policy_discovery_stays_in_the_repository() {
+    let r = Repo::new(&[]);
+    r.install();
+    // A permissive policy above the repository must not apply.
+    let exempt = format!(
+        "[[exemptions]]\nsha256 = \"{}\"\nrule = \"PKL001\"\nreason = \"demo payload for the security training\"\n",
+        sha256(EVIL)
+    );
+    std::fs::write(r.root.join("policy.toml"), &exempt).expect("write");
+    r.write("evil.pkl", EVIL);
+    r.git(&["add", "evil.pkl"]).ok();
+    let out = r.commit("parent policy");
+    assert!(!out.status.success(), "{}", text(&out));
+    let sub = r.dir.join("models");
+    std::fs::create_dir_all(&sub).expect("mkdir");
+    let check = |cwd: &Path, env: &[(&str, &Path)]| {
+        let mut c = isolated(BIN, &r.root);
+        c.current_dir(cwd).args(["policy", "check"]);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.output().expect("runs")
+    };
+    let out = check(&sub, &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("using: built-in defaults")
+            && text(&out).contains(&r.dir.display().to_string()),
+        "{}",
+        text(&out)
+    );
+    // The user default applies when the repository has none.
+    let xdg = r.root.join("xdg");
+    std::fs::create_dir_all(xdg.join("modelgate")).expect("mkdir");
+    std::fs::write(
+        xdg.join("modelgate/policy.toml"),
+        "[actions]\ninfo = \"warn\"\n",
+    )
+    .expect("write");
+    let out = check(&sub, &[("XDG_CONFIG_HOME", &xdg)]);
+    assert!(text(&out).contains("(user default"), "{}", text(&out));
+    // MODELGATE_POLICY names one explicitly.
+    let named = r.root.join("policy.toml");
+    let out = check(&sub, &[("MODELGATE_POLICY", &named)]);
+    assert!(
+        text(&out).contains("(from MODELGATE_POLICY)"),
+        "{}",
+        text(&out)
+    );
+    // The repository's own file, and why it was chosen.
+    r.write("policy.toml", b"");
+    let out = check(&sub, &[]);
+    assert!(
+        text(&out).contains("nearest policy file") && text(&out).contains("repository root"),
+        "{}",
+        text(&out)
+    );
+    // A folder or a dangling symlink named like a policy is refused.
+    std::fs::remove_file(r.dir.join("policy.toml")).expect("rm");
+    std::fs::create_dir(sub.join("policy.toml")).expect("mkdir");
+    let out = check(&sub, &[]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(text(&out).contains("is a folder"), "{}", text(&out));
+    let out = r.commit("folder");
+    assert!(!out.status.success(), "{}", text(&out));
+    std::fs::remove_dir(sub.join("policy.toml")).expect("rmdir");
+    std::os::unix::fs::symlink(r.root.join("nowhere.toml"), r.dir.join(".modelgate.toml"))
+        .expect("symlink");
+    let out = check(&sub, &[]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(text(&out).contains("symlink"), "{}", text(&out));
+    let out = r.git(&["commit", "-q", "-m", "dangling"]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("refusing"), "{}", text(&out));
+}
+
+/// The pre-commit framework: the `modelgate-files` hook of
+/// .pre-commit-hooks.yaml fails `pre-commit run --all-files` on a payload
+/// committed with --no-verify; the index hook cannot see it. The hooks are
+/// taken from the real .pre-commit-hooks.yaml and run as `language: system`
+/// with the built binary (the framework would otherwise build the crate).
+#[test]
+fn pre_commit_framework_files_hook_checks_committed_files() {
+    let Some(pre_commit) = pre_commit_framework() else {
+        println!(
+            "SKIPPED: pre_commit_framework_files_hook_checks_committed_files: no pre-commit \
+             (set MODELGATE_PRE_COMMIT, or run tests/fixtures/precommit-venv.sh target/precommit-venv)"
+        );
+        return;
+    };
+    let manifest = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(".pre-commit-hooks.yaml"),
+    )
+    .expect("manifest");
+    let hook = |id: &str| -> String {
+        let start = manifest
+            .find(&format!("- id: {id}\n"))
+            .unwrap_or_else(|| panic!("no hook {id}"));
+        let rest = &manifest[start..];
+        let end = rest[2..].find("\n- id:").map_or(rest.len(), |e| e + 3);
+        let def = &rest[..end];
+        let entry = def
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("entry: modelgate "))
+            .expect("entry");
+        let kept: Vec<String> = def
+            .lines()
+            .filter(|l| {
+                let t = l.trim_start_matches(['-', ' ']);
+                !t.starts_with("entry:") && !t.starts_with("language:")
+            })
+            .map(|l| format!("      {}", l.trim_start_matches(['-', ' '])))
+            .collect();
+        format!(
+            "    - entry: {BIN} {entry}\n      language: system\n{}\n",
+            kept.join("\n")
+        )
+    };
+    let r = Repo::new(&[]);
+    r.write(
+        ".pre-commit-config.yaml",
+        format!(
+            "repos:\n  - repo: local\n    hooks:\n{}{}",
+            hook("modelgate"),
+            hook("modelgate-files")
+        )
+        .as_bytes(),
+    );
+    r.write("evil.pkl", EVIL);
+    r.write("README.md", b"hello\n");
+    r.git(&["add", "."]).ok();
+    r.git(&["commit", "-q", "--no-verify", "-m", "sneak"]).ok();
+    let run = |args: &[&str]| {
+        isolated(pre_commit.to_str().expect("utf-8"), &r.root)
+            .current_dir(&r.dir)
+            .env("PRE_COMMIT_HOME", r.root.join("pre-commit-cache"))
+            .args(args)
+            .output()
+            .expect("pre-commit runs")
+    };
+    let out = run(&["run", "--all-files", "modelgate-files"]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("PKL001") && text(&out).contains("evil.pkl"),
+        "{}",
+        text(&out)
+    );
+    let out = run(&["run", "--files", "README.md", "--", "modelgate-files"]);
+    assert!(out.status.success(), "{}", text(&out));
+    // The index hook has nothing staged to check.
+    let out = run(&["run", "--all-files", "modelgate"]);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+fn pre_commit_framework() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("MODELGATE_PRE_COMMIT") {
+        return Some(PathBuf::from(p));
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/precommit-venv/bin/pre-commit");
+    if venv.is_file() {
+        return Some(venv);
+    }
+    Command::new("pre-commit")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+        .then(|| PathBuf::from("pre-commit"))
 }

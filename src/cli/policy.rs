@@ -65,7 +65,9 @@ fn init(file: PathBuf, force: bool) -> anyhow::Result<ExitCode> {
 
 fn check(file: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
-    let policy = match Policy::load(file.as_deref(), &cwd) {
+    let loaded = policy::locate::locate(file.as_deref(), &cwd)
+        .and_then(|source| Ok((Policy::load_source(&source)?, source)));
+    let (policy, source) = match loaded {
         Ok(p) => p,
         Err(e) => {
             eprint!("{e}");
@@ -76,6 +78,7 @@ fn check(file: Option<PathBuf>) -> anyhow::Result<ExitCode> {
         eprint!("{}", diag::render(policy.warnings()));
     }
     let mut out = std::io::stdout().lock();
+    writeln!(out, "using: {source}")?;
     summarize(&mut out, &policy)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -15,8 +15,9 @@
 //! a no-op and `uninstall` only ever removes what it wrote and puts the
 //! chained hook back.
 //!
-//! The script fails closed: if the modelgate binary cannot be found, the
-//! commit or push is refused with a message saying how to bypass it.
+//! The script fails closed: if the modelgate binary cannot be found, or
+//! dies (a signal, an exit status modelgate never uses), the commit or push
+//! is refused with a message saying what failed and how to bypass it.
 
 use std::path::{Path, PathBuf};
 
@@ -30,11 +31,16 @@ pub const MARKER: &str = "# modelgate-hook: installed by `modelgate install`";
 /// Suffix of a pre-existing hook kept and chained.
 pub const CHAINED_SUFFIX: &str = ".modelgate-chained";
 
-/// Hooks installed by default into a working repository.
-pub const CLIENT_HOOKS: &[&str] = &["pre-commit", "pre-push"];
+/// Hooks installed by default into a working repository. `pre-merge-commit`
+/// checks what a merge brings in before git records it. Content can still
+/// arrive without any of these running (`cherry-pick`, `am`, `rebase`, a
+/// conflicted merge committed later, submodules, `--no-verify`): pre-push,
+/// and on the server pre-receive, check every commit that leaves or enters
+/// a repository and are the catch-all.
+pub const CLIENT_HOOKS: &[&str] = &["pre-commit", "pre-merge-commit", "pre-push"];
 
 /// Hooks this tool can act as.
-pub const KNOWN_HOOKS: &[&str] = &["pre-commit", "pre-push", "pre-receive"];
+pub const KNOWN_HOOKS: &[&str] = &["pre-commit", "pre-merge-commit", "pre-push", "pre-receive"];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Installed {
@@ -171,7 +177,22 @@ trap 'rm -f "$input"' EXIT
 case $hook in
     pre-push | pre-receive) cat > "$input" ;;
 esac
-"$mg" hook "$hook" "$@" < "$input" || exit $?
+status=0
+"$mg" hook "$hook" "$@" < "$input" || status=$?
+case $status in
+    0) ;;
+    1 | 2 | 3) exit $status ;;
+    *)
+        if [ "$status" -gt 128 ]; then
+            why="was killed by signal $((status - 128))"
+        else
+            why="failed with exit status $status"
+        fi
+        echo "modelgate: '$mg hook $hook' $why; refusing the $hook (fail closed)." >&2
+        echo "modelgate: reinstall modelgate or report the crash; bypass once with --no-verify." >&2
+        exit 1
+        ;;
+esac
 if [ -x "$here/$hook{CHAINED_SUFFIX}" ]; then
     "$here/$hook{CHAINED_SUFFIX}" "$@" < "$input" || exit $?
 fi
@@ -193,7 +214,7 @@ mod tests {
         let exe = Path::new("/opt/it's/modelgate");
         let first = install(d, CLIENT_HOOKS, exe).unwrap_or_else(|e| panic!("{e}"));
         assert!(matches!(first[0], Installed::Fresh(_)));
-        assert!(matches!(first[1], Installed::Chained(_, _)));
+        assert!(matches!(first[2], Installed::Chained(_, _)));
         let script = std::fs::read_to_string(d.join("pre-push")).unwrap_or_default();
         assert!(script.contains("'/opt/it'\\''s/modelgate'"), "{script}");
         let second = install(d, CLIENT_HOOKS, exe).unwrap_or_else(|e| panic!("{e}"));
@@ -204,7 +225,7 @@ mod tests {
         );
         let un = uninstall(d, CLIENT_HOOKS).unwrap_or_else(|e| panic!("{e}"));
         assert!(matches!(un[0], Uninstalled::Removed(_)));
-        assert!(matches!(un[1], Uninstalled::Restored(_)));
+        assert!(matches!(un[2], Uninstalled::Restored(_)));
         assert!(!d.join("pre-commit").exists());
         let restored = std::fs::read_to_string(d.join("pre-push")).unwrap_or_default();
         assert!(restored.contains("git lfs pre-push"));

@@ -86,6 +86,15 @@ pub struct FileOutcome {
     pub decision: Decision,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub report: Option<FileReport>,
+    /// Why the blob could not be judged; the decision is then the policy's
+    /// `on-error` action.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Push hooks: the blocked content is not at the tip of any pushed ref
+    /// (a later commit removed or changed it), so only rewriting history
+    /// removes it from the push.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub history_only: bool,
 }
 
 /// What a hook run found.
@@ -106,11 +115,32 @@ impl Outcome {
             .max()
             .unwrap_or(Action::Allow)
     }
+
+    /// The worst action among the blobs that were judged (not those that
+    /// failed).
+    pub fn judged_action(&self) -> Action {
+        self.files
+            .iter()
+            .filter(|f| f.error.is_none())
+            .map(|f| f.decision.action)
+            .max()
+            .unwrap_or(Action::Allow)
+    }
+
+    pub fn errors(&self) -> impl Iterator<Item = &FileOutcome> {
+        self.files.iter().filter(|f| f.error.is_some())
+    }
 }
 
 /// Blobs at least this large are scanned from an identical working-tree
 /// file when there is one (see [`Checker::worktree_copy`]).
 const WORKTREE_SCAN_MIN_BYTES: usize = 64 << 20;
+
+/// Blobs up to this size are inflated into memory; larger ones are
+/// streamed to a temporary file and scanned from there (see
+/// [`spool_blob`]), so that a hook's memory stays bounded whatever is
+/// committed.
+const IN_MEMORY_MAX_BYTES: usize = 16 << 20;
 
 /// Judges blobs of one repository against one policy.
 pub struct Checker<'r> {
@@ -153,11 +183,7 @@ impl<'r> Checker<'r> {
     /// Judges every blob a diff adds or changes (added, copied, modified,
     /// renamed, type-changed), by its new side. Gitlinks (submodules) are
     /// someone else's repository and are skipped.
-    pub fn check_diff(
-        &mut self,
-        diff: &git2::Diff<'_>,
-        commit: Option<Oid>,
-    ) -> Result<(), GitError> {
+    pub fn check_diff(&mut self, diff: &git2::Diff<'_>, commit: Option<Oid>) {
         use git2::{Delta, FileMode};
         for delta in diff.deltas() {
             if !matches!(
@@ -174,117 +200,207 @@ impl<'r> Checker<'r> {
                 .path()
                 .map(|p| p.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            self.check(commit, &path, file.id())?;
+            self.check(commit, &path, file.id());
         }
-        Ok(())
+    }
+
+    /// Judges every blob of `tree` (a tag that names a tree directly), with
+    /// paths relative to it. Gitlinks are skipped as in a diff.
+    pub fn check_tree(&mut self, tree: &git2::Tree<'_>) {
+        let mut blobs = Vec::new();
+        let walked = tree.walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
+            if entry.kind() == Some(git2::ObjectType::Blob) {
+                let name = String::from_utf8_lossy(entry.name_bytes());
+                blobs.push((format!("{dir}{name}"), entry.id()));
+            }
+            git2::TreeWalkResult::Ok
+        });
+        if let Err(e) = walked {
+            self.record_error(None, &format!("tree {}", tree.id()), tree.id(), &e.into());
+        }
+        for (path, id) in blobs {
+            self.check(None, &path, id);
+        }
     }
 
     /// Judges the blob `id` found at `path` (in `commit`, for push hooks).
-    /// A blob already judged in this run is skipped.
-    pub fn check(&mut self, commit: Option<Oid>, path: &str, id: Oid) -> Result<(), GitError> {
+    /// A blob already judged in this run is skipped. A blob that cannot be
+    /// read or scanned becomes an outcome of its own (the policy's
+    /// `on-error` action) and the run carries on, so that one bad object
+    /// never hides a block found in another.
+    pub fn check(&mut self, commit: Option<Oid>, path: &str, id: Oid) {
         if !self.seen.insert(id) {
-            return Ok(());
+            return;
         }
         self.outcome.checked += 1;
-        if let Some(file) = self.worktree_copy(path, id) {
-            self.outcome.scanned += 1;
-            let report = self
-                .scanner
-                .scan_file(&file, path)
-                .map_err(|e| GitError::Io {
-                    what: format!("cannot scan {path}"),
-                    source: std::io::Error::other(e.to_string()),
-                })?;
-            let read = |p: &str| self.read_in_change(commit, p);
-            let mut decision = self.policy.decide_signed(
-                &report,
-                path,
-                SignatureSource::Tree(&read),
-                || hash_file(&file),
-                self.context,
-            );
-            if decision.action > Action::Allow && decision.sha256.is_none() {
-                decision.sha256 = Some(hash_file(&file));
+        if let Err(e) = self.judge(commit, path, id) {
+            self.record_error(commit, path, id, &e);
+        }
+    }
+
+    fn judge(&mut self, commit: Option<Oid>, path: &str, id: Oid) -> Result<(), GitError> {
+        let (size, kind) = self.repo.odb()?.read_header(id)?;
+        if kind != git2::ObjectType::Blob {
+            return Err(GitError::Input(format!("{id} is a {kind}, not a blob")));
+        }
+        if let Some(file) = self.worktree_copy(path, id, size) {
+            return self.judge_file(commit, path, id, &file);
+        }
+        if size <= IN_MEMORY_MAX_BYTES {
+            let blob = self.repo.find_blob(id)?;
+            let data = blob.content();
+            if let Some(pointer) = lfs::parse_pointer(data) {
+                self.judge_pointer(commit, path, id, &pointer)?;
+                // git-lfs decodes only the first bytes: a larger blob is
+                // also checked for what it holds without git-lfs.
+                if data.len() < lfs::BLOB_SIZE_CUTOFF {
+                    return Ok(());
+                }
             }
-            self.record(commit, path, id, None, decision, Some(report));
+            self.judge_bytes(commit, path, id, data);
             return Ok(());
         }
-        let blob = self.repo.find_blob(id)?;
-        let data = blob.content();
-        let mut lfs_oid = None;
-        let (report, decision) = if let Some(pointer) = lfs::parse_pointer(data) {
-            lfs_oid = Some(pointer.oid.clone());
-            match lfs::local_object(&self.lfs_objects, &pointer) {
-                Some(object) => {
-                    self.outcome.scanned += 1;
-                    let report =
-                        self.scanner
-                            .scan_file(&object, path)
-                            .map_err(|e| GitError::Io {
-                                what: format!("cannot scan LFS object of {path}"),
-                                source: std::io::Error::other(e.to_string()),
-                            })?;
-                    let read = |p: &str| self.read_in_change(commit, p);
-                    let decision = self.policy.decide_signed(
-                        &report,
-                        path,
-                        SignatureSource::Tree(&read),
-                        || hash_file(&object),
-                        self.context,
-                    );
-                    (Some(report), decision)
-                }
-                None => {
-                    let reason = format!(
-                        "Git LFS object sha256:{} ({} bytes) is not present locally, so its content could not be checked",
-                        pointer.oid, pointer.size
-                    );
-                    let d = self.policy.decide_unverifiable(
-                        path,
-                        Some(&pointer.oid),
-                        &reason,
-                        self.context,
-                    );
-                    (None, d)
-                }
-            }
-        } else {
-            // The cheap exit that keeps text-only commits fast; the scanner
-            // would skip these too, after building a report.
-            let format = sniff::sniff(data, path);
-            let plain_text = format == Format::Text
-                && !crate::scan::formats::jinja::text_may_hold_template(data, path);
-            if plain_text || format == Format::Image {
-                if is_signature_name(path)
-                    && let Some(decision) =
-                        self.policy.decide_signature_file(path, data, self.context)
-                {
-                    self.record(commit, path, id, None, decision, None);
-                }
-                return Ok(());
-            }
-            self.outcome.scanned += 1;
-            let report = self.scanner.scan_bytes(path, data);
-            let read = |p: &str| self.read_in_change(commit, p);
-            let decision = self.policy.decide_signed(
-                &report,
-                path,
-                SignatureSource::Tree(&read),
-                || hash_bytes(data),
-                self.context,
-            );
-            (Some(report), decision)
+        let spooled = spool_blob(self.repo, id)?;
+        let mut prefix = Vec::with_capacity(lfs::BLOB_SIZE_CUTOFF);
+        {
+            use std::io::Read;
+            std::fs::File::open(spooled.path())
+                .and_then(|f| {
+                    f.take(lfs::BLOB_SIZE_CUTOFF as u64)
+                        .read_to_end(&mut prefix)
+                })
+                .map_err(|source| GitError::Io {
+                    what: format!("cannot read back blob {id}"),
+                    source,
+                })?;
+        }
+        if let Some(pointer) = lfs::parse_pointer(&prefix) {
+            self.judge_pointer(commit, path, id, &pointer)?;
+        }
+        self.judge_file(commit, path, id, spooled.path())
+    }
+
+    /// Scans a file holding the blob's exact bytes.
+    fn judge_file(
+        &mut self,
+        commit: Option<Oid>,
+        path: &str,
+        id: Oid,
+        file: &std::path::Path,
+    ) -> Result<(), GitError> {
+        self.outcome.scanned += 1;
+        let report = self
+            .scanner
+            .scan_file(file, path)
+            .map_err(|e| GitError::Io {
+                what: format!("cannot scan {path}"),
+                source: std::io::Error::other(e.to_string()),
+            })?;
+        let read = |p: &str| self.read_in_change(commit, p);
+        let mut decision = self.policy.decide_signed(
+            &report,
+            path,
+            SignatureSource::Tree(&read),
+            || hash_file(file),
+            self.context,
+        );
+        if decision.action > Action::Allow && decision.sha256.is_none() {
+            decision.sha256 = Some(hash_file(file));
+        }
+        self.record(commit, path, id, None, decision, Some(report));
+        Ok(())
+    }
+
+    /// Judges the local object an LFS pointer names, or, when it is not
+    /// here, lets the policy's `unverifiable` action decide.
+    fn judge_pointer(
+        &mut self,
+        commit: Option<Oid>,
+        path: &str,
+        id: Oid,
+        pointer: &lfs::Pointer,
+    ) -> Result<(), GitError> {
+        let lfs_oid = Some(pointer.oid.clone());
+        let object = lfs::local_object(&self.lfs_objects, pointer);
+        let why_not = match (&object, pointer.extensions.is_empty()) {
+            (Some(_), true) => None,
+            (None, _) => Some(format!(
+                "Git LFS object sha256:{} ({} bytes) is not present locally, so its content could not be checked",
+                pointer.oid, pointer.size
+            )),
+            // The object is the extensions' input; the file git-lfs checks
+            // out is whatever those programs make of it.
+            (Some(_), false) => Some(format!(
+                "Git LFS pointer with extensions ({}): the checked-out file is produced from \
+                 object sha256:{} by programs configured on each machine, so it could not be checked",
+                pointer.extensions.join(", "),
+                pointer.oid
+            )),
         };
-        let mut decision = decision;
+        let (Some(object), None) = (object, why_not.as_ref()) else {
+            let reason = why_not.unwrap_or_default();
+            let mut decision =
+                self.policy
+                    .decide_unverifiable(path, Some(&pointer.oid), &reason, self.context);
+            if decision.action > Action::Allow && decision.sha256.is_none() {
+                decision.sha256 = Some(pointer.oid.clone());
+            }
+            self.record(commit, path, id, lfs_oid, decision, None);
+            return Ok(());
+        };
+        self.outcome.scanned += 1;
+        let report = self
+            .scanner
+            .scan_file(&object, path)
+            .map_err(|e| GitError::Io {
+                what: format!("cannot scan LFS object of {path}"),
+                source: std::io::Error::other(e.to_string()),
+            })?;
+        let read = |p: &str| self.read_in_change(commit, p);
+        let mut decision = self.policy.decide_signed(
+            &report,
+            path,
+            SignatureSource::Tree(&read),
+            || hash_file(&object),
+            self.context,
+        );
+        if decision.action > Action::Allow && decision.sha256.is_none() {
+            decision.sha256 = Some(hash_file(&object));
+        }
+        self.record(commit, path, id, lfs_oid, decision, Some(report));
+        Ok(())
+    }
+
+    /// Judges a blob held in memory.
+    fn judge_bytes(&mut self, commit: Option<Oid>, path: &str, id: Oid, data: &[u8]) {
+        // The cheap exit that keeps text-only commits fast; the scanner
+        // would skip these too, after building a report.
+        let format = sniff::sniff(data, path);
+        let plain_text = format == Format::Text
+            && !crate::scan::formats::jinja::text_may_hold_template(data, path);
+        if plain_text || format == Format::Image {
+            if is_signature_name(path)
+                && let Some(decision) = self.policy.decide_signature_file(path, data, self.context)
+            {
+                self.record(commit, path, id, None, decision, None);
+            }
+            return;
+        }
+        self.outcome.scanned += 1;
+        let report = self.scanner.scan_bytes(path, data);
+        let read = |p: &str| self.read_in_change(commit, p);
+        let mut decision = self.policy.decide_signed(
+            &report,
+            path,
+            SignatureSource::Tree(&read),
+            || hash_bytes(data),
+            self.context,
+        );
         if decision.action > Action::Allow && decision.sha256.is_none() {
             // The ready-to-paste exemption needs the content hash.
-            decision.sha256 = Some(match &lfs_oid {
-                Some(oid) if report.is_none() => oid.clone(),
-                _ => hash_bytes(data),
-            });
+            decision.sha256 = Some(hash_bytes(data));
         }
-        self.record(commit, path, id, lfs_oid, decision, report);
-        Ok(())
+        self.record(commit, path, id, None, decision, Some(report));
     }
 
     fn record(
@@ -306,6 +422,29 @@ impl<'r> Checker<'r> {
             lfs_oid,
             decision,
             report,
+            error: None,
+            history_only: false,
+        });
+    }
+
+    /// A blob that could not be judged: the policy's `on-error` action.
+    fn record_error(&mut self, commit: Option<Oid>, path: &str, id: Oid, error: &GitError) {
+        self.outcome.files.push(FileOutcome {
+            commit: commit.map(|c| c.to_string()),
+            path: path.to_string(),
+            blob: id.to_string(),
+            lfs_oid: None,
+            decision: Decision {
+                action: self.policy.on_error(),
+                basis: Vec::new(),
+                exempted: Vec::new(),
+                expired: Vec::new(),
+                path_rules: Vec::new(),
+                sha256: None,
+            },
+            report: None,
+            error: Some(error.to_string()),
+            history_only: false,
         });
     }
 
@@ -347,10 +486,9 @@ impl<'r> Checker<'r> {
     /// memory, a gigabyte for a gigabyte checkpoint, where a memory map
     /// costs only the pages the scanner reads. Any difference (an edit after
     /// `git add`, clean filters, CRLF conversion) falls back to the blob.
-    fn worktree_copy(&self, path: &str, id: Oid) -> Option<PathBuf> {
+    fn worktree_copy(&self, path: &str, id: Oid, size: usize) -> Option<PathBuf> {
         let workdir = self.repo.workdir()?;
-        let (size, kind) = self.repo.odb().ok()?.read_header(id).ok()?;
-        if kind != git2::ObjectType::Blob || size < WORKTREE_SCAN_MIN_BYTES {
+        if size < WORKTREE_SCAN_MIN_BYTES {
             return None;
         }
         let file = workdir.join(path);
@@ -401,6 +539,54 @@ impl<'r> Checker<'r> {
     pub fn finish(self) -> Outcome {
         self.outcome
     }
+}
+
+/// Copies blob `id` into a temporary file without holding it in memory:
+/// through libgit2's streaming reader where the object's backend has one
+/// (loose objects), otherwise (packed objects, which libgit2 can only
+/// inflate whole) through `git cat-file blob`, which streams large packed
+/// blobs. The copy's size is checked against the object header.
+fn spool_blob(repo: &Repository, id: Oid) -> Result<tempfile::NamedTempFile, GitError> {
+    let io = |what: &str| {
+        let what = format!("{what} (blob {id})");
+        move |source| GitError::Io { what, source }
+    };
+    let mut file = tempfile::Builder::new()
+        .prefix("modelgate-blob.")
+        .tempfile()
+        .map_err(io("cannot create a temporary file"))?;
+    let odb = repo.odb()?;
+    let (size, _) = odb.read_header(id)?;
+    let copied = match odb.reader(id) {
+        Ok((mut reader, _, _)) => {
+            std::io::copy(&mut reader, file.as_file_mut()).map_err(io("cannot read"))?
+        }
+        Err(_) => {
+            let status = std::process::Command::new("git")
+                .arg("--git-dir")
+                .arg(repo.path())
+                .args(["cat-file", "blob", &id.to_string()])
+                .stdin(std::process::Stdio::null())
+                .stdout(
+                    file.reopen()
+                        .map_err(io("cannot reopen the temporary file"))?,
+                )
+                .status()
+                .map_err(io("cannot run `git cat-file`"))?;
+            if !status.success() {
+                return Err(GitError::Input(format!(
+                    "`git cat-file blob {id}` failed ({status})"
+                )));
+            }
+            file.as_file().metadata().map_err(io("cannot stat"))?.len()
+        }
+    };
+    if copied != size as u64 {
+        return Err(GitError::Input(format!(
+            "blob {id}: read {copied} bytes, the object header says {size}"
+        )));
+    }
+    Ok(file)
 }
 
 /// Signature files by convention (`model.sig`, `<file>.sig`), as

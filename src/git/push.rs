@@ -8,9 +8,11 @@
 //! a blob a merge introduces that neither parent has differs from the first
 //! parent. Blobs reachable from both sides are judged once.
 //!
-//! The range: for pre-push, `<local> --not <remote-oid>` when the remote's
-//! old tip is known locally, otherwise `<local> --not --remotes=<remote>`
-//! (new branches, or a remote that moved since the last fetch). For
+//! The range: for pre-push, `<local> --not <remote-oid>...`, hiding every
+//! remote tip git passed on stdin that is known locally, and nothing else:
+//! git does not tell the hook the remote's other refs, and local
+//! remote-tracking refs can be forged, so a new branch is checked down to
+//! its root (each blob once; text costs a sniff). For
 //! pre-receive, `<new> --not --all`: the server's refs are not updated until
 //! the hook succeeds, so "all refs" is exactly what the server already has.
 //! Deletions push nothing and are allowed. Both hash formats work: the
@@ -88,14 +90,21 @@ fn parse_lines(
 }
 
 /// Which commits are already on the other side.
-pub enum Known<'a> {
-    /// Pre-push: the remote-tracking refs of this remote.
-    Remote(&'a str),
-    /// Pre-receive: every ref of the (server) repository.
+pub enum Known {
+    /// Pre-push: only the remote tips git passed on stdin. Local
+    /// remote-tracking refs are not evidence: anyone who can write to
+    /// `.git` (or a `fetch` from a forged remote) can point
+    /// `refs/remotes/origin/*` at a commit the real remote never had.
+    Advertised,
+    /// Pre-receive: every ref of the (server) repository, which the server
+    /// itself maintains.
     AllRefs,
 }
 
-/// Judges every blob introduced by the commits `updates` would add.
+/// Judges every blob introduced by the commits `updates` would add, and
+/// every blob or tree a pushed ref names directly (a tag may point at a
+/// blob or a tree, not only a commit). A commit walk or object that fails
+/// is recorded as an error outcome, never allowed.
 pub fn check_updates(
     repo: &Repository,
     policy: &Policy,
@@ -106,28 +115,47 @@ pub fn check_updates(
     let mut walk = repo.revwalk()?;
     walk.set_sorting(Sort::TOPOLOGICAL | Sort::REVERSE)?;
     let mut any = false;
+    let mut tips = Vec::new();
     for u in updates {
-        let Some(new) = u.new else { continue };
-        walk.push(new)?;
-        any = true;
         if let Some(old) = u.old
-            && repo.find_commit(old).is_ok()
+            && let Ok(c) = repo.find_object(old, None).and_then(|o| o.peel_to_commit())
         {
-            walk.hide(old)?;
+            walk.hide(c.id())?;
+        }
+        let Some(new) = u.new else { continue };
+        let mut target = repo.find_object(new, None)?;
+        if target.kind() == Some(git2::ObjectType::Tag) {
+            // Peeling to "any" stops at the first object that is not a tag.
+            target = target.peel(git2::ObjectType::Any)?;
+        }
+        match target.kind() {
+            Some(git2::ObjectType::Commit) => {
+                walk.push(target.id())?;
+                tips.push(target.id());
+                any = true;
+            }
+            Some(git2::ObjectType::Tree) => {
+                if let Some(tree) = target.as_tree() {
+                    checker.check_tree(tree);
+                }
+            }
+            Some(git2::ObjectType::Blob) => checker.check(None, &u.refname, target.id()),
+            _ => {
+                return Err(GitError::Input(format!(
+                    "{} points at {new}, which is neither a commit, a tree nor a blob",
+                    u.refname
+                )));
+            }
         }
     }
     if !any {
         return Ok(checker.finish());
     }
-    let prefix = match known {
-        Known::Remote(name) => format!("refs/remotes/{name}/"),
-        Known::AllRefs => "refs/".to_string(),
-    };
-    for r in repo.references()?.flatten() {
-        if r.name().ok().is_some_and(|n| n.starts_with(&prefix))
-            && let Ok(c) = r.peel_to_commit()
-        {
-            walk.hide(c.id())?;
+    if let Known::AllRefs = known {
+        for r in repo.references()?.flatten() {
+            if let Ok(c) = r.peel_to_commit() {
+                walk.hide(c.id())?;
+            }
         }
     }
     let mut opts = DiffOptions::new();
@@ -140,9 +168,30 @@ pub fn check_updates(
             None => None,
         };
         let diff = repo.diff_tree_to_tree(parent.as_ref(), Some(&tree), Some(&mut opts))?;
-        checker.check_diff(&diff, Some(commit.id()))?;
+        checker.check_diff(&diff, Some(commit.id()));
     }
-    Ok(checker.finish())
+    let mut outcome = checker.finish();
+    mark_history_only(repo, &tips, &mut outcome);
+    Ok(outcome)
+}
+
+/// Flags blocked files whose content is at no pushed tip: a later commit
+/// deleted or replaced it, but the push still carries it in history.
+fn mark_history_only(repo: &Repository, tips: &[Oid], outcome: &mut Outcome) {
+    let trees: Vec<git2::Tree<'_>> = tips
+        .iter()
+        .filter_map(|t| repo.find_commit(*t).ok()?.tree().ok())
+        .collect();
+    for f in &mut outcome.files {
+        if f.commit.is_none() || !f.decision.action.stops() || f.error.is_some() {
+            continue;
+        }
+        let at_tip = trees.iter().any(|t| {
+            t.get_path(std::path::Path::new(&f.path))
+                .is_ok_and(|e| e.id().to_string() == f.blob)
+        });
+        f.history_only = !at_tip;
+    }
 }
 
 /// Opens the server repository so that objects still in the push

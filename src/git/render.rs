@@ -19,18 +19,103 @@ pub fn human(out: &mut dyn Write, hook: &str, outcome: &Outcome) -> io::Result<(
     for f in &outcome.files {
         file(out, f)?;
     }
-    let blocked = outcome
-        .files
-        .iter()
-        .filter(|f| f.decision.action.stops())
-        .count();
-    if blocked > 0 {
-        let s = if blocked == 1 { "" } else { "s" };
+    lfs_unchecked(out, hook, outcome)?;
+    let count = |pred: &dyn Fn(&FileOutcome) -> bool| {
+        outcome
+            .files
+            .iter()
+            .filter(|f| f.decision.action.stops() && pred(f))
+            .count()
+    };
+    let failed = count(&|f| f.error.is_none());
+    let unreadable = count(&|f| f.error.is_some());
+    if failed + unreadable == 0 {
+        return Ok(());
+    }
+    let plural = |n: usize| if n == 1 { "" } else { "s" };
+    let mut what = Vec::new();
+    if failed > 0 {
+        what.push(format!(
+            "{failed} file{} failed the model policy",
+            plural(failed)
+        ));
+    }
+    if unreadable > 0 {
+        what.push(format!(
+            "{unreadable} file{} could not be checked",
+            plural(unreadable)
+        ));
+    }
+    let history = outcome.files.iter().any(|f| f.history_only);
+    writeln!(
+        out,
+        "modelgate {hook}: blocked: {} ({} checked). {}",
+        what.join(", "),
+        outcome.checked,
+        bypass(hook)
+    )?;
+    if history {
         writeln!(
             out,
-            "modelgate {hook}: blocked: {blocked} file{s} failed the model policy ({} checked). \
-             Fix them or add an exemption; `git commit --no-verify` skips this check.",
-            outcome.checked
+            "modelgate {hook}: a later commit removed or changed some of these files, but the \
+             blocked content is still in the history being pushed: deleting the file again does \
+             not help. Rewrite the commits that added it (`git rebase -i <commit>^`, or \
+             `git filter-repo --invert-paths --path <file>` for a whole history) and push again."
+        )?;
+    }
+    Ok(())
+}
+
+/// The way out, which depends on the hook.
+fn bypass(hook: &str) -> &'static str {
+    match hook {
+        "pre-commit" => "Fix them or add an exemption; `git commit --no-verify` skips this check.",
+        "pre-merge-commit" => {
+            "Fix them or add an exemption; `git merge --no-verify` skips this check."
+        }
+        "pre-push" => "Fix them or add an exemption; `git push --no-verify` skips this check.",
+        _ => "Fix them or add an exemption to the server's policy; the push was refused.",
+    }
+}
+
+/// Git LFS files whose objects were not here to scan: named one by one,
+/// since on a server that is every LFS file of the push.
+fn lfs_unchecked(out: &mut dyn Write, hook: &str, outcome: &Outcome) -> io::Result<()> {
+    let unchecked: Vec<&FileOutcome> = outcome
+        .files
+        .iter()
+        .filter(|f| f.lfs_oid.is_some() && f.report.is_none() && f.error.is_none())
+        .collect();
+    if unchecked.is_empty() {
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "modelgate {hook}: {} Git LFS object{} could not be checked (the object is not in this \
+         repository's LFS store):",
+        unchecked.len(),
+        if unchecked.len() == 1 { "" } else { "s" }
+    )?;
+    for f in &unchecked {
+        let commit = f
+            .commit
+            .as_deref()
+            .map(|c| format!(", commit {}", c.get(..12).unwrap_or(c)))
+            .unwrap_or_default();
+        writeln!(
+            out,
+            "  {} (LFS sha256:{}{commit}): {}",
+            f.path,
+            f.lfs_oid.as_deref().unwrap_or_default(),
+            f.decision.action
+        )?;
+    }
+    if hook == "pre-receive" {
+        writeln!(
+            out,
+            "  On a server, LFS objects go to the LFS store and never reach this hook: set \
+             `unverifiable = \"block\"` in the server's policy (or on model paths), or scan the \
+             LFS store itself."
         )?;
     }
     Ok(())
@@ -42,6 +127,23 @@ fn file(out: &mut dyn Write, f: &FileOutcome) -> io::Result<()> {
         Action::Warn => "warning",
         Action::Block | Action::Quarantine => "BLOCKED",
     };
+    if let Some(error) = &f.error {
+        let commit = f
+            .commit
+            .as_deref()
+            .map(|c| format!(" (commit {})", c.get(..12).unwrap_or(c)))
+            .unwrap_or_default();
+        let then = if f.decision.action.stops() {
+            "refused (fail closed; [hook] on-error)"
+        } else {
+            "let through ([hook] on-error)"
+        };
+        return writeln!(
+            out,
+            "modelgate: {label}: {}{commit} could not be checked: {error}; {then}",
+            f.path
+        );
+    }
     let commit = f
         .commit
         .as_deref()
@@ -136,6 +238,8 @@ fn squash(s: &str) -> String {
 struct Document<'a> {
     hook: &'a str,
     action: Action,
+    /// Which policy decided, and why that one.
+    policy: &'a str,
     #[serde(flatten)]
     outcome: &'a Outcome,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -147,12 +251,14 @@ pub fn json(
     out: &mut dyn Write,
     hook: &str,
     action: Action,
+    policy: &str,
     outcome: &Outcome,
     error: Option<&str>,
 ) -> io::Result<()> {
     let doc = Document {
         hook,
         action,
+        policy,
         outcome,
         error,
     };

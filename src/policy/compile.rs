@@ -66,21 +66,30 @@ impl LoadedFile {
     }
 }
 
-/// Reads `path` and everything it extends, base first.
-pub fn load_chain(path: &Path, diags: &mut Vec<Diagnostic>) -> Vec<LoadedFile> {
+/// How a policy file's text is read: from disk, or (git hooks) from what
+/// a commit carries.
+pub type ReadPolicy<'a> = &'a dyn Fn(&Path) -> std::io::Result<String>;
+
+/// Reads `path` and everything it extends, base first, through `read`.
+pub fn load_chain(
+    path: &Path,
+    read: ReadPolicy<'_>,
+    diags: &mut Vec<Diagnostic>,
+) -> Vec<LoadedFile> {
     let mut files = Vec::new();
     let mut stack = Vec::new();
-    load_one(path, &mut stack, &mut files, diags);
+    load_one(path, read, &mut stack, &mut files, diags);
     files
 }
 
 fn load_one(
     path: &Path,
+    read: ReadPolicy<'_>,
     stack: &mut Vec<PathBuf>,
     files: &mut Vec<LoadedFile>,
     diags: &mut Vec<Diagnostic>,
 ) {
-    let text = match std::fs::read_to_string(path) {
+    let text = match read(path) {
         Ok(t) => t,
         Err(e) => {
             diags.push(Diagnostic::whole_file(
@@ -144,7 +153,7 @@ fn load_one(
                 Some("`extends` is relative to the file that contains it".into()),
             ));
         } else {
-            load_one(&base, stack, files, diags);
+            load_one(&base, read, stack, files, diags);
         }
     }
     stack.pop();

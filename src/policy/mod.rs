@@ -10,9 +10,11 @@
 //!
 //! The policy comes from `policy.toml` (see the commented template at the
 //! repository root, which is also what `modelgate policy init` writes):
-//! `--policy FILE`, else the nearest `.modelgate.toml` or `policy.toml` found
-//! walking up from the working directory, else the built-in defaults, which
-//! are the template's values. A file may `extends` a base file (relative to
+//! `--policy FILE`, else `MODELGATE_POLICY`, else the nearest
+//! `.modelgate.toml` or `policy.toml` found walking up from the working
+//! directory no further than the repository root, else the user default
+//! `$XDG_CONFIG_HOME/modelgate/policy.toml`, else the built-in defaults,
+//! which are the template's values (see [`locate`]). A file may `extends` a base file (relative to
 //! itself), so an organisation can share one policy; cycles are errors.
 //!
 //! Loading is two-phase, in the manner of cargo-deny: the file is parsed
@@ -34,6 +36,7 @@
 
 mod compile;
 pub mod diag;
+pub mod locate;
 mod schema;
 
 use std::cell::LazyCell;
@@ -301,15 +304,17 @@ impl Policy {
         compile::compile(&[], today()).unwrap_or_else(|_| unreachable!("the empty policy is valid"))
     }
 
-    /// Loads `explicit`, or the policy file found walking up from `cwd`, or
-    /// the built-in defaults when there is none.
+    /// Loads `explicit`, or the policy [`locate`](locate::locate) finds
+    /// from `cwd`, or the built-in defaults when there is none.
     pub fn load(explicit: Option<&Path>, cwd: &Path) -> Result<Policy, PolicyError> {
-        match explicit {
+        Policy::load_source(&locate::locate(explicit, cwd)?)
+    }
+
+    /// Loads the policy `source` names.
+    pub fn load_source(source: &locate::Source) -> Result<Policy, PolicyError> {
+        match source.path() {
             Some(path) => Policy::load_file(path),
-            None => match discover(cwd) {
-                Some(path) => Policy::load_file(&path),
-                None => Ok(Policy::builtin()),
-            },
+            None => Ok(Policy::builtin()),
         }
     }
 
@@ -318,12 +323,29 @@ impl Policy {
         Policy::load_file_at(path, today())
     }
 
+    /// Loads `path` and what it extends, reading each file's text through
+    /// `read` (the git hooks read the version a commit carries).
+    pub fn load_file_with(
+        path: &Path,
+        read: &dyn Fn(&Path) -> std::io::Result<String>,
+    ) -> Result<Policy, PolicyError> {
+        Policy::load_chain_at(path, read, today())
+    }
+
     /// As [`Policy::load_file`], deciding expiry against `today`.
     pub fn load_file_at(path: &Path, today: jiff::civil::Date) -> Result<Policy, PolicyError> {
+        Policy::load_chain_at(path, &|p| std::fs::read_to_string(p), today)
+    }
+
+    fn load_chain_at(
+        path: &Path,
+        read: compile::ReadPolicy<'_>,
+        today: jiff::civil::Date,
+    ) -> Result<Policy, PolicyError> {
         let mut diags = Vec::new();
         // Whatever could be read is validated even when part of the chain
         // could not, so that one run reports every problem.
-        let files = compile::load_chain(path, &mut diags);
+        let files = compile::load_chain(path, read, &mut diags);
         let mut result = compile::compile(&files, today);
         match &mut result {
             Ok(p) => diags.append(&mut p.warnings),
@@ -914,13 +936,6 @@ fn describe_check(
         }),
         Err(e) => Some(format!("{sig} (covering {shown}) cannot be verified: {e}")),
     }
-}
-
-/// The nearest policy file at or above `start`.
-pub fn discover(start: &Path) -> Option<PathBuf> {
-    start
-        .ancestors()
-        .find_map(|dir| FILE_NAMES.iter().map(|n| dir.join(n)).find(|p| p.is_file()))
 }
 
 fn today() -> jiff::civil::Date {

@@ -327,13 +327,18 @@ fn discovery_walks_up() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let sub = dir.path().join("a/b");
     std::fs::create_dir_all(&sub).unwrap_or_else(|e| panic!("{e}"));
-    assert!(discover(&sub).is_none_or(|p| !p.starts_with(dir.path())));
+    let found = |start: &std::path::Path| {
+        super::locate::locate_with(None, start, &|_| None)
+            .ok()
+            .and_then(|s| s.path().map(std::path::Path::to_path_buf))
+    };
+    assert!(found(&sub).is_none_or(|p| !p.starts_with(dir.path())));
     std::fs::write(
         dir.path().join("policy.toml"),
         "[actions]\ninfo = \"warn\"\n",
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(discover(&sub), Some(dir.path().join("policy.toml")));
+    assert_eq!(found(&sub), Some(dir.path().join("policy.toml")));
     let p = Policy::load(None, &sub).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(p.actions(Context::Scan).info, Action::Warn);
 }
