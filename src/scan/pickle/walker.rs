@@ -37,6 +37,11 @@ const BYTE_LOADERS: &[&str] = &[
 /// How deep the walker follows one trusted callable handing an argument to
 /// another (`_rebuild_from_type_v2(partial(f, …), …)`).
 const MAX_GADGET_DEPTH: u32 = 8;
+/// Values the argument and state checks may visit per stream. The memo lets
+/// a file share one value many times, so a walk over values (not opcodes)
+/// could take exponential time without a budget; past it, what is left is
+/// judged the worst way (a gadget, an object dtype).
+const MAX_CHECK_STEPS: u64 = 200_000;
 
 /// Strings longer than this are kept as a prefix only: long strings are
 /// payloads or data, never module names.
@@ -201,6 +206,9 @@ struct Walker<'a> {
     proto_now: u8,
     joblib: bool,
     nesting: u32,
+    /// Values visited by the argument and state checks (see
+    /// [`MAX_CHECK_STEPS`]).
+    check_steps: std::cell::Cell<u64>,
     /// Every mutable value made, held weakly: APPEND, SETITEM and BUILD can
     /// make a value contain itself (`L.append(L)`), and reference counting
     /// never frees such cycles. [`Walker::break_cycles`] empties them all
@@ -277,6 +285,7 @@ impl<'a> Walker<'a> {
             proto_now: 0,
             joblib: false,
             nesting: 0,
+            check_steps: std::cell::Cell::new(0),
             lists: Vec::new(),
             dicts: Vec::new(),
             calls: Vec::new(),
@@ -773,6 +782,7 @@ impl<'a> Walker<'a> {
                 if let Some(detail) = self.audit_global_call(at, i, &Args::Shown(&args), 0) {
                     self.events.push(Event::Gadget { offset: at, detail });
                 }
+                self.check_state_argument(at, i, &args);
             }
             Value::Call(inner) => {
                 let detail = format!("calls the result of {}", self.describe_call(inner));
@@ -897,6 +907,9 @@ impl<'a> Walker<'a> {
         if depth > MAX_GADGET_DEPTH {
             return Some("the end of a chain of callables too deep to follow".into());
         }
+        if !self.spend_check_step() {
+            return Some("part of a structure too large to check".into());
+        }
         match v {
             Value::Global(j) => {
                 let j = *j;
@@ -949,6 +962,13 @@ impl<'a> Walker<'a> {
             Value::Ext(code) => Some(format!("extension code {code}")),
             _ => None,
         }
+    }
+
+    /// Counts one visited value; false once the stream's budget is spent.
+    fn spend_check_step(&self) -> bool {
+        let used = self.check_steps.get() + 1;
+        self.check_steps.set(used);
+        used <= MAX_CHECK_STEPS
     }
 
     fn is_partial(&self, i: usize) -> bool {
@@ -1073,18 +1093,59 @@ impl<'a> Walker<'a> {
                 });
             }
         }
-        self.check_special_names(at, state);
+        self.check_special_names(at, state, false);
         let Some(i) = self.instance_class(call) else {
             return;
         };
         let (module, name) = (self.uses[i].module.clone(), self.uses[i].name.clone());
         match (module.as_str(), name.as_str()) {
             ("numpy", "dtype") => self.check_dtype_state(at, call, state),
+            ("functools", "partial") => {
+                // `partial.__setstate__((func, args, kwds, dict))` replaces
+                // the function and the arguments bound to it.
+                if let Value::Tuple(st) = state
+                    && let Some(func) = st.first()
+                {
+                    let bound = match st.get(1) {
+                        Some(t @ Value::Tuple(_)) => t.clone(),
+                        _ => Value::Tuple(Rc::new(Vec::new())),
+                    };
+                    let func = func.clone();
+                    if let Some(p) = self.check_callable(at, &func, &Args::Shown(&bound), 1) {
+                        self.events.push(Event::Gadget {
+                            offset: at,
+                            detail: format!("BUILD makes a functools.partial call {p}"),
+                        });
+                    }
+                }
+            }
             ("joblib.numpy_pickle_compat" | "sklearn.externals.joblib.numpy_pickle_compat", _)
             | ("joblib.numpy_pickle" | "sklearn.externals.joblib.numpy_pickle", _) => {
                 self.check_wrapper_state(at, &name, state)
             }
             _ => {}
+        }
+    }
+
+    /// PyTorch's rebuild helpers apply a state argument themselves:
+    /// `_set_obj_state` (`_rebuild_from_type_v2`,
+    /// `_rebuild_parameter_with_state`) `setattr`s both halves, and
+    /// `_rebuild_from_type` assigns its dict as `__dict__`.
+    fn check_state_argument(&mut self, at: usize, callee: usize, args: &Value) {
+        if self.uses[callee].module != "torch._tensor" && self.uses[callee].module != "torch._utils"
+        {
+            return;
+        }
+        let via_setattr = match self.uses[callee].name.as_str() {
+            "_rebuild_from_type_v2" | "_rebuild_parameter_with_state" => true,
+            "_rebuild_from_type" => false,
+            _ => return,
+        };
+        if let Value::Tuple(items) = args
+            && let Some(state) = items.get(3)
+        {
+            let state = state.clone();
+            self.check_special_names(at, &state, via_setattr);
         }
     }
 
@@ -1116,12 +1177,12 @@ impl<'a> Walker<'a> {
     /// `setattr`. Under a special name a callable changes what the object
     /// does when the loader or the model touches it next; `__class__` set
     /// through `setattr` swaps the object's type.
-    fn check_special_names(&mut self, at: usize, state: &Value) {
+    fn check_special_names(&mut self, at: usize, state: &Value, dict_via_setattr: bool) {
         let (dict_state, slot_state) = match state {
             Value::Tuple(parts) if parts.len() == 2 => (parts.first(), parts.get(1)),
             other => (Some(other), None),
         };
-        for (part, via_setattr) in [(dict_state, false), (slot_state, true)] {
+        for (part, via_setattr) in [(dict_state, dict_via_setattr), (slot_state, true)] {
             let Some(Value::Dict(pairs)) = part else {
                 continue;
             };
@@ -1404,7 +1465,7 @@ impl<'a> Walker<'a> {
     }
 
     fn mentions_object_dtype(&self, v: &Value, depth: u32) -> bool {
-        if depth > 16 {
+        if depth > 16 || !self.spend_check_step() {
             return true;
         }
         match v {
@@ -2148,6 +2209,76 @@ mod tests {
         };
         let s = walk(b"NNNNNN.", 0, &tight, &GlobalLists::default());
         assert!(matches!(s.end, End::Budget { .. }));
+    }
+
+    #[test]
+    fn python2_names_are_renamed_below_protocol_3_only() {
+        let s = run(b"\x80\x02c__builtin__\nset\n)R.");
+        assert_eq!(imports(&s), ["builtins.set"]);
+        assert_eq!(s.uses[0].class, Class::Safe);
+        let s = run(b"c__builtin__\nlong\n(K\x01tR.");
+        assert_eq!(imports(&s), ["builtins.int"], "no PROTO means protocol 0");
+        let s = run(b"\x80\x04c__builtin__\nset\n)R.");
+        assert_eq!(imports(&s), ["__builtin__.set"]);
+        assert_eq!(s.uses[0].class, Class::Unknown);
+        let s = run(b"\x80\x04c__builtin__\neval\n)R.");
+        assert!(matches!(s.uses[0].class, Class::Dangerous(_)));
+        let s = run(b"\x80\x02c__builtin__\nreduce\n)R.");
+        assert_eq!(imports(&s), ["functools.reduce"]);
+        assert!(matches!(s.uses[0].class, Class::Dangerous(_)));
+    }
+
+    fn gadgets(s: &Stream) -> usize {
+        s.events
+            .iter()
+            .filter(|e| matches!(e, Event::Gadget { .. }))
+            .count()
+    }
+
+    #[test]
+    fn helper_arguments_are_checked_by_their_audit() {
+        // __randomstate_ctor(name, ctor) calls ctor(name).
+        let s = run(b"\x80\x02cnumpy.random._pickle\n__randomstate_ctor\nX\x07\x00\x00\x00MT19937cnumpy.random._pickle\n__bit_generator_ctor\n\x86R.");
+        assert_eq!(gadgets(&s), 0);
+        let s =
+            run(b"\x80\x02cnumpy.random._pickle\n__randomstate_ctor\nC\x02idcos\nsystem\n\x86R.");
+        assert_eq!(gadgets(&s), 1);
+        // A bit-generator class (NumPy 2) is instantiated: data-only.
+        let s = run(b"\x80\x02cnumpy.random._pickle\n__randomstate_ctor\ncnumpy.random._mt19937\nMT19937\n\x85R.");
+        assert_eq!(gadgets(&s), 0);
+        // A defaultdict factory computed by getattr.
+        let s = run(b"\x80\x02ccollections\ndefaultdict\ncbuiltins\ngetattr\ncnumpy\nndarray\nX\x06\x00\x00\x00tofile\x86R\x85R.");
+        assert_eq!(gadgets(&s), 1);
+    }
+
+    #[test]
+    fn bytes_reaching_a_loader_through_a_helper_are_nested_files() {
+        let s = run(b"\x80\x02cnumpy.random._pickle\n__randomstate_ctor\nC\x03abcctorch.storage\n_load_from_bytes\n\x86R.");
+        assert!(s.events.iter().any(
+            |e| matches!(e, Event::Nested { via, .. } if via == "torch.storage._load_from_bytes")
+        ));
+    }
+
+    /// Memo sharing makes the value graph exponentially larger than the
+    /// file: a `numpy.dtype` state whose fields hold a tuple of 60 copies of
+    /// the previous level, eight levels deep. The object-dtype search stops
+    /// at its budget and judges the rest the worst way.
+    #[test]
+    fn shared_values_do_not_make_checks_exponential() {
+        let mut p = b"\x80\x02K\x01q\x01".to_vec();
+        for level in 1u8..9 {
+            p.extend_from_slice(b"(");
+            for _ in 0..60 {
+                p.extend_from_slice(&[b'h', level]);
+            }
+            p.extend_from_slice(&[b't', b'q', level + 1]);
+        }
+        p.extend_from_slice(b"cnumpy\ndtype\nX\x02\x00\x00\x00V8\x85R");
+        p.extend_from_slice(b"(K\x03X\x01\x00\x00\x00|NNh\x09K\x08K\x01K\x00tb.");
+        let started = std::time::Instant::now();
+        let s = run(&p);
+        assert!(stops(&s), "{:?}", s.end);
+        assert!(started.elapsed() < std::time::Duration::from_secs(20));
     }
 
     #[test]
