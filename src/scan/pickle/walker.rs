@@ -37,6 +37,18 @@ const BYTE_LOADERS: &[&str] = &[
 /// How deep the walker follows one trusted callable handing an argument to
 /// another (`_rebuild_from_type_v2(partial(f, …), …)`).
 const MAX_GADGET_DEPTH: u32 = 8;
+/// Special names that describe an object rather than change what it does:
+/// `functools.wraps` copies them (with `__wrapped__`, the function wrapped)
+/// onto wrapper objects, which pickle them as plain attributes.
+const DESCRIPTIVE_DUNDERS: &[&str] = &[
+    "__wrapped__",
+    "__doc__",
+    "__module__",
+    "__name__",
+    "__qualname__",
+    "__annotations__",
+    "__type_params__",
+];
 /// Values the argument and state checks may visit per stream. The memo lets
 /// a file share one value many times, so a walk over values (not opcodes)
 /// could take exponential time without a budget; past it, what is left is
@@ -812,7 +824,7 @@ impl<'a> Walker<'a> {
             return Err("getattr with an unusual argument count".into());
         };
         let target_ok = match target {
-            Value::Global(i) => self.uses[*i].class == Class::Safe,
+            Value::Global(i) => self.uses[*i].class.is_trusted(),
             _ => false,
         };
         let attr_ok = match attr {
@@ -1189,7 +1201,8 @@ impl<'a> Walker<'a> {
             let pairs = pairs.borrow().clone();
             for (k, v) in pairs {
                 let Value::Str(key) = &k else { continue };
-                if !(key.starts_with("__") && key.ends_with("__") && key.len() > 4) {
+                let special = key.starts_with("__") && key.ends_with("__") && key.len() > 4;
+                if !special || DESCRIPTIVE_DUNDERS.contains(&&**key) {
                     continue;
                 }
                 let problem = if via_setattr && &**key == "__class__" {
