@@ -284,7 +284,9 @@ const DANGEROUS_GLOBALS: &[(&str, &str)] = &[
     ("inspect", "getattr_static"),
     ("_operator", "methodcaller"),
     ("operator", "attrgetter"),
-    ("functools", "partial"),
+    // `functools.partial` itself only binds arguments (issue 11 class 5);
+    // `reduce` calls its function.
+    ("functools", "reduce"),
     ("torch.utils.bottleneck.__main__", "run_autograd_prof"),
     ("ensurepip", "_run_pip"),
     ("idlelib.pyshell", "ModifiedInterpreter.runcode"),

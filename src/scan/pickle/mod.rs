@@ -242,6 +242,17 @@ fn report(cx: &mut Ctx, data: &[u8], stream: &Stream) {
                     Some(u.call.clone().unwrap_or(qualified)),
                 );
             }
+            Class::Profile(reason) => {
+                if unknown_seen.insert(qualified.clone()) {
+                    let library = u.module.split('.').next().unwrap_or_default();
+                    cx.report(
+                        &rules::LIBRARY_PROFILE,
+                        offset,
+                        format!("imports `{qualified}`: loading needs the `{library}` library ({reason})"),
+                        Some(qualified),
+                    );
+                }
+            }
             Class::Unknown => {
                 if unknown_seen.insert(qualified.clone()) {
                     cx.report(
@@ -298,6 +309,24 @@ fn report(cx: &mut Ctx, data: &[u8], stream: &Stream) {
                 Some(*offset as u64),
                 "joblib array of dtype object: its elements are a nested pickle (scanned)",
                 None,
+            ),
+            Event::Gadget { offset, detail } => cx.report(
+                &rules::GADGET_ARGUMENT,
+                Some(*offset as u64),
+                "an allowlisted callable is steered into calling something else",
+                Some(detail.clone()),
+            ),
+            Event::StateHijack { offset, detail } => cx.report(
+                &rules::STATE_HIJACK,
+                Some(*offset as u64),
+                "BUILD state rewrites what a trusted object does",
+                Some(detail.clone()),
+            ),
+            Event::DtypeFlags { offset, detail } => cx.report(
+                &rules::DTYPE_FLAGS,
+                Some(*offset as u64),
+                "a pickled numpy.dtype's flags disagree with its type",
+                Some(detail.clone()),
             ),
             Event::Budget { .. } => {}
         }

@@ -147,6 +147,72 @@ pub static OPAQUE_PAYLOAD: Rule = Rule {
     references: &["https://github.com/trailofbits/fickling"],
 };
 
+pub static GADGET_ARGUMENT: Rule = Rule {
+    id: "PKL011",
+    name: "pickle-gadget-argument",
+    verdict: Verdict::Malicious,
+    summary: "An allowlisted callable is handed something that makes it run code",
+    explanation: "Some allowlisted reconstruction helpers call one of their arguments: \
+        `torch._tensor._rebuild_from_type_v2` calls `func(*args)`, NumPy's `__randomstate_ctor` \
+        calls its bit-generator constructor, `copyreg._reconstructor` instantiates its class, \
+        `collections.defaultdict` calls its factory, a tensor's backward hooks are called later. \
+        The allow table records which arguments each trusted callable calls, and each call is \
+        checked: those arguments must be literals, data, or trusted callables whose own \
+        arguments pass the same check. Handing them a loader, a callable computed at load time \
+        (a `getattr` result, a `functools.partial` over such), or a helper whose arguments the \
+        file cannot show turns an allowlisted name into a gadget.",
+    remediation: CONVERT,
+    references: &[
+        "https://github.com/trailofbits/fickling",
+        "https://github.com/mmaitre314/picklescan/security/advisories",
+    ],
+};
+
+pub static LIBRARY_PROFILE: Rule = Rule {
+    id: "PKL012",
+    name: "pickle-library-class",
+    verdict: Verdict::Info,
+    summary: "The pickle needs a well-known ML library to load",
+    explanation: "The pickle imports classes of a well-known library (gensim, pandas, old \
+        joblib or scikit-learn paths, XGBoost/LightGBM/CatBoost wrappers, PEFT and TRL \
+        configurations, ...) whose reconstruction is data only: they are rebuilt from arrays, \
+        dicts and numbers and call nothing they are given. Loading still needs that library, at \
+        a version that has these names.",
+    remediation: "Nothing to fix; install the library named to load the file. Prefer the \
+        library's own non-pickle format where there is one.",
+    references: &[],
+};
+
+pub static STATE_HIJACK: Rule = Rule {
+    id: "PKL013",
+    name: "pickle-state-hijack",
+    verdict: Verdict::Malicious,
+    summary: "BUILD state plants callables under special names or redirects a trusted object",
+    explanation: "BUILD copies a dict state into the new object's `__dict__` and applies slot \
+        state with `setattr`. A callable stored under a special name (`__setstate__`, which the \
+        next BUILD calls, `__reduce__`, `__getattr__`, ...) or `__class__` set through slot state \
+        changes what a trusted object does; joblib's array wrappers instantiate the class and \
+        open the sidecar file their state names.",
+    remediation: CONVERT,
+    references: &["https://docs.python.org/3/library/pickle.html#pickling-class-instances"],
+};
+
+pub static DTYPE_FLAGS: Rule = Rule {
+    id: "PKL014",
+    name: "numpy-dtype-forged-flags",
+    verdict: Verdict::Malicious,
+    summary: "A pickled numpy.dtype claims object handling for plain values, or drops it for objects",
+    explanation: "`numpy.dtype.__setstate__` (versions 3 and 4 of its state) stores the pickled \
+        `flags` as given. NPY_ITEM_HASOBJECT/REFCOUNT, NPY_LIST_PICKLE and NPY_ITEM_IS_POINTER on \
+        a dtype of numbers make NumPy treat the array's bytes as Python object pointers chosen by \
+        the file; an object dtype without reference counting frees objects still in use. No \
+        NumPy version writes such a state.",
+    remediation: CONVERT,
+    references: &[
+        "https://github.com/numpy/numpy/blob/main/numpy/_core/src/multiarray/descriptor.c",
+    ],
+};
+
 pub(super) static RULES: &[&Rule] = &[
     &DANGEROUS_GLOBAL,
     &UNKNOWN_GLOBAL,
@@ -158,4 +224,8 @@ pub(super) static RULES: &[&Rule] = &[
     &INDIRECT_CALL,
     &OBJECT_ARRAY,
     &OPAQUE_PAYLOAD,
+    &GADGET_ARGUMENT,
+    &LIBRARY_PROFILE,
+    &STATE_HIJACK,
+    &DTYPE_FLAGS,
 ];
