@@ -71,10 +71,31 @@ pub static DUPLICATE_MEMBER: Rule = Rule {
     references: &[],
 };
 
+pub static ZIP_READER_DISAGREEMENT: Rule = Rule {
+    id: "ARC006",
+    name: "zip-reader-disagreement",
+    verdict: Verdict::Suspicious,
+    summary: "Zip readers disagree on what the archive contains",
+    explanation: "PyTorch reads zips with miniz; NumPy (np.load on .npz), Keras (.keras) and \
+        joblib use Python's zipfile. They locate the central directory, ZIP64 records, prepended \
+        data and member names differently (zipfile cuts names at a NUL, honours Unicode path \
+        fields and always shifts offsets by the concatenation gap). An archive on which they \
+        disagree (a member one reader lists and the other does not, or different bytes under the \
+        same name) exists to show a scanner one face and a loader another. Every member either \
+        reader would load is scanned.",
+    remediation: "Do not load the file; re-create the archive with the framework's own save \
+        function.",
+    references: &[
+        "https://github.com/python/cpython/blob/main/Lib/zipfile/__init__.py",
+        "https://github.com/richgel999/miniz",
+    ],
+};
+
 pub(super) static RULES: &[&Rule] = &[
     &DECOMPRESSION_BOMB,
     &ZIP_NAME_MISMATCH,
     &ZIP_EVASION_FLAGS,
     &ARCHIVE_PATH_TRAVERSAL,
     &DUPLICATE_MEMBER,
+    &ZIP_READER_DISAGREEMENT,
 ];

@@ -71,10 +71,25 @@ pub static POLYGLOT: Rule = Rule {
     references: &["https://github.com/trailofbits/fickling"],
 };
 
+pub static NPY_UNUSUAL_DTYPE: Rule = Rule {
+    id: "NPY001",
+    name: "npy-unusual-dtype",
+    verdict: Verdict::Suspicious,
+    summary: "A .npy header spells its dtype in a way numpy.save never writes",
+    explanation: "NumPy evaluates the header as a Python literal and builds the dtype from it, so \
+        escapes, concatenated strings, duplicate keys and type names other than the canonical \
+        codes all reach `numpy.dtype`. A dtype the scanner cannot prove numeric may hold Python \
+        objects, whose data is a pickle run by np.load(allow_pickle=True); the data is scanned \
+        as one, and the unusual spelling itself is reported.",
+    remediation: "Re-save the array with numpy.save from a trusted source.",
+    references: &["https://github.com/numpy/numpy/blob/main/numpy/lib/format.py"],
+};
+
 pub(super) static RULES: &[&Rule] = &[
     &UNPARSEABLE,
     &LIMIT_EXCEEDED,
     &DISGUISED_FORMAT,
     &UNRECOGNISED_MODEL,
     &POLYGLOT,
+    &NPY_UNUSUAL_DTYPE,
 ];
