@@ -129,7 +129,14 @@ pub fn scan(cx: &mut Ctx, data: &[u8]) {
     };
     cx.with_resolver(resolver, |cx| {
         let torch_spans = scan_torch_view(cx, data, &torch_entries, kind);
-        scan_zipfile_view(cx, data, &zipfile_entries, &torch_entries, &torch_spans, kind);
+        scan_zipfile_view(
+            cx,
+            data,
+            &zipfile_entries,
+            &torch_entries,
+            &torch_spans,
+            kind,
+        );
     });
 }
 
@@ -206,10 +213,11 @@ fn scan_torch_view(
                 Some(format!("local={local_name:?} central={:?}", entry.name)),
             );
         }
-        spans
-            .entry(entry.name.clone())
-            .or_default()
-            .push((local.data_start, entry.compressed, entry.method));
+        spans.entry(entry.name.clone()).or_default().push((
+            local.data_start,
+            entry.compressed,
+            entry.method,
+        ));
         scan_located(cx, data, &local, kind, true);
     }
     spans
@@ -282,18 +290,16 @@ fn scan_zipfile_view(
     }
     let total = disagreements.len();
     for (offset, message) in disagreements.into_iter().take(MAX_DISAGREEMENTS) {
-        cx.report(
-            &rules::ZIP_READER_DISAGREEMENT,
-            Some(offset),
-            message,
-            None,
-        );
+        cx.report(&rules::ZIP_READER_DISAGREEMENT, Some(offset), message, None);
     }
     if total > MAX_DISAGREEMENTS {
         cx.report(
             &rules::ZIP_READER_DISAGREEMENT,
             None,
-            format!("{} more members differ between the readers", total - MAX_DISAGREEMENTS),
+            format!(
+                "{} more members differ between the readers",
+                total - MAX_DISAGREEMENTS
+            ),
             None,
         );
     }
@@ -353,10 +359,9 @@ fn is_storage(kind: Kind, name: &str) -> bool {
 /// its view never opens such members).
 fn scan_located(cx: &mut Ctx, data: &[u8], local: &Located, kind: Kind, torch_view: bool) {
     let entry = local.entry;
-    let Some(raw) = usize::try_from(local.data_start)
-        .ok()
-        .and_then(|start| data.get(start..start.checked_add(usize::try_from(entry.compressed).ok()?)?))
-    else {
+    let Some(raw) = usize::try_from(local.data_start).ok().and_then(|start| {
+        data.get(start..start.checked_add(usize::try_from(entry.compressed).ok()?)?)
+    }) else {
         cx.in_member(&entry.name, |cx| {
             cx.inconclusive(
                 &rules::UNPARSEABLE,
@@ -722,8 +727,8 @@ fn apply_unicode_path(entry: &mut Entry, body: &[u8]) -> Result<(), String> {
         return Err("corrupt unicode path extra field".into());
     };
     if version == 1 && le32(crc, 0) == crc32(&entry.raw_name) {
-        let name = std::str::from_utf8(&body[5..])
-            .map_err(|_| "unicode path extra field is not UTF-8")?;
+        let name =
+            std::str::from_utf8(&body[5..]).map_err(|_| "unicode path extra field is not UTF-8")?;
         if !name.is_empty() {
             entry.name = sanitize(name);
         }

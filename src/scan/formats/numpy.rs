@@ -293,10 +293,7 @@ impl Parser<'_> {
         if int {
             return Ok(Lit::Int);
         }
-        let float = lower
-            .trim_end_matches('j')
-            .parse::<f64>()
-            .is_ok();
+        let float = lower.trim_end_matches('j').parse::<f64>().is_ok();
         if float {
             Ok(Lit::Other)
         } else {

@@ -91,6 +91,20 @@ pub static ZIP_READER_DISAGREEMENT: Rule = Rule {
     ],
 };
 
+pub static TAR_TYPE_AMBIGUITY: Rule = Rule {
+    id: "ARC007",
+    name: "tar-type-ambiguity",
+    verdict: Verdict::Suspicious,
+    summary: "A tar member's type flag makes readers disagree on what it holds",
+    explanation: "Python's tarfile (and so torch.load on legacy tar checkpoints) reads members \
+        with unknown type flags or CONTTYPE ('7') as regular files, and does not skip the data \
+        blocks of directories, links or devices but parses them as further members. Scanners \
+        built on other tar readers skip those bytes. The data is scanned as tarfile would read \
+        it; the construction itself has no use in a model archive.",
+    remediation: "Re-create the archive with a standard tar writer, or re-export the model.",
+    references: &["https://github.com/python/cpython/blob/main/Lib/tarfile.py"],
+};
+
 pub(super) static RULES: &[&Rule] = &[
     &DECOMPRESSION_BOMB,
     &ZIP_NAME_MISMATCH,
@@ -98,4 +112,5 @@ pub(super) static RULES: &[&Rule] = &[
     &ARCHIVE_PATH_TRAVERSAL,
     &DUPLICATE_MEMBER,
     &ZIP_READER_DISAGREEMENT,
+    &TAR_TYPE_AMBIGUITY,
 ];
