@@ -37,6 +37,8 @@ fn every_evasion_reaches_the_payload() {
         "npy_string_field.npy",
         "npz_zip64_locator.npz",
         "tar_conttype.tar",
+        "joblib_zfile.pkl",
+        "tflite_metadata_pickle.tflite",
     ] {
         let r = scan(name);
         if !reaches_payload(&r) {
@@ -50,4 +52,23 @@ fn every_evasion_reaches_the_payload() {
 fn a_field_named_o_is_not_an_object_dtype() {
     let r = scan("npy_field_named_o.npy");
     assert_eq!(r.verdict, Verdict::Clean, "{:#?}", r.findings);
+}
+
+#[test]
+fn mediapipe_task_bundles_of_tflite_with_metadata_are_clean() {
+    let r = scan("good_mediapipe.task");
+    assert_eq!(r.verdict, Verdict::Clean, "{:#?}", r.findings);
+}
+
+/// Printable doc_string fields in front of the graph make the first 8 KiB
+/// look like text; the protobuf structure still decides, whatever the name.
+#[test]
+fn a_text_looking_prefix_does_not_hide_an_onnx_model() {
+    let r = scan("onnx_text_prefix.bin");
+    assert_eq!(r.format, "onnx");
+    assert!(
+        r.findings.iter().any(|f| f.rule.id == "ONNX003"),
+        "{:#?}",
+        r.findings
+    );
 }

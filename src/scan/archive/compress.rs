@@ -11,7 +11,7 @@
 use std::io::Read;
 
 use crate::scan::limits::BOMB_MIN_UNCOMPRESSED;
-use crate::scan::{Ctx, Format, rules};
+use crate::scan::{Ctx, Format, rules, sniff};
 
 /// The codecs the scanner can undo.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +55,12 @@ pub fn scan(cx: &mut Ctx, data: &[u8], format: Format) {
         Format::Zstd => Codec::Zstd,
         Format::Lz4 => Codec::Lz4,
         _ => Codec::Zlib,
+    };
+    let data = if format == Format::ZFile {
+        cx.set_kind("joblib-zfile");
+        &data[sniff::zfile_data_start(data).unwrap_or(0)..]
+    } else {
+        data
     };
     if let Some(inner) = decompress(cx, codec, data, None) {
         let name = format!("<{} content>", codec.name());

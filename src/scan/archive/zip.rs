@@ -156,6 +156,14 @@ fn report_one_sided(cx: &mut Ctx, reads: Reader, fails: Reader, members: usize, 
     );
 }
 
+/// Whether either reader sees the member layout of an archive some model
+/// loader opens (PyTorch, Keras, npz) rather than a plain bundle of files.
+pub fn has_model_layout(cx: &Ctx, data: &[u8]) -> bool {
+    let torch = read_central_directory(cx, data).unwrap_or_default();
+    let zipfile = read_zipfile_view(data, cx.limits().max_archive_members).unwrap_or_default();
+    classify(torch.iter().chain(&zipfile)) != Kind::Generic
+}
+
 /// TorchScript archives (`torch.jit.save`) carry their compiled code in
 /// `<prefix>/code/` next to `constants.pkl`; `torch.load` hands them to
 /// `torch.jit.load`, whose unpickler resolves `__torch__.*` from that code.

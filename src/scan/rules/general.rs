@@ -49,10 +49,12 @@ pub static UNRECOGNISED_MODEL: Rule = Rule {
     id: "GEN004",
     name: "unrecognised-model-content",
     verdict: Verdict::Suspicious,
-    summary: "A file named like a pickle-based model has content of no known format",
-    explanation: "The extension says the file is loaded by an unpickler (`.pkl`, `.pt`, `.pth`, \
-        `.ckpt`, `.joblib`, `.npy`), but its bytes match no format the scanner knows, so nothing \
-        about its behaviour can be established.",
+    summary: "A file named like a model has content of no known format",
+    explanation: "The extension says the file is a model (`.pkl`, `.pt`, `.pth`, `.ckpt`, \
+        `.joblib`, `.npy`, `.safetensors`, `.gguf`, `.onnx`, `.tflite`, `.h5`, `.keras`), but \
+        its bytes match no format the scanner knows (a `.safetensors` whose header is not JSON, \
+        a `.pt` of noise, text). A loader chosen by the name will still try to read it, and \
+        nothing about what it does then can be established.",
     remediation: "Check where the file came from; re-download it or re-export it as \
         safetensors.",
     references: &[],
