@@ -338,7 +338,9 @@ fn classify<'a>(entries: impl Iterator<Item = &'a Entry> + Clone) -> Kind {
         return Kind::Torch;
     }
     let has = |want: &str| names.clone().any(|n| n == want);
-    if has("config.json") && (has("metadata.json") || has("model.weights.h5")) {
+    if has("config.json")
+        && (has("metadata.json") || has("model.weights.h5") || has("model.weights.npz"))
+    {
         return Kind::Keras;
     }
     let mut any = false;
