@@ -72,3 +72,33 @@ fn a_text_looking_prefix_does_not_hide_an_onnx_model() {
         r.findings
     );
 }
+
+/// Directories that declare data make Python's tarfile read headers where
+/// other readers skip; the archive is re-read from the first one only, so a
+/// chain of them costs a chain of reads, not a tree.
+#[test]
+fn a_chain_of_directories_with_data_stays_cheap() {
+    fn header(name: &str, typeflag: u8, size: usize) -> Vec<u8> {
+        let mut h = vec![0u8; 512];
+        h[..name.len()].copy_from_slice(name.as_bytes());
+        h[100..107].copy_from_slice(b"0000755");
+        h[124..135].copy_from_slice(format!("{size:011o}").as_bytes());
+        h[136..147].copy_from_slice(b"00000000000");
+        h[156] = typeflag;
+        h[257..263].copy_from_slice(b"ustar\0");
+        h[263..265].copy_from_slice(b"00");
+        h[148..156].copy_from_slice(b"        ");
+        let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
+        h[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
+        h
+    }
+    let mut tar = Vec::new();
+    for i in 0..64 {
+        tar.extend_from_slice(&header(&format!("d{i}/"), b'5', 512));
+    }
+    tar.resize(tar.len() + 1024, 0);
+    let started = std::time::Instant::now();
+    let r = Scanner::default().scan_bytes("model.tar", &tar);
+    assert!(started.elapsed().as_secs() < 5);
+    assert!(r.findings.iter().any(|f| f.rule.id == "ARC007"));
+}

@@ -380,7 +380,7 @@ fn scan_polyglot_parts(cx: &mut Ctx, data: &[u8], format: Format) {
     if !matches!(format, Format::Zip | Format::Tombstone)
         && !checks_own_tail
         && sniff::looks_like_zip_without_local_header(data)
-        && archive::zip::read_central_directory(cx, data).is_ok_and(|entries| !entries.is_empty())
+        && archive::zip::readable_from_end(cx, data)
     {
         // The TFLite metadata writer (and so MediaPipe) appends a model's
         // associated files (labels, vocabularies) as a zip: scanned, but

@@ -505,6 +505,29 @@ mod tests {
     }
 
     #[test]
+    fn every_codec_counts_as_compression() {
+        for f in [Format::Zstd, Format::Lz4, Format::ZFile, Format::Gzip] {
+            assert!(f.is_compression() && f.can_execute(), "{f:?}");
+        }
+    }
+
+    #[test]
+    fn joblib_zfile_needs_a_hex_length_and_a_zlib_stream() {
+        let mut z = b"ZF0x1d".to_vec();
+        z.resize(21, b' ');
+        z.extend_from_slice(&[0x78, 0x9c, 0x6b, 0x60, 0x00, 0x00]);
+        assert_eq!(sniff(&z, "model.pkl"), Format::ZFile);
+        assert_eq!(zfile_data_start(&z), Some(21));
+        // Older joblib wrote one more space after the padded length.
+        z.insert(21, b' ');
+        assert_eq!(zfile_data_start(&z), Some(22));
+        assert_ne!(
+            sniff(b"ZFnot hex at all, just text\n", "notes.txt"),
+            Format::ZFile
+        );
+    }
+
+    #[test]
     fn safetensors_header_shape() {
         let mut f = 2u64.to_le_bytes().to_vec();
         f.extend_from_slice(b"{}");

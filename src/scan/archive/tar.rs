@@ -32,6 +32,7 @@ pub fn scan(cx: &mut Ctx, data: &[u8]) {
         cx.set_kind("pytorch-legacy");
     }
     let mut count = 0u64;
+    let mut reread = false;
     for entry in entries {
         if !cx.in_time() {
             return;
@@ -68,7 +69,11 @@ pub fn scan(cx: &mut Ctx, data: &[u8]) {
         }
         let start = entry.raw_file_position();
         if !python_reads_data(typeflag, &name) && entry.size() > 0 {
-            report_hidden_blocks(cx, data, &name, typeflag, offset, start);
+            // Python's view from the first such member on covers every later
+            // byte, so the archive is re-read from there once (the nested
+            // read does the same for what follows: a chain, not a tree).
+            report_hidden_blocks(cx, data, &name, typeflag, offset, start, !reread);
+            reread = true;
         }
         if kind.is_symlink() || kind.is_hard_link() {
             if let Some(target) = entry
@@ -141,7 +146,7 @@ fn python_reads_data(typeflag: u8, name: &str) -> bool {
 
 /// A link, directory or device that declares data: `tarfile` reads headers
 /// where other readers skip, so the rest of the archive is scanned again
-/// from the start of those blocks.
+/// from the start of those blocks (when `reread`).
 fn report_hidden_blocks(
     cx: &mut Ctx,
     data: &[u8],
@@ -149,6 +154,7 @@ fn report_hidden_blocks(
     typeflag: u8,
     offset: u64,
     start: u64,
+    reread: bool,
 ) {
     cx.report(
         &rules::TAR_TYPE_AMBIGUITY,
@@ -159,6 +165,9 @@ fn report_hidden_blocks(
         ),
         Some(format!("typeflag={:?}", char::from(typeflag))),
     );
+    if !reread {
+        return;
+    }
     if let Some(rest) = usize::try_from(start).ok().and_then(|s| data.get(s..)) {
         let label = format!("<tar as Python reads it after `{name}`>");
         cx.scan_member(&label, rest);

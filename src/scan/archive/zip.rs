@@ -156,6 +156,13 @@ fn report_one_sided(cx: &mut Ctx, reads: Reader, fails: Reader, members: usize, 
     );
 }
 
+/// Whether either reader finds at least one member in `data` read from its
+/// end (a zip behind other data).
+pub fn readable_from_end(cx: &Ctx, data: &[u8]) -> bool {
+    read_central_directory(cx, data).is_ok_and(|e| !e.is_empty())
+        || read_zipfile_view(data, cx.limits().max_archive_members).is_ok_and(|e| !e.is_empty())
+}
+
 /// Whether either reader sees the member layout of an archive some model
 /// loader opens (PyTorch, Keras, npz) rather than a plain bundle of files.
 pub fn has_model_layout(cx: &Ctx, data: &[u8]) -> bool {
@@ -901,6 +908,43 @@ mod tests {
         out.extend_from_slice(&cd_offset.to_le_bytes());
         out.extend_from_slice(&[0, 0]);
         out
+    }
+
+    #[test]
+    fn zipfile_takes_the_unicode_path_field_when_its_crc_matches() {
+        let mut z = archive(b"", b"weights.bin", b"x");
+        let mut field = vec![1u8];
+        field.extend_from_slice(&crc32(b"weights.bin").to_le_bytes());
+        field.extend_from_slice(b"arr_0.npy");
+        let mut extra = 0x7075u16.to_le_bytes().to_vec();
+        extra.extend_from_slice(&(field.len() as u16).to_le_bytes());
+        extra.extend_from_slice(&field);
+        // Rebuild the central entry with the extra field appended.
+        let cd_at = z.len() - EOCD_LEN - (46 + 11);
+        let mut cd = z[cd_at..z.len() - EOCD_LEN].to_vec();
+        cd[30..32].copy_from_slice(&(extra.len() as u16).to_le_bytes());
+        cd.extend_from_slice(&extra);
+        let mut end = z[z.len() - EOCD_LEN..].to_vec();
+        end[12..16].copy_from_slice(&(cd.len() as u32).to_le_bytes());
+        z.truncate(cd_at);
+        z.extend_from_slice(&cd);
+        z.extend_from_slice(&end);
+        let entries = read_zipfile_view(&z, 10).unwrap();
+        assert_eq!(entries[0].name, "arr_0.npy");
+        let scanner = crate::scan::Scanner::default();
+        let cx = Ctx::new(&scanner, None);
+        assert_eq!(
+            read_central_directory(&cx, &z).unwrap()[0].name,
+            "weights.bin"
+        );
+    }
+
+    #[test]
+    fn zipfile_refuses_a_local_name_that_differs() {
+        let mut z = archive(b"", b"a.npy", b"x");
+        z[30] = b'b';
+        let entries = read_zipfile_view(&z, 10).unwrap();
+        assert!(zipfile_open(&z, &entries[0]).is_none());
     }
 
     #[test]
