@@ -56,11 +56,16 @@ seed() {
     case $target in
         pickle_walker|scan_pickle) want=pickle ;;
         scan_joblib) want="pickle compressed" ;;
-        scan_zip) want=zip ;;
-        scan_tar) want=tar ;;
+        scan_zip|zip_views) want=zip ;;
+        scan_tar|tar_typeflag) want=tar ;;
         scan_7z) want=7z ;;
         scan_compressed) want=compressed ;;
         scan_numpy) want=numpy ;;
+        npy_header)
+            printf '%s' "{'descr': '|O', 'fortran_order': False, 'shape': (3,), }" > "$dir/object"
+            printf '%s' "{'descr': [('a', '<i4'), ('b', [('c', '\\x4f')])], 'fortran_order': False, 'shape': (1L,)}" > "$dir/nested"
+            printf '%s' "{'descr': u'<' r'f8' # c\n, 'descr': b'|O', 'fortran_order': True, 'shape': ()}" > "$dir/mixed"
+            return ;;
         scan_hdf5) want=hdf5 ;;
         keras_config) want=keras ;;
         scan_safetensors) want=safetensors ;;

@@ -389,18 +389,27 @@ fn scan_polyglot_parts(cx: &mut Ctx, data: &[u8], format: Format) {
     if !matches!(format, Format::Zip | Format::Tombstone)
         && !checks_own_tail
         && sniff::looks_like_zip_without_local_header(data)
-        && archive::zip::read_central_directory(cx, data).is_ok_and(|entries| !entries.is_empty())
+        && archive::zip::readable_from_end(cx, data)
     {
-        cx.report(
-            &rules::POLYGLOT,
-            None,
-            format!(
-                "the file is {} from the front and a zip archive from the end",
-                format.name()
-            ),
-            None,
-        );
-        cx.in_member("<zip read from the end>", |cx| archive::zip::scan(cx, data));
+        // The TFLite metadata writer (and so MediaPipe) appends a model's
+        // associated files (labels, vocabularies) as a zip: scanned, but
+        // not a polyglot unless the zip is laid out like a model archive.
+        if format == Format::TfLite && !archive::zip::has_model_layout(cx, data) {
+            cx.in_member("<TFLite associated files>", |cx| {
+                archive::zip::scan(cx, data)
+            });
+        } else {
+            cx.report(
+                &rules::POLYGLOT,
+                None,
+                format!(
+                    "the file is {} from the front and a zip archive from the end",
+                    format.name()
+                ),
+                None,
+            );
+            cx.in_member("<zip read from the end>", |cx| archive::zip::scan(cx, data));
+        }
     }
     if format != Format::Hdf5
         && let Some(offset) = sniff::hdf5_superblock_offset(data)
@@ -448,7 +457,8 @@ fn scan_format(cx: &mut Ctx, data: &[u8], name: &str, format: Format) {
         | Format::Lzma
         | Format::Zlib
         | Format::Zstd
-        | Format::Lz4 => archive::compress::scan(cx, data, format),
+        | Format::Lz4
+        | Format::ZFile => archive::compress::scan(cx, data, format),
         Format::Pickle => pickle::scan(cx, data),
         Format::Numpy => formats::numpy::scan(cx, data),
         Format::Hdf5 => formats::hdf5::scan(cx, data),
@@ -464,11 +474,14 @@ fn scan_format(cx: &mut Ctx, data: &[u8], name: &str, format: Format) {
         }
         Format::Text if formats::jinja::scan_text(cx, data, name) => {}
         Format::Text | Format::Image | Format::Unknown => {
-            if format == Format::Unknown && sniff::claims_pickle_format(name) {
+            if sniff::claims_model_format(name) && !sniff::is_lfs_pointer(data) {
                 cx.inconclusive(
                     &rules::UNRECOGNISED_MODEL,
                     None,
-                    "content matches no known model format although the name says it is unpickled",
+                    format!(
+                        "content is {} although the name says it is a model file",
+                        format.name()
+                    ),
                 );
             } else if cx.depth() == 0 {
                 cx.skipped = Some(match format {

@@ -18,6 +18,9 @@ pub enum Format {
     Zstd,
     /// LZ4 frame, as joblib's `lz4` compressor writes.
     Lz4,
+    /// joblib's pre-0.10 `ZF` container (`numpy_pickle_compat`): `ZF`, the
+    /// length in hex, then a zlib stream. Current joblib still loads it.
+    ZFile,
     SevenZ,
     Pickle,
     Numpy,
@@ -46,6 +49,7 @@ impl Format {
             Format::Zlib => "zlib",
             Format::Zstd => "zstd",
             Format::Lz4 => "lz4",
+            Format::ZFile => "joblib-zfile",
             Format::SevenZ => "7z",
             Format::Pickle => "pickle",
             Format::Numpy => "numpy",
@@ -74,7 +78,14 @@ impl Format {
     pub fn is_compression(self) -> bool {
         matches!(
             self,
-            Format::Gzip | Format::Bzip2 | Format::Xz | Format::Lzma | Format::Zlib
+            Format::Gzip
+                | Format::Bzip2
+                | Format::Xz
+                | Format::Lzma
+                | Format::Zlib
+                | Format::Zstd
+                | Format::Lz4
+                | Format::ZFile
         )
     }
 }
@@ -122,6 +133,9 @@ pub fn sniff(data: &[u8], name: &str) -> Format {
     if starts(b"\x93NUMPY") {
         return Format::Numpy;
     }
+    if zfile_data_start(data).is_some() {
+        return Format::ZFile;
+    }
     if starts(b"GGUF") {
         return Format::Gguf;
     }
@@ -164,22 +178,76 @@ pub fn sniff(data: &[u8], name: &str) -> Format {
     if base == "saved_model.pb" {
         return Format::SavedModel;
     }
+    // Protobuf fields may come in any order, and a run of string fields
+    // with printable lengths is printable text: a model can open with
+    // kilobytes of "text" before its graph. Structure decides, before the
+    // text check; a name that says ONNX but content that fails the check
+    // still goes to the ONNX parser, which reports why it cannot read it.
+    if looks_like_onnx_any_order(data) {
+        return Format::Onnx;
+    }
+    let lower = base.to_ascii_lowercase();
+    if lower.ends_with(".onnx") || lower.ends_with(".ort") {
+        return Format::Onnx;
+    }
     if is_image(data) {
         return Format::Image;
     }
     if is_text(data) {
         return Format::Text;
     }
-    // A name that says ONNX but content that fails the check still goes to
-    // the ONNX parser, which reports why it cannot read it.
-    let lower = base.to_ascii_lowercase();
-    if lower.ends_with(".onnx") || lower.ends_with(".ort") {
-        return Format::Onnx;
-    }
     if data.len() >= 512 && is_old_tar(data) {
         return Format::Tar;
     }
     Format::Unknown
+}
+
+/// An ONNX `ModelProto` with its fields in any order: every top-level field
+/// is one ModelProto defines with its wire type, `ir_version` is a small
+/// number and a `graph` is present.
+fn looks_like_onnx_any_order(data: &[u8]) -> bool {
+    use super::formats::protobuf::{Message, Value};
+    let (mut ir_version, mut graph) = (false, false);
+    for field in Message::new(data).fields() {
+        let Ok(f) = field else { return false };
+        match (f.number, f.value) {
+            (1, Value::Varint(v)) => ir_version = v > 0 && v < 1000,
+            (7, Value::Bytes(..)) => graph = true,
+            (5, Value::Varint(_)) | (2 | 3 | 4 | 6 | 8 | 14 | 20 | 25 | 26, Value::Bytes(..)) => {}
+            _ => return false,
+        }
+    }
+    ir_version && graph
+}
+
+/// Where the zlib stream of a joblib `ZF` file starts, if `data` is one:
+/// `read_zfile` reads `ZF` and 19 bytes that `int(…, 16)` must accept (hex,
+/// optional `0x`, padding whitespace), skips one space if there is one, and
+/// inflates the rest.
+pub fn zfile_data_start(data: &[u8]) -> Option<usize> {
+    const HEADER: usize = 2 + 19;
+    let length = data.strip_prefix(b"ZF")?.get(..19)?;
+    let text = std::str::from_utf8(length).ok()?.trim();
+    let hex = text
+        .strip_prefix("0x")
+        .or_else(|| text.strip_prefix("0X"))
+        .unwrap_or(text);
+    if hex.is_empty() || !hex.chars().all(|c| c.is_ascii_hexdigit() || c == '_') {
+        return None;
+    }
+    let start = if data.get(HEADER) == Some(&b' ') {
+        HEADER + 1
+    } else {
+        HEADER
+    };
+    data.get(start..).filter(|z| looks_like_zlib(z))?;
+    Some(start)
+}
+
+/// A Git LFS pointer (what a clone without `git lfs pull` holds in place
+/// of a model): text, not a model, and not a disguise either.
+pub fn is_lfs_pointer(data: &[u8]) -> bool {
+    data.len() < 1024 && data.starts_with(b"version https://git-lfs.github.com/spec/")
 }
 
 pub fn base_name(name: &str) -> &str {
@@ -344,8 +412,28 @@ pub fn claims_safe_format(name: &str) -> bool {
     .any(|ext| lower.ends_with(ext))
 }
 
-/// Extensions whose loaders unpickle. Unrecognised content under such a name
-/// is reported rather than skipped.
+/// Extensions of model formats. Content of no known format under such a
+/// name is reported rather than skipped: a loader chosen by the name will
+/// still try to read it. (`.bin`, `.pb`, `.msgpack` and `.ggml` are left
+/// out: they also name formats the scanner does not parse.)
+pub fn claims_model_format(name: &str) -> bool {
+    let lower = base_name(name).to_ascii_lowercase();
+    claims_pickle_format(name)
+        || [
+            ".safetensors",
+            ".gguf",
+            ".onnx",
+            ".ort",
+            ".tflite",
+            ".h5",
+            ".hdf5",
+            ".keras",
+        ]
+        .iter()
+        .any(|ext| lower.ends_with(ext))
+}
+
+/// Extensions whose loaders unpickle.
 pub fn claims_pickle_format(name: &str) -> bool {
     let lower = base_name(name).to_ascii_lowercase();
     [
@@ -414,6 +502,29 @@ mod tests {
         sfx.extend_from_slice(&[0; 42]);
         sfx.extend_from_slice(&eocd(46));
         assert!(looks_like_zip_without_local_header(&sfx));
+    }
+
+    #[test]
+    fn every_codec_counts_as_compression() {
+        for f in [Format::Zstd, Format::Lz4, Format::ZFile, Format::Gzip] {
+            assert!(f.is_compression() && f.can_execute(), "{f:?}");
+        }
+    }
+
+    #[test]
+    fn joblib_zfile_needs_a_hex_length_and_a_zlib_stream() {
+        let mut z = b"ZF0x1d".to_vec();
+        z.resize(21, b' ');
+        z.extend_from_slice(&[0x78, 0x9c, 0x6b, 0x60, 0x00, 0x00]);
+        assert_eq!(sniff(&z, "model.pkl"), Format::ZFile);
+        assert_eq!(zfile_data_start(&z), Some(21));
+        // Older joblib wrote one more space after the padded length.
+        z.insert(21, b' ');
+        assert_eq!(zfile_data_start(&z), Some(22));
+        assert_ne!(
+            sniff(b"ZFnot hex at all, just text\n", "notes.txt"),
+            Format::ZFile
+        );
     }
 
     #[test]

@@ -11,7 +11,7 @@
 use std::io::Read;
 
 use crate::scan::limits::BOMB_MIN_UNCOMPRESSED;
-use crate::scan::{Ctx, Format, rules};
+use crate::scan::{Ctx, Format, rules, sniff};
 
 /// The codecs the scanner can undo.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +22,9 @@ pub enum Codec {
     Bzip2,
     Xz,
     Lzma,
+    /// Zip method 14: a 4-byte version and properties-size header, the
+    /// 5-byte LZMA properties, then a raw stream ended by its marker.
+    ZipLzma,
     Zstd,
     Lz4,
 }
@@ -35,6 +38,7 @@ impl Codec {
             Codec::Bzip2 => "bzip2",
             Codec::Xz => "xz",
             Codec::Lzma => "lzma",
+            Codec::ZipLzma => "zip-lzma",
             Codec::Zstd => "zstd",
             Codec::Lz4 => "lz4",
         }
@@ -51,6 +55,12 @@ pub fn scan(cx: &mut Ctx, data: &[u8], format: Format) {
         Format::Zstd => Codec::Zstd,
         Format::Lz4 => Codec::Lz4,
         _ => Codec::Zlib,
+    };
+    let data = if format == Format::ZFile {
+        cx.set_kind("joblib-zfile");
+        &data[sniff::zfile_data_start(data).unwrap_or(0)..]
+    } else {
+        data
     };
     if let Some(inner) = decompress(cx, codec, data, None) {
         let name = format!("<{} content>", codec.name());
@@ -71,6 +81,22 @@ fn open(codec: Codec, input: &[u8]) -> std::io::Result<Box<dyn Read + '_>> {
             u32::MAX,
             None,
         )?),
+        Codec::ZipLzma => {
+            let props = input
+                .get(4..9)
+                .filter(|_| input.get(2..4) == Some(&[5, 0]))
+                .ok_or_else(|| {
+                    std::io::Error::new(std::io::ErrorKind::InvalidData, "bad zip LZMA header")
+                })?;
+            let dict_size = u32::from_le_bytes([props[1], props[2], props[3], props[4]]);
+            Box::new(lzma_rust2::LzmaReader::new_with_props(
+                &input[9..],
+                u64::MAX,
+                props[0],
+                dict_size,
+                None,
+            )?)
+        }
         Codec::Zstd => Box::new(
             ruzstd::decoding::StreamingDecoder::new(input)
                 .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?,

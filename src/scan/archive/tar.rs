@@ -1,6 +1,14 @@
 //! Tar archives (PyTorch's ancient `tar` checkpoint format, exported model
 //! folders). Members are sliced out of the input without copying; names and
 //! link targets that escape the extraction directory are findings.
+//!
+//! The loader is Python's `tarfile` (`torch.load` on a legacy checkpoint
+//! calls `extractfile` on its members), so members are judged the way it
+//! judges them: `CONTTYPE` (`7`), sparse and unknown type flags are regular
+//! files whose data it returns, and the data blocks of directories, links
+//! and devices are *not* skipped — `tarfile` reads its next header right
+//! after theirs, where other readers skip the declared size. Such members
+//! are reported and the archive is read again from there.
 
 use super::zip::check_path;
 use crate::scan::pickle::{self, LegacyRecords};
@@ -24,6 +32,7 @@ pub fn scan(cx: &mut Ctx, data: &[u8]) {
         cx.set_kind("pytorch-legacy");
     }
     let mut count = 0u64;
+    let mut reread = false;
     for entry in entries {
         if !cx.in_time() {
             return;
@@ -53,6 +62,19 @@ pub fn scan(cx: &mut Ctx, data: &[u8]) {
         let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
         check_path(cx, &name, offset);
         let kind = entry.header().entry_type();
+        let typeflag = kind.as_byte();
+        if matches!(typeflag, b'L' | b'K' | b'x' | b'g' | b'X') {
+            // Headers that modify the next member: both readers consume them.
+            continue;
+        }
+        let start = entry.raw_file_position();
+        if !python_reads_data(typeflag, &name) && entry.size() > 0 {
+            // Python's view from the first such member on covers every later
+            // byte, so the archive is re-read from there once (the nested
+            // read does the same for what follows: a chain, not a tree).
+            report_hidden_blocks(cx, data, &name, typeflag, offset, start, !reread);
+            reread = true;
+        }
         if kind.is_symlink() || kind.is_hard_link() {
             if let Some(target) = entry
                 .link_name_bytes()
@@ -70,10 +92,20 @@ pub fn scan(cx: &mut Ctx, data: &[u8]) {
             }
             continue;
         }
-        if !kind.is_file() {
+        if !python_reads_data(typeflag, &name) {
             continue;
         }
-        let start = entry.raw_file_position();
+        if !matches!(typeflag, b'\0' | b'0' | b'7' | b'S') {
+            cx.report(
+                &rules::TAR_TYPE_AMBIGUITY,
+                Some(offset),
+                format!(
+                    "member `{name}` has type flag {:?}, which Python's tarfile reads as a regular file",
+                    char::from(typeflag)
+                ),
+                Some(format!("typeflag={:?}", char::from(typeflag))),
+            );
+        }
         let end = start.checked_add(entry.size());
         let Some(content) = end.and_then(|end| data.get(start as usize..end as usize)) else {
             cx.in_member(&name, |cx| {
@@ -96,6 +128,49 @@ pub fn scan(cx: &mut Ctx, data: &[u8]) {
             }),
             None => cx.scan_member(&name, content),
         }
+    }
+}
+
+/// Whether `tarfile` treats a member with this type flag as a file whose
+/// data follows (`isreg()` or a type it does not support). A `\0`-typed
+/// member whose name ends in `/` is an old-style directory to it.
+fn python_reads_data(typeflag: u8, name: &str) -> bool {
+    match typeflag {
+        b'\0' => !name.ends_with('/'),
+        b'0' | b'7' | b'S' => true,
+        // Links, devices, directories, FIFOs: no data to `tarfile`.
+        b'1' | b'2' | b'3' | b'4' | b'5' | b'6' => false,
+        _ => true,
+    }
+}
+
+/// A link, directory or device that declares data: `tarfile` reads headers
+/// where other readers skip, so the rest of the archive is scanned again
+/// from the start of those blocks (when `reread`).
+fn report_hidden_blocks(
+    cx: &mut Ctx,
+    data: &[u8],
+    name: &str,
+    typeflag: u8,
+    offset: u64,
+    start: u64,
+    reread: bool,
+) {
+    cx.report(
+        &rules::TAR_TYPE_AMBIGUITY,
+        Some(offset),
+        format!(
+            "member `{name}` (type {:?}) declares data blocks that Python's tarfile reads as further members",
+            char::from(typeflag)
+        ),
+        Some(format!("typeflag={:?}", char::from(typeflag))),
+    );
+    if !reread {
+        return;
+    }
+    if let Some(rest) = usize::try_from(start).ok().and_then(|s| data.get(s..)) {
+        let label = format!("<tar as Python reads it after `{name}`>");
+        cx.scan_member(&label, rest);
     }
 }
 

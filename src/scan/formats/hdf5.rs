@@ -43,10 +43,17 @@ use hdf5_reader::messages::link::LinkTarget;
 use hdf5_reader::{ExternalLinkResolver, Hdf5File, OpenOptions};
 
 use super::keras;
-use crate::scan::{Ctx, rules};
+use crate::scan::{Ctx, Verdict, rules};
 
 /// Root attributes a Keras loader deserializes, in the order it reads them.
 const KERAS_ATTRIBUTES: [&str; 2] = ["model_config", "training_config"];
+
+/// Root attributes that make a file a Keras model or weights file. Keras
+/// walks every weight group of such a file, so an external link in it is
+/// followed on load (malicious); in other HDF5 files (datasets, scientific
+/// data shipped next to a model) external links are a legitimate HDF5
+/// feature that only some reader may follow (suspicious, target named).
+const KERAS_MARKERS: [&str; 4] = ["model_config", "keras_version", "layer_names", "backend"];
 
 pub fn scan(cx: &mut Ctx, data: &[u8]) {
     let recorder = Arc::new(LinkRecorder::default());
@@ -100,7 +107,15 @@ pub fn scan(cx: &mut Ctx, data: &[u8]) {
         }
         keras::scan_h5_attribute(cx, name, text.as_bytes());
     }
-    walk(cx, &file, root, &recorder);
+    let keras = KERAS_MARKERS
+        .iter()
+        .any(|name| root.attribute(name).is_ok());
+    let link_verdict = if keras {
+        Verdict::Malicious
+    } else {
+        Verdict::Suspicious
+    };
+    walk(cx, &file, root, &recorder, link_verdict);
 }
 
 /// Opens the bytes without copying them when they are the top-level file on
@@ -152,7 +167,13 @@ impl ExternalLinkResolver for LinkRecorder {
     }
 }
 
-fn walk(cx: &mut Ctx, file: &Hdf5File, root: Group, recorder: &LinkRecorder) {
+fn walk(
+    cx: &mut Ctx,
+    file: &Hdf5File,
+    root: Group,
+    recorder: &LinkRecorder,
+    link_verdict: Verdict,
+) {
     let max_depth = cx.limits().max_structure_depth;
     let max_objects = cx.limits().max_archive_members;
     let mut seen: HashSet<u64> = HashSet::from([root.address()]);
@@ -163,7 +184,7 @@ fn walk(cx: &mut Ctx, file: &Hdf5File, root: Group, recorder: &LinkRecorder) {
         if !cx.in_time() {
             return;
         }
-        compact_external_links(cx, file, &group, &path, &mut reported_links);
+        compact_external_links(cx, file, &group, &path, &mut reported_links, link_verdict);
         let (groups, datasets) = match group.members() {
             Ok(m) => m,
             Err(e) => {
@@ -216,8 +237,9 @@ fn walk(cx: &mut Ctx, file: &Hdf5File, root: Group, recorder: &LinkRecorder) {
     }
     let asked = recorder.asked.lock().map(|a| a.clone()).unwrap_or_default();
     for filename in asked.into_iter().filter(|f| !reported_links.contains(f)) {
-        cx.report(
+        cx.report_as(
             &rules::HDF5_EXTERNAL_LINK,
+            link_verdict,
             None,
             format!("a link points into `{filename}`: following it opens that file"),
             Some(filename),
@@ -233,6 +255,7 @@ fn compact_external_links(
     group: &Group,
     path: &str,
     reported: &mut HashSet<String>,
+    verdict: Verdict,
 ) {
     let Ok(header) = file.get_or_parse_header(group.address()) else {
         return;
@@ -245,8 +268,9 @@ fn compact_external_links(
             } = &link.target
         {
             reported.insert(filename.clone());
-            cx.report(
+            cx.report_as(
                 &rules::HDF5_EXTERNAL_LINK,
+                verdict,
                 None,
                 format!(
                     "link `{path}/{}` points to `{target}` in `{filename}`: following it opens that file",
@@ -331,6 +355,15 @@ mod tests {
         let r = run(&fixture("HDF001/bad_external_link.h5"));
         assert_eq!(ids(&r), ["HDF001"]);
         assert_eq!(r.findings[0].evidence.as_deref(), Some("/etc/passwd:/data"));
+        // Outside a Keras model an external link is only suspicious ...
+        assert_eq!(r.findings[0].verdict, Verdict::Suspicious);
+        // ... inside one Keras follows it on load.
+        let r = run(&fixture("HDF001/bad_keras_h5_external_link.h5"));
+        assert!(
+            r.findings
+                .iter()
+                .any(|f| f.rule.id == "HDF001" && f.verdict == Verdict::Malicious)
+        );
         let r = run(&fixture("HDF001/bad_dense_external_link.h5"));
         assert_eq!(ids(&r), ["HDF001"]);
         assert!(

@@ -71,10 +71,46 @@ pub static DUPLICATE_MEMBER: Rule = Rule {
     references: &[],
 };
 
+pub static ZIP_READER_DISAGREEMENT: Rule = Rule {
+    id: "ARC006",
+    name: "zip-reader-disagreement",
+    verdict: Verdict::Suspicious,
+    summary: "Zip readers disagree on what the archive contains",
+    explanation: "PyTorch reads zips with miniz; NumPy (np.load on .npz), Keras (.keras) and \
+        joblib use Python's zipfile. They locate the central directory, ZIP64 records, prepended \
+        data and member names differently (zipfile cuts names at a NUL, honours Unicode path \
+        fields and always shifts offsets by the concatenation gap). An archive on which they \
+        disagree (a member one reader lists and the other does not, or different bytes under the \
+        same name) exists to show a scanner one face and a loader another. Every member either \
+        reader would load is scanned.",
+    remediation: "Do not load the file; re-create the archive with the framework's own save \
+        function.",
+    references: &[
+        "https://github.com/python/cpython/blob/main/Lib/zipfile/__init__.py",
+        "https://github.com/richgel999/miniz",
+    ],
+};
+
+pub static TAR_TYPE_AMBIGUITY: Rule = Rule {
+    id: "ARC007",
+    name: "tar-type-ambiguity",
+    verdict: Verdict::Suspicious,
+    summary: "A tar member's type flag makes readers disagree on what it holds",
+    explanation: "Python's tarfile (and so torch.load on legacy tar checkpoints) reads members \
+        with unknown type flags or CONTTYPE ('7') as regular files, and does not skip the data \
+        blocks of directories, links or devices but parses them as further members. Scanners \
+        built on other tar readers skip those bytes. The data is scanned as tarfile would read \
+        it; the construction itself has no use in a model archive.",
+    remediation: "Re-create the archive with a standard tar writer, or re-export the model.",
+    references: &["https://github.com/python/cpython/blob/main/Lib/tarfile.py"],
+};
+
 pub(super) static RULES: &[&Rule] = &[
     &DECOMPRESSION_BOMB,
     &ZIP_NAME_MISMATCH,
     &ZIP_EVASION_FLAGS,
     &ARCHIVE_PATH_TRAVERSAL,
     &DUPLICATE_MEMBER,
+    &ZIP_READER_DISAGREEMENT,
+    &TAR_TYPE_AMBIGUITY,
 ];

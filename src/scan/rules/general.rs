@@ -49,10 +49,12 @@ pub static UNRECOGNISED_MODEL: Rule = Rule {
     id: "GEN004",
     name: "unrecognised-model-content",
     verdict: Verdict::Suspicious,
-    summary: "A file named like a pickle-based model has content of no known format",
-    explanation: "The extension says the file is loaded by an unpickler (`.pkl`, `.pt`, `.pth`, \
-        `.ckpt`, `.joblib`, `.npy`), but its bytes match no format the scanner knows, so nothing \
-        about its behaviour can be established.",
+    summary: "A file named like a model has content of no known format",
+    explanation: "The extension says the file is a model (`.pkl`, `.pt`, `.pth`, `.ckpt`, \
+        `.joblib`, `.npy`, `.safetensors`, `.gguf`, `.onnx`, `.tflite`, `.h5`, `.keras`), but \
+        its bytes match no format the scanner knows (a `.safetensors` whose header is not JSON, \
+        a `.pt` of noise, text). A loader chosen by the name will still try to read it, and \
+        nothing about what it does then can be established.",
     remediation: "Check where the file came from; re-download it or re-export it as \
         safetensors.",
     references: &[],
@@ -71,10 +73,25 @@ pub static POLYGLOT: Rule = Rule {
     references: &["https://github.com/trailofbits/fickling"],
 };
 
+pub static NPY_UNUSUAL_DTYPE: Rule = Rule {
+    id: "NPY001",
+    name: "npy-unusual-dtype",
+    verdict: Verdict::Suspicious,
+    summary: "A .npy header spells its dtype in a way numpy.save never writes",
+    explanation: "NumPy evaluates the header as a Python literal and builds the dtype from it, so \
+        escapes, concatenated strings, duplicate keys and type names other than the canonical \
+        codes all reach `numpy.dtype`. A dtype the scanner cannot prove numeric may hold Python \
+        objects, whose data is a pickle run by np.load(allow_pickle=True); the data is scanned \
+        as one, and the unusual spelling itself is reported.",
+    remediation: "Re-save the array with numpy.save from a trusted source.",
+    references: &["https://github.com/numpy/numpy/blob/main/numpy/lib/format.py"],
+};
+
 pub(super) static RULES: &[&Rule] = &[
     &UNPARSEABLE,
     &LIMIT_EXCEEDED,
     &DISGUISED_FORMAT,
     &UNRECOGNISED_MODEL,
     &POLYGLOT,
+    &NPY_UNUSUAL_DTYPE,
 ];
