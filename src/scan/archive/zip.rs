@@ -64,12 +64,15 @@ pub fn scan(cx: &mut Ctx, data: &[u8]) {
         Kind::Npz => "npz",
         Kind::Generic => "zip",
     });
-    let resolver = if kind == Kind::Torch && is_torchscript(&entries) {
+    let torchscript = kind == Kind::Torch && is_torchscript(&entries);
+    let resolver = if torchscript {
         Resolver::TorchScript
     } else {
         cx.resolver()
     };
-    cx.with_resolver(resolver, |cx| scan_entries(cx, data, &entries, kind));
+    cx.with_resolver(resolver, |cx| {
+        scan_entries(cx, data, &entries, kind, torchscript)
+    });
 }
 
 /// TorchScript archives (`torch.jit.save`) carry their compiled code in
@@ -81,7 +84,7 @@ fn is_torchscript(entries: &[Entry]) -> bool {
         && has(&|n| n.starts_with("code/") || n.contains("/code/"))
 }
 
-fn scan_entries(cx: &mut Ctx, data: &[u8], entries: &[Entry], kind: Kind) {
+fn scan_entries(cx: &mut Ctx, data: &[u8], entries: &[Entry], kind: Kind, torchscript: bool) {
     let mut seen = HashSet::new();
     for entry in entries {
         if !cx.in_time() {
@@ -99,7 +102,7 @@ fn scan_entries(cx: &mut Ctx, data: &[u8], entries: &[Entry], kind: Kind) {
             );
         }
         check_path(cx, &entry.name, entry.local_offset);
-        scan_entry(cx, data, entry, kind);
+        scan_entry(cx, data, entry, kind, torchscript);
     }
 }
 
@@ -148,7 +151,7 @@ fn is_storage(kind: Kind, name: &str) -> bool {
     }
 }
 
-fn scan_entry(cx: &mut Ctx, data: &[u8], entry: &Entry, kind: Kind) {
+fn scan_entry(cx: &mut Ctx, data: &[u8], entry: &Entry, kind: Kind, torchscript: bool) {
     let Some(local) = read_local_header(data, entry.local_offset) else {
         cx.in_member(&entry.name, |cx| {
             cx.inconclusive(
@@ -283,6 +286,16 @@ fn scan_entry(cx: &mut Ctx, data: &[u8], entry: &Entry, kind: Kind) {
     if kind == Kind::Keras && entry.name == "config.json" {
         cx.in_member(&entry.name, |cx| formats::keras::scan_config(cx, content));
         return;
+    }
+    // `torch.jit.load` compiles `code/**/*.py` by name, whatever the bytes;
+    // content that is not text is also scanned for what it is.
+    if torchscript && formats::torchscript::is_code_member(&entry.name) {
+        cx.in_member(&entry.name, |cx| {
+            formats::torchscript::scan_code(cx, content)
+        });
+        if sniff::sniff(&head, &entry.name) == sniff::Format::Text {
+            return;
+        }
     }
     cx.scan_member(&entry.name, content);
 }

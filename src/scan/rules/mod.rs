@@ -15,6 +15,7 @@ mod onnx;
 mod pickle;
 mod safetensors;
 mod tensorflow;
+mod torchscript;
 
 pub use archive::*;
 pub use general::*;
@@ -24,6 +25,7 @@ pub use onnx::*;
 pub use pickle::*;
 pub use safetensors::*;
 pub use tensorflow::*;
+pub use torchscript::*;
 
 /// Every family's rule list, one per line.
 const FAMILIES: &[&[&Rule]] = &[
@@ -35,6 +37,7 @@ const FAMILIES: &[&[&Rule]] = &[
     safetensors::RULES,
     onnx::RULES,
     tensorflow::RULES,
+    torchscript::RULES,
 ];
 
 #[derive(Debug, PartialEq, Eq)]
