@@ -287,6 +287,11 @@ fn scan_entry(cx: &mut Ctx, data: &[u8], entry: &Entry, kind: Kind, torchscript:
         cx.in_member(&entry.name, |cx| formats::keras::scan_config(cx, content));
         return;
     }
+    if kind == Kind::Torch && formats::torchscript::is_bytecode_member(&entry.name) {
+        cx.in_member(&entry.name, |cx| {
+            formats::torchscript::scan_bytecode(cx, content)
+        });
+    }
     // `torch.jit.load` compiles `code/**/*.py` by name, whatever the bytes;
     // content that is not text is also scanned for what it is.
     if torchscript && formats::torchscript::is_code_member(&entry.name) {

@@ -103,6 +103,174 @@ pub fn scan_code(cx: &mut Ctx, data: &[u8]) {
     report(cx, walker.refs);
 }
 
+/// Whether an archive member is the mobile (lite interpreter) bytecode that
+/// `_load_for_lite_interpreter` runs instead of `code/`.
+pub fn is_bytecode_member(name: &str) -> bool {
+    name == "bytecode.pkl" || name.ends_with("/bytecode.pkl")
+}
+
+/// Judges the operators and classes named by a mobile `bytecode.pkl`: each
+/// method's `('operators', ((name, overload, nargs), …))` table, and every
+/// `__torch__.torch.classes.*` type. The pickle's own globals are the pickle
+/// scanner's business; this reads only its strings, walking the opcode
+/// stream so that string bytes are never mistaken for opcodes.
+pub fn scan_bytecode(cx: &mut Ctx, data: &[u8]) {
+    match bytecode_refs(data) {
+        Ok(refs) => report(cx, refs),
+        Err(what) => cx.inconclusive(
+            &rules::TS_UNPARSEABLE,
+            None,
+            format!("mobile bytecode unreadable: {what}"),
+        ),
+    }
+}
+
+/// Section names of a mobile method table; a string equal to one ends the
+/// operator list before it.
+const BYTECODE_SECTIONS: &[&str] = &[
+    "instructions",
+    "operators",
+    "constants",
+    "types",
+    "register_size",
+];
+
+fn bytecode_refs(data: &[u8]) -> Result<Vec<(Ref, u32)>, String> {
+    let mut refs = Vec::new();
+    let mut memo: HashMap<u64, String> = HashMap::new();
+    let mut in_operators = false;
+    let mut i = 0usize;
+    let mut last: Option<String> = None;
+    let mut next_memo = 0u64;
+    let take = |i: &mut usize, n: usize| -> Result<&[u8], String> {
+        let s = data
+            .get(*i..i.saturating_add(n))
+            .ok_or_else(|| format!("opcode argument past the end at byte {i}"))?;
+        *i += n;
+        Ok(s)
+    };
+    let le = |b: &[u8]| {
+        b.iter()
+            .rev()
+            .fold(0u64, |acc, &x| (acc << 8) | u64::from(x))
+    };
+    loop {
+        let Some(&op) = data.get(i) else {
+            return Err("no STOP opcode".into());
+        };
+        i += 1;
+        let mut pushed: Option<String> = None;
+        match op {
+            b'.' => break,
+            // No argument.
+            b'(' | b'0' | b'1' | b'2' | b'N' | b'R' | b'a' | b'b' | b'd' | b'}' | b'e' | b'l'
+            | b']' | b'o' | b's' | b't' | b')' | b'u' | b'Q' | 0x81 | 0x85 | 0x86 | 0x87 | 0x88
+            | 0x89 | 0x8f | 0x90 | 0x91 | 0x92 | 0x93 | 0x97 | 0x98 => {}
+            0x94 => {
+                if let Some(s) = &last {
+                    memo.insert(next_memo, s.clone());
+                }
+                next_memo += 1;
+            }
+            b'K' | 0x80 | 0x82 => {
+                take(&mut i, 1)?;
+            }
+            b'h' => pushed = memo.get(&le(take(&mut i, 1)?)).cloned(),
+            b'q' => {
+                let k = le(take(&mut i, 1)?);
+                if let Some(s) = &last {
+                    memo.insert(k, s.clone());
+                }
+            }
+            b'M' | 0x83 => {
+                take(&mut i, 2)?;
+            }
+            b'J' | 0x84 => {
+                take(&mut i, 4)?;
+            }
+            b'j' => pushed = memo.get(&le(take(&mut i, 4)?)).cloned(),
+            b'r' => {
+                let k = le(take(&mut i, 4)?);
+                if let Some(s) = &last {
+                    memo.insert(k, s.clone());
+                }
+            }
+            b'G' | 0x95 => {
+                take(&mut i, 8)?;
+            }
+            b'U' | b'C' | 0x8a | 0x8c => {
+                let n = le(take(&mut i, 1)?) as usize;
+                let body = take(&mut i, n)?;
+                if op == 0x8c {
+                    pushed = Some(String::from_utf8_lossy(body).into_owned());
+                }
+            }
+            b'T' | b'X' | b'B' | 0x8b => {
+                let n = usize::try_from(le(take(&mut i, 4)?)).map_err(|e| e.to_string())?;
+                let body = take(&mut i, n)?;
+                if op == b'X' {
+                    pushed = Some(String::from_utf8_lossy(body).into_owned());
+                }
+            }
+            0x8d | 0x8e | 0x96 => {
+                let n = usize::try_from(le(take(&mut i, 8)?)).map_err(|e| e.to_string())?;
+                let body = take(&mut i, n)?;
+                if op == 0x8d {
+                    pushed = Some(String::from_utf8_lossy(body).into_owned());
+                }
+            }
+            b'I' | b'L' | b'F' | b'S' | b'V' | b'P' | b'g' | b'p' | b'c' | b'i' => {
+                let lines = if op == b'c' || op == b'i' { 2 } else { 1 };
+                for _ in 0..lines {
+                    let end = data
+                        .get(i..)
+                        .and_then(|rest| rest.iter().position(|&c| c == b'\n'))
+                        .ok_or("unterminated text argument")?;
+                    let line = take(&mut i, end + 1)?;
+                    let text = String::from_utf8_lossy(line.get(..end).unwrap_or_default());
+                    match op {
+                        b'V' => pushed = Some(text.into_owned()),
+                        b'S' => {
+                            pushed = Some(text.trim_matches(|c| c == '\'' || c == '"').to_string())
+                        }
+                        b'g' => pushed = text.parse().ok().and_then(|k| memo.get(&k).cloned()),
+                        b'p' => {
+                            if let (Ok(k), Some(s)) = (text.parse(), &last) {
+                                memo.insert(k, s.clone());
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            other => return Err(format!("unknown opcode 0x{other:02x} at byte {}", i - 1)),
+        }
+        if memo.len() > 1_000_000 {
+            return Err("memo over a million entries".into());
+        }
+        if !matches!(op, 0x94 | b'q' | b'r' | b'p') {
+            last = pushed.clone();
+        }
+        let Some(s) = pushed else { continue };
+        if BYTECODE_SECTIONS.contains(&s.as_str()) {
+            in_operators = s == "operators";
+        } else if in_operators && let Some((ns, name)) = s.split_once("::") {
+            refs.push((Ref::Op(ns.to_string(), name.to_string()), 0));
+        }
+        if let Some(rest) = s.split("__torch__.torch.classes.").nth(1) {
+            let mut parts = rest
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))
+                .next()
+                .unwrap_or_default()
+                .splitn(2, '.');
+            if let (Some(ns), Some(class)) = (parts.next(), parts.next()) {
+                refs.push((Ref::Class(ns.to_string(), class.to_string()), 0));
+            }
+        }
+    }
+    Ok(refs)
+}
+
 // ---------------------------------------------------------------------------
 // The operator table.
 
@@ -190,6 +358,12 @@ fn report(cx: &mut Ctx, refs: Vec<(Ref, u32)>) {
 
 fn judge(cx: &mut Ctx, r: &Ref, line: u32) {
     let table = &*TABLE;
+    // Mobile bytecode has no source lines.
+    let at = if line == 0 {
+        "bytecode".to_string()
+    } else {
+        format!("line {line}")
+    };
     match r {
         Ref::Op(ns, op) => {
             let qualified = format!("{ns}::{op}");
@@ -200,7 +374,7 @@ fn judge(cx: &mut Ctx, r: &Ref, line: u32) {
                     &rules::TS_CUSTOM_NAMESPACE,
                     Verdict::Info,
                     None,
-                    format!("line {line}: `{qualified}` ({why}) needs its extension library"),
+                    format!("{at}: `{qualified}` ({why}) needs its extension library"),
                     Some(qualified.clone()),
                 ),
                 (Some((v, why)), _) => cx.report_as(
@@ -211,22 +385,20 @@ fn judge(cx: &mut Ctx, r: &Ref, line: u32) {
                         Verdict::Suspicious
                     },
                     None,
-                    format!("line {line}: calls `{qualified}`: {why}"),
+                    format!("{at}: calls `{qualified}`: {why}"),
                     Some(qualified.clone()),
                 ),
                 (None, Some(NsKind::Standard)) => cx.report(
                     &rules::TS_UNKNOWN_OP,
                     None,
-                    format!(
-                        "line {line}: `{qualified}` is not an operator of the audited PyTorch table"
-                    ),
+                    format!("{at}: `{qualified}` is not an operator of the audited PyTorch table"),
                     Some(qualified.clone()),
                 ),
                 (None, Some(NsKind::Library)) => cx.report_as(
                     &rules::TS_CUSTOM_NAMESPACE,
                     Verdict::Info,
                     None,
-                    format!("line {line}: `{qualified}` needs the `{ns}` extension library"),
+                    format!("{at}: `{qualified}` needs the `{ns}` extension library"),
                     Some(qualified.clone()),
                 ),
                 (None, None) => {
@@ -243,7 +415,7 @@ fn judge(cx: &mut Ctx, r: &Ref, line: u32) {
                         verdict,
                         None,
                         format!(
-                            "line {line}: `{qualified}` comes from namespace `{ns}`, which PyTorch \
+                            "{at}: `{qualified}` comes from namespace `{ns}`, which PyTorch \
                              does not ship: it runs native code from a library loaded by the host{why}"
                         ),
                         Some(qualified.clone()),
@@ -258,7 +430,7 @@ fn judge(cx: &mut Ctx, r: &Ref, line: u32) {
                 Some((_, why)) => cx.report(
                     &rules::TS_CUSTOM_CLASS,
                     None,
-                    format!("line {line}: uses `__torch__.torch.classes.{qualified}`: {why}"),
+                    format!("{at}: uses `__torch__.torch.classes.{qualified}`: {why}"),
                     Some(qualified.clone()),
                 ),
                 None => {
@@ -275,7 +447,7 @@ fn judge(cx: &mut Ctx, r: &Ref, line: u32) {
                         verdict,
                         None,
                         format!(
-                            "line {line}: `__torch__.torch.classes.{qualified}` is a native class \
+                            "{at}: `__torch__.torch.classes.{qualified}` is a native class \
                              PyTorch does not ship: it runs code from a library loaded by the host"
                         ),
                         Some(qualified.clone()),
@@ -286,13 +458,13 @@ fn judge(cx: &mut Ctx, r: &Ref, line: u32) {
         Ref::Alias(what) => cx.report(
             &rules::TS_NAMESPACE_ALIAS,
             None,
-            format!("line {line}: {what}"),
+            format!("{at}: {what}"),
             None,
         ),
         Ref::Loader(name) => cx.report(
             &rules::TS_DANGEROUS_OP,
             None,
-            format!("line {line}: names `torch.ops.{name}`, which loads native code into the host"),
+            format!("{at}: names `torch.ops.{name}`, which loads native code into the host"),
             Some(format!("torch.ops.{name}")),
         ),
     }
@@ -1105,6 +1277,50 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn mobile_operator_tables_are_read_through_the_memo() {
+        fn s(out: &mut Vec<u8>, text: &str) {
+            out.push(b'X');
+            out.extend_from_slice(&(text.len() as u32).to_le_bytes());
+            out.extend_from_slice(text.as_bytes());
+        }
+        let mut p = vec![0x80, 2, b'('];
+        s(&mut p, "instructions");
+        s(&mut p, "OP");
+        s(&mut p, "operators");
+        s(&mut p, "aten::mul");
+        p.extend_from_slice(&[b'q', 9]);
+        s(&mut p, "Tensor");
+        p.push(0x86);
+        p.extend_from_slice(&[b'h', 9]);
+        s(&mut p, "Scalar");
+        p.push(0x86);
+        s(&mut p, "my_ext::run");
+        s(&mut p, "");
+        p.push(0x86);
+        s(&mut p, "constants");
+        s(&mut p, "not::an_op");
+        s(&mut p, "types");
+        s(&mut p, "__torch__.torch.classes.my_ext.Thing");
+        p.extend_from_slice(b"t.");
+        let refs: Vec<Ref> = bytecode_refs(&p)
+            .unwrap()
+            .into_iter()
+            .map(|(r, _)| r)
+            .collect();
+        assert_eq!(
+            refs,
+            vec![
+                op("aten", "mul"),
+                op("aten", "mul"),
+                op("my_ext", "run"),
+                Ref::Class("my_ext".into(), "Thing".into()),
+            ]
+        );
+        assert!(bytecode_refs(&p[..p.len() - 1]).is_err());
+        assert!(bytecode_refs(b"\x80\x02\xff.").is_err());
     }
 
     #[test]
