@@ -77,6 +77,23 @@ seed() {
             printf '%s' "{{ ''.__class__.__mro__[1].__subclasses__() }}" > "$dir/ssti"
             printf '%s' "{% set x = cycler.__init__.__globals__.os.popen('id').read() %}{{ x }}" > "$dir/popen"
             return ;;
+        torchscript_code)
+            # The code/*.py sources of the TorchScript fixtures.
+            find "$ROOT/tests/fixtures" -name '*.pt' -type f -print0 2>/dev/null |
+                while IFS= read -r -d '' f; do
+                    python3 - "$f" "$dir" <<'PY' || true
+import hashlib, sys, zipfile
+try:
+    z = zipfile.ZipFile(sys.argv[1])
+except Exception:
+    sys.exit(0)
+for n in z.namelist():
+    if n.endswith(".py") and "/code/" in n:
+        b = z.read(n)
+        open(f"{sys.argv[2]}/{hashlib.sha1(b).hexdigest()[:16]}", "wb").write(b)
+PY
+                done
+            return ;;
         *) want=any ;;
     esac
     while IFS= read -r -d '' f; do

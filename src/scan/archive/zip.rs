@@ -122,20 +122,21 @@ pub fn scan(cx: &mut Ctx, data: &[u8]) {
         Kind::Npz => "npz",
         Kind::Generic => "zip",
     });
-    let resolver = if kind == Kind::Torch && is_torchscript(&torch_entries) {
+    let torchscript = kind == Kind::Torch && is_torchscript(&torch_entries);
+    let resolver = if torchscript {
         Resolver::TorchScript
     } else {
         cx.resolver()
     };
     cx.with_resolver(resolver, |cx| {
-        let torch_spans = scan_torch_view(cx, data, &torch_entries, kind);
+        let torch_spans = scan_torch_view(cx, data, &torch_entries, kind, torchscript);
         scan_zipfile_view(
             cx,
             data,
             &zipfile_entries,
             &torch_entries,
             &torch_spans,
-            kind,
+            (kind, torchscript),
         );
     });
 }
@@ -187,6 +188,7 @@ fn scan_torch_view(
     data: &[u8],
     entries: &[Entry],
     kind: Kind,
+    torchscript: bool,
 ) -> HashMap<String, Vec<Span>> {
     let mut seen = HashSet::new();
     let mut spans: HashMap<String, Vec<Span>> = HashMap::new();
@@ -233,7 +235,7 @@ fn scan_torch_view(
             entry.compressed,
             entry.method,
         ));
-        scan_located(cx, data, &local, kind, true);
+        scan_located(cx, data, &local, (kind, torchscript), true);
     }
     spans
 }
@@ -246,7 +248,7 @@ fn scan_zipfile_view(
     entries: &[Entry],
     torch_entries: &[Entry],
     torch_spans: &HashMap<String, Vec<Span>>,
-    kind: Kind,
+    (kind, torchscript): (Kind, bool),
 ) {
     let mut disagreements = Vec::new();
     let zipfile_names: HashSet<&str> = entries.iter().map(|e| e.name.as_str()).collect();
@@ -301,7 +303,7 @@ fn scan_zipfile_view(
             continue;
         }
         check_path(cx, &entry.name, entry.local_offset);
-        scan_located(cx, data, &local, kind, false);
+        scan_located(cx, data, &local, (kind, torchscript), false);
     }
     let total = disagreements.len();
     for (offset, message) in disagreements.into_iter().take(MAX_DISAGREEMENTS) {
@@ -374,7 +376,13 @@ fn is_storage(kind: Kind, name: &str) -> bool {
 /// Scans one member's bytes. `torch_view` members also get the checks for
 /// flags and CRCs that PyTorch ignores (Python's zipfile refuses them, so
 /// its view never opens such members).
-fn scan_located(cx: &mut Ctx, data: &[u8], local: &Located, kind: Kind, torch_view: bool) {
+fn scan_located(
+    cx: &mut Ctx,
+    data: &[u8],
+    local: &Located,
+    (kind, torchscript): (Kind, bool),
+    torch_view: bool,
+) {
     let entry = local.entry;
     let Some(raw) = usize::try_from(local.data_start).ok().and_then(|start| {
         data.get(start..start.checked_add(usize::try_from(entry.compressed).ok()?)?)
@@ -486,6 +494,21 @@ fn scan_located(cx: &mut Ctx, data: &[u8], local: &Located, kind: Kind, torch_vi
     if kind == Kind::Keras && entry.name == "config.json" {
         cx.in_member(&entry.name, |cx| formats::keras::scan_config(cx, content));
         return;
+    }
+    if kind == Kind::Torch && formats::torchscript::is_bytecode_member(&entry.name) {
+        cx.in_member(&entry.name, |cx| {
+            formats::torchscript::scan_bytecode(cx, content)
+        });
+    }
+    // `torch.jit.load` compiles `code/**/*.py` by name, whatever the bytes;
+    // content that is not text is also scanned for what it is.
+    if torchscript && formats::torchscript::is_code_member(&entry.name) {
+        cx.in_member(&entry.name, |cx| {
+            formats::torchscript::scan_code(cx, content)
+        });
+        if sniff::sniff(&head, &entry.name) == sniff::Format::Text {
+            return;
+        }
     }
     cx.scan_member(&entry.name, content);
 }

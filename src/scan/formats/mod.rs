@@ -11,3 +11,4 @@ pub mod protobuf;
 pub mod safetensors;
 pub mod savedmodel;
 pub mod tflite;
+pub mod torchscript;

@@ -16,6 +16,7 @@ mod pickle;
 mod policy;
 mod safetensors;
 mod tensorflow;
+mod torchscript;
 
 pub use archive::*;
 pub use general::*;
@@ -26,6 +27,7 @@ pub use pickle::*;
 pub use policy::*;
 pub use safetensors::*;
 pub use tensorflow::*;
+pub use torchscript::*;
 
 /// Every family's rule list, one per line.
 const FAMILIES: &[&[&Rule]] = &[
@@ -37,6 +39,7 @@ const FAMILIES: &[&[&Rule]] = &[
     safetensors::RULES,
     onnx::RULES,
     tensorflow::RULES,
+    torchscript::RULES,
     policy::RULES,
 ];
 
