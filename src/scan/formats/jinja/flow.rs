@@ -348,6 +348,7 @@ impl Flow<'_, '_, '_> {
                 self.bound.insert(v.id.to_string());
             }
             Expr::Tuple(t) => t.items.iter().for_each(|e| self.bind_names(e)),
+            Expr::List(l) => l.items.iter().for_each(|e| self.bind_names(e)),
             _ => {}
         }
     }
@@ -360,9 +361,15 @@ impl Flow<'_, '_, '_> {
     fn assign(&mut self, target: &Expr, value: Val, depth: usize) {
         match target {
             Expr::Var(v) => self.assign_name(v.id.to_string(), value),
-            Expr::Tuple(t) => {
-                let n = t.items.len();
-                for (i, e) in t.items.iter().enumerate() {
+            // Minijinja parses `a, b` targets as a list, Jinja2 as a tuple.
+            Expr::Tuple(_) | Expr::List(_) => {
+                let items = match target {
+                    Expr::Tuple(t) => &t.items,
+                    Expr::List(l) => &l.items,
+                    _ => return,
+                };
+                let n = items.len();
+                for (i, e) in items.iter().enumerate() {
                     self.assign(e, value.unpack(i, n), depth);
                 }
             }
@@ -685,9 +692,7 @@ impl Flow<'_, '_, '_> {
             }
             _ => None,
         };
-        if let Some(v) = positional.and_then(|i| args.pos(i))
-            && name != "attr"
-        {
+        if let Some(v) = positional.and_then(|i| args.pos(i)) {
             self.attribute_arg(name, v, span);
         }
     }
@@ -1185,8 +1190,9 @@ impl Flow<'_, '_, '_> {
                 (None, None) => Val::Unset,
             };
             let args = w.args(&f.args, d);
-            w.attribute_args(f.name, &args, span, 0);
-            if f.name == "attr" {
+            if f.name != "attr" {
+                w.attribute_args(f.name, &args, span, 0);
+            } else {
                 let name = args.pos(0).cloned().unwrap_or(Val::Unset);
                 if let Some(base) = &f.expr {
                     w.lookup(base, &input, &name, span, "`|attr`");

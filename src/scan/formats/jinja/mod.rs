@@ -379,6 +379,67 @@ mod tests {
         }
     }
 
+    /// Escapes that never write a dunder constant: the name is built at
+    /// render time and reaches the lookup through bindings, macros, loops,
+    /// namespaces, filters and engine objects' string forms.
+    #[test]
+    fn data_flow_escapes_are_malicious() {
+        for t in [
+            r#"{{ x[bos_token] }}"#,
+            r#"{% macro m() %}{{ caller('_') }}{% endmacro %}{% call(u) m() %}{{ lipsum[u ~ u ~ 'globals' ~ u ~ u] }}{% endcall %}"#,
+            r#"{% set ns = namespace(s='') %}{% for c in '_-_-class_-_'|list %}{% if c != '-' %}{% set ns.s = ns.s ~ c %}{% endif %}{% endfor %}{{ lipsum[ns.s] }}"#,
+            r#"{% set n = '__cla' ~ 'ss__' %}{{ x[n] }}"#,
+            r#"{% set c = cycler('_', 'x') %}{{ lipsum[c.next() ~ c.next() ~ 'globals' ~ c.next() ~ c.next()] }}"#,
+            r#"{{ x['__' ~ message.content ~ '__'] }}"#,
+            r#"{{ x[undefined_name|default('__cla') ~ 'ss__'] }}"#,
+            r#"{% set d = {'_': 1} %}{{ x[(d|list|first) * 2 ~ 'class' ~ (d|list|first) * 2] }}"#,
+            r#"{{ x[('_a'|first) * 2 ~ 'class' ~ ('a_'|last) * 2] }}"#,
+            r#"{% for n in ['__glo' ~ 'bals__'] %}{{ lipsum[n] }}{% endfor %}"#,
+            r#"{{ lipsum['{:_^11}'.format('globals')] }}"#,
+            r#"{% set n = ['a', '__class__'][1] %}{{ x[n] }}"#,
+            r#"{% set u = (lipsum|string)[18] %}{{ x|groupby(u~u~'class'~u~u)|list }}"#,
+            r#"{{ x[('__cla' if true else 'a') ~ 'ss__'] }}"#,
+            r#"{% set u = (lipsum|string)[18] %}{{ x|join(',', u~u~'class'~u~u) }}"#,
+            r#"{% set j = joiner('_') %}{{ lipsum[j() ~ j() ~ 'globals' ~ j() ~ j()] }}"#,
+            r#"{% set u = (lipsum|string)[18] %}{{ x[u ~ u ~ 'globals' ~ u ~ u] }}"#,
+            r#"{% set u = (lipsum|string|list)[18] %}{{ lipsum|attr(u*2 ~ 'globals' ~ u*2) }}"#,
+            r#"{% for i in [1] %}{{ x[(loop|string)[0:2] ~ 'class' ~ (loop|string)[0:2]] }}{% endfor %}"#,
+            r#"{% macro n() %}_{{ '_glob' }}als_{{ '_' }}{% endmacro %}{{ lipsum|attr(n()) }}"#,
+            r#"{% set u = (cycler|string)[18] %}{% macro g(o, n) %}{{ o[n] }}{% endmacro %}{{ g(lipsum, u ~ u ~ 'globals' ~ u ~ u) }}"#,
+            r#"{% set u = (self|string)[1] %}{{ [lipsum]|map('attr', u~u~'globals'~u~u)|list }}"#,
+            r#"{{ x|attr(['%c%cclass%c%c']|map('format', 95, 95, 95, 95)|first) }}"#,
+            r#"{% set u = (lipsum|string)[18] %}{{ x|min(attribute=u~u~'class'~u~u) }}"#,
+            r#"{% set ns = namespace(a='__glo') %}{% set ns.b = 'bals__' %}{{ lipsum[ns.a ~ ns.b] }}"#,
+            r#"{{ x[(none or '__cla') ~ 'ss__'] }}"#,
+            r#"{% for i in range(200) %}{{ x['%c%c' % (i, i) ~ 'class' ~ '%c%c' % (i, i)] }}{% endfor %}"#,
+            r#"{% macro r(n, k) %}{% if k %}{{ lipsum[n] }}{% else %}{{ r(n ~ '_', 1) }}{% endif %}{% endmacro %}{{ r('_', 0) }}"#,
+            r#"{{ x['-_class_-'|replace('-', '_')] }}"#,
+            r#"{{ x['-_class_-'.replace('-', '_')] }}"#,
+            r#"{{ x[request.args.n] }}"#,
+            r#"{{ x['__ssalc__'|reverse] }}"#,
+            r#"{% set u = (lipsum|string)[18] %}{{ x|selectattr(u~u~'class'~u~u)|list }}"#,
+            r#"{% set t = t %}{{ x['__cla' ~ t ~ 'ss__'] }}"#,
+            r#"{{ x[self|string] }}"#,
+            r#"{% set n %}__glo{{ 'bals' }}__{% endset %}{{ lipsum[n] }}"#,
+            r#"{{ x['_._.c.l.a.s.s._._'[::2]] }}"#,
+            r#"{% set u = (lipsum|string)[18] %}{{ x|sort(attribute=u~u~'class'~u~u)|list }}"#,
+            r#"{% set u = (lipsum|string)[18] %}{{ x|sort(false, false, u~u~'class'~u~u)|list }}"#,
+            r#"{{ lipsum[strftime_now('_') * 2 ~ 'globals' ~ strftime_now('_') * 2] }}"#,
+            r#"{% set u = (lipsum|string)[18] %}{{ x|sum(attribute=u~u~'class'~u~u) }}"#,
+            r#"{% set u = ('_'|tojson)[1] %}{{ x[u*2 ~ 'class' ~ u*2] }}"#,
+            r#"{% set a, b = '_' ~ '_glo', 'bals_' ~ '_' %}{{ lipsum[a ~ b] }}"#,
+            r#"{% set u = (lipsum|string)[18] %}{{ x|unique(attribute=u~u~'class'~u~u)|list }}"#,
+            r#"{% with n = '__glo' ~ 'bals__' %}{{ lipsum[n] }}{% endwith %}"#,
+        ] {
+            let report = scan(t);
+            assert!(
+                ids(&report).contains(&"GGUF010"),
+                "{t}: {:#?}",
+                report.findings
+            );
+        }
+    }
+
     #[test]
     fn computed_names_are_suspicious() {
         for t in [
@@ -389,6 +450,12 @@ mod tests {
             "{{ x._private }}",
             "{% include 'other.j2' %}",
             "{% import 'macros.j2' as m %}",
+            "{% include name %}",
+            "{{ x|attr(message.role) }}",
+            "{{ cycler[message.content] }}",
+            "{{ x|selectattr(message.role)|list }}",
+            "{{ x|map('attr', message.role)|list }}",
+            "{{ x|sort(attribute=tool.name)|list }}",
         ] {
             let report = scan(t);
             assert_eq!(
@@ -416,6 +483,15 @@ mod tests {
             "{{ '{\"name\": \"{}\"}'.format(t.name) }}",
             "{{ '%s%c' % (m.content, 10) }}",
             "{{ dict(role='user', content=x)|tojson }}",
+            r#"{% set k = 'content' %}{{ messages[0][k] }}"#,
+            r#"{{ '<|{}|>'.format(m.role) }}"#,
+            r#"{{ messages[loop.index0 - 1]['role'] }}"#,
+            r#"{% macro f(k) %}{% set key = k ~ '' %}{{ message[key] }}{% endmacro %}{{ f('tool_calls') }}"#,
+            r#"{% for m in messages %}{% if loop.previtem and loop.previtem.role == 'user' %}{{ m.content }}{% endif %}{% endfor %}"#,
+            r#"{% set ns = namespace(x=[]) %}{% for m in messages %}{% set ns.x = ns.x + [m] %}{% endfor %}{{ ns.x|length }}"#,
+            r#"{% for name, p in tool.parameters.properties.items() %}{{ name }}: {{ tool.parameters.properties[name].type }}{% endfor %}"#,
+            r#"{% for t in tools %}{{ x['tool_' ~ t.name] }}{% endfor %}"#,
+            r#"{% set tools = tools|default([]) %}{% for t in tools %}{{ t.function.name }}{% endfor %}"#,
         ] {
             let report = scan(t);
             assert!(report.findings.is_empty(), "{t}: {:#?}", report.findings);
@@ -424,7 +500,15 @@ mod tests {
 
     #[test]
     fn unparseable_templates_are_inconclusive() {
-        for t in ["{% for x in %}", "{{ x", "{% frobnicate %}"] {
+        // The last two are Jinja2 that minijinja does not accept: a call on a
+        // filter's result, a tag from a Jinja2 extension.
+        for t in [
+            "{% for x in %}",
+            "{{ x",
+            "{% frobnicate %}",
+            "{{ x|attr('get')('os') }}",
+            "{% trans %}hi{% endtrans %}",
+        ] {
             let report = scan(t);
             assert_eq!(ids(&report), ["GGUF012"], "{t}");
             assert!(matches!(
