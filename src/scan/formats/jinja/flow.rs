@@ -19,7 +19,7 @@ use std::collections::{HashMap, HashSet};
 use minijinja::machinery::Span;
 use minijinja::machinery::ast::{self, BinOpKind, CallArg, Expr, Stmt, UnaryOpKind};
 
-use super::pyfmt::{brace_format, format_field_dunder, percent_format};
+use super::pyfmt::{brace_format, format_field_dunder, percent_format, py_string_literals};
 use super::value::{Hole, Piece, Val, is_dunder, join, py_slice};
 use crate::scan::{Ctx, rules};
 
@@ -732,26 +732,53 @@ impl Flow<'_, '_, '_> {
     }
 
     fn constant(&mut self, c: &ast::Const, span: Span) -> Val {
-        if let Some(s) = c.value.as_str() {
-            if is_dunder(s.trim()) {
-                self.report(
-                    &rules::TEMPLATE_CODE_EXECUTION,
-                    span,
-                    format!(
-                        "string constant `{}` names a Python special attribute",
-                        s.trim()
-                    ),
-                );
-            } else if let Some(d) = format_field_dunder(s) {
-                self.report(
-                    &rules::TEMPLATE_CODE_EXECUTION,
-                    span,
-                    format!("format field in `{s}` reads `{d}`, a Python special attribute"),
-                );
+        let Some(parsed) = c.value.as_str() else {
+            return Val::Num(c.value.as_i64());
+        };
+        // Jinja2 decodes escapes as Python does; judge what it will see.
+        let source = self
+            .site
+            .source
+            .get(span.start_offset as usize..span.end_offset as usize)
+            .unwrap_or("");
+        let pieces =
+            py_string_literals(source).unwrap_or_else(|| vec![Piece::Lit(parsed.to_string())]);
+        // Judged whole: long constants are shortened once they become values.
+        let full: Option<String> = pieces
+            .iter()
+            .map(|p| match p {
+                Piece::Lit(s) => Some(s.as_str()),
+                Piece::Hole(_) => None,
+            })
+            .collect();
+        let value = Val::text(pieces);
+        match full {
+            Some(s) if is_dunder(&s) => self.report(
+                &rules::TEMPLATE_CODE_EXECUTION,
+                span,
+                format!(
+                    "string constant `{}` names a Python special attribute",
+                    s.trim()
+                ),
+            ),
+            Some(s) => {
+                if let Some(d) = format_field_dunder(&s) {
+                    self.report(
+                        &rules::TEMPLATE_CODE_EXECUTION,
+                        span,
+                        format!("format field in `{s}` reads `{d}`, a Python special attribute"),
+                    );
+                }
             }
-            return Val::lit(s);
+            None if value.can_be_dunder() => self.report(
+                &rules::TEMPLATE_CODE_EXECUTION,
+                span,
+                "string constant with named characters can spell a Python special attribute"
+                    .to_string(),
+            ),
+            None => {}
         }
-        Val::Num(c.value.as_i64())
+        value
     }
 
     /// Judges the result of a string operation once, at the outermost one.

@@ -385,6 +385,14 @@ mod tests {
     #[test]
     fn data_flow_escapes_are_malicious() {
         for t in [
+            // Jinja2 decodes string escapes as Python does.
+            r#"{{ x['\N{LOW LINE}_class__'] }}"#,
+            r#"{{ x['\U0000005f_class__'] }}"#,
+            "{{ x['_\\\n_class__'] }}",
+            r#"{{ x['__\N{LATIN SMALL LETTER C}lass__'] }}"#,
+            // trim_blocks drops the newline after a block tag.
+            "{% set n %}__cla{% set z = 1 %}\nss__{% endset %}{{ x[n] }}",
+            "{% set n %}\n  __class__\n{% endset %}{{ x[n] }}",
             r#"{{ x[bos_token] }}"#,
             r#"{% macro m() %}{{ caller('_') }}{% endmacro %}{% call(u) m() %}{{ lipsum[u ~ u ~ 'globals' ~ u ~ u] }}{% endcall %}"#,
             r#"{% set ns = namespace(s='') %}{% for c in '_-_-class_-_'|list %}{% if c != '-' %}{% set ns.s = ns.s ~ c %}{% endif %}{% endfor %}{{ lipsum[ns.s] }}"#,

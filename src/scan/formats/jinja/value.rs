@@ -11,6 +11,9 @@
 /// Longest literal a folded string keeps (`'_' * 10**9` must not allocate).
 pub const MAX_FOLDED_LEN: usize = 256;
 
+/// Characters kept at each end of a string that grew too long.
+const KEPT_ENDS: usize = 16;
+
 /// Pieces in one string before it collapses to a hole.
 const MAX_PIECES: usize = 32;
 
@@ -96,7 +99,26 @@ impl Val {
             })
             .sum();
         if len > MAX_FOLDED_LEN || out.len() > MAX_PIECES {
-            return Val::hole(pieces_hole(&out));
+            // Keep the ends: whether a name can start and end with `__`
+            // is what the analysis asks of a string.
+            let head = match out.first() {
+                Some(Piece::Lit(s)) => s.chars().take(KEPT_ENDS).collect(),
+                _ => String::new(),
+            };
+            let tail = match out.last() {
+                Some(Piece::Lit(s)) => {
+                    let n = s.chars().count().saturating_sub(KEPT_ENDS);
+                    s.chars().skip(n).collect()
+                }
+                _ => String::new(),
+            };
+            let hole = pieces_hole(&out);
+            return Val::Str(
+                [Piece::Lit(head), Piece::Hole(hole), Piece::Lit(tail)]
+                    .into_iter()
+                    .filter(|p| !matches!(p, Piece::Lit(s) if s.is_empty()))
+                    .collect(),
+            );
         }
         Val::Str(out)
     }
@@ -394,18 +416,22 @@ fn underscores_lead<'p>(pieces: impl Iterator<Item = &'p Piece>, from_end: bool)
             Piece::Hole(Hole::Chars) => return true,
             Piece::Hole(_) => return false,
             Piece::Lit(s) => {
-                let run = if from_end {
-                    s.bytes().rev().take_while(|b| *b == b'_').count()
+                // Whitespace may be trimmed away at render time (see is_dunder).
+                let mut bytes: Box<dyn Iterator<Item = u8>> = if from_end {
+                    Box::new(s.bytes().rev())
                 } else {
-                    s.bytes().take_while(|b| *b == b'_').count()
+                    Box::new(s.bytes())
                 };
-                if run >= need {
-                    return true;
+                for b in &mut bytes {
+                    match b {
+                        b'_' => need -= 1,
+                        b if b.is_ascii_whitespace() => continue,
+                        _ => return false,
+                    }
+                    if need == 0 {
+                        return true;
+                    }
                 }
-                if run < s.len() {
-                    return false;
-                }
-                need -= run;
             }
         }
     }
@@ -472,8 +498,17 @@ pub fn join(a: Val, b: Val) -> Val {
 }
 
 /// `__name__`: Python's special attributes, the entry points of every
-/// known sandbox escape.
+/// known sandbox escape. Whitespace is ignored: runtimes render with
+/// `trim_blocks`/`lstrip_blocks` (transformers, llama-cpp-python), which
+/// drop newlines and indentation next to tags that this parser keeps.
 pub fn is_dunder(name: &str) -> bool {
+    let squeezed: String;
+    let name = if name.contains(char::is_whitespace) {
+        squeezed = name.chars().filter(|c| !c.is_whitespace()).collect();
+        squeezed.as_str()
+    } else {
+        name
+    };
     name.len() > 4
         && name.starts_with("__")
         && name.ends_with("__")
