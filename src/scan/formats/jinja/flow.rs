@@ -26,6 +26,11 @@ use crate::scan::{Ctx, rules};
 /// Passes of the fixed-point iteration before the template is given up on.
 const MAX_PASSES: usize = 24;
 
+/// Passes after which a binding that still changes is widened to a value
+/// without structure, so that self-nesting values (`{% set l = [l] %}`)
+/// settle.
+const WIDEN_AFTER: usize = 6;
+
 /// Findings of one rule reported per template; the rest repeat the point.
 const MAX_FINDINGS_PER_RULE: usize = 8;
 
@@ -158,11 +163,13 @@ pub fn analyse(cx: &mut Ctx, site: &Site, tree: &Stmt) -> Result<(), Incomplete>
         macros: HashMap::new(),
         loops: Vec::new(),
         glue: 0,
+        widen: false,
         reported: HashMap::new(),
     };
     flow.collect(tree, 0);
     let mut settled = false;
-    for _ in 0..MAX_PASSES {
+    for pass in 0..MAX_PASSES {
+        flow.widen = pass >= WIDEN_AFTER;
         let before = (flow.vars.clone(), flow.macros.clone());
         flow.stmt(tree, 0);
         if flow.too_deep {
@@ -213,6 +220,8 @@ struct Flow<'c, 's, 'a> {
     loops: Vec<Val>,
     /// Inside the operands of a string operation already judged whole.
     glue: usize,
+    /// Bindings that change are widened (see [`WIDEN_AFTER`]).
+    widen: bool,
     reported: HashMap<&'static str, usize>,
 }
 
@@ -355,7 +364,11 @@ impl Flow<'_, '_, '_> {
 
     fn assign_name(&mut self, name: String, value: Val) {
         let old = self.vars.remove(&name).unwrap_or(Val::Unset);
-        self.vars.insert(name, join(old, value));
+        let mut new = join(old.clone(), value);
+        if self.widen && new != old {
+            new = new.widened();
+        }
+        self.vars.insert(name, new);
     }
 
     fn assign(&mut self, target: &Expr, value: Val, depth: usize) {
@@ -863,14 +876,14 @@ impl Flow<'_, '_, '_> {
                 Val::Num(None)
             }
             Expr::GetAttr(a) => {
+                let base = self.expr(&a.expr, d);
+                self.lookup(&a.expr, &base, &Val::lit(a.name), a.span(), "attribute");
                 if let Expr::Var(v) = &a.expr
                     && v.id == "loop"
                     && !self.bound.contains("loop")
                 {
                     return self.loop_attr(a.name);
                 }
-                let base = self.expr(&a.expr, d);
-                self.lookup(&a.expr, &base, &Val::lit(a.name), a.span(), "attribute");
                 let mut v = base.attr(a.name);
                 if let Expr::Var(ns) = &a.expr
                     && let Some(slot) = self.vars.get(&format!("{}.{}", ns.id, a.name))
@@ -1036,6 +1049,8 @@ impl Flow<'_, '_, '_> {
                 global_call(v.id, &args)
             }
             Expr::GetAttr(m) => {
+                let recv = self.expr(&m.expr, d);
+                self.lookup(&m.expr, &recv, &Val::lit(m.name), m.span(), "attribute");
                 if let Expr::Var(v) = &m.expr
                     && v.id == "loop"
                     && !self.bound.contains("loop")
@@ -1043,11 +1058,10 @@ impl Flow<'_, '_, '_> {
                     let args = self.args(&call.args, d);
                     return match m.name {
                         "cycle" => args.pos.into_iter().fold(Val::Unset, join),
-                        _ => Val::Num(None),
+                        "changed" => Val::Num(None),
+                        _ => Val::Engine,
                     };
                 }
-                let recv = self.expr(&m.expr, d);
-                self.lookup(&m.expr, &recv, &Val::lit(m.name), m.span(), "attribute");
                 let string_op = matches!(
                     m.name,
                     "join" | "format" | "format_map" | "replace" | "lower" | "upper"

@@ -9,30 +9,49 @@
 //! into minijinja's AST and walks it; it never renders, evaluates or compiles
 //! anything, and it never calls a filter.
 //!
+//! The walk is a data-flow analysis ([`flow`]): every expression becomes an
+//! abstract value ([`value`]): a folded constant where the value is
+//! knowable, otherwise a record of who picks its characters: the template
+//! itself (its constants, `%c` of numbers, `str()` of engine objects such as
+//! `lipsum`, `cycler`, `self`, `loop`), the conversation (messages, tools),
+//! or nobody (numbers). Values flow through `set`/`with`/`for` bindings,
+//! macro parameters and output, `caller()`, `{% set %}` blocks, namespace
+//! slots, lists, dicts and the string filters and methods, to a fixed point.
+//! Jinja2's own string-literal decoding and its `trim_blocks`/`lstrip_blocks`
+//! whitespace are followed, since those are what the runtimes render with.
+//!
 //! What is flagged:
-//! * malicious (GGUF010): attribute names, subscripts or `|attr` arguments that
-//!   resolve to a dunder (`__class__`, `__globals__`, ...), module and exec
-//!   names (`os`, `popen`, `eval`, `__import__`, ...), attribute access on
-//!   Jinja's own globals (`cycler`, `joiner`, `namespace`, `lipsum`, `range`,
-//!   `self`) and Flask's (`config`, `request`), and any string constant that is
-//!   by itself a dunder name. Names are constant-folded first, so
-//!   `'__cla' ~ 'ss__'`, `['__cla', 'ss__']|join`, `'__ssalc__'[::-1]` and a
-//!   `{% set %}` variable holding such a string are seen through.
-//! * suspicious (GGUF011): names that cannot be folded (`|attr(x)`,
-//!   `map(attribute=x)`), dunder fragments being glued together, private
-//!   `_attributes`, and `include`/`import`/`extends`, which load other
-//!   templates.
+//! * malicious (GGUF010): an attribute, subscript, `|attr` name or attribute
+//!   argument of a filter (`map(attribute=)`, `map('attr', n)`, `selectattr`,
+//!   `groupby`, `sort`, `sum`, `unique`, `min`/`max`, `join`) that is a dunder
+//!   (`__class__`, `__globals__`, ...) or can become one with underscores the
+//!   template supplies; module and exec names (`os`, `popen`, `eval`, ...);
+//!   members of Jinja's and Flask's globals (`cycler`, `lipsum`, `self`,
+//!   `config`, `request`, ...); `str.format` fields that read dunders; string
+//!   constants or string operations that spell a dunder.
+//! * suspicious (GGUF011): member names computed at render time from data
+//!   that cannot be steered to a dunder, when read through `|attr`, an
+//!   attribute filter or from an engine object; `__` fragments glued to
+//!   computed strings; private `_attributes`; `include`/`import`/`extends`.
 //! * suspicious and inconclusive (GGUF012): a template that is not UTF-8, does
-//!   not parse, or is too large or deep to analyse. HF's harmless
+//!   not parse (including Jinja2 syntax minijinja lacks), is too large or
+//!   deep, or whose data flow does not settle. HF's harmless
 //!   `{% generation %}` markers, which only transformers understands, are
 //!   blanked out (same length, so offsets stay exact) before parsing.
+//!
+//! Not covered statically: what the conversation itself contains (a message
+//! whose text is `__class__` used as a name by an otherwise harmless
+//! template), and escapes through objects the runtime adds to the context
+//! beyond the documented ones; names the analysis cannot follow are
+//! reported, never assumed safe.
 //!
 //! Invariants: the input is bounded by `max_string_bytes`; before parsing,
 //! a token pass refuses tags with more than [`MAX_TAG_TOKENS`] tokens or
 //! brackets nested deeper than [`MAX_BRACKET_DEPTH`] (minijinja builds
 //! operator chains iteratively, so their AST depth, and the recursion of its
 //! drop, is bounded only by the token count); the walk is capped at
-//! `max_structure_depth`. Findings carry the byte offset of the offending
+//! `max_structure_depth`; the fixed point is capped at a number of passes,
+//! and abstract values are bounded in size. Findings carry the byte offset of the offending
 //! expression in the file and the snippet as evidence.
 
 mod flow;
@@ -360,6 +379,8 @@ mod tests {
             "{{ x.os.system('id') }}",
             "{{ eval('1') }}",
             "{{ __import__('os') }}",
+            "{% for i in x %}{{ loop.__class__ }}{% endfor %}",
+            "{% for i in x %}{{ loop.__init__() }}{% endfor %}",
             "{{ x|attr('%c%cclass%c%c'|format(95, 95, 95, 95)) }}",
             "{{ x|attr('%c%cclass%c%c' % (95, 95, 95, 95)) }}",
             "{{ x|attr('{:c}{:c}class{:c}{:c}'.format(95, 95, 95, 95)) }}",
@@ -568,5 +589,33 @@ mod tests {
         assert_eq!(ids(&scan(&deep)), ["GGUF012"]);
         let long_ok = format!("{{{{ {} }}}}", vec!["a"; 100].join(" ~ "));
         assert!(scan(&long_ok).findings.is_empty());
+        // Self-feeding bindings stay bounded and settle.
+        let doubling = "{% for i in range(9) %}{% set a = [a, a] %}{% set s = s ~ s ~ '_' %}{% endfor %}{{ x[s] }}";
+        assert_eq!(scan(doubling).verdict, Verdict::Malicious);
+        let grow = "{% set ns = namespace(l=[]) %}{% for m in messages %}{% set ns.l = [ns.l] %}{% endfor %}{{ ns.l }}";
+        assert!(scan(grow).findings.is_empty());
+        // A chain that propagates one step per pass, written backwards,
+        // does not settle: inconclusive, never clean.
+        let chain: String = (0..60)
+            .rev()
+            .map(|i| format!("{{% set v{} = v{} ~ 'x' %}}", i + 1, i))
+            .collect();
+        let backwards = format!("{chain}{{% set v0 = 'y' %}}{{{{ x[v60] }}}}");
+        assert_eq!(ids(&scan(&backwards)), ["GGUF012"]);
+        // Macros calling each other: output is read, not re-walked, so a
+        // chain costs a pass per link; a long one is inconclusive.
+        let macros = |n: usize| -> String {
+            let defs: String = (0..n)
+                .map(|i| {
+                    format!(
+                        "{{% macro m{i}(a) %}}{{{{ m{}(a ~ a) }}}}{{% endmacro %}}",
+                        i + 1
+                    )
+                })
+                .collect();
+            format!("{defs}{{{{ m0('x') }}}}")
+        };
+        assert!(scan(&macros(8)).findings.is_empty());
+        assert_eq!(ids(&scan(&macros(200))), ["GGUF012"]);
     }
 }

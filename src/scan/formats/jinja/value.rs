@@ -148,6 +148,17 @@ impl Val {
         Val::Map(entries).bounded()
     }
 
+    /// The value without its structure: what a binding that keeps changing
+    /// becomes, so the analysis settles.
+    pub fn widened(self) -> Val {
+        match self {
+            Val::Seq { .. } | Val::Map(_) if self.contains_engine() => Val::Engine,
+            Val::Seq { .. } | Val::Map(_) => Val::Any(self.hole_kind()),
+            Val::Num(_) => Val::Num(None),
+            v => v,
+        }
+    }
+
     /// Replaces a value that grew too heavy by a summary of its characters.
     fn bounded(self) -> Val {
         if self.weight(0) > MAX_WEIGHT {
