@@ -73,9 +73,10 @@ seed() {
         scan_tflite) want=tflite ;;
         scan_onnx|scan_savedmodel) want=protobuf ;;
         jinja_template)
-            printf '%s' "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}{% endfor %}" > "$dir/chatml"
+            # Real published templates and the data-flow escape fixtures.
+            find "$ROOT/tests/fixtures/templates/real" "$ROOT/tests/fixtures/rules" \
+                -name '*.jinja' -size -64k -exec cp -t "$dir" {} +
             printf '%s' "{{ ''.__class__.__mro__[1].__subclasses__() }}" > "$dir/ssti"
-            printf '%s' "{% set x = cycler.__init__.__globals__.os.popen('id').read() %}{{ x }}" > "$dir/popen"
             return ;;
         torchscript_code)
             # The code/*.py sources of the TorchScript fixtures.

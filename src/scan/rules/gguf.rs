@@ -95,9 +95,14 @@ pub static TEMPLATE_CODE_EXECUTION: Rule = Rule {
         conversation. llama-cpp-python before 0.2.72 rendered them in a non-sandboxed \
         environment, so `cycler.__init__.__globals__.os.popen(...)`, \
         `''.__class__.__mro__[1].__subclasses__()` and similar chains run shell commands when \
-        the model is used (CVE-2024-34359, \"Llama Drama\"). Dunder attributes, interpreter \
-        internals of Jinja's global helpers and os/eval/exec/import calls have no place in a \
-        template that only formats messages.",
+        the model is used (CVE-2024-34359, \"Llama Drama\"). Escapes need not write the dunder: \
+        the name can be built at render time (`~`, `format`, `%c`, `join`, `replace`, slicing, \
+        characters cut from `lipsum|string`) and carried through `set`, loops, macro arguments \
+        or namespaces into a subscript, `|attr` or an attribute-reading filter \
+        (`map(attribute=...)`, `selectattr`, `groupby`, `sort`, `sum`, `unique`). The scanner \
+        follows that data flow without rendering; a lookup whose name is, or can become, a \
+        dunder, internals of Jinja's global helpers and os/eval/exec/import calls have no \
+        place in a template that only formats messages.",
     remediation: TEMPLATE_FIX,
     references: &[
         "CVE-2024-34359",
@@ -111,10 +116,13 @@ pub static TEMPLATE_DYNAMIC_ACCESS: Rule = Rule {
     name: "chat-template-dynamic-access",
     verdict: Verdict::Suspicious,
     summary: "The chat template builds attribute names at run time or loads other templates",
-    explanation: "`|attr(name)` with a computed name, dunder fragments glued together with `~` or \
-        `+`, private `_attributes` and `{% include %}`/`{% import %}` hide which object members \
-        a template touches; they are the building blocks of sandbox escapes that avoid literal \
-        `__class__` strings. Real chat templates only read message fields.",
+    explanation: "`|attr(name)` or attribute filters with a computed name, lookups on Jinja's \
+        engine objects by a computed name, dunder fragments glued to computed strings, private \
+        `_attributes` and `{% include %}`/`{% import %}` hide which object members a template \
+        touches; they are the building blocks of sandbox escapes that avoid literal \
+        `__class__` strings. Here the name comes from data the template does not choose, so it \
+        cannot be shown to reach a dunder, but real chat templates only read message fields \
+        by constant names.",
     remediation: TEMPLATE_FIX,
     references: &[
         "CVE-2024-34359",
@@ -127,9 +135,10 @@ pub static TEMPLATE_UNPARSEABLE: Rule = Rule {
     name: "chat-template-unparseable",
     verdict: Verdict::Suspicious,
     summary: "A chat template could not be parsed, so it cannot be shown safe",
-    explanation: "The template is not valid Jinja (or not text, or too large or deeply nested to \
-        analyse). The runtime's Jinja may still accept it, and whatever it contains was not \
-        inspected.",
+    explanation: "The template is not valid Jinja to the scanner's parser (or not text, too \
+        large or deeply nested, or its data flow did not settle). Jinja2 accepts some syntax \
+        the parser does not (a call on a filter's result, tuple subscripts), so the runtime \
+        may still render it, and whatever it contains was not inspected.",
     remediation: TEMPLATE_FIX,
     references: &["CVE-2024-34359"],
 };
