@@ -11,6 +11,7 @@ use clap::{Args, ValueEnum};
 use rayon::prelude::*;
 
 use modelgate::digest;
+use modelgate::git::lfs;
 use modelgate::policy::{Context, Decision, Policy, SignatureSource};
 use modelgate::report::{Summary, human, json, sarif};
 use modelgate::scan::walk::{self, Target};
@@ -207,6 +208,18 @@ pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
             {
                 file.action = Some(d.action.as_str());
                 file.exempted = d.exempted.iter().map(|e| e.rule).collect();
+                file.policy = d
+                    .basis
+                    .iter()
+                    .filter(|b| b.finding.is_none())
+                    .map(|b| json::PolicyFinding {
+                        rule: b.rule.id,
+                        name: b.rule.name,
+                        action: b.action.as_str(),
+                        message: b.message.clone(),
+                        remediation: b.rule.remediation,
+                    })
+                    .collect();
                 if !d.basis.is_empty() || !d.exempted.is_empty() || !r.findings.is_empty() {
                     file.sha256 = d.sha256.clone().or_else(|| content_sha256(source));
                 }
@@ -274,6 +287,26 @@ fn decide(policy: &Policy, report: &FileReport, source: &Source) -> Decision {
         Source::ModelDir => String::new(),
     };
     match source {
+        Source::File(p) if matches!(report.status, ScanStatus::Skipped { .. }) => {
+            match lfs_pointer(p) {
+                // A checkout without `git lfs pull` holds pointers where the
+                // models should be: passing them would pass unseen content.
+                Some(pointer) => {
+                    let reason = format!(
+                        "a Git LFS pointer to object sha256:{} ({} bytes), whose content is not here to scan",
+                        pointer.oid, pointer.size
+                    );
+                    policy.decide_unverifiable(&path, Some(&pointer.oid), &reason, Context::Scan)
+                }
+                None => policy.decide_signed(
+                    report,
+                    &path,
+                    SignatureSource::Disk(p),
+                    hash,
+                    Context::Scan,
+                ),
+            }
+        }
         Source::File(p) => {
             policy.decide_signed(report, &path, SignatureSource::Disk(p), hash, Context::Scan)
         }
@@ -281,6 +314,17 @@ fn decide(policy: &Policy, report: &FileReport, source: &Source) -> Decision {
             policy.decide_with(report, &path, hash, Context::Scan)
         }
     }
+}
+
+/// The Git LFS pointer `path` holds, read as git-lfs's smudge filter would.
+fn lfs_pointer(path: &Path) -> Option<lfs::Pointer> {
+    let mut prefix = Vec::with_capacity(lfs::BLOB_SIZE_CUTOFF);
+    std::fs::File::open(path)
+        .ok()?
+        .take(lfs::BLOB_SIZE_CUTOFF as u64)
+        .read_to_end(&mut prefix)
+        .ok()?;
+    lfs::parse_pointer(&prefix)
 }
 
 fn relative(path: &str) -> String {

@@ -52,6 +52,20 @@ pub struct JsonFile<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
     pub findings: Vec<JsonFinding<'a>>,
+    /// What the policy itself held against the file (POL rules: a format
+    /// not allowed at its path, content not present to scan, a missing
+    /// signature), beside the findings.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub policy: Vec<PolicyFinding>,
+}
+
+#[derive(Serialize)]
+pub struct PolicyFinding {
+    pub rule: &'static str,
+    pub name: &'static str,
+    pub action: &'static str,
+    pub message: String,
+    pub remediation: &'static str,
 }
 
 #[derive(Serialize)]
@@ -84,6 +98,7 @@ impl<'a> JsonFile<'a> {
             exempted: Vec::new(),
             sha256: None,
             findings: r.findings.iter().map(JsonFinding::new).collect(),
+            policy: Vec::new(),
         }
     }
 }

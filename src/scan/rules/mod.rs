@@ -69,6 +69,12 @@ pub fn all() -> Vec<&'static Rule> {
     rules
 }
 
+/// Whether the policy, not the scanner, reports `rule` (the POL family):
+/// such a rule fires on a file together with the policy that governs it.
+pub fn enforced_by_policy(rule: &Rule) -> bool {
+    policy::RULES.iter().any(|r| std::ptr::eq(*r, rule))
+}
+
 impl serde::Serialize for Rule {
     /// A rule crosses into reports as its stable id.
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
