@@ -88,3 +88,17 @@ fn truncated_fixtures_never_panic() {
         }
     }
 }
+
+/// Found by the `npy_header` fuzz target: a header whose `descr` string is
+/// long multi-byte text made the evidence cut fall inside a character.
+#[test]
+fn fuzz_npy_header_evidence_cut_inside_a_character() {
+    let mut header = b"{'descr': '|O".to_vec();
+    header.extend("é".repeat(150).as_bytes());
+    header.extend_from_slice(b"', 'fortran_order': False, 'shape': (3,), }");
+    let mut file = b"\x93NUMPY\x01\x00".to_vec();
+    file.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    file.extend_from_slice(&header);
+    let r = Scanner::default().scan_bytes("array.npy", &file);
+    assert!(r.verdict >= Verdict::Suspicious, "{:#?}", r.findings);
+}

@@ -113,9 +113,9 @@ enum Lit {
 
 impl Lit {
     fn show(&self) -> String {
-        let mut s = format!("{self:?}");
-        s.truncate(200);
-        s
+        // Evidence is capped by characters: a byte cut can land inside
+        // one (a header is hostile text), which `truncate` panics on.
+        format!("{self:?}").chars().take(200).collect()
     }
 }
 
