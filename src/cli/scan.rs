@@ -12,7 +12,7 @@ use rayon::prelude::*;
 
 use modelgate::digest;
 use modelgate::git::lfs;
-use modelgate::policy::{Context, Decision, Policy, SignatureSource};
+use modelgate::policy::{Context, Decision, Place, Policy, SignatureSource};
 use modelgate::report::{Summary, human, json, sarif};
 use modelgate::scan::walk::{self, Target};
 use modelgate::scan::{FileReport, ScanStatus, Scanner, Verdict};
@@ -275,12 +275,18 @@ fn content_sha256(source: &Source) -> Option<String> {
     }
 }
 
-/// The policy's decision on one file. Path rules match the path as given
-/// (relative to the working directory when it is inside it); the content
-/// hash is only computed when an exemption could apply. Files on disk are
-/// also held to the path rules' `require-signature`.
+/// The policy's decision on one file. Path rules match the file's path
+/// relative to the policy file (see [`Place`]), whatever the working
+/// directory; the content hash is only computed when an exemption could
+/// apply. Files on disk are also held to the path rules'
+/// `require-signature`.
 fn decide(policy: &Policy, report: &FileReport, source: &Source) -> Decision {
     let path = relative(&report.path);
+    let place = match source {
+        Source::File(p) => Place::disk(&path, p),
+        Source::ModelDir => Place::disk(&path, Path::new(&report.path)),
+        Source::Stdin(_) => Place::nowhere(&path),
+    };
     let hash = || match source {
         Source::File(p) => digest::sha256_file(p).unwrap_or_default(),
         Source::Stdin(bytes) => digest::sha256_bytes(bytes),
@@ -296,11 +302,11 @@ fn decide(policy: &Policy, report: &FileReport, source: &Source) -> Decision {
                         "a Git LFS pointer to object sha256:{} ({} bytes), whose content is not here to scan",
                         pointer.oid, pointer.size
                     );
-                    policy.decide_unverifiable(&path, Some(&pointer.oid), &reason, Context::Scan)
+                    policy.decide_unverifiable(place, Some(&pointer.oid), &reason, Context::Scan)
                 }
                 None => policy.decide_signed(
                     report,
-                    &path,
+                    place,
                     SignatureSource::Disk(p),
                     hash,
                     Context::Scan,
@@ -308,10 +314,10 @@ fn decide(policy: &Policy, report: &FileReport, source: &Source) -> Decision {
             }
         }
         Source::File(p) => {
-            policy.decide_signed(report, &path, SignatureSource::Disk(p), hash, Context::Scan)
+            policy.decide_signed(report, place, SignatureSource::Disk(p), hash, Context::Scan)
         }
         Source::Stdin(_) | Source::ModelDir => {
-            policy.decide_with(report, &path, hash, Context::Scan)
+            policy.decide_with(report, place, hash, Context::Scan)
         }
     }
 }
@@ -327,6 +333,8 @@ fn lfs_pointer(path: &Path) -> Option<lfs::Pointer> {
     lfs::parse_pointer(&prefix)
 }
 
+/// How messages name a file: relative to the working directory when it is
+/// inside it.
 fn relative(path: &str) -> String {
     let p = Path::new(path);
     let stripped = std::env::current_dir()

@@ -16,7 +16,9 @@ use toml::Spanned;
 
 use super::diag::{Diagnostic, Severity};
 use super::schema::{RawActions, RawPolicy, RawRequireSignature};
-use super::{Action, Actions, AllowedGlobal, Exemption, PathRule, Policy, SignatureRequirement};
+use super::{
+    Action, Actions, AllowedGlobal, Exemption, PathRule, Policy, Scope, SignatureRequirement,
+};
 use crate::scan::pickle::globals::builtin_denial;
 use crate::scan::{Limits, rules};
 
@@ -272,12 +274,7 @@ impl Checker {
         daemon: bool,
     ) -> Option<SignatureRequirement> {
         let r = raw.get_ref();
-        let dir = f.path.parent().unwrap_or(Path::new(""));
-        let dir = if dir.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            dir
-        };
+        let dir = policy_dir(&f.path);
         let mut ok = true;
         if r.keys.get_ref().is_empty() {
             self.err(
@@ -377,8 +374,7 @@ pub fn compile(files: &[LoadedFile], today: jiff::civil::Date) -> Result<Policy,
     let mut allow: Vec<(AllowedGlobal, usize, Range<usize>)> = Vec::new();
     let mut deny: Vec<(String, String)> = Vec::new();
     let mut paths = Vec::new();
-    let mut globs = GlobSetBuilder::new();
-    let mut glob_owner = Vec::new();
+    let mut scopes = Vec::new();
     let mut exemptions = Vec::new();
 
     for (fi, f) in files.iter().enumerate() {
@@ -507,6 +503,9 @@ pub fn compile(files: &[LoadedFile], today: jiff::civil::Date) -> Result<Policy,
                 ));
             }
         }
+        let base = super::resolve_dir(policy_dir(&f.path));
+        let mut globs = GlobSetBuilder::new();
+        let mut glob_owner = Vec::new();
         for rule in &raw.paths {
             let idx = paths.len();
             let name = rule
@@ -598,6 +597,7 @@ pub fn compile(files: &[LoadedFile], today: jiff::civil::Date) -> Result<Policy,
             paths.push(PathRule {
                 name,
                 globs: patterns,
+                base: base.clone(),
                 malicious,
                 suspicious,
                 info,
@@ -605,6 +605,21 @@ pub fn compile(files: &[LoadedFile], today: jiff::civil::Date) -> Result<Policy,
                 require_format,
                 require_signature,
             });
+        }
+        if !glob_owner.is_empty() {
+            match globs.build() {
+                Ok(globs) => scopes.push(Scope {
+                    dir: base,
+                    globs,
+                    owner: glob_owner,
+                }),
+                Err(e) => c.err(
+                    f,
+                    0..0,
+                    format!("path globs could not be compiled: {e}"),
+                    None,
+                ),
+            }
         }
         for e in &raw.exemptions {
             let line = f
@@ -707,20 +722,6 @@ pub fn compile(files: &[LoadedFile], today: jiff::civil::Date) -> Result<Policy,
 
     // Every key was checked above, so this cannot fail.
     let limits = limits_table.try_into::<Limits>().unwrap_or_default();
-    let globs = match globs.build() {
-        Ok(g) => g,
-        Err(e) => {
-            if let Some(f) = files.last() {
-                c.err(
-                    f,
-                    0..0,
-                    format!("path globs could not be compiled: {e}"),
-                    None,
-                );
-            }
-            globset::GlobSet::empty()
-        }
-    };
     // Report in reading order whatever order the checks ran in.
     c.diags
         .sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
@@ -738,13 +739,21 @@ pub fn compile(files: &[LoadedFile], today: jiff::civil::Date) -> Result<Policy,
         allow: allow.into_iter().map(|(g, _, _)| g).collect(),
         deny,
         paths,
-        globs,
-        glob_owner,
+        scopes,
         exemptions,
         used,
         today,
         warnings: c.diags,
     })
+}
+
+/// The directory a policy file's relative paths (keys, `extends`, path
+/// globs) start from.
+fn policy_dir(file: &Path) -> &Path {
+    match file.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    }
 }
 
 const GLOBAL_HELP: &str = "write `module.Name` (e.g. \"collections.OrderedDict\"), or `module:Qual.Name` when the name itself has dots";

@@ -79,7 +79,7 @@ fn defaults_fail_closed() {
 fn malicious_pickle_is_blocked_and_exemption_by_hash_applies() {
     let report = Scanner::default().scan_bytes("model.pkl", PICKLE_RCE);
     let p = Policy::builtin();
-    let d = p.decide(&report, "model.pkl", "ab", Context::Hook);
+    let d = p.decide(&report, Place::repo("model.pkl", None), "ab", Context::Hook);
     assert_eq!(d.action, Action::Block, "{d:?}");
     let rule = d.basis.first().map(|b| b.rule.id).unwrap_or_default();
 
@@ -88,9 +88,14 @@ fn malicious_pickle_is_blocked_and_exemption_by_hash_applies() {
         format!("[[exemptions]]\nsha256 = \"{sha}\"\nrule = \"{rule}\"\nreason = \"reviewed\"\n");
     let (_d, p) = ok(&[("policy.toml", &text)]);
     assert_eq!(p.unused_exemptions().len(), 1);
-    let other = p.decide(&report, "model.pkl", &"b".repeat(64), Context::Hook);
+    let other = p.decide(
+        &report,
+        Place::repo("model.pkl", None),
+        &"b".repeat(64),
+        Context::Hook,
+    );
     assert_eq!(other.action, Action::Block);
-    let d = p.decide(&report, "model.pkl", &sha, Context::Hook);
+    let d = p.decide(&report, Place::repo("model.pkl", None), &sha, Context::Hook);
     assert_eq!(d.action, Action::Allow, "{d:?}");
     assert_eq!(d.exempted.len(), 1);
     assert!(p.unused_exemptions().is_empty());
@@ -106,7 +111,7 @@ fn expired_exemption_does_not_apply() {
     let (_d, p) = ok(&[("policy.toml", &text)]);
     assert_eq!(p.warnings().len(), 1, "{}", diag::render(p.warnings()));
     assert!(p.warnings()[0].message.contains("expired"));
-    let d = p.decide(&report, "model.pkl", &sha, Context::Hook);
+    let d = p.decide(&report, Place::repo("model.pkl", None), &sha, Context::Hook);
     assert_eq!(d.action, Action::Block);
     assert_eq!(d.expired.len(), 1);
     assert_eq!(p.expired_exemptions().len(), 1);
@@ -131,42 +136,73 @@ suspicious = "warn"
     let (_d, p) = ok(&[("policy.toml", text)]);
     let rce = Scanner::default().scan_bytes("x.pkl", PICKLE_RCE);
     assert_eq!(
-        p.decide(&rce, "tests/fixtures/x.pkl", "", Context::Hook)
-            .action,
+        p.decide(
+            &rce,
+            Place::repo("tests/fixtures/x.pkl", None),
+            "",
+            Context::Hook
+        )
+        .action,
         Action::Warn
     );
     assert_eq!(
-        p.decide(&rce, "x.pkl", "", Context::Hook).action,
+        p.decide(&rce, Place::repo("x.pkl", None), "", Context::Hook)
+            .action,
         Action::Block
     );
     // `*` and `**` semantics: models/** covers nested paths only under models/.
     let st = Scanner::default().scan_bytes("m.safetensors", &safetensors());
     assert_eq!(
-        p.decide(&st, "models/a/m.safetensors", "", Context::Hook)
-            .action,
+        p.decide(
+            &st,
+            Place::repo("models/a/m.safetensors", None),
+            "",
+            Context::Hook
+        )
+        .action,
         Action::Allow
     );
     let benign_pickle = Scanner::default().scan_bytes("m.pkl", b"\x80\x02}q\x00.");
-    let d = p.decide(&benign_pickle, "models/a/m.pkl", "", Context::Hook);
+    let d = p.decide(
+        &benign_pickle,
+        Place::repo("models/a/m.pkl", None),
+        "",
+        Context::Hook,
+    );
     assert_eq!(d.action, Action::Block, "{d:?}");
     assert_eq!(d.basis.first().map(|b| b.rule.id), Some("POL001"));
     assert_eq!(d.path_rules, vec!["models".to_string()]);
     assert_eq!(
-        p.decide(&benign_pickle, "other/m.pkl", "", Context::Hook)
-            .action,
+        p.decide(
+            &benign_pickle,
+            Place::repo("other/m.pkl", None),
+            "",
+            Context::Hook
+        )
+        .action,
         Action::Allow
     );
     // Text is not a model format: README files under models/ are fine.
     let text = Scanner::default().scan_bytes("models/README.md", b"# hi\n");
     assert_eq!(
-        p.decide(&text, "models/README.md", "", Context::Hook)
-            .action,
+        p.decide(
+            &text,
+            Place::repo("models/README.md", None),
+            "",
+            Context::Hook
+        )
+        .action,
         Action::Allow
     );
     // The daemon ignores repository path rules.
     assert_eq!(
-        p.decide(&rce, "tests/fixtures/x.pkl", "", Context::Daemon)
-            .action,
+        p.decide(
+            &rce,
+            Place::repo("tests/fixtures/x.pkl", None),
+            "",
+            Context::Daemon
+        )
+        .action,
         Action::Quarantine
     );
 }
@@ -175,7 +211,7 @@ suspicious = "warn"
 fn unverifiable_content_defaults_to_warn() {
     let p = Policy::builtin();
     let d = p.decide_unverifiable(
-        "big.bin",
+        Place::repo("big.bin", None),
         Some(&"d".repeat(64)),
         "LFS object not present",
         Context::Hook,
@@ -194,7 +230,7 @@ fn hash_is_computed_only_when_needed() {
     let st = Scanner::default().scan_bytes("m.safetensors", &safetensors());
     let d = p.decide_with(
         &st,
-        "m.safetensors",
+        Place::repo("m.safetensors", None),
         || panic!("hash of a clean file"),
         Context::Hook,
     );
@@ -341,4 +377,50 @@ fn discovery_walks_up() {
     assert_eq!(found(&sub), Some(dir.path().join("policy.toml")));
     let p = Policy::load(None, &sub).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(p.actions(Context::Scan).info, Action::Warn);
+}
+
+#[test]
+fn path_globs_are_relative_to_the_declaring_policy_file() {
+    let text = "[[paths]]\nname = \"models\"\nglobs = [\"models/**\"]\nrequire-format = [\"safetensors\"]\n";
+    let (dir, p) = ok(&[
+        ("pr/policy.toml", "extends = \"../base.toml\"\n"),
+        ("base.toml", text),
+    ]);
+    let root = dir.path();
+    let pickle = Scanner::default().scan_bytes("m.pkl", b"\x80\x02}q\x00.");
+    let decide = |place: Place<'_>| p.decide(&pickle, place, "", Context::Scan).action;
+    // Declared in base.toml at the root: `models/` is the root's.
+    let file = root.join("models/m.pkl");
+    assert_eq!(decide(Place::disk("m.pkl", &file)), Action::Block);
+    let dotted = root.join("pr/../models/m.pkl");
+    assert_eq!(decide(Place::disk("m.pkl", &dotted)), Action::Block);
+    let nested = root.join("pr/models/m.pkl");
+    assert_eq!(decide(Place::disk("m.pkl", &nested)), Action::Allow);
+    // Outside the declaring file's directory nothing matches.
+    let (other, q) = ok(&[("pr/policy.toml", text)]);
+    let outside = other.path().join("models/m.pkl");
+    assert_eq!(
+        q.decide(&pickle, Place::disk("m.pkl", &outside), "", Context::Scan)
+            .action,
+        Action::Allow
+    );
+    // Repository paths: relative to the policy's folder inside the work
+    // tree, and taken as they are when the policy is elsewhere.
+    let workdir = other.path();
+    let in_repo = |path: &str, workdir: Option<&Path>| {
+        q.decide(&pickle, Place::repo(path, workdir), "", Context::Hook)
+            .action
+    };
+    assert_eq!(in_repo("pr/models/m.pkl", Some(workdir)), Action::Block);
+    assert_eq!(in_repo("models/m.pkl", Some(workdir)), Action::Allow);
+    assert_eq!(
+        in_repo("models/m.pkl", Some(&workdir.join("elsewhere"))),
+        Action::Block
+    );
+    assert_eq!(in_repo("models/m.pkl", None), Action::Block);
+    assert_eq!(
+        q.decide(&pickle, Place::nowhere("-"), "", Context::Scan)
+            .action,
+        Action::Allow
+    );
 }
