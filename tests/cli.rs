@@ -456,8 +456,14 @@ fn path_rules_do_not_depend_on_the_working_directory() {
     let runs: [(&std::path::Path, Vec<&str>); 4] = [
         (&pr, vec!["scan", "models"]),
         (&models, vec!["scan", "."]),
-        (tmp.path(), vec!["scan", "--policy", "pr/policy.toml", abs_models]),
-        (&models, vec!["scan", "--policy", "../policy.toml", "../models/m.pkl"]),
+        (
+            tmp.path(),
+            vec!["scan", "--policy", "pr/policy.toml", abs_models],
+        ),
+        (
+            &models,
+            vec!["scan", "--policy", "../policy.toml", "../models/m.pkl"],
+        ),
     ];
     for (cwd, args) in runs {
         modelgate()

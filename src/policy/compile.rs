@@ -103,21 +103,19 @@ fn load_one(
             return;
         }
     };
-    let raw: RawPolicy = match toml::from_str(&text) {
-        Ok(r) => r,
-        Err(e) => {
-            let span = e.span().unwrap_or(0..0);
-            let (msg, help) = explain_parse_error(e.message());
-            diags.push(Diagnostic::at(
-                Severity::Error,
-                path,
-                &text,
-                span,
-                msg,
-                help,
-            ));
-            return;
-        }
+    let parsed = parse_shape(&text, &mut |span, message| {
+        let (msg, help) = explain_parse_error(message);
+        diags.push(Diagnostic::at(
+            Severity::Error,
+            path,
+            &text,
+            span,
+            msg,
+            help,
+        ));
+    });
+    let Some(raw) = parsed else {
+        return;
     };
     stack.push(std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()));
     let file = LoadedFile {
@@ -160,6 +158,115 @@ fn load_one(
     }
     stack.pop();
     files.push(file);
+}
+
+/// More shape errors than this in one file is not a policy worth reading on.
+const MAX_SHAPE_ERRORS: usize = 100;
+
+/// Parses a policy file's text into its raw shape, reporting every shape
+/// problem (unknown key, wrong type, missing field) rather than the first:
+/// after each error the entry it points at is left out and the rest is read
+/// again, so the remaining entries are still validated. `None` when the
+/// text is not TOML at all (a syntax error leaves nothing to recover).
+fn parse_shape(text: &str, report: &mut dyn FnMut(Range<usize>, &str)) -> Option<RawPolicy> {
+    use serde::Deserialize;
+    let mut root = match toml::de::DeTable::parse(text) {
+        Ok(root) => root,
+        Err(e) => {
+            report(e.span().unwrap_or(0..0), e.message());
+            return None;
+        }
+    };
+    // Keys already left out, with the span of their table: the "missing
+    // field" that follows leaving out a mistyped required key is the same
+    // problem, said once.
+    let mut removed = Vec::new();
+    let whole = root.span();
+    for _ in 0..MAX_SHAPE_ERRORS {
+        match RawPolicy::deserialize(toml::de::Deserializer::from(root.clone())) {
+            Ok(raw) => return Some(raw),
+            Err(e) => {
+                let span = e.span().unwrap_or(0..0);
+                let echo = e
+                    .message()
+                    .strip_prefix("missing field `")
+                    .and_then(|m| m.split('`').next())
+                    .is_some_and(|field| removed.contains(&(span.clone(), field.to_string())));
+                if !echo {
+                    report(span.clone(), e.message());
+                }
+                if !prune_table(root.get_mut(), &whole, &span, &mut removed) {
+                    return None;
+                }
+            }
+        }
+    }
+    None
+}
+
+/// A key left out, and the span of the table that held it.
+type Removed = Vec<(Range<usize>, String)>;
+
+fn covers(outer: &Range<usize>, inner: &Range<usize>) -> bool {
+    !inner.is_empty() && outer.start <= inner.start && inner.end <= outer.end
+}
+
+/// Removes the innermost entry of `table` that the error `span` points at
+/// (its key, or a value holding the span); whether one was found.
+fn prune_table(
+    table: &mut toml::de::DeTable<'_>,
+    table_span: &Range<usize>,
+    span: &Range<usize>,
+    removed: &mut Removed,
+) -> bool {
+    let mut hit = None;
+    for (key, value) in table.iter_mut() {
+        if prune_value(value, span, removed) {
+            return true;
+        }
+        if covers(&key.span(), span) || covers(&value.span(), span) {
+            hit = Some(key.clone());
+            break;
+        }
+    }
+    let Some(key) = hit else {
+        return false;
+    };
+    removed.push((table_span.clone(), key.get_ref().to_string()));
+    table.remove(&key).is_some()
+}
+
+/// [`prune_table`] inside a value: a table's entry or an array's element.
+fn prune_value(
+    value: &mut Spanned<toml::de::DeValue<'_>>,
+    span: &Range<usize>,
+    removed: &mut Removed,
+) -> bool {
+    use toml::de::{DeArray, DeValue};
+    let value_span = value.span();
+    match value.get_mut() {
+        DeValue::Table(t) => prune_table(t, &value_span, span, removed),
+        DeValue::Array(items) => {
+            if items
+                .iter_mut()
+                .any(|item| prune_value(item, span, removed))
+            {
+                return true;
+            }
+            let Some(bad) = items.iter().position(|item| covers(&item.span(), span)) else {
+                return false;
+            };
+            let mut kept = DeArray::new();
+            for (i, item) in items.iter().enumerate() {
+                if i != bad {
+                    kept.push(item.clone());
+                }
+            }
+            *items = kept;
+            true
+        }
+        _ => false,
+    }
 }
 
 /// toml's messages are good; add a help line for the common cases.
