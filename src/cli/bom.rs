@@ -21,7 +21,8 @@ pub enum BomFormat {
 
 #[derive(Debug, Args)]
 pub struct BomArgs {
-    /// Models: each directory or file given is one model component.
+    /// Models: a file or a model folder is one model component; a folder
+    /// of model folders (`models/bert`, `models/gpt2`) is one per model.
     #[arg(required_unless_present = "hf_cache")]
     paths: Vec<PathBuf>,
     /// Describe every model snapshot in the Hugging Face cache (resolved
@@ -50,7 +51,7 @@ pub fn run(args: BomArgs) -> anyhow::Result<ExitCode> {
             );
             return Ok(ExitCode::from(EXIT_ERROR));
         }
-        models.push(ModelInput { path: p.clone() });
+        models.extend(bom::expand(p));
     }
     if args.hf_cache {
         let root = hfcache::cache_root().context("cannot locate the Hugging Face cache")?;
