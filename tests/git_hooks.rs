@@ -192,6 +192,7 @@ fn json_output_for_hooks() {
     let out = r.modelgate(&["hook", "pre-commit", "--format", "json"]);
     assert_eq!(out.status.code(), Some(1));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["schema_version"], 1);
     assert_eq!(v["action"], "block");
     assert_eq!(v["files"][0]["path"], "evil.pkl");
     assert_eq!(v["files"][0]["decision"]["basis"][0]["rule"], "PKL001");

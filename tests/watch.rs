@@ -151,11 +151,13 @@ impl Env {
 
     fn records(&self, all: bool) -> Vec<serde_json::Value> {
         let args: &[&str] = if all {
-            &["list", "--json", "--all"]
+            &["list", "--format", "json", "--all"]
         } else {
-            &["list", "--json"]
+            &["list", "--format", "json"]
         };
-        serde_json::from_str::<Vec<serde_json::Value>>(&self.quarantine(args)).unwrap()
+        let doc: serde_json::Value = serde_json::from_str(&self.quarantine(args)).unwrap();
+        assert_eq!(doc["schema_version"], 1);
+        serde_json::from_value(doc["records"].clone()).unwrap()
     }
 
     fn repo(&self, name: &str) -> PathBuf {
@@ -864,7 +866,8 @@ fn kill_during_quarantine_across_filesystems_restores() {
             .args(["quarantine", "list", "--json"])
             .output()
             .unwrap();
-        let recs: Vec<serde_json::Value> = serde_json::from_slice(&list.stdout).unwrap();
+        let doc: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+        let recs: Vec<serde_json::Value> = serde_json::from_value(doc["records"].clone()).unwrap();
         assert_eq!(recs.len(), 1, "round {round}: {recs:?}");
         assert_eq!(recs[0]["copied"], true, "round {round}");
         let restore = env

@@ -22,7 +22,17 @@ pub struct PolicyArgs {
 enum PolicyCommand {
     /// Validate a policy (FILE, or the one found from the current directory)
     /// and print the effective settings.
-    Check { file: Option<PathBuf> },
+    Check {
+        /// The policy file to check (default: the one the other commands
+        /// would use here: MODELGATE_POLICY, else the nearest
+        /// .modelgate.toml or policy.toml up to the repository root, else
+        /// the user default).
+        #[arg(value_name = "FILE")]
+        file: Option<PathBuf>,
+        /// Same as FILE, spelt as on the other commands.
+        #[arg(long, value_name = "FILE", conflicts_with = "file")]
+        policy: Option<PathBuf>,
+    },
     /// Print `[[exemptions]]` entries for every file flagged today, to
     /// adopt modelgate on an existing tree. Each carries a placeholder
     /// reason that `policy check` refuses until a person replaces it.
@@ -40,7 +50,7 @@ enum PolicyCommand {
 
 pub fn run(args: PolicyArgs) -> anyhow::Result<ExitCode> {
     match args.command {
-        PolicyCommand::Check { file } => check(file),
+        PolicyCommand::Check { file, policy } => check(file.or(policy)),
         PolicyCommand::Init { file, force } => init(file, force),
         PolicyCommand::Baseline(args) => super::scan::baseline(args),
     }

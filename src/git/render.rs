@@ -234,8 +234,13 @@ fn squash(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// The version of the hooks' JSON document: bumped on any change that
+/// could break a consumer.
+pub const SCHEMA_VERSION: u32 = 1;
+
 #[derive(Serialize)]
 struct Document<'a> {
+    schema_version: u32,
     hook: &'a str,
     action: Action,
     /// Which policy decided, and why that one.
@@ -256,6 +261,7 @@ pub fn json(
     error: Option<&str>,
 ) -> io::Result<()> {
     let doc = Document {
+        schema_version: SCHEMA_VERSION,
         hook,
         action,
         policy,
