@@ -483,3 +483,46 @@ fn path_rules_do_not_depend_on_the_working_directory() {
         .assert()
         .code(0);
 }
+
+/// #13 item 18: error messages say each thing once: no libgit2
+/// `class=…; code=…` tails, no doubled "No such file or directory", no
+/// repeated path.
+#[test]
+fn error_messages_have_no_noise() {
+    let tmp = tempfile::tempdir().unwrap();
+    let count = |haystack: &str, needle: &str| haystack.matches(needle).count();
+    let run = |args: &[&str]| {
+        let out = modelgate()
+            .current_dir(tmp.path())
+            .env_remove("GIT_DIR")
+            .env_remove("GIT_INDEX_FILE")
+            .env_remove("GIT_WORK_TREE")
+            .env("GIT_CEILING_DIRECTORIES", tmp.path().parent().unwrap())
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        String::from_utf8(out.stderr).unwrap()
+    };
+    let err = run(&["scan", "missing.pkl"]);
+    assert_eq!(count(&err, "missing.pkl"), 1, "{err}");
+    assert_eq!(count(&err, "No such file or directory"), 1, "{err}");
+
+    let model = fixture("PKL001/good_ordered_dict.pkl");
+    let err = run(&[
+        "verify",
+        &model,
+        "--key",
+        "missing.pub",
+        "--signature",
+        "x.sig",
+    ]);
+    assert_eq!(count(&err, "missing.pub"), 1, "{err}");
+    assert_eq!(count(&err, "No such file or directory"), 1, "{err}");
+
+    for args in [&["hook", "pre-commit"][..], &["install"][..]] {
+        let err = run(args);
+        assert!(err.contains("could not find repository"), "{err}");
+        assert!(!err.contains("class=") && !err.contains("code="), "{err}");
+    }
+}

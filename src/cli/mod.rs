@@ -161,10 +161,32 @@ pub fn main() -> ExitCode {
         Ok(code) => code,
         Err(err) if is_broken_pipe(&err) => ExitCode::from(EXIT_BROKEN_PIPE),
         Err(err) => {
-            eprintln!("modelgate: error: {err:#}");
+            eprintln!("modelgate: error: {}", describe(&err));
             ExitCode::from(EXIT_ERROR)
         }
     }
+}
+
+/// An error and its causes on one line, each said once. Many error types
+/// already print their source in their own message, so anyhow's `{:#}`
+/// would say "No such file or directory" twice; libgit2's errors are given
+/// by their message, without the `; class=…; code=…` tail.
+fn describe(err: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in err.chain() {
+        let text = match cause.downcast_ref::<git2::Error>() {
+            Some(git) => git.message().to_string(),
+            None => cause.to_string(),
+        };
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 fn is_broken_pipe(err: &anyhow::Error) -> bool {

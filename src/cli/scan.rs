@@ -387,7 +387,13 @@ fn scan_all(
             if let Some(p) = &progress {
                 p.inc(1);
             }
-            result.map_err(|e| (display, e.to_string()))
+            // The error names the path, which is printed beside it: say
+            // only the cause, as for the walk's errors.
+            result.map_err(|e| {
+                let cause = std::error::Error::source(&e)
+                    .map_or_else(|| e.to_string(), ToString::to_string);
+                (display, cause)
+            })
         })
         .collect();
     if let Some(p) = progress {

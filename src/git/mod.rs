@@ -59,7 +59,9 @@ use crate::sign;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GitError {
-    #[error("git: {0}")]
+    /// libgit2's message without its `; class=…; code=…` tail, which
+    /// says nothing to a person.
+    #[error("git: {}", .0.message())]
     Git(#[from] git2::Error),
     #[error("{what}: {source}")]
     Io {
