@@ -313,6 +313,14 @@ impl<'a> Place<'a> {
     }
 }
 
+/// A path already relative to the policy file's folder (`/`-separated):
+/// matched as it is.
+impl<'a> From<&'a str> for Place<'a> {
+    fn from(path: &'a str) -> Place<'a> {
+        Place::repo(path, None)
+    }
+}
+
 /// The path rules one policy file declares, matched against paths relative
 /// to its directory.
 #[derive(Debug)]
@@ -574,14 +582,14 @@ impl Policy {
     }
 
     /// Decides what to do with a scanned file.
-    pub fn decide(
+    pub fn decide<'p>(
         &self,
         report: &FileReport,
-        place: Place<'_>,
+        place: impl Into<Place<'p>>,
         sha256: &str,
         context: Context,
     ) -> Decision {
-        self.decide_with(report, place, || sha256.to_string(), context)
+        self.decide_with(report, place.into(), || sha256.to_string(), context)
     }
 
     /// As [`Policy::decide`], computing the hash only if an exemption could
@@ -589,28 +597,28 @@ impl Policy {
     /// would be wasted time in a hook. Without the file on disk a path
     /// rule's `require-signature` cannot be checked: see
     /// [`Policy::decide_signed`].
-    pub fn decide_with(
+    pub fn decide_with<'p>(
         &self,
         report: &FileReport,
-        place: Place<'_>,
+        place: impl Into<Place<'p>>,
         sha256: impl FnOnce() -> String,
         context: Context,
     ) -> Decision {
-        self.decide_inner(report, place, None, sha256, context)
+        self.decide_inner(report, place.into(), None, sha256, context)
     }
 
     /// As [`Policy::decide_with`], also enforcing the `require-signature`
     /// of the path rules that match `place` (POL003), with the signature
     /// looked up where the file is (`source`).
-    pub fn decide_signed(
+    pub fn decide_signed<'p>(
         &self,
         report: &FileReport,
-        place: Place<'_>,
+        place: impl Into<Place<'p>>,
         source: SignatureSource<'_>,
         sha256: impl FnOnce() -> String,
         context: Context,
     ) -> Decision {
-        self.decide_inner(report, place, Some(source), sha256, context)
+        self.decide_inner(report, place.into(), Some(source), sha256, context)
     }
 
     /// Judges a signature file a change adds, when a `require-signature`
@@ -618,12 +626,13 @@ impl Policy {
     /// otherwise sit beside files the change does not touch (and so does
     /// not re-check) until someone edits them. `None` when no rule asks
     /// for a signature there or the signature verifies.
-    pub fn decide_signature_file(
+    pub fn decide_signature_file<'p>(
         &self,
-        place: Place<'_>,
+        place: impl Into<Place<'p>>,
         bytes: &[u8],
         context: Context,
     ) -> Option<Decision> {
+        let place = place.into();
         let (actions, _, Some(req), path_rules) = self.effective(place, context) else {
             return None;
         };
@@ -748,14 +757,14 @@ impl Policy {
     /// Decides about a file whose content could not be scanned (a Git LFS
     /// pointer whose object is not present). `sha256` is the content hash
     /// when known (the LFS oid), so an exemption can still apply.
-    pub fn decide_unverifiable(
+    pub fn decide_unverifiable<'p>(
         &self,
-        place: Place<'_>,
+        place: impl Into<Place<'p>>,
         sha256: Option<&str>,
         reason: &str,
         context: Context,
     ) -> Decision {
-        let (actions, _, _, path_rules) = self.effective(place, context);
+        let (actions, _, _, path_rules) = self.effective(place.into(), context);
         let basis = vec![Basis {
             rule: &rules::CONTENT_UNVERIFIABLE,
             verdict: Verdict::Suspicious,

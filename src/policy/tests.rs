@@ -79,7 +79,7 @@ fn defaults_fail_closed() {
 fn malicious_pickle_is_blocked_and_exemption_by_hash_applies() {
     let report = Scanner::default().scan_bytes("model.pkl", PICKLE_RCE);
     let p = Policy::builtin();
-    let d = p.decide(&report, Place::repo("model.pkl", None), "ab", Context::Hook);
+    let d = p.decide(&report, "model.pkl", "ab", Context::Hook);
     assert_eq!(d.action, Action::Block, "{d:?}");
     let rule = d.basis.first().map(|b| b.rule.id).unwrap_or_default();
 
@@ -88,14 +88,9 @@ fn malicious_pickle_is_blocked_and_exemption_by_hash_applies() {
         format!("[[exemptions]]\nsha256 = \"{sha}\"\nrule = \"{rule}\"\nreason = \"reviewed\"\n");
     let (_d, p) = ok(&[("policy.toml", &text)]);
     assert_eq!(p.unused_exemptions().len(), 1);
-    let other = p.decide(
-        &report,
-        Place::repo("model.pkl", None),
-        &"b".repeat(64),
-        Context::Hook,
-    );
+    let other = p.decide(&report, "model.pkl", &"b".repeat(64), Context::Hook);
     assert_eq!(other.action, Action::Block);
-    let d = p.decide(&report, Place::repo("model.pkl", None), &sha, Context::Hook);
+    let d = p.decide(&report, "model.pkl", &sha, Context::Hook);
     assert_eq!(d.action, Action::Allow, "{d:?}");
     assert_eq!(d.exempted.len(), 1);
     assert!(p.unused_exemptions().is_empty());
@@ -111,7 +106,7 @@ fn expired_exemption_does_not_apply() {
     let (_d, p) = ok(&[("policy.toml", &text)]);
     assert_eq!(p.warnings().len(), 1, "{}", diag::render(p.warnings()));
     assert!(p.warnings()[0].message.contains("expired"));
-    let d = p.decide(&report, Place::repo("model.pkl", None), &sha, Context::Hook);
+    let d = p.decide(&report, "model.pkl", &sha, Context::Hook);
     assert_eq!(d.action, Action::Block);
     assert_eq!(d.expired.len(), 1);
     assert_eq!(p.expired_exemptions().len(), 1);
@@ -136,73 +131,42 @@ suspicious = "warn"
     let (_d, p) = ok(&[("policy.toml", text)]);
     let rce = Scanner::default().scan_bytes("x.pkl", PICKLE_RCE);
     assert_eq!(
-        p.decide(
-            &rce,
-            Place::repo("tests/fixtures/x.pkl", None),
-            "",
-            Context::Hook
-        )
-        .action,
+        p.decide(&rce, "tests/fixtures/x.pkl", "", Context::Hook)
+            .action,
         Action::Warn
     );
     assert_eq!(
-        p.decide(&rce, Place::repo("x.pkl", None), "", Context::Hook)
-            .action,
+        p.decide(&rce, "x.pkl", "", Context::Hook).action,
         Action::Block
     );
     // `*` and `**` semantics: models/** covers nested paths only under models/.
     let st = Scanner::default().scan_bytes("m.safetensors", &safetensors());
     assert_eq!(
-        p.decide(
-            &st,
-            Place::repo("models/a/m.safetensors", None),
-            "",
-            Context::Hook
-        )
-        .action,
+        p.decide(&st, "models/a/m.safetensors", "", Context::Hook)
+            .action,
         Action::Allow
     );
     let benign_pickle = Scanner::default().scan_bytes("m.pkl", b"\x80\x02}q\x00.");
-    let d = p.decide(
-        &benign_pickle,
-        Place::repo("models/a/m.pkl", None),
-        "",
-        Context::Hook,
-    );
+    let d = p.decide(&benign_pickle, "models/a/m.pkl", "", Context::Hook);
     assert_eq!(d.action, Action::Block, "{d:?}");
     assert_eq!(d.basis.first().map(|b| b.rule.id), Some("POL001"));
     assert_eq!(d.path_rules, vec!["models".to_string()]);
     assert_eq!(
-        p.decide(
-            &benign_pickle,
-            Place::repo("other/m.pkl", None),
-            "",
-            Context::Hook
-        )
-        .action,
+        p.decide(&benign_pickle, "other/m.pkl", "", Context::Hook)
+            .action,
         Action::Allow
     );
     // Text is not a model format: README files under models/ are fine.
     let text = Scanner::default().scan_bytes("models/README.md", b"# hi\n");
     assert_eq!(
-        p.decide(
-            &text,
-            Place::repo("models/README.md", None),
-            "",
-            Context::Hook
-        )
-        .action,
+        p.decide(&text, "models/README.md", "", Context::Hook)
+            .action,
         Action::Allow
     );
     // The daemon ignores repository path rules.
     assert_eq!(
-        p.decide(
-            &rce,
-            Place::repo("tests/fixtures/x.pkl", None),
-            "",
-            Context::Daemon
-        )
-        .action,
+        p.decide(&rce, "tests/fixtures/x.pkl", "", Context::Daemon)
+            .action,
         Action::Quarantine
     );
 }
@@ -211,7 +175,7 @@ suspicious = "warn"
 fn unverifiable_content_defaults_to_warn() {
     let p = Policy::builtin();
     let d = p.decide_unverifiable(
-        Place::repo("big.bin", None),
+        "big.bin",
         Some(&"d".repeat(64)),
         "LFS object not present",
         Context::Hook,
@@ -230,7 +194,7 @@ fn hash_is_computed_only_when_needed() {
     let st = Scanner::default().scan_bytes("m.safetensors", &safetensors());
     let d = p.decide_with(
         &st,
-        Place::repo("m.safetensors", None),
+        "m.safetensors",
         || panic!("hash of a clean file"),
         Context::Hook,
     );
