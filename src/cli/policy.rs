@@ -2,7 +2,7 @@
 //! policy and explain what it does, or write the commented template.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
@@ -181,9 +181,24 @@ fn summarize(out: &mut dyn Write, p: &Policy) -> std::io::Result<()> {
         if let Some(req) = &r.require_signature {
             parts.push(format!("signed by {}", req.describe_keys()));
         }
+        // Globs are relative to the folder of the file declaring them.
+        let under = std::env::current_dir()
+            .ok()
+            .and_then(|cwd| std::fs::canonicalize(cwd).ok())
+            .and_then(|cwd| r.base.strip_prefix(cwd).ok().map(Path::to_path_buf))
+            .map_or_else(
+                || r.base.display().to_string(),
+                |rel| {
+                    if rel.as_os_str().is_empty() {
+                        ".".to_string()
+                    } else {
+                        rel.display().to_string()
+                    }
+                },
+            );
         writeln!(
             out,
-            "  path rule {} [{}]: {}",
+            "  path rule {} [{}] under {under}: {}",
             r.name,
             r.globs.join(", "),
             parts.join(", ")
