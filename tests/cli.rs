@@ -481,7 +481,10 @@ fn path_rules_do_not_depend_on_the_working_directory() {
         .current_dir(tmp.path())
         .args(["scan", "--policy", "pr/policy.toml", "models"])
         .assert()
-        .code(0);
+        .code(0)
+        .stderr(predicate::str::contains(
+            "warning: no path rule applies to 1 scanned file(s) (e.g. models/m.pkl)",
+        ));
 }
 
 /// #13 item 18: error messages say each thing once: no libgit2

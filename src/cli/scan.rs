@@ -174,6 +174,25 @@ pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
             for (path, err) in &errors {
                 eprintln!("modelgate: error: {path}: {err}");
             }
+            // Path rules often make things stricter: files they cannot
+            // reach are said, not passed silently.
+            let outside: Vec<&str> = reports
+                .iter()
+                .map(|r| r.path.as_str())
+                .filter(|p| *p != "-" && !policy.path_rules_reach(Place::disk(p, Path::new(p))))
+                .collect();
+            if let Some(first) = outside.first() {
+                let folders: Vec<String> = policy
+                    .path_rule_folders()
+                    .iter()
+                    .map(|d| d.display().to_string())
+                    .collect();
+                eprintln!(
+                    "warning: no path rule applies to {} scanned file(s) (e.g. {first}): path rules apply in the folder of the policy file declaring them ({})",
+                    outside.len(),
+                    folders.join(", ")
+                );
+            }
             for e in policy.unused_exemptions() {
                 eprintln!(
                     "warning: exemption {} for sha256 {} matched no scanned file",

@@ -788,6 +788,23 @@ impl Policy {
         }
     }
 
+    /// Whether `place` is in the folder of a policy file that declares
+    /// path rules (true when there are none): outside them no path rule
+    /// can apply.
+    pub fn path_rules_reach<'p>(&self, place: impl Into<Place<'p>>) -> bool {
+        let resolved = Resolved::of(place.into());
+        self.scopes.is_empty()
+            || self
+                .scopes
+                .iter()
+                .any(|s| resolved.relative_to(&s.dir).is_some())
+    }
+
+    /// The folders path rules apply in (those of the files declaring them).
+    pub fn path_rule_folders(&self) -> Vec<&Path> {
+        self.scopes.iter().map(|s| s.dir.as_path()).collect()
+    }
+
     /// Exemptions that have not applied to any file since this policy was
     /// loaded (and have not expired): candidates for removal.
     pub fn unused_exemptions(&self) -> Vec<&Exemption> {
