@@ -19,7 +19,9 @@
 //!
 //! Loading is two-phase, in the manner of cargo-deny: the file is parsed
 //! into spanned raw types ([`schema`]) that only check shape (unknown keys
-//! are errors), then validated as a whole, collecting *every* problem as a
+//! are errors; after each shape error the entry at fault is left out and
+//! the rest read again, so every one is reported), then validated as a
+//! whole, collecting *every* problem as a
 //! [`Diagnostic`] with file, line, column and a help line. Warnings
 //! (an exemption that has expired, an override that overrides nothing) do
 //! not stop loading and are available from [`Policy::warnings`].
