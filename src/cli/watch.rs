@@ -138,13 +138,20 @@ pub fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
 fn print_sweep(s: &RunSummary) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();
     let plural = |n: u64, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    let known = s.files.saturating_sub(s.scanned);
+    let detail = if known == 0 {
+        String::new()
+    } else {
+        format!(
+            " ({} scanned, {known} known from an earlier scan)",
+            s.scanned
+        )
+    };
     writeln!(
         out,
-        "swept {}: {} checked ({} scanned, the rest known from an earlier scan), \
-         {} quarantined, {} warned, {} refused, {} failed",
+        "swept {}: {} checked{detail}, {} quarantined, {} warned, {} refused, {} failed",
         plural(s.roots.len() as u64, "folder", "folders"),
         plural(s.files, "file", "files"),
-        s.scanned,
         s.quarantined,
         s.warned,
         s.refused,
