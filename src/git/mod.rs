@@ -102,7 +102,7 @@ pub struct FileOutcome {
 /// What a hook run found.
 #[derive(Debug, Default, Serialize)]
 pub struct Outcome {
-    /// Blobs judged (after de-duplication).
+    /// Blobs judged, once per path they appear at.
     pub checked: usize,
     /// Blobs that went through a model parser (not text).
     pub scanned: usize,
