@@ -151,6 +151,15 @@ fn malicious_pickle_blocks_the_commit() {
             .stdout
             .is_empty()
     );
+
+    // The hook prints each finding in the layout `modelgate scan` uses.
+    let scan = r.modelgate(&["scan", "--color", "never", "models/evil.pkl"]);
+    let scanned = String::from_utf8_lossy(&scan.stdout);
+    let block: Vec<&str> = scanned.lines().take(3).collect();
+    assert!(block[0].starts_with("malicious[PKL001]: "), "{scanned}");
+    for line in block {
+        assert!(msg.contains(line), "hook output lacks `{line}`:\n{msg}");
+    }
 }
 
 /// Text is skipped cheaply, except the configs runtimes take chat templates

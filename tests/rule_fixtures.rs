@@ -76,6 +76,41 @@ fn every_rule_has_triggering_and_near_miss_fixtures() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
+/// Every finding of every detection-rule fixture, one line each: a change
+/// in what a rule reports (a new finding beside the intended one, a moved
+/// offset, a reworded message) shows up in review, as ruff keeps one
+/// snapshot per rule and fixture.
+#[test]
+fn fixture_findings_snapshot() {
+    let scanner = Scanner::default();
+    let mut lines = Vec::new();
+    for rule in rules::all() {
+        if rules::enforced_by_policy(rule) {
+            continue;
+        }
+        let Ok(entries) = std::fs::read_dir(fixtures_dir().join(rule.id)) else {
+            continue;
+        };
+        let mut paths: Vec<PathBuf> = entries.map(|e| e.unwrap().path()).collect();
+        paths.sort();
+        for path in paths {
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            let report = scan(&scanner, &path);
+            lines.push(format!(
+                "{}/{name}: {:?} {}",
+                rule.id, report.verdict, report.format
+            ));
+            for f in &report.findings {
+                lines.push(format!(
+                    "  {:?}[{}] {} @ {:?}/{:?}",
+                    f.verdict, f.rule.id, f.message, f.location.members, f.location.offset
+                ));
+            }
+        }
+    }
+    insta::assert_snapshot!(lines.join("\n"));
+}
+
 /// The policy rules `modelgate scan` reports for the fixture directory
 /// `dir` under its own `policy.toml`.
 fn policy_rules_fired(dir: &Path) -> Vec<String> {

@@ -117,33 +117,17 @@ pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
             let opts = human::Options {
                 verbose: args.verbose,
                 color: super::color_enabled(to_terminal),
+                actionable: false,
             };
             for (r, d) in reports.iter().zip(&decisions) {
-                let exempted: Vec<&str> = d.exempted.iter().map(|e| e.rule).collect();
-                human::write_report(&mut stdout, r, &exempted, opts)?;
-                // Policy rules (POL001-003) are not scanner findings: say
-                // them here or a blocked file would show no reason.
-                for b in d.basis.iter().filter(|b| b.finding.is_none()) {
-                    writeln!(
-                        stdout,
-                        "{}: {} in {}: {}",
-                        b.action, b.rule.id, r.path, b.message
-                    )?;
-                }
-                for e in &d.exempted {
-                    writeln!(
-                        stdout,
-                        "note: {} in {} is exempted by {}: {}",
-                        e.rule, r.path, e.origin, e.reason
-                    )?;
-                }
-                for e in &d.expired {
-                    writeln!(
-                        stdout,
-                        "warning: the exemption for {} in {} ({}) has expired",
-                        e.rule, r.path, e.origin
-                    )?;
-                }
+                let judged = human::Judged {
+                    path: &r.path,
+                    commit: None,
+                    via_lfs: false,
+                    report: Some(r),
+                    decision: d,
+                };
+                human::write_judged(&mut stdout, &judged, opts)?;
             }
             let outcomes: Vec<human::Outcome> = reports
                 .iter()

@@ -12,7 +12,8 @@ use std::io::{self, Write};
 use serde::Serialize;
 
 use super::{FileOutcome, Outcome};
-use crate::policy::{Action, REASON_PLACEHOLDER};
+use crate::policy::Action;
+use crate::report::human;
 
 /// Human-readable report of a hook run.
 pub fn human(out: &mut dyn Write, hook: &str, outcome: &Outcome) -> io::Result<()> {
@@ -122,116 +123,36 @@ fn lfs_unchecked(out: &mut dyn Write, hook: &str, outcome: &Outcome) -> io::Resu
 }
 
 fn file(out: &mut dyn Write, f: &FileOutcome) -> io::Result<()> {
-    let label = match f.decision.action {
-        Action::Allow => "note",
-        Action::Warn => "warning",
-        Action::Block | Action::Quarantine => "BLOCKED",
-    };
     if let Some(error) = &f.error {
         let commit = f
             .commit
             .as_deref()
             .map(|c| format!(" (commit {})", c.get(..12).unwrap_or(c)))
             .unwrap_or_default();
-        let then = if f.decision.action.stops() {
-            "refused (fail closed; [hook] on-error)"
+        let (label, then) = if f.decision.action.stops() {
+            ("error", "refused (fail closed; [hook] on-error)")
         } else {
-            "let through ([hook] on-error)"
+            ("warning", "let through ([hook] on-error)")
         };
         return writeln!(
             out,
-            "modelgate: {label}: {}{commit} could not be checked: {error}; {then}",
+            "{label}: {}{commit} could not be checked: {error}; {then}\n",
             f.path
         );
     }
-    let commit = f
-        .commit
-        .as_deref()
-        .map(|c| format!(" (commit {})", c.get(..12).unwrap_or(c)))
-        .unwrap_or_default();
-    let what = match &f.report {
-        Some(r) => format!("{}, {}", r.format, r.verdict),
-        // Without a report: an LFS object that is not here, or a signature
-        // file (judged as a signature, never scanned as a model).
-        None if f.lfs_oid.is_some() => "content not available".to_string(),
-        None => "model signature".to_string(),
+    let judged = human::Judged {
+        path: &f.path,
+        commit: f.commit.as_deref(),
+        via_lfs: f.lfs_oid.is_some(),
+        report: f.report.as_ref(),
+        decision: &f.decision,
     };
-    let lfs = if f.lfs_oid.is_some() {
-        ", via Git LFS"
-    } else {
-        ""
+    let opts = human::Options {
+        verbose: false,
+        color: false,
+        actionable: true,
     };
-    writeln!(out, "modelgate: {label}: {}{commit} [{what}{lfs}]", f.path)?;
-    for b in &f.decision.basis {
-        if b.action == Action::Allow {
-            continue;
-        }
-        let finding = b
-            .finding
-            .and_then(|i| f.report.as_ref().and_then(|r| r.findings.get(i)));
-        let (name, why, fix) = (b.rule.name, b.rule.summary, b.rule.remediation);
-        writeln!(
-            out,
-            "  {} {name} ({}, {}): {}",
-            b.rule.id, b.verdict, b.action, b.message
-        )?;
-        if let Some(f) = finding {
-            if let Some(ev) = &f.evidence {
-                writeln!(out, "    evidence: {ev}")?;
-            }
-            let loc = f.location.to_string();
-            if !loc.is_empty() {
-                writeln!(out, "    at: {loc}")?;
-            }
-        }
-        if !why.is_empty() {
-            writeln!(out, "    why: {why}")?;
-            writeln!(out, "    fix: {}", squash(fix))?;
-        }
-    }
-    for e in &f.decision.exempted {
-        writeln!(out, "  exempted {} ({}): {}", e.rule, e.origin, e.reason)?;
-    }
-    for e in &f.decision.expired {
-        writeln!(
-            out,
-            "  expired exemption for {} ({}) no longer applies: {}",
-            e.rule, e.origin, e.reason
-        )?;
-    }
-    if f.decision.action.stops()
-        && let Some(sha) = &f.decision.sha256
-    {
-        let mut ids: Vec<&str> = f
-            .decision
-            .basis
-            .iter()
-            .filter(|b| b.action.stops())
-            .map(|b| b.rule.id)
-            .collect();
-        ids.dedup();
-        writeln!(
-            out,
-            "  To accept this exact file, add to policy.toml (and say why):"
-        )?;
-        for id in ids {
-            writeln!(out, "    [[exemptions]]")?;
-            writeln!(out, "    sha256 = \"{sha}\"")?;
-            writeln!(out, "    rule = \"{id}\"")?;
-            writeln!(out, "    reason = \"{REASON_PLACEHOLDER}\"")?;
-            writeln!(
-                out,
-                "    note = \"{}\"",
-                f.path.replace('\\', "\\\\").replace('"', "\\\"")
-            )?;
-        }
-    }
-    Ok(())
-}
-
-/// Rule texts are wrapped in the source; print them on one line.
-fn squash(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
+    human::write_judged(out, &judged, opts)
 }
 
 /// The version of the hooks' JSON document: bumped on any change that

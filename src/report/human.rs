@@ -5,53 +5,141 @@
 use std::io::{self, Write};
 
 use super::Summary;
-use crate::scan::{FileReport, Finding, ScanStatus, Verdict};
+use crate::policy::{Action, Decision, REASON_PLACEHOLDER};
+use crate::scan::rules::Rule;
+use crate::scan::{FileReport, ScanStatus, Verdict};
 
-/// Whether to print files that came out clean.
+/// How much to show of each file.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Options {
+    /// Also name files that came out clean or were skipped.
     pub verbose: bool,
     pub color: bool,
+    /// Only what the policy acts on (warn, block), each with why the rule
+    /// matters and the action, and for a blocked file a ready-to-paste
+    /// exemption: what a hook prints, where the reader has one commit to
+    /// fix rather than a tree to survey.
+    pub actionable: bool,
 }
 
-/// Writes one file's findings; findings of a rule in `exempted` (which a
-/// policy exemption removed from the decision) are shown as exempted, not
-/// as the verdict that no longer counts.
-pub fn write_report(
-    out: &mut dyn Write,
-    report: &FileReport,
-    exempted: &[&str],
-    opts: Options,
-) -> io::Result<()> {
-    if report.findings.is_empty() {
-        if opts.verbose {
-            let state = match &report.status {
-                ScanStatus::Skipped { reason } => format!("skipped: {reason}"),
-                _ => "clean".to_string(),
+/// One file as the policy judged it.
+pub struct Judged<'a> {
+    /// As the user knows it: relative to the working directory, or the
+    /// path in the repository.
+    pub path: &'a str,
+    /// The commit that brings the file, for push hooks.
+    pub commit: Option<&'a str>,
+    /// Whether the content came through a Git LFS pointer.
+    pub via_lfs: bool,
+    /// The scan, when the content was there to scan.
+    pub report: Option<&'a FileReport>,
+    pub decision: &'a Decision,
+}
+
+/// Writes one judged file, one compiler-style block per finding and per
+/// policy rule: `scan` and every hook print the same layout. Findings an
+/// exemption removed from the decision show as exempted, not as the
+/// verdict that no longer counts.
+pub fn write_judged(out: &mut dyn Write, j: &Judged, opts: Options) -> io::Result<()> {
+    let d = j.decision;
+    let shown =
+        |action: Option<Action>| !opts.actionable || action.is_some_and(|a| a > Action::Allow);
+    let mut wrote = false;
+    if let Some(report) = j.report {
+        for (i, f) in report.findings.iter().enumerate() {
+            let action = d
+                .basis
+                .iter()
+                .find(|b| b.finding == Some(i))
+                .map(|b| b.action);
+            let exempted = action.is_none() && d.exempted.iter().any(|e| e.rule == f.rule.id);
+            if !(shown(action) || exempted && !opts.actionable) {
+                continue;
+            }
+            let block = Block {
+                label: if exempted {
+                    Label::Exempted
+                } else {
+                    Label::Verdict(f.verdict)
+                },
+                rule: f.rule,
+                message: &f.message,
+                members: &f.location.members,
+                offset: f.location.offset,
+                evidence: f.evidence.as_deref(),
+                action,
             };
-            writeln!(out, "{}: {} ({})", report.path, state, report.format)?;
+            write_block(out, j, &block, opts)?;
+            wrote = true;
         }
-        return Ok(());
     }
-    for finding in &report.findings {
-        let is_exempted = exempted.contains(&finding.rule.id);
-        write_finding(out, report, finding, is_exempted, opts)?;
+    for b in d
+        .basis
+        .iter()
+        .filter(|b| b.finding.is_none() && shown(Some(b.action)))
+    {
+        let block = Block {
+            label: Label::Verdict(b.verdict),
+            rule: b.rule,
+            message: &b.message,
+            members: &[],
+            offset: None,
+            evidence: None,
+            action: Some(b.action),
+        };
+        write_block(out, j, &block, opts)?;
+        wrote = true;
+    }
+    for e in &d.exempted {
+        writeln!(
+            out,
+            "note: {} in {} is exempted by {}: {}",
+            e.rule, j.path, e.origin, e.reason
+        )?;
+    }
+    for e in &d.expired {
+        writeln!(
+            out,
+            "warning: the exemption for {} in {} ({}) has expired: {}",
+            e.rule, j.path, e.origin, e.reason
+        )?;
+    }
+    if opts.actionable && d.action.stops() {
+        write_exemption_hint(out, j)?;
+    }
+    if !wrote && opts.verbose && !opts.actionable {
+        let state = match j.report.map(|r| &r.status) {
+            Some(ScanStatus::Skipped { reason }) => format!("skipped: {reason}"),
+            _ => "clean".to_string(),
+        };
+        let format = j.report.map_or("", |r| r.format.as_str());
+        writeln!(out, "{}: {state} ({format})", j.path)?;
     }
     Ok(())
 }
 
-fn write_finding(
-    out: &mut dyn Write,
-    report: &FileReport,
-    f: &Finding,
-    exempted: bool,
-    opts: Options,
-) -> io::Result<()> {
-    let (label, color) = match f.verdict {
-        _ if exempted => ("exempted", "\x1b[1;32m"),
-        Verdict::Malicious => ("malicious", "\x1b[1;31m"),
-        Verdict::Suspicious => ("suspicious", "\x1b[1;33m"),
-        _ => ("info", "\x1b[1;36m"),
+enum Label {
+    Verdict(Verdict),
+    Exempted,
+}
+
+struct Block<'a> {
+    label: Label,
+    rule: &'static Rule,
+    message: &'a str,
+    members: &'a [String],
+    offset: Option<u64>,
+    evidence: Option<&'a str>,
+    /// What the policy does about it; `None` when an exemption removed it.
+    action: Option<Action>,
+}
+
+fn write_block(out: &mut dyn Write, j: &Judged, b: &Block, opts: Options) -> io::Result<()> {
+    let (label, color) = match b.label {
+        Label::Exempted => ("exempted", "\x1b[1;32m"),
+        Label::Verdict(Verdict::Malicious) => ("malicious", "\x1b[1;31m"),
+        Label::Verdict(Verdict::Suspicious) => ("suspicious", "\x1b[1;33m"),
+        Label::Verdict(_) => ("info", "\x1b[1;36m"),
     };
     let (c, bold, reset) = if opts.color {
         (color, "\x1b[1m", "\x1b[0m")
@@ -61,22 +149,72 @@ fn write_finding(
     writeln!(
         out,
         "{c}{label}[{}]{reset}{bold}: {}{reset}",
-        f.rule.id, f.message
+        b.rule.id, b.message
     )?;
-    let mut place = report.path.clone();
-    for m in &f.location.members {
+    let mut place = j.path.to_string();
+    for m in b.members {
         place.push_str(" → ");
         place.push_str(m);
     }
-    match f.location.offset {
-        Some(off) => writeln!(out, "  --> {place} @ byte {off}")?,
-        None => writeln!(out, "  --> {place}")?,
+    if let Some(off) = b.offset {
+        place.push_str(&format!(" @ byte {off}"));
     }
-    if let Some(e) = &f.evidence {
+    if let Some(commit) = j.commit {
+        place.push_str(&format!(" (commit {})", commit.get(..12).unwrap_or(commit)));
+    }
+    if j.via_lfs {
+        place.push_str(" (via Git LFS)");
+    }
+    writeln!(out, "  --> {place}")?;
+    if let Some(e) = b.evidence {
         writeln!(out, "   = evidence: {e}")?;
     }
-    writeln!(out, "   = help: {}", f.rule.remediation)?;
+    if opts.actionable {
+        writeln!(out, "   = why: {}", squash(b.rule.summary))?;
+        if let Some(action) = b.action {
+            writeln!(out, "   = policy: {action}")?;
+        }
+    }
+    writeln!(out, "   = help: {}", squash(b.rule.remediation))?;
     writeln!(out)
+}
+
+/// A ready-to-paste exemption pinned to the blocked content, for when the
+/// team decides to accept it; its reason is the placeholder that `policy
+/// check` refuses until someone writes why.
+fn write_exemption_hint(out: &mut dyn Write, j: &Judged) -> io::Result<()> {
+    let Some(sha) = &j.decision.sha256 else {
+        return Ok(());
+    };
+    let mut ids: Vec<&str> = j
+        .decision
+        .basis
+        .iter()
+        .filter(|b| b.action.stops())
+        .map(|b| b.rule.id)
+        .collect();
+    ids.dedup();
+    writeln!(
+        out,
+        "To accept this exact file, add to policy.toml (and say why):"
+    )?;
+    for id in ids {
+        writeln!(out, "    [[exemptions]]")?;
+        writeln!(out, "    sha256 = \"{sha}\"")?;
+        writeln!(out, "    rule = \"{id}\"")?;
+        writeln!(out, "    reason = \"{REASON_PLACEHOLDER}\"")?;
+        writeln!(
+            out,
+            "    note = \"{}\"",
+            j.path.replace('\\', "\\\\").replace('"', "\\\"")
+        )?;
+    }
+    writeln!(out)
+}
+
+/// Rule texts are wrapped in the source; print them on one line.
+fn squash(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// The closing count. `failed` is how many files failed the policy (the

@@ -110,12 +110,40 @@ pub fn scan(cx: &mut Ctx, data: &[u8]) {
     let keras = KERAS_MARKERS
         .iter()
         .any(|name| root.attribute(name).is_ok());
-    let link_verdict = if keras {
-        Verdict::Malicious
-    } else {
-        Verdict::Suspicious
-    };
-    walk(cx, &file, root, &recorder, link_verdict);
+    walk(cx, &file, root, &recorder, LinkContext { keras });
+}
+
+/// Whether the file is a Keras model, which decides what following an
+/// external link means.
+#[derive(Clone, Copy)]
+struct LinkContext {
+    keras: bool,
+}
+
+impl LinkContext {
+    /// Keras follows every link on load (malicious). Elsewhere a link to a
+    /// file shipped beside this one (a plain name, as scientific
+    /// datasets split across files use) is how HDF5 is meant to be used
+    /// (info); one that leaves the folder (absolute, `..`, a
+    /// drive or network path) would read whatever the loading machine has
+    /// there (suspicious).
+    fn verdict(self, filename: &str) -> Verdict {
+        if self.keras {
+            Verdict::Malicious
+        } else if is_sibling_file(filename) {
+            Verdict::Info
+        } else {
+            Verdict::Suspicious
+        }
+    }
+}
+
+fn is_sibling_file(name: &str) -> bool {
+    !name.is_empty()
+        && name != "."
+        && name != ".."
+        && !name.contains(['/', '\\', ':'])
+        && !name.starts_with('~')
 }
 
 /// Opens the bytes without copying them when they are the top-level file on
@@ -167,13 +195,7 @@ impl ExternalLinkResolver for LinkRecorder {
     }
 }
 
-fn walk(
-    cx: &mut Ctx,
-    file: &Hdf5File,
-    root: Group,
-    recorder: &LinkRecorder,
-    link_verdict: Verdict,
-) {
+fn walk(cx: &mut Ctx, file: &Hdf5File, root: Group, recorder: &LinkRecorder, links: LinkContext) {
     let max_depth = cx.limits().max_structure_depth;
     let max_objects = cx.limits().max_archive_members;
     let mut seen: HashSet<u64> = HashSet::from([root.address()]);
@@ -184,7 +206,7 @@ fn walk(
         if !cx.in_time() {
             return;
         }
-        compact_external_links(cx, file, &group, &path, &mut reported_links, link_verdict);
+        compact_external_links(cx, file, &group, &path, &mut reported_links, links);
         let (groups, datasets) = match group.members() {
             Ok(m) => m,
             Err(e) => {
@@ -239,7 +261,7 @@ fn walk(
     for filename in asked.into_iter().filter(|f| !reported_links.contains(f)) {
         cx.report_as(
             &rules::HDF5_EXTERNAL_LINK,
-            link_verdict,
+            links.verdict(&filename),
             None,
             format!("a link points into `{filename}`: following it opens that file"),
             Some(filename),
@@ -255,7 +277,7 @@ fn compact_external_links(
     group: &Group,
     path: &str,
     reported: &mut HashSet<String>,
-    verdict: Verdict,
+    links: LinkContext,
 ) {
     let Ok(header) = file.get_or_parse_header(group.address()) else {
         return;
@@ -270,7 +292,7 @@ fn compact_external_links(
             reported.insert(filename.clone());
             cx.report_as(
                 &rules::HDF5_EXTERNAL_LINK,
-                verdict,
+                links.verdict(filename),
                 None,
                 format!(
                     "link `{path}/{}` points to `{target}` in `{filename}`: following it opens that file",
@@ -348,6 +370,27 @@ mod tests {
         data.extend_from_slice(&[0xFF; 64]);
         assert_eq!(ids(&run(&data)), ["GEN001"]);
         assert_eq!(ids(&run(b"\x89HDF\r\n\x1a\n")), ["GEN001"]);
+    }
+
+    #[test]
+    fn links_to_sibling_files_are_info_outside_keras() {
+        let plain = LinkContext { keras: false };
+        assert_eq!(plain.verdict("elink2.h5"), Verdict::Info);
+        for escaping in [
+            "/etc/passwd",
+            "../x.h5",
+            "sub/x.h5",
+            "C:x.h5",
+            "\\\\host\\x",
+            "~/x.h5",
+            "..",
+        ] {
+            assert_eq!(plain.verdict(escaping), Verdict::Suspicious, "{escaping}");
+        }
+        assert_eq!(
+            LinkContext { keras: true }.verdict("elink2.h5"),
+            Verdict::Malicious
+        );
     }
 
     #[test]
