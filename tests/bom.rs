@@ -216,3 +216,56 @@ fn bom_of_a_single_file_has_its_hash_on_the_model() {
     assert_eq!(c["name"], "model.safetensors");
     assert_eq!(c["hashes"][0]["alg"], "SHA-256");
 }
+
+/// #13 item 14: a folder of model folders is one component per model, each
+/// with its own signature status (`models/bert/model.sig` verifies, so the
+/// bert component says so; gpt2 has none).
+#[test]
+fn bom_of_a_folder_of_models_has_one_component_per_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let models = dir.path().join("models");
+    let src = root().join("tests/fixtures/sign/model");
+    for name in ["bert", "org/gpt2"] {
+        let m = models.join(name);
+        std::fs::create_dir_all(&m).unwrap();
+        for f in ["config.json", "model.safetensors"] {
+            std::fs::copy(src.join(f), m.join(f)).unwrap();
+        }
+    }
+    std::fs::write(models.join("README.md"), "# our models\n").unwrap();
+    let keys = root().join("tests/fixtures/sign/keys");
+    cargo_bin_cmd!("modelgate")
+        .arg("sign")
+        .arg(models.join("bert"))
+        .arg("--key")
+        .arg(keys.join("p256.pem"))
+        .assert()
+        .code(0);
+    let out = cargo_bin_cmd!("modelgate")
+        .arg("bom")
+        .arg(&models)
+        .arg("--key")
+        .arg(keys.join("p256.pub"))
+        .assert()
+        .code(0)
+        .get_output()
+        .stdout
+        .clone();
+    let doc: Value = serde_json::from_slice(&out).unwrap();
+    assert_valid_cyclonedx(&doc);
+    let comps = doc["components"].as_array().unwrap();
+    let names: Vec<&str> = comps.iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["bert", "gpt2"]);
+    let prop = |c: &Value, name: &str| -> Vec<String> {
+        c["properties"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["name"] == format!("modelgate:{name}"))
+            .map(|p| p["value"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(prop(&comps[0], "signature"), ["verified"]);
+    assert_eq!(prop(&comps[1], "signature"), ["absent"]);
+    assert_eq!(prop(&comps[1], "files"), ["2"]);
+}

@@ -431,3 +431,101 @@ fn baseline_exemptions_need_a_real_reason() {
     let sha = doc["files"][0]["sha256"].as_str().unwrap();
     assert!(entries.contains(sha));
 }
+
+/// Path rules are relative to the policy file's folder (#13 item 1): the
+/// same tree is blocked whether scanned from the policy's folder, from
+/// inside `models/`, or from elsewhere with `--policy` and an absolute
+/// path; a file outside the policy's folder matches no path rule.
+#[test]
+fn path_rules_do_not_depend_on_the_working_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pr = tmp.path().join("pr");
+    let models = pr.join("models");
+    std::fs::create_dir_all(&models).unwrap();
+    std::fs::copy(
+        fixture("PKL001/good_ordered_dict.pkl"),
+        models.join("m.pkl"),
+    )
+    .unwrap();
+    std::fs::write(
+        pr.join("policy.toml"),
+        "[[paths]]\nname = \"models\"\nglobs = [\"models/**\"]\nrequire-format = [\"safetensors\"]\n",
+    )
+    .unwrap();
+    let abs_models = models.to_str().unwrap();
+    let runs: [(&std::path::Path, Vec<&str>); 4] = [
+        (&pr, vec!["scan", "models"]),
+        (&models, vec!["scan", "."]),
+        (
+            tmp.path(),
+            vec!["scan", "--policy", "pr/policy.toml", abs_models],
+        ),
+        (
+            &models,
+            vec!["scan", "--policy", "../policy.toml", "../models/m.pkl"],
+        ),
+    ];
+    for (cwd, args) in runs {
+        modelgate()
+            .current_dir(cwd)
+            .args(&args)
+            .assert()
+            .code(1)
+            .stdout(predicate::str::contains("POL001"));
+    }
+    // The same file outside pr/ is no business of pr's path rules.
+    let outside = tmp.path().join("models");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::copy(models.join("m.pkl"), outside.join("m.pkl")).unwrap();
+    modelgate()
+        .current_dir(tmp.path())
+        .args(["scan", "--policy", "pr/policy.toml", "models"])
+        .assert()
+        .code(0)
+        .stderr(predicate::str::contains(
+            "warning: no path rule applies to 1 scanned file(s) (e.g. models/m.pkl)",
+        ));
+}
+
+/// #13 item 18: error messages say each thing once: no libgit2
+/// `class=…; code=…` tails, no doubled "No such file or directory", no
+/// repeated path.
+#[test]
+fn error_messages_have_no_noise() {
+    let tmp = tempfile::tempdir().unwrap();
+    let count = |haystack: &str, needle: &str| haystack.matches(needle).count();
+    let run = |args: &[&str]| {
+        let out = modelgate()
+            .current_dir(tmp.path())
+            .env_remove("GIT_DIR")
+            .env_remove("GIT_INDEX_FILE")
+            .env_remove("GIT_WORK_TREE")
+            .env("GIT_CEILING_DIRECTORIES", tmp.path().parent().unwrap())
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        String::from_utf8(out.stderr).unwrap()
+    };
+    let err = run(&["scan", "missing.pkl"]);
+    assert_eq!(count(&err, "missing.pkl"), 1, "{err}");
+    assert_eq!(count(&err, "No such file or directory"), 1, "{err}");
+
+    let model = fixture("PKL001/good_ordered_dict.pkl");
+    let err = run(&[
+        "verify",
+        &model,
+        "--key",
+        "missing.pub",
+        "--signature",
+        "x.sig",
+    ]);
+    assert_eq!(count(&err, "missing.pub"), 1, "{err}");
+    assert_eq!(count(&err, "No such file or directory"), 1, "{err}");
+
+    for args in [&["hook", "pre-commit"][..], &["install"][..]] {
+        let err = run(args);
+        assert!(err.contains("could not find repository"), "{err}");
+        assert!(!err.contains("class=") && !err.contains("code="), "{err}");
+    }
+}

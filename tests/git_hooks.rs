@@ -201,6 +201,7 @@ fn json_output_for_hooks() {
     let out = r.modelgate(&["hook", "pre-commit", "--format", "json"]);
     assert_eq!(out.status.code(), Some(1));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["schema_version"], 1);
     assert_eq!(v["action"], "block");
     assert_eq!(v["files"][0]["path"], "evil.pkl");
     assert_eq!(v["files"][0]["decision"]["basis"][0]["rule"], "PKL001");
@@ -1179,4 +1180,51 @@ fn pre_commit_framework() -> Option<PathBuf> {
         .output()
         .is_ok_and(|o| o.status.success())
         .then(|| PathBuf::from("pre-commit"))
+}
+
+/// Path rules in hooks (#13 item 1): the globs of a policy in the work tree
+/// are relative to its folder, so a policy at the root matches repository
+/// paths and one in `pr/` matches below `pr/` only; a policy named
+/// explicitly from outside the work tree matches repository paths.
+#[test]
+fn hook_path_rules_are_relative_to_the_policy_file() {
+    let r = Repo::new(&[]);
+    r.install();
+    let rule = b"[[paths]]\nname = \"models\"\nglobs = [\"models/**\"]\nrequire-format = [\"safetensors\"]\n";
+    // A harmless pickle: only the path rule can block it.
+    let pickle: &[u8] = b"\x80\x02}q\x00.";
+    r.write("policy.toml", rule);
+    r.write("models/m.pkl", pickle);
+    r.git(&["add", "policy.toml", "models/m.pkl"]).ok();
+    let out = r.commit("root policy");
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("POL001"), "{}", text(&out));
+
+    // The policy in pr/: models/m.pkl at the root is outside its folder,
+    // pr/models/m.pkl is inside.
+    r.git(&["rm", "-q", "--cached", "policy.toml"]).ok();
+    std::fs::remove_file(r.dir.join("policy.toml")).expect("rm");
+    r.write("pr/policy.toml", rule);
+    let explicit = |policy: &Path| {
+        isolated(BIN, &r.root)
+            .current_dir(&r.dir)
+            .args(["hook", "pre-commit", "--policy"])
+            .arg(policy)
+            .output()
+            .expect("runs")
+    };
+    let out = explicit(Path::new("pr/policy.toml"));
+    assert!(out.status.success(), "{}", text(&out));
+    r.write("pr/models/m.pkl", pickle);
+    r.git(&["add", "pr/models/m.pkl"]).ok();
+    let out = explicit(Path::new("pr/policy.toml"));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("pr/models/m.pkl"), "{}", text(&out));
+
+    // A policy outside the repository applies its globs to repository paths.
+    let outside = r.root.join("org-policy.toml");
+    std::fs::write(&outside, rule).expect("write");
+    let out = explicit(&outside);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("POL001"), "{}", text(&out));
 }

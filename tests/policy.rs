@@ -90,3 +90,31 @@ fn init_writes_the_template_and_refuses_to_overwrite() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("malicious → block, suspicious → block"));
 }
+
+/// #13 item 13: every unknown key and mistyped value is reported in one
+/// run, each at its position, and the entries that are well formed are
+/// still validated (the bad action and the short sha256).
+#[test]
+fn every_shape_problem_is_reported_in_one_run() {
+    let out = modelgate(fixtures(), &["policy", "check", "many-problems.toml"]);
+    assert_eq!(out.status.code(), Some(3));
+    let err = stderr(&out);
+    for expected in [
+        "unknown field `malicous`",
+        "many-problems.toml:4:1",
+        "unknown field `suspicous`",
+        "many-problems.toml:5:1",
+        "unknown field `on-eror`",
+        "unknown field `reson`",
+        "many-problems.toml:11:34",
+        "invalid type: string \"os.system\", expected a sequence",
+        "unknown field `requir-format`",
+        "unknown action `blok`",
+        "`sha256` must be 64 hexadecimal digits",
+        "unknown field `colour`",
+        "unknown field `daemn`",
+        "policy invalid: 10 errors",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+    }
+}

@@ -75,7 +75,7 @@ fn policy_check_shows_the_requirement() {
     let text = stdout(&out);
     assert!(out.status.success(), "{text}");
     assert!(
-        text.contains("path rule signed-models [model/**]: signed by ")
+        text.contains("path rule signed-models [model/**] under .: signed by ")
             && text.contains("keys/p256.pub"),
         "{text}"
     );

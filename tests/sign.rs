@@ -423,3 +423,31 @@ fn reference_verifier_accepts_modelgate_signatures() {
     }
     println!("reference model_signing verifier accepted modelgate signatures");
 }
+
+/// #13 item 16: `sign` and `verify` spell the signature path the same way,
+/// `--signature` (as the reference `model_signing` CLI does).
+#[test]
+fn sign_and_verify_share_the_signature_option() {
+    let (d, model) = model_copy();
+    let f = sign_fixtures();
+    let sig = d.path().join("elsewhere.sig");
+    cargo_bin_cmd!("modelgate")
+        .arg("sign")
+        .arg(&model)
+        .arg("--key")
+        .arg(f.join("keys/p256.pem"))
+        .arg("--signature")
+        .arg(&sig)
+        .assert()
+        .code(0);
+    assert!(sig.is_file() && !model.join("model.sig").exists());
+    cargo_bin_cmd!("modelgate")
+        .arg("verify")
+        .arg(&model)
+        .arg("--key")
+        .arg(f.join("keys/p256.pub"))
+        .arg("--signature")
+        .arg(&sig)
+        .assert()
+        .code(0);
+}

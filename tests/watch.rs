@@ -151,11 +151,13 @@ impl Env {
 
     fn records(&self, all: bool) -> Vec<serde_json::Value> {
         let args: &[&str] = if all {
-            &["list", "--json", "--all"]
+            &["list", "--format", "json", "--all"]
         } else {
-            &["list", "--json"]
+            &["list", "--format", "json"]
         };
-        serde_json::from_str::<Vec<serde_json::Value>>(&self.quarantine(args)).unwrap()
+        let doc: serde_json::Value = serde_json::from_str(&self.quarantine(args)).unwrap();
+        assert_eq!(doc["schema_version"], 1);
+        serde_json::from_value(doc["records"].clone()).unwrap()
     }
 
     fn repo(&self, name: &str) -> PathBuf {
@@ -864,7 +866,8 @@ fn kill_during_quarantine_across_filesystems_restores() {
             .args(["quarantine", "list", "--json"])
             .output()
             .unwrap();
-        let recs: Vec<serde_json::Value> = serde_json::from_slice(&list.stdout).unwrap();
+        let doc: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+        let recs: Vec<serde_json::Value> = serde_json::from_value(doc["records"].clone()).unwrap();
         assert_eq!(recs.len(), 1, "round {round}: {recs:?}");
         assert_eq!(recs[0]["copied"], true, "round {round}");
         let restore = env
@@ -1101,4 +1104,206 @@ fn unknown_cached_action_is_a_miss() {
         "cached row was trusted: {third}"
     );
     assert!(third.contains("unknown value"), "{third}");
+}
+
+/// #13 item 6: the generated unit and plist carry absolute paths for
+/// relative `--cache`, `--local-dir` and `--policy`, a working directory,
+/// and the printed launchctl commands are plain shell commands.
+#[test]
+fn service_install_writes_absolute_paths_and_pasteable_commands() {
+    let env = Env::new();
+    let work = env.dir.path().join("work dir");
+    fs::create_dir_all(work.join("cache")).unwrap();
+    fs::create_dir_all(work.join("models")).unwrap();
+    fs::write(
+        work.join("team.toml"),
+        "[daemon]\nsuspicious = \"quarantine\"\n",
+    )
+    .unwrap();
+    let install = |kind: &str| {
+        let out = env
+            .cmd()
+            .current_dir(&work)
+            .env("XDG_CONFIG_HOME", env.dir.path().join("config"))
+            .args(["service", "install", "--kind", kind])
+            .args([
+                "--cache",
+                "cache",
+                "--local-dir",
+                "./models",
+                "--policy",
+                "team.toml",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let abs = |p: &str| work.join(p).display().to_string();
+    install("systemd");
+    let unit = fs::read_to_string(
+        env.dir
+            .path()
+            .join("config/systemd/user/modelgate-watch.service"),
+    )
+    .unwrap();
+    for arg in [abs("cache"), abs("models"), abs("team.toml")] {
+        assert!(unit.contains(&format!(" \"{arg}\"")), "{arg} in\n{unit}");
+    }
+    assert!(unit.contains(" \"--policy\" "), "{unit}");
+    assert!(
+        unit.contains(&format!("WorkingDirectory={}\n", env.dir.path().display())),
+        "{unit}"
+    );
+
+    let printed = install("launchd");
+    let plist_path = env
+        .dir
+        .path()
+        .join("Library/LaunchAgents/dev.modelgate.watch.plist");
+    let plist = fs::read_to_string(&plist_path).unwrap();
+    for arg in [abs("cache"), abs("models"), abs("team.toml")] {
+        assert!(
+            plist.contains(&format!("<string>{arg}</string>")),
+            "{plist}"
+        );
+    }
+    assert!(
+        plist.contains(&format!(
+            "<key>WorkingDirectory</key>\n  <string>{}</string>",
+            env.dir.path().display()
+        )),
+        "{plist}"
+    );
+    let bootstrap = format!(
+        "  launchctl bootstrap gui/$(id -u) {}\n",
+        plist_path.display()
+    );
+    assert!(printed.contains(&bootstrap), "{printed}");
+    assert!(!printed.contains("sh -c"), "{printed}");
+    // The printed command runs as printed: a shell hands launchctl the
+    // domain and the plist as two arguments.
+    let fake = env.dir.path().join("bin");
+    fs::create_dir_all(&fake).unwrap();
+    let launchctl = fake.join("launchctl");
+    fs::write(&launchctl, "#!/bin/sh\nprintf '%s\\n' \"$#\" \"$@\"\n").unwrap();
+    fs::set_permissions(
+        &launchctl,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let ran = Command::new("sh")
+        .arg("-c")
+        .arg(bootstrap.trim())
+        .env("PATH", format!("{}:/usr/bin:/bin", fake.display()))
+        .output()
+        .unwrap();
+    let argv = String::from_utf8_lossy(&ran.stdout);
+    let lines: Vec<&str> = argv.lines().collect();
+    assert_eq!(lines.first(), Some(&"3"), "{argv}");
+    assert!(
+        lines.get(2).is_some_and(|d| d.starts_with("gui/")),
+        "{argv}"
+    );
+    assert_eq!(lines.get(3).copied(), Some(plist_path.to_str().unwrap()));
+
+    let out = env
+        .cmd()
+        .args(["service", "uninstall", "--kind", "launchd"])
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        printed.contains(&format!(
+            "launchctl bootout gui/$(id -u) {}",
+            plist_path.display()
+        )),
+        "{printed}"
+    );
+
+    // A missing root or an invalid policy is refused at install time.
+    let out = env
+        .cmd()
+        .current_dir(&work)
+        .args(["service", "install", "--kind", "systemd", "--cache", "typo"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    fs::write(work.join("bad.toml"), "[daemon]\nmalicious = \"nope\"\n").unwrap();
+    let out = env
+        .cmd()
+        .current_dir(&work)
+        .args([
+            "service", "install", "--kind", "systemd", "--policy", "bad.toml",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+}
+
+/// #13 item 7: a `--cache` that does not exist is refused (not created),
+/// `--no-default-cache` alone is an argument error, and `--once` says what
+/// it swept, folder by folder.
+#[test]
+fn watch_refuses_mistakes_and_once_names_what_it_swept() {
+    let env = Env::new();
+    let typo = env.dir.path().join("hf/hbu");
+    let out = env
+        .cmd()
+        .args(["watch", "--once", "--cache"])
+        .arg(&typo)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("no such folder") && err.contains("mkdir -p"),
+        "{err}"
+    );
+    assert!(err.contains(&env.hub().display().to_string()), "{err}");
+    assert!(!typo.exists());
+
+    let out = env
+        .cmd()
+        .args(["watch", "--once", "--no-default-cache"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--cache"));
+
+    let repo = env.repo("bad");
+    env.download(&repo, "pytorch_model.bin", EVIL);
+    let local = env.dir.path().join("local");
+    fs::create_dir_all(&local).unwrap();
+    fs::write(local.join("model.safetensors"), benign()).unwrap();
+    let out = env
+        .cmd()
+        .args(["watch", "--once", "--local-dir"])
+        .arg(&local)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("swept 2 folders: 2 files checked") && stdout.contains("1 quarantined"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "  {} (hub cache): 1 file, 1 quarantined",
+            env.hub().display()
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "  {} (local dir): 1 file, 0 quarantined",
+            local.display()
+        )),
+        "{stdout}"
+    );
 }

@@ -1,5 +1,6 @@
 //! An AI bill of materials: a CycloneDX 1.6 JSON document with one
-//! `machine-learning-model` component per model.
+//! `machine-learning-model` component per model (a folder of model folders
+//! is one component per model folder: see [`expand`]).
 //!
 //! Each model component carries its files as nested `file` components (name
 //! relative to the model, SHA-256, size), the formats the scanner detected
@@ -34,6 +35,83 @@ use crate::sign::{self, IgnoreSet, Method, TrustedKeys, tree};
 pub struct ModelInput {
     /// A model directory or a single model file.
     pub path: PathBuf,
+}
+
+/// How deep [`expand`] looks for model folders under one that is not.
+const MAX_MODEL_DEPTH: usize = 8;
+
+/// Bytes read from each file to tell a model file from anything else.
+const SNIFF_BYTES: u64 = 4096;
+
+/// The models a path given on the command line stands for. A file, or a
+/// model folder (see [`is_model_folder`]), is one model. A folder that is
+/// not one but holds model folders (`models/bert`, `models/gpt2`) stands
+/// for each of them, found in sorted order up to a bounded depth, without
+/// following symlinked folders; so each gets its own component with its
+/// own verdict and signature status. A folder in which no model is found
+/// is still described as one model, so that nothing given disappears from
+/// the inventory.
+pub fn expand(path: &Path) -> Vec<ModelInput> {
+    let mut found = Vec::new();
+    if path.is_dir() && !is_model_folder(path) {
+        collect_model_folders(path, 0, &mut found);
+    }
+    if found.is_empty() {
+        found.push(path.to_path_buf());
+    }
+    found.into_iter().map(|path| ModelInput { path }).collect()
+}
+
+fn collect_model_folders(dir: &Path, depth: usize, found: &mut Vec<PathBuf>) {
+    if depth >= MAX_MODEL_DEPTH {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut subdirs: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        .map(|e| e.path())
+        .collect();
+    subdirs.sort();
+    for sub in subdirs {
+        if is_model_folder(&sub) {
+            found.push(sub);
+        } else {
+            collect_model_folders(&sub, depth + 1, found);
+        }
+    }
+}
+
+/// Whether `dir` is itself a model: it directly holds a signature, a
+/// `config.json`, or a file whose content (not its name) is a model or an
+/// archive format.
+pub fn is_model_folder(dir: &Path) -> bool {
+    use crate::scan::sniff::{self, Format};
+    use std::io::Read;
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    entries.filter_map(Result::ok).any(|e| {
+        let path = e.path();
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') || !path.is_file() {
+            return false;
+        }
+        if name == sign::SIGNATURE_FILE || name.ends_with(".sig") || name == "config.json" {
+            return true;
+        }
+        let mut head = Vec::new();
+        let read =
+            std::fs::File::open(&path).and_then(|f| f.take(SNIFF_BYTES).read_to_end(&mut head));
+        read.is_ok()
+            && !matches!(
+                sniff::sniff(&head, &name),
+                Format::Text | Format::Image | Format::Unknown | Format::Tombstone
+            )
+    })
 }
 
 /// What to put in the BOM besides the files.

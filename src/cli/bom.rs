@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 
 use modelgate::bom::{self, BomOptions, ModelInput, hfcache};
-use modelgate::scan::{ScanConfig, Scanner};
+use modelgate::scan::Scanner;
 use modelgate::sign::TrustedKeys;
 
 use super::EXIT_ERROR;
@@ -21,7 +21,8 @@ pub enum BomFormat {
 
 #[derive(Debug, Args)]
 pub struct BomArgs {
-    /// Models: each directory or file given is one model component.
+    /// Models: a file or a model folder is one model component; a folder
+    /// of model folders (`models/bert`, `models/gpt2`) is one per model.
     #[arg(required_unless_present = "hf_cache")]
     paths: Vec<PathBuf>,
     /// Describe every model snapshot in the Hugging Face cache (resolved
@@ -33,11 +34,15 @@ pub struct BomArgs {
     #[arg(long, value_enum, default_value_t = BomFormat::CyclonedxJson)]
     format: BomFormat,
     /// Write to this file instead of stdout.
-    #[arg(long, short)]
+    #[arg(long, short, value_name = "FILE")]
     output: Option<PathBuf>,
     /// Trusted public key(s) for checking model signatures that are present.
     #[arg(long = "key")]
     keys: Vec<PathBuf>,
+    /// Policy file whose scan settings (limits, allowed and denied pickle
+    /// globals) the verdicts follow (default: found as for `scan`).
+    #[arg(long, value_name = "FILE")]
+    policy: Option<PathBuf>,
 }
 
 pub fn run(args: BomArgs) -> anyhow::Result<ExitCode> {
@@ -50,7 +55,7 @@ pub fn run(args: BomArgs) -> anyhow::Result<ExitCode> {
             );
             return Ok(ExitCode::from(EXIT_ERROR));
         }
-        models.push(ModelInput { path: p.clone() });
+        models.extend(bom::expand(p));
     }
     if args.hf_cache {
         let root = hfcache::cache_root().context("cannot locate the Hugging Face cache")?;
@@ -72,7 +77,11 @@ pub fn run(args: BomArgs) -> anyhow::Result<ExitCode> {
     } else {
         Some(TrustedKeys::from_files(&args.keys).context("loading trusted keys")?)
     };
-    let scanner = Scanner::new(ScanConfig::default());
+    let policy = match super::load_policy(args.policy.as_deref())? {
+        Ok(policy) => policy,
+        Err(code) => return Ok(code),
+    };
+    let scanner = Scanner::new(policy.scan_config());
     let doc = match args.format {
         BomFormat::CyclonedxJson => bom::build(&models, &scanner, &BomOptions { keys }),
     };

@@ -9,19 +9,13 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Args, Subcommand, ValueEnum};
+use clap::{Args, Subcommand};
 
 use modelgate::git::{self, GitError, Outcome, push, render, staged};
 use modelgate::policy::locate::{self, Source};
 use modelgate::policy::{Policy, PolicyError, diag};
 
-use super::{EXIT_CONFIG, EXIT_ERROR, EXIT_FINDINGS};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum HookFormat {
-    Human,
-    Json,
-}
+use super::{EXIT_CONFIG, EXIT_ERROR, EXIT_FINDINGS, Format};
 
 #[derive(Debug, Args)]
 pub struct HookArgs {
@@ -29,11 +23,11 @@ pub struct HookArgs {
     hook: Hook,
     /// Policy file (default: MODELGATE_POLICY, else the repository's
     /// .modelgate.toml or policy.toml as the commit carries it).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, value_name = "FILE")]
     policy: Option<PathBuf>,
     /// Output format; JSON goes to stdout, human messages to stderr.
-    #[arg(long, value_enum, default_value_t = HookFormat::Human, global = true)]
-    format: HookFormat,
+    #[arg(long, value_enum, default_value_t = Format::Human, global = true)]
+    format: Format,
 }
 
 // The variants are git's hook names.
@@ -252,7 +246,7 @@ impl Snapshot {
 
 fn report(
     name: &str,
-    format: HookFormat,
+    format: Format,
     policy: &Policy,
     described: &Described,
     result: Result<Outcome, GitError>,
@@ -266,7 +260,7 @@ fn report(
         action = action.max(policy.on_error());
     }
     match format {
-        HookFormat::Json => render::json(
+        Format::Json => render::json(
             &mut std::io::stdout().lock(),
             name,
             action,
@@ -274,7 +268,7 @@ fn report(
             &outcome,
             error.as_deref(),
         )?,
-        HookFormat::Human => {
+        Format::Human => {
             let mut err = std::io::stderr().lock();
             if !policy.warnings().is_empty() {
                 write!(err, "{}", diag::render(policy.warnings()))?;

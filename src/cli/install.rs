@@ -20,6 +20,17 @@ pub struct InstallArgs {
     service: bool,
 }
 
+#[derive(Debug, Args)]
+pub struct UninstallArgs {
+    /// Hooks to remove (default: pre-commit and pre-push).
+    #[arg(long = "hook", value_name = "HOOK")]
+    hooks: Vec<String>,
+    /// The Hugging Face cache daemon's user service instead of the git
+    /// hooks (same as `modelgate service uninstall`).
+    #[arg(long, conflicts_with = "hooks")]
+    service: bool,
+}
+
 fn selected(hooks: &[String]) -> anyhow::Result<Vec<&str>> {
     if hooks.is_empty() {
         return Ok(install::CLIENT_HOOKS.to_vec());
@@ -62,7 +73,7 @@ pub fn run_install(args: InstallArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn run_uninstall(args: InstallArgs) -> anyhow::Result<ExitCode> {
+pub fn run_uninstall(args: UninstallArgs) -> anyhow::Result<ExitCode> {
     if args.service {
         return super::service::uninstall_default();
     }

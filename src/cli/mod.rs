@@ -42,8 +42,20 @@ pub const EXIT_BROKEN_PIPE: u8 = 141;
 pub enum ColorChoice {
     /// When the output is a terminal, `NO_COLOR` is unset and `TERM` is not `dumb`.
     Auto,
+    /// Always, even into a pipe or a file.
     Always,
+    /// Never.
     Never,
+}
+
+/// Output format of the commands that print a report or a listing (`scan`
+/// adds SARIF, `bom` has its own).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Text for people.
+    Human,
+    /// One JSON document with a `schema_version`, for programs.
+    Json,
 }
 
 static COLOR: OnceLock<ColorChoice> = OnceLock::new();
@@ -89,7 +101,7 @@ enum Command {
     /// Install the git hooks into the current repository, chaining existing ones.
     Install(install::InstallArgs),
     /// Remove the git hooks and restore the ones they chained.
-    Uninstall(install::InstallArgs),
+    Uninstall(install::UninstallArgs),
     /// Validate the policy file or write the commented template.
     Policy(policy::PolicyArgs),
     /// Verify a model against its OpenSSF Model Signing signature (key mode, offline).
@@ -149,10 +161,32 @@ pub fn main() -> ExitCode {
         Ok(code) => code,
         Err(err) if is_broken_pipe(&err) => ExitCode::from(EXIT_BROKEN_PIPE),
         Err(err) => {
-            eprintln!("modelgate: error: {err:#}");
+            eprintln!("modelgate: error: {}", describe(&err));
             ExitCode::from(EXIT_ERROR)
         }
     }
+}
+
+/// An error and its causes on one line, each said once. Many error types
+/// already print their source in their own message, so anyhow's `{:#}`
+/// would say "No such file or directory" twice; libgit2's errors are given
+/// by their message, without the `; class=…; code=…` tail.
+fn describe(err: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in err.chain() {
+        let text = match cause.downcast_ref::<git2::Error>() {
+            Some(git) => git.message().to_string(),
+            None => cause.to_string(),
+        };
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 fn is_broken_pipe(err: &anyhow::Error) -> bool {
@@ -161,4 +195,46 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
             .downcast_ref::<std::io::Error>()
             .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    /// Every option and positional argument of every subcommand says what
+    /// it is for in `--help` (clap's own --help and --version aside).
+    #[test]
+    fn every_argument_has_help_text() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if matches!(id, "help" | "version") {
+                    continue;
+                }
+                let has_help = arg
+                    .get_help()
+                    .is_some_and(|h| !h.to_string().trim().is_empty());
+                if !has_help && !arg.is_hide_set() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                if sub.get_name() == "help" {
+                    continue;
+                }
+                if sub.get_about().is_none() {
+                    missing.push(format!("{path} {} (no description)", sub.get_name()));
+                }
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "modelgate", &mut missing);
+        assert!(
+            missing.is_empty(),
+            "arguments without help text:\n{}",
+            missing.join("\n")
+        );
+    }
 }

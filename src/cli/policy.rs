@@ -2,7 +2,7 @@
 //! policy and explain what it does, or write the commented template.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
@@ -22,7 +22,17 @@ pub struct PolicyArgs {
 enum PolicyCommand {
     /// Validate a policy (FILE, or the one found from the current directory)
     /// and print the effective settings.
-    Check { file: Option<PathBuf> },
+    Check {
+        /// The policy file to check (default: the one the other commands
+        /// would use here: MODELGATE_POLICY, else the nearest
+        /// .modelgate.toml or policy.toml up to the repository root, else
+        /// the user default).
+        #[arg(value_name = "FILE")]
+        file: Option<PathBuf>,
+        /// Same as FILE, spelt as on the other commands.
+        #[arg(long, value_name = "FILE", conflicts_with = "file")]
+        policy: Option<PathBuf>,
+    },
     /// Print `[[exemptions]]` entries for every file flagged today, to
     /// adopt modelgate on an existing tree. Each carries a placeholder
     /// reason that `policy check` refuses until a person replaces it.
@@ -40,7 +50,7 @@ enum PolicyCommand {
 
 pub fn run(args: PolicyArgs) -> anyhow::Result<ExitCode> {
     match args.command {
-        PolicyCommand::Check { file } => check(file),
+        PolicyCommand::Check { file, policy } => check(file.or(policy)),
         PolicyCommand::Init { file, force } => init(file, force),
         PolicyCommand::Baseline(args) => super::scan::baseline(args),
     }
@@ -171,9 +181,24 @@ fn summarize(out: &mut dyn Write, p: &Policy) -> std::io::Result<()> {
         if let Some(req) = &r.require_signature {
             parts.push(format!("signed by {}", req.describe_keys()));
         }
+        // Globs are relative to the folder of the file declaring them.
+        let under = std::env::current_dir()
+            .ok()
+            .and_then(|cwd| std::fs::canonicalize(cwd).ok())
+            .and_then(|cwd| r.base.strip_prefix(cwd).ok().map(Path::to_path_buf))
+            .map_or_else(
+                || r.base.display().to_string(),
+                |rel| {
+                    if rel.as_os_str().is_empty() {
+                        ".".to_string()
+                    } else {
+                        rel.display().to_string()
+                    }
+                },
+            );
         writeln!(
             out,
-            "  path rule {} [{}]: {}",
+            "  path rule {} [{}] under {under}: {}",
             r.name,
             r.globs.join(", "),
             parts.join(", ")

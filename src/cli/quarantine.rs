@@ -10,6 +10,8 @@ use std::process::ExitCode;
 
 use modelgate::quarantine::{Record, Store, default_state_dir};
 
+use super::Format;
+
 #[derive(Debug, Args)]
 pub struct QuarantineArgs {
     #[command(subcommand)]
@@ -20,21 +22,54 @@ pub struct QuarantineArgs {
 enum QuarantineCommand {
     /// List quarantined files (with --all, also restored and deleted ones).
     List {
+        /// Also list records that were restored or deleted.
         #[arg(long)]
         all: bool,
-        #[arg(long)]
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+        /// Same as `--format json` (the former spelling).
+        #[arg(long, hide = true)]
         json: bool,
     },
     /// Show one record: original paths, hash, findings.
     Show {
+        /// The record's id (from `quarantine list`).
         id: String,
-        #[arg(long)]
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+        /// Same as `--format json` (the former spelling).
+        #[arg(long, hide = true)]
         json: bool,
     },
     /// Put the exact bytes back and allow this content from now on.
-    Restore { id: String },
+    Restore {
+        /// The record's id (from `quarantine list`).
+        id: String,
+    },
     /// Destroy the quarantined bytes (the tombstone and deny-list entry stay).
-    Delete { id: String },
+    Delete {
+        /// The record's id (from `quarantine list`).
+        id: String,
+    },
+}
+
+/// The version of the JSON that `quarantine list` and `show` print: bumped
+/// on any change that could break a consumer.
+const SCHEMA_VERSION: u32 = 1;
+
+#[derive(serde::Serialize)]
+struct ListDocument<'a> {
+    schema_version: u32,
+    records: &'a [Record],
+}
+
+#[derive(serde::Serialize)]
+struct ShowDocument<'a> {
+    schema_version: u32,
+    #[serde(flatten)]
+    record: &'a Record,
 }
 
 /// A name as one line of text: a repo author chooses file names, and a
@@ -125,7 +160,7 @@ pub fn run(args: QuarantineArgs) -> anyhow::Result<ExitCode> {
     let store = Store::open(&state)?;
     let mut out = std::io::stdout().lock();
     match args.command {
-        QuarantineCommand::List { all, json } => {
+        QuarantineCommand::List { all, format, json } => {
             let (recs, broken) = store.list_checked(all)?;
             for (id, e) in &broken {
                 eprintln!(
@@ -133,8 +168,12 @@ pub fn run(args: QuarantineArgs) -> anyhow::Result<ExitCode> {
                     esc_str(id)
                 );
             }
-            if json {
-                writeln!(out, "{}", serde_json::to_string_pretty(&recs)?)?;
+            if json || format == Format::Json {
+                let doc = ListDocument {
+                    schema_version: SCHEMA_VERSION,
+                    records: &recs,
+                };
+                writeln!(out, "{}", serde_json::to_string_pretty(&doc)?)?;
             } else if recs.is_empty() {
                 writeln!(out, "nothing quarantined")?;
             } else {
@@ -155,10 +194,14 @@ pub fn run(args: QuarantineArgs) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        QuarantineCommand::Show { id, json } => {
+        QuarantineCommand::Show { id, format, json } => {
             let r = store.get(&id)?;
-            if json {
-                writeln!(out, "{}", serde_json::to_string_pretty(&r)?)?;
+            if json || format == Format::Json {
+                let doc = ShowDocument {
+                    schema_version: SCHEMA_VERSION,
+                    record: &r,
+                };
+                writeln!(out, "{}", serde_json::to_string_pretty(&doc)?)?;
             } else {
                 print_record(&mut out, &r)?;
             }

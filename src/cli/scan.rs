@@ -12,7 +12,7 @@ use rayon::prelude::*;
 
 use modelgate::digest;
 use modelgate::git::lfs;
-use modelgate::policy::{Context, Decision, Policy, SignatureSource};
+use modelgate::policy::{Context, Decision, Place, Policy, SignatureSource};
 use modelgate::report::{Summary, human, json, sarif};
 use modelgate::scan::walk::{self, Target};
 use modelgate::scan::{FileReport, ScanStatus, Scanner, Verdict};
@@ -158,6 +158,25 @@ pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
             for (path, err) in &errors {
                 eprintln!("modelgate: error: {path}: {err}");
             }
+            // Path rules often make things stricter: files they cannot
+            // reach are said, not passed silently.
+            let outside: Vec<&str> = reports
+                .iter()
+                .map(|r| r.path.as_str())
+                .filter(|p| *p != "-" && !policy.path_rules_reach(Place::disk(p, Path::new(p))))
+                .collect();
+            if let Some(first) = outside.first() {
+                let folders: Vec<String> = policy
+                    .path_rule_folders()
+                    .iter()
+                    .map(|d| d.display().to_string())
+                    .collect();
+                eprintln!(
+                    "warning: no path rule applies to {} scanned file(s) (e.g. {first}): path rules apply in the folder of the policy file declaring them ({})",
+                    outside.len(),
+                    folders.join(", ")
+                );
+            }
             for e in policy.unused_exemptions() {
                 eprintln!(
                     "warning: exemption {} for sha256 {} matched no scanned file",
@@ -259,12 +278,18 @@ fn content_sha256(source: &Source) -> Option<String> {
     }
 }
 
-/// The policy's decision on one file. Path rules match the path as given
-/// (relative to the working directory when it is inside it); the content
-/// hash is only computed when an exemption could apply. Files on disk are
-/// also held to the path rules' `require-signature`.
+/// The policy's decision on one file. Path rules match the file's path
+/// relative to the policy file (see [`Place`]), whatever the working
+/// directory; the content hash is only computed when an exemption could
+/// apply. Files on disk are also held to the path rules'
+/// `require-signature`.
 fn decide(policy: &Policy, report: &FileReport, source: &Source) -> Decision {
     let path = relative(&report.path);
+    let place = match source {
+        Source::File(p) => Place::disk(&path, p),
+        Source::ModelDir => Place::disk(&path, Path::new(&report.path)),
+        Source::Stdin(_) => Place::nowhere(&path),
+    };
     let hash = || match source {
         Source::File(p) => digest::sha256_file(p).unwrap_or_default(),
         Source::Stdin(bytes) => digest::sha256_bytes(bytes),
@@ -280,11 +305,11 @@ fn decide(policy: &Policy, report: &FileReport, source: &Source) -> Decision {
                         "a Git LFS pointer to object sha256:{} ({} bytes), whose content is not here to scan",
                         pointer.oid, pointer.size
                     );
-                    policy.decide_unverifiable(&path, Some(&pointer.oid), &reason, Context::Scan)
+                    policy.decide_unverifiable(place, Some(&pointer.oid), &reason, Context::Scan)
                 }
                 None => policy.decide_signed(
                     report,
-                    &path,
+                    place,
                     SignatureSource::Disk(p),
                     hash,
                     Context::Scan,
@@ -292,10 +317,10 @@ fn decide(policy: &Policy, report: &FileReport, source: &Source) -> Decision {
             }
         }
         Source::File(p) => {
-            policy.decide_signed(report, &path, SignatureSource::Disk(p), hash, Context::Scan)
+            policy.decide_signed(report, place, SignatureSource::Disk(p), hash, Context::Scan)
         }
         Source::Stdin(_) | Source::ModelDir => {
-            policy.decide_with(report, &path, hash, Context::Scan)
+            policy.decide_with(report, place, hash, Context::Scan)
         }
     }
 }
@@ -311,6 +336,8 @@ fn lfs_pointer(path: &Path) -> Option<lfs::Pointer> {
     lfs::parse_pointer(&prefix)
 }
 
+/// How messages name a file: relative to the working directory when it is
+/// inside it.
 fn relative(path: &str) -> String {
     let p = Path::new(path);
     let stripped = std::env::current_dir()
@@ -363,7 +390,13 @@ fn scan_all(
             if let Some(p) = &progress {
                 p.inc(1);
             }
-            result.map_err(|e| (display, e.to_string()))
+            // The error names the path, which is printed beside it: say
+            // only the cause, as for the walk's errors.
+            result.map_err(|e| {
+                let cause = std::error::Error::source(&e)
+                    .map_or_else(|| e.to_string(), ToString::to_string);
+                (display, cause)
+            })
         })
         .collect();
     if let Some(p) = progress {

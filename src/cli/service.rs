@@ -4,8 +4,11 @@
 //! Services do not inherit the variables your shell rc exports, so the
 //! variables that decide where huggingface_hub puts its cache (and where
 //! modelgate keeps its state) are copied into the generated file at install
-//! time. Installing never starts anything unless `--now` is given; without it
-//! the commands to run are printed.
+//! time. Nor do they start in the folder `service install` ran from: every
+//! path given (`--cache`, `--local-dir`, `--policy`) is written absolute,
+//! and the service runs in the home directory. Installing never starts
+//! anything unless `--now` is given; without it the commands to run are
+//! printed, ready to paste into a shell.
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
@@ -46,12 +49,56 @@ struct Target {
     /// Service manager; defaults to launchd on macOS, systemd elsewhere.
     #[arg(long, value_enum)]
     kind: Option<Kind>,
-    /// Extra hub cache for the daemon to watch. Repeatable.
+    /// Extra hub cache for the daemon to watch (must exist). Repeatable.
     #[arg(long = "cache", value_name = "DIR")]
     caches: Vec<PathBuf>,
-    /// Extra local-dir download folder to watch. Repeatable.
+    /// Extra local-dir download folder to watch (must exist). Repeatable.
     #[arg(long = "local-dir", value_name = "DIR")]
     local_dirs: Vec<PathBuf>,
+    /// Policy file for the daemon (its `[daemon]` table decides what is
+    /// quarantined); checked now. Without it the daemon looks for one from
+    /// the home directory, then the user default, then the built-in
+    /// defaults.
+    #[arg(long, value_name = "FILE")]
+    policy: Option<PathBuf>,
+}
+
+impl Target {
+    /// The same target with every path absolute (a service does not run in
+    /// the folder it was installed from); refuses roots that do not exist,
+    /// as `watch` would, and a policy that does not load.
+    fn resolved(self) -> anyhow::Result<Result<Target, ExitCode>> {
+        let absolute = |p: &PathBuf| {
+            std::path::absolute(p).with_context(|| format!("cannot resolve {}", p.display()))
+        };
+        let mut roots = Vec::new();
+        for (flag, list) in [("--cache", &self.caches), ("--local-dir", &self.local_dirs)] {
+            let mut abs = Vec::new();
+            for p in list {
+                super::watch::must_exist(flag, p)?;
+                abs.push(absolute(p)?);
+            }
+            roots.push(abs);
+        }
+        let local_dirs = roots.pop().unwrap_or_default();
+        let caches = roots.pop().unwrap_or_default();
+        let policy = match &self.policy {
+            Some(p) => {
+                let p = absolute(p)?;
+                if let Err(code) = super::load_policy(Some(&p))? {
+                    return Ok(Err(code));
+                }
+                Some(p)
+            }
+            None => None,
+        };
+        Ok(Ok(Target {
+            kind: self.kind,
+            caches,
+            local_dirs,
+            policy,
+        }))
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -62,13 +109,18 @@ enum ServiceCommand {
     Install {
         #[command(flatten)]
         target: Target,
+        /// Also enable and start the service now (instead of printing the
+        /// commands that do).
         #[arg(long)]
         now: bool,
     },
     /// Remove the service definition (and with --now, stop it first).
     Uninstall {
+        /// Service manager; defaults to launchd on macOS, systemd elsewhere.
         #[arg(long, value_enum)]
         kind: Option<Kind>,
+        /// Also stop and disable the running service (instead of printing
+        /// the commands that do).
         #[arg(long)]
         now: bool,
     },
@@ -114,7 +166,24 @@ fn watch_args(target: &Target) -> Vec<String> {
         args.push("--local-dir".into());
         args.push(d.display().to_string());
     }
+    if let Some(p) = &target.policy {
+        args.push("--policy".into());
+        args.push(p.display().to_string());
+    }
     args
+}
+
+/// Quotes one word for a POSIX shell, so that a printed command works when
+/// pasted.
+fn shell_quote(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:@%+,".contains(c));
+    if plain {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
 }
 
 /// Quotes one word for a systemd command line or Environment= value:
@@ -162,6 +231,7 @@ fn render(
     exe: &Path,
     target: &Target,
     env: &[(String, String)],
+    workdir: &Path,
 ) -> anyhow::Result<String> {
     let mut argv = vec![exe.display().to_string()];
     argv.extend(watch_args(target));
@@ -189,7 +259,10 @@ fn render(
                 .chain(target.local_dirs.iter().cloned())
                 .map(|p| systemd_quote(&p.display().to_string()))
                 .collect();
+            // The rest of the line is the path: no quotes, `%` escaped.
+            let workdir = workdir.display().to_string().replace('%', "%%");
             SYSTEMD_TEMPLATE
+                .replace("@WORKING_DIRECTORY@", &workdir)
                 .replace("@EXEC_START@", &exec)
                 .replace("@ENVIRONMENT@", &envs)
                 .replace("@READ_WRITE_PATHS@", &rw.join(" "))
@@ -215,54 +288,78 @@ fn render(
             LAUNCHD_TEMPLATE
                 .replace("@LABEL@", LABEL)
                 .replace("@PROGRAM_ARGUMENTS@", &args)
+                .replace(
+                    "@WORKING_DIRECTORY@",
+                    &xml_escape(&workdir.display().to_string()),
+                )
                 .replace("@ENVIRONMENT@", &envs)
                 .replace("@LOG_PATH@", &xml_escape(&log.display().to_string()))
         }
     })
 }
 
-fn start_commands(kind: Kind, path: &Path) -> Vec<Vec<String>> {
-    let p = path.display().to_string();
+/// A command `--now` runs, and the same command as printed for a shell.
+struct Step {
+    argv: Vec<String>,
+    shown: String,
+}
+
+impl Step {
+    fn plain(words: &[&str]) -> Step {
+        Step {
+            argv: words.iter().map(|w| w.to_string()).collect(),
+            shown: words
+                .iter()
+                .map(|w| shell_quote(w))
+                .collect::<Vec<_>>()
+                .join(" "),
+        }
+    }
+
+    /// `launchctl VERB gui/<uid> PLIST`: the user's GUI domain needs the
+    /// numeric uid, which the shell supplies (`$(id -u)`); the plist path
+    /// goes in as a positional parameter, never spliced into the script.
+    fn launchctl(verb: &str, plist: &Path) -> Step {
+        let plist = plist.display().to_string();
+        Step {
+            shown: format!("launchctl {verb} gui/$(id -u) {}", shell_quote(&plist)),
+            argv: vec![
+                "sh".into(),
+                "-c".into(),
+                format!("launchctl {verb} \"gui/$(id -u)\" \"$1\""),
+                "sh".into(),
+                plist,
+            ],
+        }
+    }
+}
+
+fn start_commands(kind: Kind, path: &Path) -> Vec<Step> {
     match kind {
         Kind::Systemd => vec![
-            vec!["systemctl".into(), "--user".into(), "daemon-reload".into()],
-            vec![
-                "systemctl".into(),
-                "--user".into(),
-                "enable".into(),
-                "--now".into(),
-                UNIT_NAME.into(),
-            ],
+            Step::plain(&["systemctl", "--user", "daemon-reload"]),
+            Step::plain(&["systemctl", "--user", "enable", "--now", UNIT_NAME]),
         ],
-        Kind::Launchd => vec![vec![
-            "sh".into(),
-            "-c".into(),
-            format!("launchctl bootstrap gui/$(id -u) '{p}'"),
-        ]],
+        Kind::Launchd => vec![Step::launchctl("bootstrap", path)],
     }
 }
 
-fn stop_commands(kind: Kind, path: &Path) -> Vec<Vec<String>> {
-    let p = path.display().to_string();
+fn stop_commands(kind: Kind, path: &Path) -> Vec<Step> {
     match kind {
-        Kind::Systemd => vec![vec![
-            "systemctl".into(),
-            "--user".into(),
-            "disable".into(),
-            "--now".into(),
-            UNIT_NAME.into(),
-        ]],
-        Kind::Launchd => vec![vec![
-            "sh".into(),
-            "-c".into(),
-            format!("launchctl bootout gui/$(id -u) '{p}'"),
-        ]],
+        Kind::Systemd => vec![Step::plain(&[
+            "systemctl",
+            "--user",
+            "disable",
+            "--now",
+            UNIT_NAME,
+        ])],
+        Kind::Launchd => vec![Step::launchctl("bootout", path)],
     }
 }
 
-fn run_all(cmds: &[Vec<String>]) -> anyhow::Result<()> {
+fn run_all(cmds: &[Step]) -> anyhow::Result<()> {
     for c in cmds {
-        let Some((prog, rest)) = c.split_first() else {
+        let Some((prog, rest)) = c.argv.split_first() else {
             continue;
         };
         let status = std::process::Command::new(prog)
@@ -270,7 +367,7 @@ fn run_all(cmds: &[Vec<String>]) -> anyhow::Result<()> {
             .status()
             .with_context(|| format!("cannot run {prog}"))?;
         if !status.success() {
-            bail!("`{}` failed ({status})", c.join(" "));
+            bail!("`{}` failed ({status})", c.shown);
         }
     }
     Ok(())
@@ -285,6 +382,7 @@ pub fn install_default() -> anyhow::Result<ExitCode> {
                 kind: None,
                 caches: Vec::new(),
                 local_dirs: Vec::new(),
+                policy: None,
             },
             now: false,
         },
@@ -305,14 +403,27 @@ pub fn run(args: ServiceArgs) -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     match args.command {
         ServiceCommand::Print(target) => {
+            let target = match target.resolved()? {
+                Ok(t) => t,
+                Err(code) => return Ok(code),
+            };
             let exe = std::env::current_exe().context("cannot locate the modelgate binary")?;
             let kind = target.kind.unwrap_or_else(default_kind);
-            write!(out, "{}", render(kind, &exe, &target, &env_pairs())?)?;
+            write!(
+                out,
+                "{}",
+                render(kind, &exe, &target, &env_pairs(), &home()?)?
+            )?;
         }
         ServiceCommand::Install { target, now } => {
+            let target = match target.resolved()? {
+                Ok(t) => t,
+                Err(code) => return Ok(code),
+            };
             let exe = std::env::current_exe().context("cannot locate the modelgate binary")?;
             let kind = target.kind.unwrap_or_else(default_kind);
-            let text = render(kind, &exe, &target, &env_pairs())?;
+            let workdir = home()?;
+            let text = render(kind, &exe, &target, &env_pairs(), &workdir)?;
             let path = unit_path(kind)?;
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir)
@@ -321,6 +432,18 @@ pub fn run(args: ServiceArgs) -> anyhow::Result<ExitCode> {
             modelgate::quarantine::fsio::write_atomic(&path, text.as_bytes(), 0o644)
                 .with_context(|| format!("cannot write {}", path.display()))?;
             writeln!(out, "wrote {}", path.display())?;
+            match &target.policy {
+                Some(p) => writeln!(out, "policy: {}", p.display())?,
+                None => writeln!(
+                    out,
+                    "policy: as found from {} when the service starts (now: {}); \
+                     --policy FILE pins one",
+                    workdir.display(),
+                    modelgate::policy::locate::locate(None, &workdir)
+                        .map_or_else(|e| e.to_string(), |s| s.to_string())
+                        .trim_end()
+                )?,
+            }
             let cmds = start_commands(kind, &path);
             if now {
                 run_all(&cmds)?;
@@ -328,7 +451,7 @@ pub fn run(args: ServiceArgs) -> anyhow::Result<ExitCode> {
             } else {
                 writeln!(out, "start it with:")?;
                 for c in &cmds {
-                    writeln!(out, "  {}", c.join(" "))?;
+                    writeln!(out, "  {}", c.shown)?;
                 }
             }
         }
@@ -351,7 +474,7 @@ pub fn run(args: ServiceArgs) -> anyhow::Result<ExitCode> {
             if !now {
                 writeln!(out, "if it is running, stop it with:")?;
                 for c in &cmds {
-                    writeln!(out, "  {}", c.join(" "))?;
+                    writeln!(out, "  {}", c.shown)?;
                 }
             }
         }
@@ -362,6 +485,21 @@ pub fn run(args: ServiceArgs) -> anyhow::Result<ExitCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn printed_commands_survive_a_shell() {
+        assert_eq!(shell_quote("/a/b.plist"), "/a/b.plist");
+        assert_eq!(shell_quote("/my dir/it's"), "'/my dir/it'\\''s'");
+        let step = Step::launchctl("bootstrap", Path::new("/Users/a b/x.plist"));
+        assert_eq!(
+            step.shown,
+            "launchctl bootstrap gui/$(id -u) '/Users/a b/x.plist'"
+        );
+        assert_eq!(
+            step.argv.last().map(String::as_str),
+            Some("/Users/a b/x.plist")
+        );
+    }
 
     #[test]
     fn systemd_quoting_blocks_expansion() {
@@ -375,6 +513,7 @@ mod tests {
             kind: None,
             caches: vec![PathBuf::from("/data/hf cache")],
             local_dirs: vec![],
+            policy: Some(PathBuf::from("/etc/modelgate/policy.toml")),
         };
         let env = vec![("HF_HOME".to_string(), "/data/hf".to_string())];
         let unit = render(
@@ -382,13 +521,13 @@ mod tests {
             Path::new("/usr/bin/modelgate"),
             &target,
             &env,
+            Path::new("/home/me"),
         )
         .unwrap();
-        assert!(
-            unit.contains(
-                "ExecStart=\"/usr/bin/modelgate\" \"watch\" \"--cache\" \"/data/hf cache\""
-            )
-        );
+        assert!(unit.contains(
+            "ExecStart=\"/usr/bin/modelgate\" \"watch\" \"--cache\" \"/data/hf cache\" \"--policy\" \"/etc/modelgate/policy.toml\""
+        ));
+        assert!(unit.contains("WorkingDirectory=/home/me\n"));
         assert!(unit.contains("Environment=\"HF_HOME=/data/hf\""));
         assert!(unit.contains("Restart=on-failure"));
         assert!(unit.contains("Type=notify"));
@@ -398,6 +537,7 @@ mod tests {
             Path::new("/usr/bin/modelgate"),
             &target,
             &env,
+            Path::new("/home/me"),
         )
         .unwrap();
         assert!(plist.contains("<string>/data/hf cache</string>"));

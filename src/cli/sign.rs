@@ -1,4 +1,4 @@
-//! `modelgate sign MODEL --key private.pem [--output model.sig]`: signs a
+//! `modelgate sign MODEL --key private.pem [--signature model.sig]`: signs a
 //! model in OpenSSF Model Signing key mode; the reference
 //! `model_signing verify key` accepts the result.
 
@@ -17,10 +17,11 @@ pub struct SignArgs {
     /// EC private key in PEM (PKCS#8 or SEC1; P-256, P-384 or P-521).
     #[arg(long)]
     key: PathBuf,
-    /// Where to write the signature. Default: `model.sig` in the model
-    /// directory, `<file>.sig` next to a single file.
-    #[arg(long, short)]
-    output: Option<PathBuf>,
+    /// Where to write the signature (the file `verify --signature` reads).
+    /// Default: `model.sig` in the model directory, `<file>.sig` next to a
+    /// single file.
+    #[arg(long, value_name = "FILE", alias = "output", short_alias = 'o')]
+    signature: Option<PathBuf>,
     /// Paths (relative to the model) to leave out of the signature.
     #[arg(long = "ignore-path")]
     ignore_paths: Vec<String>,
@@ -32,7 +33,7 @@ pub struct SignArgs {
 pub fn run(args: SignArgs) -> anyhow::Result<ExitCode> {
     let key = SigningKey::from_file(&args.key).context("loading the private key")?;
     let output = args
-        .output
+        .signature
         .unwrap_or_else(|| sign::default_signature_path(&args.model));
     let opts = SignOptions {
         ignore_paths: args.ignore_paths,

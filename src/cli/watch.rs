@@ -4,10 +4,11 @@
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use std::path::PathBuf;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use modelgate::watch::{self, WatchConfig, hf_cache};
+use modelgate::watch::{self, RunSummary, WatchConfig, hf_cache};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -16,18 +17,20 @@ pub enum LogFormat {
 }
 
 #[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("roots").args(["caches", "local_dirs"]).multiple(true))]
 pub struct WatchArgs {
     /// Another hub cache to watch (a `cache_dir=`), besides the one
-    /// huggingface_hub resolves from HF_HUB_CACHE / HF_HOME. Repeatable.
+    /// huggingface_hub resolves from HF_HUB_CACHE / HF_HOME; it must
+    /// exist. Repeatable.
     #[arg(long = "cache", value_name = "DIR")]
     caches: Vec<PathBuf>,
-    /// A folder models are downloaded into directly (`local_dir=`).
-    /// Repeatable.
+    /// A folder models are downloaded into directly (`local_dir=`); it
+    /// must exist. Repeatable.
     #[arg(long = "local-dir", value_name = "DIR")]
     local_dirs: Vec<PathBuf>,
     /// Do not watch the default hub cache, only the --cache/--local-dir
-    /// roots given.
-    #[arg(long)]
+    /// roots given (at least one).
+    #[arg(long, requires = "roots")]
     no_default_cache: bool,
     /// Policy file (default: policy.toml / .modelgate.toml found from the
     /// working directory, else the built-in defaults). Its `[daemon]` table
@@ -42,8 +45,32 @@ pub struct WatchArgs {
     /// Files hashed and scanned at the same time.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
     jobs: u16,
+    /// Log format on stderr: human-readable lines, or one JSON object per
+    /// line (for journald or a log collector).
     #[arg(long, value_enum, default_value_t = LogFormat::Human)]
     log_format: LogFormat,
+}
+
+/// An explicitly named root must be an existing folder: a mistyped path
+/// silently created and watched would watch nothing while looking fine.
+pub fn must_exist(flag: &str, dir: &Path) -> anyhow::Result<()> {
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => anyhow::bail!("{flag} {}: not a folder", dir.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let hint = match (flag, hf_cache::default_hub_cache()) {
+                ("--cache", Some(default)) => format!(
+                    "the default hub cache ({}) is watched without --cache; \
+                     to watch another one, create it first (mkdir -p {})",
+                    default.display(),
+                    dir.display()
+                ),
+                _ => format!("create it first (mkdir -p {})", dir.display()),
+            };
+            anyhow::bail!("{flag} {}: no such folder; {hint}", dir.display())
+        }
+        Err(e) => Err(anyhow::Error::new(e).context(format!("{flag} {}", dir.display()))),
+    }
 }
 
 /// Installs the tracing subscriber (stderr, human or JSON lines).
@@ -67,6 +94,11 @@ pub fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
         Ok(policy) => policy,
         Err(code) => return Ok(code),
     };
+    for (flag, dirs) in [("--cache", &args.caches), ("--local-dir", &args.local_dirs)] {
+        for d in dirs {
+            must_exist(flag, d)?;
+        }
+    }
     let mut caches = Vec::new();
     if !args.no_default_cache {
         caches.push(
@@ -86,6 +118,9 @@ pub fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
         policy_key: policy.fingerprint(),
     };
     let summary = watch::run(cfg, policy)?;
+    if args.once {
+        print_sweep(&summary)?;
+    }
     if args.once && summary.failed > 0 {
         tracing::error!(
             failed = summary.failed,
@@ -97,4 +132,44 @@ pub fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(super::EXIT_FINDINGS));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--once`: what was swept, per folder, on stdout (the log is on stderr).
+fn print_sweep(s: &RunSummary) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    let plural = |n: u64, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    let known = s.files.saturating_sub(s.scanned);
+    let detail = if known == 0 {
+        String::new()
+    } else {
+        format!(
+            " ({} scanned, {known} known from an earlier scan)",
+            s.scanned
+        )
+    };
+    writeln!(
+        out,
+        "swept {}: {} checked{detail}, {} quarantined, {} warned, {} refused, {} failed",
+        plural(s.roots.len() as u64, "folder", "folders"),
+        plural(s.files, "file", "files"),
+        s.quarantined,
+        s.warned,
+        s.refused,
+        s.failed
+    )?;
+    for r in &s.roots {
+        let kind = match r.kind {
+            hf_cache::RootKind::HubCache => "hub cache",
+            hf_cache::RootKind::LocalDir => "local dir",
+        };
+        writeln!(
+            out,
+            "  {} ({kind}): {}, {} quarantined, {} warned",
+            r.path.display(),
+            plural(r.files, "file", "files"),
+            r.quarantined,
+            r.warned
+        )?;
+    }
+    out.flush()
 }

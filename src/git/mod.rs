@@ -52,14 +52,16 @@ use std::path::PathBuf;
 use git2::{Oid, Repository};
 use serde::Serialize;
 
-use crate::policy::{Action, Context, Decision, Policy, SignatureSource};
+use crate::policy::{Action, Context, Decision, Place, Policy, SignatureSource};
 use crate::scan::sniff::{self, Format};
 use crate::scan::{FileReport, Scanner};
 use crate::sign;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GitError {
-    #[error("git: {0}")]
+    /// libgit2's message without its `; class=…; code=…` tail, which
+    /// says nothing to a person.
+    #[error("git: {}", .0.message())]
     Git(#[from] git2::Error),
     #[error("{what}: {source}")]
     Io {
@@ -100,7 +102,7 @@ pub struct FileOutcome {
 /// What a hook run found.
 #[derive(Debug, Default, Serialize)]
 pub struct Outcome {
-    /// Blobs judged (after de-duplication).
+    /// Blobs judged, once per path they appear at.
     pub checked: usize,
     /// Blobs that went through a model parser (not text).
     pub scanned: usize,
@@ -148,7 +150,10 @@ pub struct Checker<'r> {
     scanner: Scanner,
     policy: &'r Policy,
     context: Context,
-    seen: HashSet<Oid>,
+    /// Blob and path pairs already judged: a push shares blobs between
+    /// commits, but the same content at another path can meet other path
+    /// rules.
+    seen: HashSet<(Oid, String)>,
     lfs_objects: PathBuf,
     /// The index being committed (pre-commit): where `require-signature`
     /// looks for signatures. Push hooks look in each commit's tree.
@@ -172,6 +177,13 @@ impl<'r> Checker<'r> {
             index: None,
             outcome: Outcome::default(),
         }
+    }
+
+    /// `path` (relative to the repository root) for the policy's path
+    /// rules, which are relative to the policy file's directory when it is
+    /// in this work tree.
+    fn place<'p>(&'p self, path: &'p str) -> Place<'p> {
+        Place::repo(path, self.repo.workdir())
     }
 
     /// Judges blobs as staged in `index`: signatures are looked up there.
@@ -224,12 +236,12 @@ impl<'r> Checker<'r> {
     }
 
     /// Judges the blob `id` found at `path` (in `commit`, for push hooks).
-    /// A blob already judged in this run is skipped. A blob that cannot be
+    /// A blob already judged at this path in this run is skipped. A blob that cannot be
     /// read or scanned becomes an outcome of its own (the policy's
     /// `on-error` action) and the run carries on, so that one bad object
     /// never hides a block found in another.
     pub fn check(&mut self, commit: Option<Oid>, path: &str, id: Oid) {
-        if !self.seen.insert(id) {
+        if !self.seen.insert((id, path.to_string())) {
             return;
         }
         self.outcome.checked += 1;
@@ -299,7 +311,7 @@ impl<'r> Checker<'r> {
         let read = |p: &str| self.read_in_change(commit, p);
         let mut decision = self.policy.decide_signed(
             &report,
-            path,
+            self.place(path),
             SignatureSource::Tree(&read),
             || hash_file(file),
             self.context,
@@ -339,9 +351,12 @@ impl<'r> Checker<'r> {
         };
         let (Some(object), None) = (object, why_not.as_ref()) else {
             let reason = why_not.unwrap_or_default();
-            let mut decision =
-                self.policy
-                    .decide_unverifiable(path, Some(&pointer.oid), &reason, self.context);
+            let mut decision = self.policy.decide_unverifiable(
+                self.place(path),
+                Some(&pointer.oid),
+                &reason,
+                self.context,
+            );
             if decision.action > Action::Allow && decision.sha256.is_none() {
                 decision.sha256 = Some(pointer.oid.clone());
             }
@@ -359,7 +374,7 @@ impl<'r> Checker<'r> {
         let read = |p: &str| self.read_in_change(commit, p);
         let mut decision = self.policy.decide_signed(
             &report,
-            path,
+            self.place(path),
             SignatureSource::Tree(&read),
             || hash_file(&object),
             self.context,
@@ -380,7 +395,9 @@ impl<'r> Checker<'r> {
             && !crate::scan::formats::jinja::text_may_hold_template(data, path);
         if plain_text || format == Format::Image {
             if is_signature_name(path)
-                && let Some(decision) = self.policy.decide_signature_file(path, data, self.context)
+                && let Some(decision) =
+                    self.policy
+                        .decide_signature_file(self.place(path), data, self.context)
             {
                 self.record(commit, path, id, None, decision, None);
             }
@@ -391,7 +408,7 @@ impl<'r> Checker<'r> {
         let read = |p: &str| self.read_in_change(commit, p);
         let mut decision = self.policy.decide_signed(
             &report,
-            path,
+            self.place(path),
             SignatureSource::Tree(&read),
             || hash_bytes(data),
             self.context,

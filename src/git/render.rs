@@ -155,8 +155,13 @@ fn file(out: &mut dyn Write, f: &FileOutcome) -> io::Result<()> {
     human::write_judged(out, &judged, opts)
 }
 
+/// The version of the hooks' JSON document: bumped on any change that
+/// could break a consumer.
+pub const SCHEMA_VERSION: u32 = 1;
+
 #[derive(Serialize)]
 struct Document<'a> {
+    schema_version: u32,
     hook: &'a str,
     action: Action,
     /// Which policy decided, and why that one.
@@ -177,6 +182,7 @@ pub fn json(
     error: Option<&str>,
 ) -> io::Result<()> {
     let doc = Document {
+        schema_version: SCHEMA_VERSION,
         hook,
         action,
         policy,

@@ -16,7 +16,9 @@ use toml::Spanned;
 
 use super::diag::{Diagnostic, Severity};
 use super::schema::{RawActions, RawPolicy, RawRequireSignature};
-use super::{Action, Actions, AllowedGlobal, Exemption, PathRule, Policy, SignatureRequirement};
+use super::{
+    Action, Actions, AllowedGlobal, Exemption, PathRule, Policy, Scope, SignatureRequirement,
+};
 use crate::scan::pickle::globals::builtin_denial;
 use crate::scan::{Limits, rules};
 
@@ -101,21 +103,19 @@ fn load_one(
             return;
         }
     };
-    let raw: RawPolicy = match toml::from_str(&text) {
-        Ok(r) => r,
-        Err(e) => {
-            let span = e.span().unwrap_or(0..0);
-            let (msg, help) = explain_parse_error(e.message());
-            diags.push(Diagnostic::at(
-                Severity::Error,
-                path,
-                &text,
-                span,
-                msg,
-                help,
-            ));
-            return;
-        }
+    let parsed = parse_shape(&text, &mut |span, message| {
+        let (msg, help) = explain_parse_error(message);
+        diags.push(Diagnostic::at(
+            Severity::Error,
+            path,
+            &text,
+            span,
+            msg,
+            help,
+        ));
+    });
+    let Some(raw) = parsed else {
+        return;
     };
     stack.push(std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()));
     let file = LoadedFile {
@@ -158,6 +158,115 @@ fn load_one(
     }
     stack.pop();
     files.push(file);
+}
+
+/// More shape errors than this in one file is not a policy worth reading on.
+const MAX_SHAPE_ERRORS: usize = 100;
+
+/// Parses a policy file's text into its raw shape, reporting every shape
+/// problem (unknown key, wrong type, missing field) rather than the first:
+/// after each error the entry it points at is left out and the rest is read
+/// again, so the remaining entries are still validated. `None` when the
+/// text is not TOML at all (a syntax error leaves nothing to recover).
+fn parse_shape(text: &str, report: &mut dyn FnMut(Range<usize>, &str)) -> Option<RawPolicy> {
+    use serde::Deserialize;
+    let mut root = match toml::de::DeTable::parse(text) {
+        Ok(root) => root,
+        Err(e) => {
+            report(e.span().unwrap_or(0..0), e.message());
+            return None;
+        }
+    };
+    // Keys already left out, with the span of their table: the "missing
+    // field" that follows leaving out a mistyped required key is the same
+    // problem, said once.
+    let mut removed = Vec::new();
+    let whole = root.span();
+    for _ in 0..MAX_SHAPE_ERRORS {
+        match RawPolicy::deserialize(toml::de::Deserializer::from(root.clone())) {
+            Ok(raw) => return Some(raw),
+            Err(e) => {
+                let span = e.span().unwrap_or(0..0);
+                let echo = e
+                    .message()
+                    .strip_prefix("missing field `")
+                    .and_then(|m| m.split('`').next())
+                    .is_some_and(|field| removed.contains(&(span.clone(), field.to_string())));
+                if !echo {
+                    report(span.clone(), e.message());
+                }
+                if !prune_table(root.get_mut(), &whole, &span, &mut removed) {
+                    return None;
+                }
+            }
+        }
+    }
+    None
+}
+
+/// A key left out, and the span of the table that held it.
+type Removed = Vec<(Range<usize>, String)>;
+
+fn covers(outer: &Range<usize>, inner: &Range<usize>) -> bool {
+    !inner.is_empty() && outer.start <= inner.start && inner.end <= outer.end
+}
+
+/// Removes the innermost entry of `table` that the error `span` points at
+/// (its key, or a value holding the span); whether one was found.
+fn prune_table(
+    table: &mut toml::de::DeTable<'_>,
+    table_span: &Range<usize>,
+    span: &Range<usize>,
+    removed: &mut Removed,
+) -> bool {
+    let mut hit = None;
+    for (key, value) in table.iter_mut() {
+        if prune_value(value, span, removed) {
+            return true;
+        }
+        if covers(&key.span(), span) || covers(&value.span(), span) {
+            hit = Some(key.clone());
+            break;
+        }
+    }
+    let Some(key) = hit else {
+        return false;
+    };
+    removed.push((table_span.clone(), key.get_ref().to_string()));
+    table.remove(&key).is_some()
+}
+
+/// [`prune_table`] inside a value: a table's entry or an array's element.
+fn prune_value(
+    value: &mut Spanned<toml::de::DeValue<'_>>,
+    span: &Range<usize>,
+    removed: &mut Removed,
+) -> bool {
+    use toml::de::{DeArray, DeValue};
+    let value_span = value.span();
+    match value.get_mut() {
+        DeValue::Table(t) => prune_table(t, &value_span, span, removed),
+        DeValue::Array(items) => {
+            if items
+                .iter_mut()
+                .any(|item| prune_value(item, span, removed))
+            {
+                return true;
+            }
+            let Some(bad) = items.iter().position(|item| covers(&item.span(), span)) else {
+                return false;
+            };
+            let mut kept = DeArray::new();
+            for (i, item) in items.iter().enumerate() {
+                if i != bad {
+                    kept.push(item.clone());
+                }
+            }
+            *items = kept;
+            true
+        }
+        _ => false,
+    }
 }
 
 /// toml's messages are good; add a help line for the common cases.
@@ -272,12 +381,7 @@ impl Checker {
         daemon: bool,
     ) -> Option<SignatureRequirement> {
         let r = raw.get_ref();
-        let dir = f.path.parent().unwrap_or(Path::new(""));
-        let dir = if dir.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            dir
-        };
+        let dir = policy_dir(&f.path);
         let mut ok = true;
         if r.keys.get_ref().is_empty() {
             self.err(
@@ -377,8 +481,7 @@ pub fn compile(files: &[LoadedFile], today: jiff::civil::Date) -> Result<Policy,
     let mut allow: Vec<(AllowedGlobal, usize, Range<usize>)> = Vec::new();
     let mut deny: Vec<(String, String)> = Vec::new();
     let mut paths = Vec::new();
-    let mut globs = GlobSetBuilder::new();
-    let mut glob_owner = Vec::new();
+    let mut scopes = Vec::new();
     let mut exemptions = Vec::new();
 
     for (fi, f) in files.iter().enumerate() {
@@ -507,6 +610,9 @@ pub fn compile(files: &[LoadedFile], today: jiff::civil::Date) -> Result<Policy,
                 ));
             }
         }
+        let base = super::resolve_dir(policy_dir(&f.path));
+        let mut globs = GlobSetBuilder::new();
+        let mut glob_owner = Vec::new();
         for rule in &raw.paths {
             let idx = paths.len();
             let name = rule
@@ -598,6 +704,7 @@ pub fn compile(files: &[LoadedFile], today: jiff::civil::Date) -> Result<Policy,
             paths.push(PathRule {
                 name,
                 globs: patterns,
+                base: base.clone(),
                 malicious,
                 suspicious,
                 info,
@@ -605,6 +712,21 @@ pub fn compile(files: &[LoadedFile], today: jiff::civil::Date) -> Result<Policy,
                 require_format,
                 require_signature,
             });
+        }
+        if !glob_owner.is_empty() {
+            match globs.build() {
+                Ok(globs) => scopes.push(Scope {
+                    dir: base,
+                    globs,
+                    owner: glob_owner,
+                }),
+                Err(e) => c.err(
+                    f,
+                    0..0,
+                    format!("path globs could not be compiled: {e}"),
+                    None,
+                ),
+            }
         }
         for e in &raw.exemptions {
             let line = f
@@ -707,20 +829,6 @@ pub fn compile(files: &[LoadedFile], today: jiff::civil::Date) -> Result<Policy,
 
     // Every key was checked above, so this cannot fail.
     let limits = limits_table.try_into::<Limits>().unwrap_or_default();
-    let globs = match globs.build() {
-        Ok(g) => g,
-        Err(e) => {
-            if let Some(f) = files.last() {
-                c.err(
-                    f,
-                    0..0,
-                    format!("path globs could not be compiled: {e}"),
-                    None,
-                );
-            }
-            globset::GlobSet::empty()
-        }
-    };
     // Report in reading order whatever order the checks ran in.
     c.diags
         .sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
@@ -738,13 +846,21 @@ pub fn compile(files: &[LoadedFile], today: jiff::civil::Date) -> Result<Policy,
         allow: allow.into_iter().map(|(g, _, _)| g).collect(),
         deny,
         paths,
-        globs,
-        glob_owner,
+        scopes,
         exemptions,
         used,
         today,
         warnings: c.diags,
     })
+}
+
+/// The directory a policy file's relative paths (keys, `extends`, path
+/// globs) start from.
+fn policy_dir(file: &Path) -> &Path {
+    match file.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    }
 }
 
 const GLOBAL_HELP: &str = "write `module.Name` (e.g. \"collections.OrderedDict\"), or `module:Qual.Name` when the name itself has dots";

@@ -19,7 +19,9 @@
 //!
 //! Loading is two-phase, in the manner of cargo-deny: the file is parsed
 //! into spanned raw types ([`schema`]) that only check shape (unknown keys
-//! are errors), then validated as a whole, collecting *every* problem as a
+//! are errors; after each shape error the entry at fault is left out and
+//! the rest read again, so every one is reported), then validated as a
+//! whole, collecting *every* problem as a
 //! [`Diagnostic`] with file, line, column and a help line. Warnings
 //! (an exemption that has expired, an override that overrides nothing) do
 //! not stop loading and are available from [`Policy::warnings`].
@@ -31,8 +33,10 @@
 //!   `override = true` and a reason;
 //! - every exemption is pinned to one exact content (sha256), carries a
 //!   reason, and stops applying after its `expires` date;
-//! - path globs are compiled once into one `GlobSet`; deciding a file is a
-//!   single glob-set match plus a scan of its findings.
+//! - path globs are relative to the directory of the policy file that
+//!   declares them, whatever the working directory (see [`Place`]); they
+//!   are compiled once into one `GlobSet` per such file, so deciding a file
+//!   is a glob-set match per file plus a scan of its findings.
 
 mod compile;
 pub mod diag;
@@ -106,7 +110,9 @@ impl std::fmt::Display for Action {
 }
 
 /// Who is asking. The daemon has its own defaults (`[daemon]`) and ignores
-/// path rules, whose globs are repository paths, not cache paths.
+/// path rules: it decides downloads by content (and `[daemon]
+/// require-signature` by repo id), and cache paths are nobody's project
+/// layout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Context {
     Scan,
@@ -155,6 +161,9 @@ impl Actions {
 pub struct PathRule {
     pub name: String,
     pub globs: Vec<String>,
+    /// The directory the globs are relative to: that of the policy file
+    /// declaring the rule.
+    pub base: PathBuf,
     pub malicious: Option<Action>,
     pub suspicious: Option<Action>,
     pub info: Option<Action>,
@@ -248,13 +257,154 @@ pub struct Policy {
     allow: Vec<AllowedGlobal>,
     deny: Vec<(String, String)>,
     paths: Vec<PathRule>,
-    globs: GlobSet,
-    /// For each glob in `globs`, the index of its rule in `paths`.
-    glob_owner: Vec<usize>,
+    scopes: Vec<Scope>,
     exemptions: Vec<Exemption>,
     used: Vec<AtomicBool>,
     today: jiff::civil::Date,
     warnings: Vec<Diagnostic>,
+}
+
+/// Where a file is, for the path rules (`[[paths]]`). Their globs are
+/// matched against the file's path relative to the directory of the policy
+/// file that declares them (as ruff does with its configuration), so that a
+/// policy decides the same whatever directory a command runs from and
+/// however the file is named on the command line. A file outside that
+/// directory matches none of its path rules.
+#[derive(Debug, Clone, Copy)]
+pub struct Place<'a> {
+    /// How messages name the file (and, for a tree, where a signature is
+    /// read from).
+    pub shown: &'a str,
+    at: At<'a>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum At<'a> {
+    Disk(&'a Path),
+    Repo(Option<&'a Path>),
+    Nowhere,
+}
+
+impl<'a> Place<'a> {
+    /// A file on disk at `path` (absolute or relative to the working
+    /// directory).
+    pub fn disk(shown: &'a str, path: &'a Path) -> Place<'a> {
+        Place {
+            shown,
+            at: At::Disk(path),
+        }
+    }
+
+    /// `path` (`/`-separated) in a git repository whose work tree is
+    /// `workdir` (`None` when it is bare). A policy file outside the work
+    /// tree (a server's, `--policy` elsewhere, the user default) has no
+    /// place in it to be relative to, so its globs match repository paths.
+    pub fn repo(path: &'a str, workdir: Option<&'a Path>) -> Place<'a> {
+        Place {
+            shown: path,
+            at: At::Repo(workdir),
+        }
+    }
+
+    /// Content that is not a file (standard input): no path rule matches.
+    pub fn nowhere(shown: &'a str) -> Place<'a> {
+        Place {
+            shown,
+            at: At::Nowhere,
+        }
+    }
+}
+
+/// A path already relative to the policy file's folder (`/`-separated):
+/// matched as it is.
+impl<'a> From<&'a str> for Place<'a> {
+    fn from(path: &'a str) -> Place<'a> {
+        Place::repo(path, None)
+    }
+}
+
+/// The path rules one policy file declares, matched against paths relative
+/// to its directory.
+#[derive(Debug)]
+struct Scope {
+    /// Absolute, with symbolic links resolved when it exists, so that a
+    /// file reached through another spelling of the same folder matches.
+    dir: PathBuf,
+    globs: GlobSet,
+    /// For each glob in `globs`, the index of its rule in `paths`.
+    owner: Vec<usize>,
+}
+
+/// `place` resolved once for every scope: an absolute path on disk, or a
+/// repository path with the work tree it belongs to.
+enum Resolved<'a> {
+    Disk(PathBuf),
+    Repo(&'a str, Option<PathBuf>),
+    Nowhere,
+}
+
+impl<'a> Resolved<'a> {
+    fn of(place: Place<'a>) -> Resolved<'a> {
+        match place.at {
+            At::Disk(p) => Resolved::Disk(resolve_path(p)),
+            At::Repo(workdir) => Resolved::Repo(place.shown, workdir.map(resolve_dir)),
+            At::Nowhere => Resolved::Nowhere,
+        }
+    }
+
+    /// The path relative to `dir`, `/`-separated; `None` outside it.
+    fn relative_to(&self, dir: &Path) -> Option<String> {
+        match self {
+            Resolved::Disk(abs) => slash_path(abs.strip_prefix(dir).ok()?),
+            Resolved::Repo(path, Some(workdir)) => match dir.strip_prefix(workdir) {
+                Ok(prefix) => slash_path(Path::new(path).strip_prefix(prefix).ok()?),
+                Err(_) => Some((*path).to_string()),
+            },
+            Resolved::Repo(path, None) => Some((*path).to_string()),
+            Resolved::Nowhere => None,
+        }
+    }
+}
+
+fn slash_path(rel: &Path) -> Option<String> {
+    let parts: Vec<String> = rel
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    Some(if parts.is_empty() {
+        ".".to_string()
+    } else {
+        parts.join("/")
+    })
+}
+
+/// An absolute spelling of `path` comparable with a [`Scope`]'s directory:
+/// its parent's canonical path (the file itself may be a symlink whose
+/// target says nothing about where it is placed), else the lexically
+/// normalised absolute path.
+pub(crate) fn resolve_path(path: &Path) -> PathBuf {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut normal = PathBuf::new();
+    for c in absolute.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                normal.pop();
+            }
+            std::path::Component::CurDir => {}
+            c => normal.push(c),
+        }
+    }
+    if let (Some(parent), Some(name)) = (normal.parent(), normal.file_name())
+        && let Ok(real) = std::fs::canonicalize(parent)
+    {
+        return real.join(name);
+    }
+    normal
+}
+
+/// [`resolve_path`] for a directory, itself resolved when it exists.
+pub(crate) fn resolve_dir(dir: &Path) -> PathBuf {
+    std::fs::canonicalize(dir).unwrap_or_else(|_| resolve_path(dir))
 }
 
 /// The policy file could not be used. Every problem is listed.
@@ -434,14 +584,14 @@ impl Policy {
     }
 
     /// Decides what to do with a scanned file.
-    pub fn decide(
+    pub fn decide<'p>(
         &self,
         report: &FileReport,
-        path_in_repo: &str,
+        place: impl Into<Place<'p>>,
         sha256: &str,
         context: Context,
     ) -> Decision {
-        self.decide_with(report, path_in_repo, || sha256.to_string(), context)
+        self.decide_with(report, place.into(), || sha256.to_string(), context)
     }
 
     /// As [`Policy::decide`], computing the hash only if an exemption could
@@ -449,28 +599,28 @@ impl Policy {
     /// would be wasted time in a hook. Without the file on disk a path
     /// rule's `require-signature` cannot be checked: see
     /// [`Policy::decide_signed`].
-    pub fn decide_with(
+    pub fn decide_with<'p>(
         &self,
         report: &FileReport,
-        path_in_repo: &str,
+        place: impl Into<Place<'p>>,
         sha256: impl FnOnce() -> String,
         context: Context,
     ) -> Decision {
-        self.decide_inner(report, path_in_repo, None, sha256, context)
+        self.decide_inner(report, place.into(), None, sha256, context)
     }
 
     /// As [`Policy::decide_with`], also enforcing the `require-signature`
-    /// of the path rules that match `path_in_repo` (POL003), with the
-    /// signature looked up where the file is (`source`).
-    pub fn decide_signed(
+    /// of the path rules that match `place` (POL003), with the signature
+    /// looked up where the file is (`source`).
+    pub fn decide_signed<'p>(
         &self,
         report: &FileReport,
-        path_in_repo: &str,
+        place: impl Into<Place<'p>>,
         source: SignatureSource<'_>,
         sha256: impl FnOnce() -> String,
         context: Context,
     ) -> Decision {
-        self.decide_inner(report, path_in_repo, Some(source), sha256, context)
+        self.decide_inner(report, place.into(), Some(source), sha256, context)
     }
 
     /// Judges a signature file a change adds, when a `require-signature`
@@ -478,18 +628,19 @@ impl Policy {
     /// otherwise sit beside files the change does not touch (and so does
     /// not re-check) until someone edits them. `None` when no rule asks
     /// for a signature there or the signature verifies.
-    pub fn decide_signature_file(
+    pub fn decide_signature_file<'p>(
         &self,
-        path_in_repo: &str,
+        place: impl Into<Place<'p>>,
         bytes: &[u8],
         context: Context,
     ) -> Option<Decision> {
-        let (actions, _, Some(req), path_rules) = self.effective(path_in_repo, context) else {
+        let place = place.into();
+        let (actions, _, Some(req), path_rules) = self.effective(place, context) else {
             return None;
         };
         let message = match sign::open_signature_bytes(bytes, &req.keys) {
             Ok(_) => return None,
-            Err(e) => open_failure(req, path_in_repo, None, e),
+            Err(e) => open_failure(req, place.shown, None, e),
         };
         let sha256 = crate::digest::sha256_bytes(bytes);
         Some(
@@ -560,7 +711,7 @@ impl Policy {
     fn decide_inner(
         &self,
         report: &FileReport,
-        path_in_repo: &str,
+        place: Place<'_>,
         source: Option<SignatureSource<'_>>,
         sha256: impl FnOnce() -> String,
         context: Context,
@@ -568,7 +719,8 @@ impl Policy {
         // Hashed at most once, and only if a signature or an exemption
         // needs the content hash.
         let sha256 = LazyCell::new(sha256);
-        let (actions, require, signature, path_rules) = self.effective(path_in_repo, context);
+        let path_in_repo = place.shown;
+        let (actions, require, signature, path_rules) = self.effective(place, context);
         let mut basis = self.finding_basis(report, &actions);
         if let Some((rule_name, formats)) = require
             && is_model(report)
@@ -607,14 +759,14 @@ impl Policy {
     /// Decides about a file whose content could not be scanned (a Git LFS
     /// pointer whose object is not present). `sha256` is the content hash
     /// when known (the LFS oid), so an exemption can still apply.
-    pub fn decide_unverifiable(
+    pub fn decide_unverifiable<'p>(
         &self,
-        path_in_repo: &str,
+        place: impl Into<Place<'p>>,
         sha256: Option<&str>,
         reason: &str,
         context: Context,
     ) -> Decision {
-        let (actions, _, _, path_rules) = self.effective(path_in_repo, context);
+        let (actions, _, _, path_rules) = self.effective(place.into(), context);
         let basis = vec![Basis {
             rule: &rules::CONTENT_UNVERIFIABLE,
             verdict: Verdict::Suspicious,
@@ -636,6 +788,23 @@ impl Policy {
                 }
             }
         }
+    }
+
+    /// Whether `place` is in the folder of a policy file that declares
+    /// path rules (true when there are none): outside them no path rule
+    /// can apply.
+    pub fn path_rules_reach<'p>(&self, place: impl Into<Place<'p>>) -> bool {
+        let resolved = Resolved::of(place.into());
+        self.scopes.is_empty()
+            || self
+                .scopes
+                .iter()
+                .any(|s| resolved.relative_to(&s.dir).is_some())
+    }
+
+    /// The folders path rules apply in (those of the files declaring them).
+    pub fn path_rule_folders(&self) -> Vec<&Path> {
+        self.scopes.iter().map(|s| s.dir.as_path()).collect()
     }
 
     /// Exemptions that have not applied to any file since this policy was
@@ -661,9 +830,9 @@ impl Policy {
         e.expires.is_some_and(|d| d < self.today)
     }
 
-    /// The actions, format requirement and matching rule names for a path.
+    /// The actions, format requirement and matching rule names for a file.
     /// Later path rules override earlier ones key by key.
-    fn effective(&self, path: &str, context: Context) -> Effective<'_> {
+    fn effective(&self, place: Place<'_>, context: Context) -> Effective<'_> {
         let mut actions = *self.actions(context);
         let mut require = None;
         let mut signature = None;
@@ -671,12 +840,19 @@ impl Policy {
         if context == Context::Daemon || self.paths.is_empty() {
             return (actions, require, signature, names);
         }
-        let mut matched: Vec<usize> = self
-            .globs
-            .matches(path)
-            .into_iter()
-            .filter_map(|g| self.glob_owner.get(g).copied())
-            .collect();
+        let resolved = Resolved::of(place);
+        let mut matched: Vec<usize> = Vec::new();
+        for scope in &self.scopes {
+            if let Some(rel) = resolved.relative_to(&scope.dir) {
+                matched.extend(
+                    scope
+                        .globs
+                        .matches(&rel)
+                        .into_iter()
+                        .filter_map(|g| scope.owner.get(g).copied()),
+                );
+            }
+        }
         matched.sort_unstable();
         matched.dedup();
         for rule in matched.iter().filter_map(|&i| self.paths.get(i)) {

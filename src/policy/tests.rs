@@ -342,3 +342,49 @@ fn discovery_walks_up() {
     let p = Policy::load(None, &sub).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(p.actions(Context::Scan).info, Action::Warn);
 }
+
+#[test]
+fn path_globs_are_relative_to_the_declaring_policy_file() {
+    let text = "[[paths]]\nname = \"models\"\nglobs = [\"models/**\"]\nrequire-format = [\"safetensors\"]\n";
+    let (dir, p) = ok(&[
+        ("pr/policy.toml", "extends = \"../base.toml\"\n"),
+        ("base.toml", text),
+    ]);
+    let root = dir.path();
+    let pickle = Scanner::default().scan_bytes("m.pkl", b"\x80\x02}q\x00.");
+    let decide = |place: Place<'_>| p.decide(&pickle, place, "", Context::Scan).action;
+    // Declared in base.toml at the root: `models/` is the root's.
+    let file = root.join("models/m.pkl");
+    assert_eq!(decide(Place::disk("m.pkl", &file)), Action::Block);
+    let dotted = root.join("pr/../models/m.pkl");
+    assert_eq!(decide(Place::disk("m.pkl", &dotted)), Action::Block);
+    let nested = root.join("pr/models/m.pkl");
+    assert_eq!(decide(Place::disk("m.pkl", &nested)), Action::Allow);
+    // Outside the declaring file's directory nothing matches.
+    let (other, q) = ok(&[("pr/policy.toml", text)]);
+    let outside = other.path().join("models/m.pkl");
+    assert_eq!(
+        q.decide(&pickle, Place::disk("m.pkl", &outside), "", Context::Scan)
+            .action,
+        Action::Allow
+    );
+    // Repository paths: relative to the policy's folder inside the work
+    // tree, and taken as they are when the policy is elsewhere.
+    let workdir = other.path();
+    let in_repo = |path: &str, workdir: Option<&Path>| {
+        q.decide(&pickle, Place::repo(path, workdir), "", Context::Hook)
+            .action
+    };
+    assert_eq!(in_repo("pr/models/m.pkl", Some(workdir)), Action::Block);
+    assert_eq!(in_repo("models/m.pkl", Some(workdir)), Action::Allow);
+    assert_eq!(
+        in_repo("models/m.pkl", Some(&workdir.join("elsewhere"))),
+        Action::Block
+    );
+    assert_eq!(in_repo("models/m.pkl", None), Action::Block);
+    assert_eq!(
+        q.decide(&pickle, Place::nowhere("-"), "", Context::Scan)
+            .action,
+        Action::Allow
+    );
+}

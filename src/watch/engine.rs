@@ -65,6 +65,14 @@ pub struct Counters {
     pub errors: AtomicU64,
 }
 
+/// What one watched root held, for the `--once` report.
+#[derive(Debug, Default)]
+pub struct RootCounters {
+    pub files: AtomicU64,
+    pub warned: AtomicU64,
+    pub quarantined: AtomicU64,
+}
+
 impl Counters {
     pub fn bump(c: &AtomicU64) {
         c.fetch_add(1, Ordering::Relaxed);
@@ -175,6 +183,8 @@ pub struct Engine {
     roots: RwLock<Vec<Root>>,
     pub store: Store,
     pub counters: Counters,
+    /// Per root, by index in `roots`.
+    pub per_root: Vec<RootCounters>,
     scanner: Scanner,
     policy: Policy,
     /// Scan-cache key: engine version, detection-core digest and policy
@@ -242,6 +252,7 @@ impl Engine {
         policy_key: String,
     ) -> Engine {
         Engine {
+            per_root: roots.iter().map(|_| RootCounters::default()).collect(),
             roots: RwLock::new(roots),
             store,
             counters: Counters::default(),
@@ -303,6 +314,12 @@ impl Engine {
                 tracing::error!(path = %path.display(), error = %e, "cannot process");
                 Outcome::Failed
             }
+        }
+    }
+
+    fn tally(&self, root_idx: usize, counter: impl Fn(&RootCounters) -> &AtomicU64) {
+        if let Some(r) = self.per_root.get(root_idx) {
+            Counters::bump(counter(r));
         }
     }
 
@@ -450,6 +467,7 @@ impl Engine {
             return self.release_if_signed(&id);
         }
         Counters::bump(&self.counters.files);
+        self.tally(root_idx, |r| &r.files);
 
         let key = stat_key(&meta);
         let known = self.store.db().seen(&key)?;
@@ -535,6 +553,7 @@ impl Engine {
                 tracing::debug!(path = %shown.display(), sha256 = sha, verdict = summary.verdict.as_str(), format = summary.format, "scanned");
                 if action == Action::Warn {
                     Counters::bump(&self.counters.warned);
+                    self.tally(root_idx, |r| &r.warned);
                     tracing::warn!(
                         path = %shown.display(),
                         sha256 = sha,
@@ -560,6 +579,7 @@ impl Engine {
             && signature_action == Action::Warn
         {
             Counters::bump(&self.counters.warned);
+            self.tally(root_idx, |r| &r.warned);
             for b in &d.basis {
                 tracing::warn!(path = %shown.display(), sha256 = sha, rule = b.rule.id, "{}", b.message);
             }
@@ -609,6 +629,7 @@ impl Engine {
                 match self.store.quarantine(req) {
                     Ok(rec) => {
                         Counters::bump(&self.counters.quarantined);
+                        self.tally(root_idx, |r| &r.quarantined);
                         tracing::warn!(
                             id = rec.id,
                             path = %rec.path.display(),

@@ -99,9 +99,11 @@ pub struct WatchConfig {
     pub policy_key: String,
 }
 
-/// What a run did, for the `--once` exit code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a run did, for the `--once` report and exit code.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunSummary {
+    /// Each root watched, as configured, with what it held.
+    pub roots: Vec<RootSummary>,
     pub files: u64,
     pub scanned: u64,
     pub quarantined: u64,
@@ -111,6 +113,17 @@ pub struct RunSummary {
     /// Actions that still failed after every retry: `--once` exits
     /// non-zero.
     pub failed: u64,
+}
+
+/// One watched root's share of a [`RunSummary`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RootSummary {
+    pub path: PathBuf,
+    pub kind: RootKind,
+    /// Content files looked at (tombstones and bookkeeping excluded).
+    pub files: u64,
+    pub warned: u64,
+    pub quarantined: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -183,7 +196,20 @@ pub fn run(cfg: WatchConfig, policy: Policy) -> Result<RunSummary, WatchError> {
         })?;
     let stats = rt.block_on(daemon::run(engine.clone(), cfg.once, cfg.jobs))?;
     let c = &engine.counters;
+    let roots = engine
+        .roots()
+        .into_iter()
+        .zip(&engine.per_root)
+        .map(|(root, n)| RootSummary {
+            path: root.configured,
+            kind: root.kind,
+            files: engine::Counters::get(&n.files),
+            warned: engine::Counters::get(&n.warned),
+            quarantined: engine::Counters::get(&n.quarantined),
+        })
+        .collect();
     Ok(RunSummary {
+        roots,
         files: engine::Counters::get(&c.files),
         scanned: engine::Counters::get(&c.scanned),
         quarantined: engine::Counters::get(&c.quarantined),
