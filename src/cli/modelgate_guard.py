@@ -187,8 +187,9 @@ def _patch(name, module):
         _wrap(module, "read_pickle", 0, "filepath_or_buffer")
         _wrap(modules.get("pandas.io.pickle"), "read_pickle", 0, "filepath_or_buffer")
     elif name == "keras":
-        for sub in ("keras.saving", "keras.models"):
-            _wrap(modules.get(sub), "load_model", 0, "filepath")
+        # keras 3 re-exports these from keras.api: reach them as attributes.
+        for sub in ("saving", "models"):
+            _wrap(getattr(module, sub, None), "load_model", 0, "filepath")
 
 
 class _Finder:
