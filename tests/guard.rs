@@ -257,3 +257,54 @@ fn policy_export_lists_the_effective_allowlist() {
         .expect("python3 runs");
     assert!(check.success());
 }
+
+/// `guard status` notices a policy edited after install (the frozen
+/// allowlist no longer matches it) and a guard that is gone.
+#[test]
+fn guard_status_reports_a_stale_policy() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    let venv = dir.join("venv");
+    let made = Command::new("python3")
+        .args(["-m", "venv", "--without-pip"])
+        .arg(&venv)
+        .output();
+    if !made.is_ok_and(|o| o.status.success()) {
+        println!("SKIPPED: guard_status_reports_a_stale_policy: python3 -m venv failed");
+        return;
+    }
+    let policy = dir.join("team.toml");
+    std::fs::write(&policy, "[pickle]\nallow = [\"mypkg.models.TinyNet\"]\n").expect("policy");
+    let python = venv.join("bin/python");
+    let py = python.to_str().expect("utf-8");
+    let out = modelgate(
+        dir,
+        &["guard", "install", "--python", py, "--policy", "team.toml"],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    // The frozen allowlist holds the team's class, and the guard loads.
+    let out = Command::new(&python)
+        .args([
+            "-c",
+            "import modelgate_guard as g; print(('mypkg.models', 'TinyNet') in g._ALLOWED)",
+        ])
+        .output()
+        .expect("python runs");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "True",
+        "{}",
+        text(&out)
+    );
+    let out = modelgate(dir, &["guard", "status", "--python", py]);
+    assert!(out.status.success(), "{}", text(&out));
+    std::fs::write(&policy, "[pickle]\nallow = []\n").expect("policy");
+    let out = modelgate(dir, &["guard", "status", "--python", py]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("policy changed"), "{}", text(&out));
+    let out = modelgate(dir, &["guard", "uninstall", "--python", py]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = modelgate(dir, &["guard", "status", "--python", py]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("not installed"), "{}", text(&out));
+}
