@@ -190,7 +190,11 @@ struct Target {
 #[derive(Debug, Subcommand)]
 enum GuardCommand {
     /// Write the guard (a .pth file and a generated module) into an
-    /// environment's site-packages.
+    /// environment's site-packages. Every unpickled global must be on the
+    /// policy's allowlist (frozen in now: reinstall after editing the
+    /// policy), and torch/joblib/numpy/pandas/keras loaders scan a file
+    /// before reading it. It guards against files, not against code already
+    /// running in the interpreter.
     Install {
         #[command(flatten)]
         target: Target,
