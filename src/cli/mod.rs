@@ -10,6 +10,7 @@
 
 mod bom;
 mod completions;
+mod guard;
 mod hook;
 mod install;
 mod policy;
@@ -110,6 +111,8 @@ enum Command {
     Sign(sign::SignArgs),
     /// Write an AI bill of materials (CycloneDX 1.6 ML-BOM).
     Bom(bom::BomArgs),
+    /// Guard a Python environment: check pickle imports and model files at load time.
+    Guard(guard::GuardArgs),
     /// Print shell completions (bash, zsh, fish, elvish, powershell).
     Completions(completions::CompletionsArgs),
     /// Print the man page (roff), e.g. `modelgate man > modelgate.1`.
@@ -154,6 +157,7 @@ pub fn main() -> ExitCode {
         Command::Verify(args) => verify::run(args),
         Command::Sign(args) => sign::run(args),
         Command::Bom(args) => bom::run(args),
+        Command::Guard(args) => guard::run(args),
         Command::Completions(args) => completions::run_completions(args),
         Command::Man => completions::run_man(),
     };

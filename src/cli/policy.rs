@@ -37,6 +37,9 @@ enum PolicyCommand {
     /// adopt modelgate on an existing tree. Each carries a placeholder
     /// reason that `policy check` refuses until a person replaces it.
     Baseline(super::scan::BaselineArgs),
+    /// Print the effective pickle allowlist (built-in tables plus the
+    /// policy's allows, minus its denials) for other tools.
+    Export(super::guard::ExportArgs),
     /// Write the commented default policy.
     Init {
         /// Where to write it.
@@ -53,6 +56,7 @@ pub fn run(args: PolicyArgs) -> anyhow::Result<ExitCode> {
         PolicyCommand::Check { file, policy } => check(file.or(policy)),
         PolicyCommand::Init { file, force } => init(file, force),
         PolicyCommand::Baseline(args) => super::scan::baseline(args),
+        PolicyCommand::Export(args) => super::guard::export(args),
     }
 }
 

@@ -292,6 +292,61 @@ pub fn audit<'a>(module: &'a str, name: &'a str) -> &'a Audit {
         .unwrap_or(&DATA)
 }
 
+/// The effective allowlist: every global an unpickler may import under
+/// these team lists (the built-in allow and profile rows plus the lists'
+/// allows, minus whatever [`classify`] denies), as sorted, deduplicated
+/// `(module, qualname)` pairs. This is what enforcement outside the scanner
+/// (an interpreter's `pickle.find_class` audit hook, fickling, skops,
+/// `torch.serialization.add_safe_globals`) may allow: it cannot see
+/// arguments, so it gets names only.
+pub fn allowlist(extra: &GlobalLists) -> Vec<(String, String)> {
+    let t = tables();
+    let mut out: Vec<(String, String)> = t
+        .allow
+        .keys()
+        .chain(t.profile.keys())
+        .map(|(m, n)| (m.to_string(), n.to_string()))
+        .chain(extra.allow.iter().cloned())
+        .filter(|(m, n)| classify(m, n, extra).is_trusted())
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The Python 2 spellings that Python 3's unpickler maps onto a global of
+/// `allowed` for protocols 0-2 (`_compat_pickle`): what such a stream names
+/// before `find_class` renames it, e.g. `__builtin__.set` for
+/// `builtins.set`. Pairs of (as written, as imported); names the built-in
+/// denylist rejects as written are left out.
+pub fn python2_aliases(allowed: &[(String, String)]) -> Vec<((String, String), (String, String))> {
+    let t = tables();
+    let set: HashSet<(&str, &str)> = allowed
+        .iter()
+        .map(|(m, n)| (m.as_str(), n.as_str()))
+        .collect();
+    let mut out = Vec::new();
+    let mut add = |m2: &str, n2: &str| {
+        let (m3, n3) = fix_imports(m2, n2);
+        if set.contains(&(m3.as_str(), n3.as_str())) && builtin_denial(m2, n2).is_none() {
+            out.push(((m2.to_string(), n2.to_string()), (m3, n3)));
+        }
+    };
+    for (m2, n2) in t.compat_names.keys() {
+        add(m2, n2);
+    }
+    for (m2, m3) in &t.compat_modules {
+        for (m, n) in allowed {
+            if m == m3 {
+                add(m2, n);
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
 /// Which unpickler resolves a pickle's imports.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Resolver {
@@ -596,6 +651,37 @@ mod tests {
     fn unknown_is_unknown() {
         assert_eq!(class("mypkg.models", "TinyNet"), Class::Unknown);
         assert_eq!(class("__main__", "TrainConfig"), Class::Unknown);
+    }
+
+    #[test]
+    fn allowlist_is_the_trusted_rows_plus_the_team_minus_denials() {
+        let base = allowlist(&GlobalLists::default());
+        let has =
+            |l: &[(String, String)], m: &str, n: &str| l.iter().any(|(a, b)| a == m && b == n);
+        assert!(has(&base, "collections", "OrderedDict"));
+        assert!(has(&base, "torch._utils", "_rebuild_tensor_v2"));
+        assert!(!has(&base, "os", "system"));
+        assert!(base.windows(2).all(|w| w[0] < w[1]));
+        let extra = GlobalLists::new(
+            [("mypkg.models".to_string(), "TinyNet".to_string())],
+            [("collections".to_string(), "OrderedDict".to_string())],
+        );
+        let team = allowlist(&extra);
+        assert!(has(&team, "mypkg.models", "TinyNet"));
+        assert!(!has(&team, "collections", "OrderedDict"));
+        let aliases = python2_aliases(&base);
+        let alias = |m: &str, n: &str| {
+            aliases
+                .iter()
+                .find(|(w, _)| w.0 == m && w.1 == n)
+                .map(|(_, i)| (i.0.as_str(), i.1.as_str()))
+        };
+        assert_eq!(alias("__builtin__", "set"), Some(("builtins", "set")));
+        assert_eq!(
+            alias("copy_reg", "_reconstructor"),
+            Some(("copyreg", "_reconstructor"))
+        );
+        assert_eq!(alias("__builtin__", "eval"), None);
     }
 
     #[test]
