@@ -36,6 +36,8 @@ pub enum ExportFormat {
 
 #[derive(Debug, Args)]
 pub struct ExportArgs {
+    /// Output format: the list with its digest, or what fickling, skops or
+    /// torch.serialization.add_safe_globals take.
     #[arg(long, value_enum, default_value_t = ExportFormat::Json)]
     format: ExportFormat,
     /// Policy file (default: the one found from the working directory).
