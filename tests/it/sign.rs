@@ -15,7 +15,7 @@ use modelgate::sign::{
     self, Method, Mismatch, SignError, SignOptions, SigningKey, TrustedKeys, VerifyOptions,
 };
 
-mod common;
+use crate::common;
 use common::{copy_dir, sign_fixtures};
 
 fn key(name: &str) -> TrustedKeys {

@@ -8,7 +8,7 @@ use std::process::Output;
 
 use assert_cmd::Command;
 
-mod common;
+use crate::common;
 use common::{copy_dir, sign_fixtures};
 
 /// A repository with the fixture model signed by the P-256 key as
