@@ -19,7 +19,7 @@ use super::schema::{RawActions, RawPolicy, RawRequireSignature};
 use super::{
     Action, Actions, AllowedGlobal, Exemption, PathRule, Policy, Scope, SignatureRequirement,
 };
-use crate::scan::pickle::globals::builtin_denial;
+use crate::scan::builtin_denial;
 use crate::scan::{Limits, rules};
 
 /// `extends` chains deeper than this are certainly a mistake.

@@ -27,10 +27,23 @@ use std::time::{Duration, Instant};
 pub use engine_digest::ENGINE_DIGEST;
 pub use finding::{FileReport, Finding, Location, ScanStatus, Verdict};
 pub use limits::Limits;
-pub use pickle::globals::{GlobalLists, Resolver};
+pub use pickle::globals::{GlobalLists, Resolver, builtin_denial};
 pub use sniff::Format;
 
 use rules::Rule;
+
+/// Whether a blob needs a scan at all: false for plain text (text that can
+/// carry no chat template) and images, which the scanner would only report
+/// as skipped. Adapters that see many files (the git hooks walk every
+/// changed blob) use it to keep the common case cheap without knowing the
+/// formats themselves.
+pub fn is_model_content(data: &[u8], name: &str) -> bool {
+    match sniff::sniff(data, name) {
+        Format::Text => formats::jinja::text_may_hold_template(data, name),
+        Format::Image => false,
+        _ => true,
+    }
+}
 
 /// Errors that stop a file from being scanned at all (as opposed to
 /// findings, which are about the file's content).
@@ -491,5 +504,24 @@ fn scan_format(cx: &mut Ctx, data: &[u8], name: &str, format: Format) {
                 });
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_model_content;
+
+    #[test]
+    fn plain_text_and_images_need_no_scan() {
+        assert!(!is_model_content(b"# A README\n\nhello\n", "README.md"));
+        assert!(!is_model_content(
+            b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR",
+            "logo.png"
+        ));
+        assert!(is_model_content(
+            br#"{"chat_template": "{{ messages }}"}"#,
+            "tokenizer_config.json"
+        ));
+        assert!(is_model_content(b"\x80\x02N.", "model.pkl"));
     }
 }

@@ -589,10 +589,7 @@ mod tests {
     fn plain_model_is_clean_and_sniffed_by_content() {
         let m = model(&[msg(1, &[node("Relu", "")]), bytes(2, b"g")], &[]);
         assert!(looks_like_onnx(&m));
-        assert_eq!(
-            crate::sniff::sniff(&m, "weights.bin"),
-            crate::Format::Onnx
-        );
+        assert_eq!(crate::sniff::sniff(&m, "weights.bin"), crate::Format::Onnx);
         assert!(rule_ids(&m).is_empty());
     }
 

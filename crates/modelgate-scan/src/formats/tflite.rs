@@ -385,8 +385,9 @@ mod tests {
 
     const FLEX_WRITE: &[u8] =
         include_bytes!("../../../../tests/fixtures/rules/TFL001/bad_flex_write_file.tflite");
-    const DISGUISED: &[u8] =
-        include_bytes!("../../../../tests/fixtures/rules/TFL001/bad_flex_disguised_read_file.tflite");
+    const DISGUISED: &[u8] = include_bytes!(
+        "../../../../tests/fixtures/rules/TFL001/bad_flex_disguised_read_file.tflite"
+    );
     const GOOD_FLEX: &[u8] =
         include_bytes!("../../../../tests/fixtures/rules/TFL001/good_flex_math.tflite");
 
