@@ -15,6 +15,7 @@ pub mod archive;
 pub mod engine_digest;
 pub mod finding;
 pub mod formats;
+pub mod kind;
 pub mod limits;
 pub mod pickle;
 pub mod rules;
@@ -26,6 +27,7 @@ use std::time::{Duration, Instant};
 
 pub use engine_digest::ENGINE_DIGEST;
 pub use finding::{FileReport, Finding, Location, ScanStatus, Verdict};
+pub use kind::Kind;
 pub use limits::Limits;
 pub use pickle::globals::{GlobalLists, Resolver, builtin_denial};
 pub use sniff::Format;
@@ -150,7 +152,7 @@ pub struct Ctx<'s> {
     top_format: Option<Format>,
     /// Refined name of the outermost format (e.g. `pytorch-zip` for a zip),
     /// set by the parser that recognised it.
-    top_kind: Option<&'static str>,
+    top_kind: Option<Kind>,
     skipped: Option<String>,
     origin: Option<PathBuf>,
     /// Who would resolve the imports of pickles scanned now.
@@ -211,7 +213,7 @@ impl<'s> Ctx<'s> {
     /// Names the outermost format more precisely than the sniffer could
     /// (`pytorch-zip`, `keras-v3`, `joblib`). Only the first call at depth 0
     /// counts.
-    pub fn set_kind(&mut self, kind: &'static str) {
+    pub fn set_kind(&mut self, kind: Kind) {
         if self.members.is_empty() && self.top_kind.is_none() {
             self.top_kind = Some(kind);
         }
@@ -350,12 +352,11 @@ impl<'s> Ctx<'s> {
         } else {
             ScanStatus::Complete
         };
-        let format = self.top_kind.map(str::to_string).unwrap_or_else(|| {
-            self.top_format
-                .unwrap_or(Format::Unknown)
-                .name()
-                .to_string()
-        });
+        let format = self
+            .top_kind
+            .unwrap_or_else(|| Kind::from(self.top_format.unwrap_or(Format::Unknown)))
+            .name()
+            .to_string();
         FileReport {
             path: display.to_string(),
             format,
@@ -523,5 +524,32 @@ mod tests {
             "tokenizer_config.json"
         ));
         assert!(is_model_content(b"\x80\x02N.", "model.pkl"));
+    }
+}
+
+#[cfg(test)]
+mod disguise_tests {
+    use super::{Scanner, Verdict};
+
+    /// A zstd or LZ4 stream named like a safe format is a disguise (GEN003),
+    /// like any other compression wrapper.
+    #[test]
+    fn compressed_stream_named_safetensors_is_disguised() {
+        let zstd = ruzstd::encoding::compress_to_vec(
+            &b"\x80\x02N."[..],
+            ruzstd::encoding::CompressionLevel::Fastest,
+        );
+        let mut lz4 = lz4_flex::frame::FrameEncoder::new(Vec::new());
+        std::io::Write::write_all(&mut lz4, b"\x80\x02N.").expect("in memory");
+        let lz4 = lz4.finish().expect("in memory");
+        for data in [zstd, lz4] {
+            let r = Scanner::default().scan_bytes("model.safetensors", &data);
+            assert!(
+                r.findings.iter().any(|f| f.rule.id == "GEN003"),
+                "{:?}",
+                r.findings
+            );
+            assert!(r.verdict >= Verdict::Suspicious, "{r:?}");
+        }
     }
 }

@@ -3,6 +3,7 @@
 //! spotting disguises; it never makes the scanner skip content.
 
 use super::pickle;
+use crate::kind::Kind;
 
 /// What a blob's bytes are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -38,32 +39,9 @@ pub enum Format {
 }
 
 impl Format {
+    /// The name reports use for this format (from [`Kind`]'s table).
     pub fn name(self) -> &'static str {
-        match self {
-            Format::Zip => "zip",
-            Format::Tar => "tar",
-            Format::Gzip => "gzip",
-            Format::Bzip2 => "bzip2",
-            Format::Xz => "xz",
-            Format::Lzma => "lzma",
-            Format::Zlib => "zlib",
-            Format::Zstd => "zstd",
-            Format::Lz4 => "lz4",
-            Format::ZFile => "joblib-zfile",
-            Format::SevenZ => "7z",
-            Format::Pickle => "pickle",
-            Format::Numpy => "numpy",
-            Format::Hdf5 => "hdf5",
-            Format::Gguf => "gguf",
-            Format::Safetensors => "safetensors",
-            Format::TfLite => "tflite",
-            Format::Onnx => "onnx",
-            Format::SavedModel => "savedmodel",
-            Format::Tombstone => "modelgate-tombstone",
-            Format::Text => "text",
-            Format::Image => "image",
-            Format::Unknown => "unknown",
-        }
+        Kind::from(self).name()
     }
 
     /// Formats whose loaders can run code or that wrap such formats: a file

@@ -57,7 +57,7 @@ pub fn scan(cx: &mut Ctx, data: &[u8], format: Format) {
         _ => Codec::Zlib,
     };
     let data = if format == Format::ZFile {
-        cx.set_kind("joblib-zfile");
+        cx.set_kind(crate::Kind::ZFile);
         &data[sniff::zfile_data_start(data).unwrap_or(0)..]
     } else {
         data

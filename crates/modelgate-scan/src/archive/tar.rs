@@ -29,7 +29,7 @@ pub fn scan(cx: &mut Ctx, data: &[u8]) {
     };
     let is_torch_legacy = has_torch_legacy_layout(data);
     if is_torch_legacy {
-        cx.set_kind("pytorch-legacy");
+        cx.set_kind(crate::Kind::PytorchLegacy);
     }
     let mut count = 0u64;
     let mut reread = false;

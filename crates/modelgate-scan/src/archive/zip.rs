@@ -117,10 +117,10 @@ pub fn scan(cx: &mut Ctx, data: &[u8]) {
     };
     let kind = classify(torch_entries.iter().chain(&zipfile_entries));
     cx.set_kind(match kind {
-        Kind::Torch => "pytorch-zip",
-        Kind::Keras => "keras-v3",
-        Kind::Npz => "npz",
-        Kind::Generic => "zip",
+        Kind::Torch => crate::Kind::PytorchZip,
+        Kind::Keras => crate::Kind::KerasV3,
+        Kind::Npz => crate::Kind::Npz,
+        Kind::Generic => crate::Kind::Zip,
     });
     let torchscript = kind == Kind::Torch && is_torchscript(&torch_entries);
     let resolver = if torchscript {

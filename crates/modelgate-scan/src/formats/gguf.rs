@@ -240,7 +240,7 @@ fn parse(cx: &mut Ctx, r: &mut Reader) -> Result<(), Stop> {
     let raw_version = r.u32("version")?;
     let version = if raw_version & 0xffff == 0 && (1..=3).contains(&raw_version.swap_bytes()) {
         r.big_endian = true;
-        cx.set_kind("gguf-big-endian");
+        cx.set_kind(crate::Kind::GgufBigEndian);
         raw_version.swap_bytes()
     } else {
         raw_version

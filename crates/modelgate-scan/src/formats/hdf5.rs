@@ -103,7 +103,7 @@ pub fn scan(cx: &mut Ctx, data: &[u8]) {
             }
         };
         if name == "model_config" {
-            cx.set_kind("keras-h5");
+            cx.set_kind(crate::Kind::KerasH5);
         }
         keras::scan_h5_attribute(cx, name, text.as_bytes());
     }

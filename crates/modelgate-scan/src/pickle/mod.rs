@@ -31,7 +31,7 @@ pub fn scan(cx: &mut Ctx, data: &[u8]) {
         && data[0] == 0x80
         && data[2..].starts_with(LEGACY_MAGIC);
     if legacy {
-        cx.set_kind("pytorch-legacy");
+        cx.set_kind(crate::Kind::PytorchLegacy);
     }
     let mut remaining_legacy = LEGACY_STREAMS_AFTER_MAGIC + 1;
     let mut pos = 0;
@@ -39,7 +39,7 @@ pub fn scan(cx: &mut Ctx, data: &[u8]) {
     while cx.in_time() {
         let stream = walker::walk_as(data, pos, cx.limits(), cx.globals(), cx.resolver());
         if stream.joblib {
-            cx.set_kind("joblib");
+            cx.set_kind(crate::Kind::Joblib);
         }
         report(cx, data, &stream);
         match &stream.end {
