@@ -20,6 +20,7 @@ pub mod limits;
 pub mod pickle;
 pub mod rules;
 pub mod sniff;
+mod tables;
 pub mod walk;
 
 use std::path::{Path, PathBuf};

@@ -44,10 +44,6 @@ use std::sync::OnceLock;
 
 use crate::{Ctx, rules};
 
-/// The checked-in knowledge base: safe namespaces, dangerous names, and names
-/// quoted as evidence from marshalled bytecode.
-const NAMES_TSV: &str = include_str!("../data/keras_names.tsv");
-
 /// Python's json module gives up around 1000 levels (the interpreter's
 /// recursion limit), so nothing deeper can load; the cap also keeps our own
 /// recursion far from the thread's stack size whatever a policy sets.
@@ -537,13 +533,8 @@ fn names() -> &'static Names {
             deny_name: Vec::new(),
             marshal: Vec::new(),
         };
-        for line in NAMES_TSV
-            .lines()
-            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        {
-            let mut cols = line.split('\t');
-            let (Some(kind), Some(pattern), Some(reason)) = (cols.next(), cols.next(), cols.next())
-            else {
+        for cols in crate::tables::KERAS_NAMES.rows() {
+            let [kind, pattern, reason] = cols[..] else {
                 continue;
             };
             match kind {
@@ -1111,7 +1102,8 @@ mod tests {
 
     #[test]
     fn names_table_is_well_formed() {
-        for line in NAMES_TSV
+        for line in crate::tables::KERAS_NAMES
+            .text
             .lines()
             .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
         {

@@ -40,7 +40,8 @@ use crate::rules;
 
 /// Runtime-implemented operator domains (`data/onnx_domains.tsv`).
 static STANDARD_DOMAINS: LazyLock<HashSet<&'static str>> = LazyLock::new(|| {
-    data_rows(include_str!("../data/onnx_domains.tsv"))
+    crate::tables::ONNX_DOMAINS
+        .rows()
         .map(|cols| match cols.first().copied() {
             Some("\"\"") | None => "",
             Some(d) => d,
@@ -51,18 +52,11 @@ static STANDARD_DOMAINS: LazyLock<HashSet<&'static str>> = LazyLock::new(|| {
 /// Name tokens that make a custom operator malicious rather than merely
 /// unknown (`data/custom_op_words.tsv`).
 static DANGEROUS_WORDS: LazyLock<Vec<(&'static str, &'static str)>> = LazyLock::new(|| {
-    data_rows(include_str!("../data/custom_op_words.tsv"))
+    crate::tables::CUSTOM_OP_WORDS
+        .rows()
         .filter_map(|cols| Some((*cols.first()?, *cols.get(1)?)))
         .collect()
 });
-
-/// Rows of a checked-in TSV table: comment and blank lines skipped.
-pub(crate) fn data_rows(table: &'static str) -> impl Iterator<Item = Vec<&'static str>> {
-    table
-        .lines()
-        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
-        .map(|l| l.split('\t').collect())
-}
 
 /// If a custom operator's name (or one of its attribute names) contains a
 /// word that speaks of commands, code, files or the network, returns that

@@ -35,7 +35,6 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::LazyLock;
 
-use super::onnx::data_rows;
 use super::protobuf::{self, Message};
 use crate::rules::{self, Rule};
 use crate::{Ctx, Verdict};
@@ -58,7 +57,8 @@ pub(crate) struct OpEntry {
 }
 
 static TF_OPS: LazyLock<HashMap<&'static str, OpEntry>> = LazyLock::new(|| {
-    data_rows(include_str!("../data/tf_ops.tsv"))
+    crate::tables::TF_OPS
+        .rows()
         .filter_map(|cols| {
             let class = match *cols.get(1)? {
                 "python" => OpClass::Python,
@@ -635,7 +635,7 @@ mod tests {
 
     #[test]
     fn table_is_well_formed() {
-        let rows = data_rows(include_str!("../data/tf_ops.tsv")).count();
+        let rows = crate::tables::TF_OPS.rows().count();
         assert_eq!(
             rows,
             TF_OPS.len(),

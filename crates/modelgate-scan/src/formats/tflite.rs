@@ -28,7 +28,7 @@
 use std::collections::HashSet;
 use std::sync::LazyLock;
 
-use super::onnx::{dangerous_word, data_rows};
+use super::onnx::dangerous_word;
 use super::protobuf::Message;
 use super::savedmodel::{Node, check_scope, lookup_op};
 use crate::rules;
@@ -39,7 +39,8 @@ const CUSTOM: i32 = 32;
 
 /// Custom operators whose kernels ship with TFLite or its standard delegates.
 static RUNTIME_CUSTOM_OPS: LazyLock<HashSet<&'static str>> = LazyLock::new(|| {
-    data_rows(include_str!("../data/tflite_custom_ops.tsv"))
+    crate::tables::TFLITE_CUSTOM_OPS
+        .rows()
         .filter_map(|c| c.first().copied())
         .collect()
 });

@@ -25,7 +25,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::LazyLock;
 
-use super::onnx::{dangerous_word, data_rows};
+use super::onnx::dangerous_word;
 use crate::finding::Verdict;
 use crate::{Ctx, rules};
 
@@ -302,7 +302,7 @@ static TABLE: LazyLock<Table> = LazyLock::new(|| {
         ops: HashMap::new(),
         classes: HashMap::new(),
     };
-    for row in data_rows(include_str!("../data/torchscript_ops.tsv")) {
+    for row in crate::tables::TORCHSCRIPT_OPS.rows() {
         let (Some(&kind), Some(&name), Some(&verdict), Some(&reason)) =
             (row.first(), row.get(1), row.get(2), row.get(3))
         else {
@@ -1243,8 +1243,7 @@ mod tests {
 
     #[test]
     fn table_rows_are_well_formed_and_audited() {
-        let text = include_str!("../data/torchscript_ops.tsv");
-        for row in data_rows(text) {
+        for row in crate::tables::TORCHSCRIPT_OPS.rows() {
             assert_eq!(row.len(), 4, "{row:?}");
             let ok = match row[0] {
                 "ns" => ["standard", "library"].contains(&row[2]),
