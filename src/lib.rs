@@ -1,7 +1,8 @@
 //! modelgate: a firewall for machine-learning model files.
 //!
-//! The [`scan`] module is the detection core; everything else is an adapter
-//! around it.
+//! The detection core is its own crate, `modelgate-scan`, re-exported here
+//! as [`scan`] so that adapters keep writing `crate::scan::…`; everything in
+//! this crate is an adapter around it.
 
 pub mod bom;
 pub mod digest;
@@ -9,6 +10,7 @@ pub mod git;
 pub mod policy;
 pub mod quarantine;
 pub mod report;
-pub mod scan;
 pub mod sign;
 pub mod watch;
+
+pub use modelgate_scan as scan;

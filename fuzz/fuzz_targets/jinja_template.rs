@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use modelgate::scan::Scanner;
+use modelgate_scan::Scanner;
 
 fn gguf_with_template(template: &[u8]) -> Vec<u8> {
     let key = b"tokenizer.chat_template";

@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use modelgate::scan::Scanner;
+use modelgate_scan::Scanner;
 
 fn crc32(data: &[u8]) -> u32 {
     let mut crc = !0u32;

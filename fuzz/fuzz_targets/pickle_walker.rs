@@ -2,8 +2,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use modelgate::scan::pickle::walker;
-use modelgate::scan::{GlobalLists, Limits};
+use modelgate_scan::pickle::walker;
+use modelgate_scan::{GlobalLists, Limits};
 
 fuzz_target!(|data: &[u8]| {
     let limits = Limits::default();

@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use modelgate::scan::Scanner;
+use modelgate_scan::Scanner;
 
 fuzz_target!(|data: &[u8]| {
     let _ = Scanner::default().scan_bytes("model.safetensors", data);

@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use modelgate::scan::Scanner;
+use modelgate_scan::Scanner;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&typeflag, body)) = data.split_first() else {

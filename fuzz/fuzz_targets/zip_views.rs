@@ -4,8 +4,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use modelgate::scan::Scanner;
-use modelgate::scan::archive::zip::read_zipfile_view;
+use modelgate_scan::Scanner;
+use modelgate_scan::archive::zip::read_zipfile_view;
 
 fuzz_target!(|data: &[u8]| {
     let _ = read_zipfile_view(data, 10_000);

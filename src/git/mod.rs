@@ -53,8 +53,7 @@ use git2::{Oid, Repository};
 use serde::Serialize;
 
 use crate::policy::{Action, Context, Decision, Place, Policy, SignatureSource};
-use crate::scan::sniff::{self, Format};
-use crate::scan::{FileReport, Scanner};
+use crate::scan::{self, FileReport, Scanner};
 use crate::sign;
 
 #[derive(Debug, thiserror::Error)]
@@ -390,10 +389,7 @@ impl<'r> Checker<'r> {
     fn judge_bytes(&mut self, commit: Option<Oid>, path: &str, id: Oid, data: &[u8]) {
         // The cheap exit that keeps text-only commits fast; the scanner
         // would skip these too, after building a report.
-        let format = sniff::sniff(data, path);
-        let plain_text = format == Format::Text
-            && !crate::scan::formats::jinja::text_may_hold_template(data, path);
-        if plain_text || format == Format::Image {
+        if !scan::is_model_content(data, path) {
             if is_signature_name(path)
                 && let Some(decision) =
                     self.policy

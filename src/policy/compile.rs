@@ -19,35 +19,11 @@ use super::schema::{RawActions, RawPolicy, RawRequireSignature};
 use super::{
     Action, Actions, AllowedGlobal, Exemption, PathRule, Policy, Scope, SignatureRequirement,
 };
-use crate::scan::pickle::globals::builtin_denial;
+use crate::scan::builtin_denial;
 use crate::scan::{Limits, rules};
 
 /// `extends` chains deeper than this are certainly a mistake.
 const MAX_EXTENDS_DEPTH: usize = 16;
-
-/// Format names a `require-format` list is expected to use: the sniffer's
-/// names plus the refined kinds parsers report.
-const KNOWN_FORMATS: &[&str] = &[
-    "safetensors",
-    "gguf",
-    "onnx",
-    "tflite",
-    "savedmodel",
-    "hdf5",
-    "keras-v3",
-    "numpy",
-    "pickle",
-    "pytorch-zip",
-    "joblib",
-    "zip",
-    "tar",
-    "7z",
-    "gzip",
-    "bzip2",
-    "xz",
-    "lzma",
-    "zlib",
-];
 
 /// One parsed file of an `extends` chain.
 pub struct LoadedFile {
@@ -660,7 +636,7 @@ pub fn compile(files: &[LoadedFile], today: jiff::civil::Date) -> Result<Policy,
                     );
                 }
                 for fmt in list.get_ref() {
-                    if !KNOWN_FORMATS.contains(&fmt.get_ref().as_str()) {
+                    if crate::scan::Kind::from_name(fmt.get_ref()).is_none() {
                         c.warn(
                             f,
                             fmt.span(),
@@ -668,7 +644,14 @@ pub fn compile(files: &[LoadedFile], today: jiff::civil::Date) -> Result<Policy,
                                 "`{}` is not a format name the scanner reports",
                                 fmt.get_ref()
                             ),
-                            Some(format!("known formats: {}", KNOWN_FORMATS.join(", "))),
+                            Some(format!(
+                                "known formats: {}",
+                                crate::scan::Kind::ALL
+                                    .iter()
+                                    .map(|k| k.name())
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            )),
                         );
                     }
                 }

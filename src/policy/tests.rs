@@ -388,3 +388,26 @@ fn path_globs_are_relative_to_the_declaring_policy_file() {
         Action::Allow
     );
 }
+
+/// Every name the scanner reports is a valid `require-format` entry (the
+/// list comes from the core's `Kind` table, so `npz` and the refined kinds
+/// draw no warning); a typo still does.
+#[test]
+fn require_format_accepts_every_reported_kind() {
+    for kind in crate::scan::Kind::ALL {
+        let text = format!(
+            "[[paths]]\nname = \"models\"\nglobs = [\"models/**\"]\nrequire-format = [\"{}\"]\n",
+            kind.name()
+        );
+        let (_d, p) = ok(&[("policy.toml", &text)]);
+        assert!(
+            p.warnings().is_empty(),
+            "{}: {:?}",
+            kind.name(),
+            p.warnings()
+        );
+    }
+    let text = "[[paths]]\nname = \"models\"\nglobs = [\"models/**\"]\nrequire-format = [\"npz\", \"pytorch\"]\n";
+    let (_d, p) = ok(&[("policy.toml", text)]);
+    assert_eq!(p.warnings().len(), 1, "{:?}", p.warnings());
+}
