@@ -6,9 +6,13 @@
 pub mod bom;
 pub mod digest;
 pub mod git;
+pub mod hfcache;
 pub mod policy;
 pub mod quarantine;
 pub mod report;
 pub mod scan;
 pub mod sign;
 pub mod watch;
+
+#[cfg(test)]
+mod layering;
