@@ -7,6 +7,7 @@
 pub mod bom;
 pub mod digest;
 pub mod git;
+pub mod hfcache;
 pub mod policy;
 pub mod quarantine;
 pub mod report;
@@ -14,3 +15,6 @@ pub mod sign;
 pub mod watch;
 
 pub use modelgate_scan as scan;
+
+#[cfg(test)]
+mod layering;

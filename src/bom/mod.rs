@@ -21,12 +21,11 @@
 //! Spec: CycloneDX 1.6 (`bom-1.6.schema.json`); purl-spec `huggingface`
 //! type.
 
-pub mod hfcache;
-
 use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
+use crate::hfcache::{self, HfLocation, RepoType};
 use crate::scan::{FileReport, Scanner, Verdict};
 use crate::sign::{self, IgnoreSet, Method, TrustedKeys, tree};
 
@@ -148,6 +147,21 @@ pub fn build(models: &[ModelInput], scanner: &Scanner, opts: &BomOptions) -> Val
     })
 }
 
+/// The package URL of a model repo at a commit (purl-spec `huggingface`
+/// type: lowercase commit as the version); other repo kinds have none.
+fn purl(loc: &HfLocation) -> Option<String> {
+    if loc.repo_type != RepoType::Model {
+        return None;
+    }
+    let escape = |s: &str| crate::report::percent_encode(s, b"");
+    let path: Vec<String> = loc.repo_id.split('/').map(escape).collect();
+    Some(format!(
+        "pkg:huggingface/{}@{}",
+        path.join("/"),
+        escape(&loc.commit.to_ascii_lowercase())
+    ))
+}
+
 fn prop(name: &str, value: impl Into<String>) -> Value {
     json!({ "name": format!("modelgate:{name}"), "value": value.into() })
 }
@@ -167,7 +181,7 @@ fn model_component(index: usize, path: &Path, scanner: &Scanner, opts: &BomOptio
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| path.display().to_string()),
     };
-    let purl = hf.as_ref().and_then(hfcache::HfLocation::purl);
+    let purl = hf.as_ref().and_then(purl);
     let mut c = serde_json::Map::new();
     c.insert("type".into(), json!("machine-learning-model"));
     c.insert(
@@ -348,4 +362,24 @@ fn signature_props(path: &Path, opts: &BomOptions) -> Vec<Value> {
         },
     }
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn purl_of_a_model_snapshot() {
+        let c = "0123456789abcdef0123456789ABCDEF01234567";
+        let loc = hfcache::locate(Path::new(&format!(
+            "/x/hub/models--google--gemma-2b/snapshots/{c}/model.safetensors"
+        )))
+        .unwrap();
+        assert_eq!(
+            purl(&loc).unwrap(),
+            format!("pkg:huggingface/google/gemma-2b@{}", c.to_ascii_lowercase())
+        );
+        let ds = hfcache::locate(Path::new("hub/datasets--a--b/snapshots/c/f")).unwrap();
+        assert_eq!(purl(&ds), None);
+    }
 }

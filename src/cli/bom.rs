@@ -8,7 +8,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 
-use modelgate::bom::{self, BomOptions, ModelInput, hfcache};
+use modelgate::bom::{self, BomOptions, ModelInput};
+use modelgate::hfcache;
 use modelgate::scan::Scanner;
 use modelgate::sign::TrustedKeys;
 
@@ -58,7 +59,7 @@ pub fn run(args: BomArgs) -> anyhow::Result<ExitCode> {
         models.extend(bom::expand(p));
     }
     if args.hf_cache {
-        let root = hfcache::cache_root().context("cannot locate the Hugging Face cache")?;
+        let root = hfcache::default_hub_cache().context("cannot locate the Hugging Face cache")?;
         if root.is_dir() {
             let snaps = hfcache::model_snapshots(&root)
                 .with_context(|| format!("listing {}", root.display()))?;

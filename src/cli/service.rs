@@ -247,7 +247,7 @@ fn render(
                 .map(|(k, v)| format!("Environment={}", systemd_quote(&format!("{k}={v}"))))
                 .collect::<Vec<_>>()
                 .join("\n");
-            let cache = modelgate::watch::hf_cache::resolve_hub_cache(
+            let cache = modelgate::hfcache::resolve_hub_cache(
                 &|k| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()),
                 home().ok().as_deref(),
             );

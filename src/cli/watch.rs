@@ -8,7 +8,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use modelgate::watch::{self, RunSummary, WatchConfig, hf_cache};
+use modelgate::hfcache;
+use modelgate::watch::{self, RunSummary, WatchConfig};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -58,7 +59,7 @@ pub fn must_exist(flag: &str, dir: &Path) -> anyhow::Result<()> {
         Ok(m) if m.is_dir() => Ok(()),
         Ok(_) => anyhow::bail!("{flag} {}: not a folder", dir.display()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let hint = match (flag, hf_cache::default_hub_cache()) {
+            let hint = match (flag, hfcache::default_hub_cache()) {
                 ("--cache", Some(default)) => format!(
                     "the default hub cache ({}) is watched without --cache; \
                      to watch another one, create it first (mkdir -p {})",
@@ -102,7 +103,7 @@ pub fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
     let mut caches = Vec::new();
     if !args.no_default_cache {
         caches.push(
-            hf_cache::default_hub_cache()
+            hfcache::default_hub_cache()
                 .context("cannot find the home directory to locate the Hugging Face cache")?,
         );
     }
@@ -159,8 +160,8 @@ fn print_sweep(s: &RunSummary) -> std::io::Result<()> {
     )?;
     for r in &s.roots {
         let kind = match r.kind {
-            hf_cache::RootKind::HubCache => "hub cache",
-            hf_cache::RootKind::LocalDir => "local dir",
+            hfcache::RootKind::HubCache => "hub cache",
+            hfcache::RootKind::LocalDir => "local dir",
         };
         writeln!(
             out,

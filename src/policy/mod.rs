@@ -671,8 +671,8 @@ impl Policy {
     /// signature can land after the file.
     pub fn decide_download_signature(&self, shown: &Path, sha256: &str) -> Option<Decision> {
         let req = self.daemon_signature.as_ref()?;
-        let loc = crate::bom::hfcache::locate(shown)?;
-        if loc.repo_type != "model"
+        let loc = crate::hfcache::locate(shown)?;
+        if loc.repo_type != crate::hfcache::RepoType::Model
             || !req.applies_to_repo(&loc.repo_id)
             || loc.path_in_repo.ends_with(".sig")
         {

@@ -31,7 +31,7 @@ use sha2::{Digest, Sha256};
 
 use super::SignError;
 use super::keys::hex;
-use crate::bom::hfcache;
+use crate::hfcache;
 
 /// Most files (or shards) in one model; HF repos have hundreds at most.
 pub const MAX_ENTRIES: usize = 1_000_000;

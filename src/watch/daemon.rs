@@ -50,7 +50,8 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::engine::{Counters, Engine, Outcome};
-use super::hf_cache::{self, Place, Root};
+use crate::hfcache::{self, Place, Root};
+use crate::quarantine::fsio;
 
 /// Events buffered between the notify thread and the loop.
 const EVENT_QUEUE: usize = 4096;
@@ -118,6 +119,22 @@ struct Done {
     failed: bool,
 }
 
+/// Removes one of our own temporaries left in a `blobs/` folder by a
+/// modelgate that was killed mid-quarantine; anything else is not ours.
+fn remove_stale_temp(path: &Path) {
+    if !path.file_name().is_some_and(fsio::is_stale_temp) {
+        return;
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => {
+            tracing::info!(path = %path.display(), "removed a temporary file left by a killed modelgate")
+        }
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "cannot remove a stale temporary file")
+        }
+    }
+}
+
 fn run_job(engine: &Engine, job: &Job) -> (Vec<Job>, bool) {
     match job {
         Job::File(i, p) => match engine.process(*i, p) {
@@ -127,7 +144,7 @@ fn run_job(engine: &Engine, job: &Job) -> (Vec<Job>, bool) {
         },
         Job::Dir(i, p) => match engine.root(*i) {
             Some(root) => (
-                hf_cache::enumerate(&root, p)
+                hfcache::enumerate(&root, p, &mut remove_stale_temp)
                     .into_iter()
                     .map(|f| Job::File(*i, f))
                     .collect(),
@@ -200,10 +217,10 @@ fn jobs_for(roots: &[Root], event: Event, out: &mut Vec<Job>, fx: &mut EventEffe
         _ => None,
     };
     let Some(path) = path else { return };
-    let Some((idx, root)) = hf_cache::root_of(roots, path) else {
+    let Some((idx, root)) = hfcache::root_of(roots, path) else {
         return;
     };
-    let place = hf_cache::classify(root, path);
+    let place = hfcache::classify(root, path);
     if place == Place::Ignore {
         return;
     }

@@ -33,8 +33,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, RwLock};
 
-use super::hf_cache::{self, Root};
 use super::{Action, daemon_action, to_daemon_action};
+use crate::hfcache::{self, Root};
 use crate::policy::Policy;
 use crate::quarantine::db::{CachedScan, ListKind};
 use crate::quarantine::fsio::AtPath;
@@ -335,12 +335,15 @@ impl Engine {
     /// `canonicalize` calls per blob, not a walk of the repo.
     fn links_to(&self, root: &Root, real: &Path) -> Vec<Link> {
         let mut out: Vec<Link> = Vec::new();
-        for repo in hf_cache::repos_for(root, real) {
+        for repo in hfcache::repos_for(root, real) {
             let mut index = self.links.lock().unwrap_or_else(|p| p.into_inner());
             let links = index.entry(repo.clone()).or_insert_with(|| {
                 let mut map: LinkIndex = HashMap::new();
-                for (target, link) in hf_cache::repo_links(root, &repo) {
-                    map.entry(target).or_default().push(link);
+                for l in hfcache::repo_links(root, &repo) {
+                    map.entry(l.real).or_default().push(Link {
+                        path: l.path,
+                        target: l.target,
+                    });
                 }
                 map
             });
@@ -356,7 +359,7 @@ impl Engine {
 
     /// Keeps the link index of the link's repo current (if it was built).
     fn note_link(&self, root: &Root, link: &Path, real: &Path) {
-        let Some(repo) = hf_cache::repo_of(root, link) else {
+        let Some(repo) = hfcache::repo_of(root, link) else {
             return;
         };
         let mut index = self.links.lock().unwrap_or_else(|p| p.into_inner());
@@ -380,7 +383,7 @@ impl Engine {
             return Ok(Outcome::Ignored);
         };
         let root = &root;
-        let place = hf_cache::classify(root, path);
+        let place = hfcache::classify(root, path);
         if !place.is_content() {
             return Ok(Outcome::Ignored);
         }
@@ -408,7 +411,7 @@ impl Engine {
         if !is_link && real != path {
             return Ok(self.refuse(path, "reached through a symlinked folder"));
         }
-        if !hf_cache::is_content_inside(root, &real) {
+        if !hfcache::is_content_inside(root, &real) {
             if fs::metadata(&real).is_ok_and(|m| m.is_dir()) {
                 return Ok(self.refuse(path, "symlinked folder is not followed"));
             }
@@ -488,7 +491,10 @@ impl Engine {
             path.to_path_buf()
         } else {
             let l = self.links_to(root, &real);
-            let name = hf_cache::snapshot_name(&l)
+            let name = l
+                .iter()
+                .map(|l| l.path.as_path())
+                .find(|p| hfcache::is_snapshot_entry(p))
                 .map(Path::to_path_buf)
                 .unwrap_or_else(|| real.clone());
             links = Some(l);
@@ -689,7 +695,7 @@ impl Engine {
         if !shown.to_string_lossy().ends_with(".sig") {
             return None;
         }
-        let loc = crate::bom::hfcache::locate(shown)?;
+        let loc = hfcache::locate(shown)?;
         let mut seen = self
             .signatures_seen
             .lock()
@@ -714,7 +720,7 @@ impl Engine {
         let shown = Path::new(&rec.display);
         if rec.content_denied
             || rec.state != quarantine::State::Quarantined
-            || crate::bom::hfcache::locate(shown).is_none()
+            || hfcache::locate(shown).is_none()
         {
             return Ok(Outcome::Tombstone);
         }

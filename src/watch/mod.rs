@@ -2,7 +2,7 @@
 //! finishes downloading and quarantines the ones that would run code.
 //!
 //! What it watches: the hub cache huggingface_hub itself would use (same
-//! environment variables, same order: see [`hf_cache`]), any extra
+//! environment variables, same order: see [`crate::hfcache`]), any extra
 //! `--cache` roots, and `--local-dir` folders people download into
 //! directly. On start it sweeps what is already there (cheaply: results are
 //! cached by file identity and content hash in the state database), then
@@ -30,15 +30,14 @@
 
 pub mod daemon;
 pub mod engine;
-pub mod hf_cache;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::hfcache::{Root, RootKind};
 use crate::policy::{self, Policy};
 use crate::quarantine::Store;
 use crate::scan::{FileReport, Scanner};
-use hf_cache::{Root, RootKind};
 
 /// What the daemon does with a finished download, mildest first.
 #[derive(

@@ -1,10 +1,4 @@
-//! What a path inside the Hugging Face hub cache means.
-//!
-//! The cache root itself is resolved by the daemon's resolver
-//! ([`crate::watch::hf_cache::default_hub_cache`]: `HF_HUB_CACHE`,
-//! `HUGGINGFACE_HUB_CACHE`, `$HF_HOME/hub`, `$XDG_CACHE_HOME/huggingface/hub`,
-//! `~/.cache/huggingface/hub`, as huggingface_hub does), so that the BOM and
-//! the daemon always agree on it; [`cache_root`] is that function.
+//! What a path inside the hub cache means: repo, commit, path in the repo.
 //!
 //! A model in the cache lives at
 //! `<cache>/models--<org>--<name>/snapshots/<commit>/<path>`, where each
@@ -17,9 +11,13 @@
 
 use std::path::{Component, Path, PathBuf};
 
-/// The hub cache root of this process's environment.
-pub fn cache_root() -> Option<PathBuf> {
-    crate::watch::hf_cache::default_hub_cache()
+/// The kind of repo a cache folder holds (`<kind>s--org--name`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RepoType {
+    Model,
+    Dataset,
+    Space,
+    Kernel,
 }
 
 /// A path inside a hub cache snapshot.
@@ -29,8 +27,7 @@ pub struct HfLocation {
     pub cache: PathBuf,
     /// `<cache>/models--org--name`.
     pub repo_dir: PathBuf,
-    /// `model`, `dataset`, `space` or `kernel`.
-    pub repo_type: String,
+    pub repo_type: RepoType,
     /// `org/name` (or just `name` for the few un-namespaced repos).
     pub repo_id: String,
     /// The snapshot folder name: the commit hash.
@@ -44,20 +41,6 @@ impl HfLocation {
     /// `<cache>/<repo>/snapshots/<commit>`.
     pub fn snapshot_dir(&self) -> PathBuf {
         self.repo_dir.join("snapshots").join(&self.commit)
-    }
-
-    /// The package URL of a model repo at this commit (purl-spec
-    /// `huggingface` type: lowercase commit as the version).
-    pub fn purl(&self) -> Option<String> {
-        if self.repo_type != "model" {
-            return None;
-        }
-        let path: Vec<String> = self.repo_id.split('/').map(purl_escape).collect();
-        Some(format!(
-            "pkg:huggingface/{}@{}",
-            path.join("/"),
-            purl_escape(&self.commit.to_ascii_lowercase())
-        ))
     }
 
     /// Directories a snapshot's symlinks may point into: the repo's own
@@ -114,22 +97,19 @@ pub fn locate(path: &Path) -> Option<HfLocation> {
 }
 
 /// `models--org--name` → (`model`, `org/name`).
-fn parse_repo_folder(name: &str) -> Option<(String, String)> {
+fn parse_repo_folder(name: &str) -> Option<(RepoType, String)> {
     let (kind, id) = name.split_once("--")?;
     let repo_type = match kind {
-        "models" => "model",
-        "datasets" => "dataset",
-        "spaces" => "space",
-        "kernels" => "kernel",
+        "models" => RepoType::Model,
+        "datasets" => RepoType::Dataset,
+        "spaces" => RepoType::Space,
+        "kernels" => RepoType::Kernel,
         _ => return None,
     };
     if id.is_empty() || id.split("--").any(str::is_empty) {
         return None;
     }
-    Some((
-        repo_type.to_string(),
-        id.split("--").collect::<Vec<_>>().join("/"),
-    ))
+    Some((repo_type, id.split("--").collect::<Vec<_>>().join("/")))
 }
 
 /// Every snapshot folder of every model repo in the cache, sorted.
@@ -158,11 +138,6 @@ pub fn model_snapshots(cache: &Path) -> std::io::Result<Vec<HfLocation>> {
     Ok(out)
 }
 
-/// A purl path segment: only unreserved characters stay as they are.
-fn purl_escape(s: &str) -> String {
-    crate::report::percent_encode(s, b"")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,19 +155,15 @@ mod tests {
             PathBuf::from("/x/hub/models--google--gemma-2b")
         );
         assert_eq!(loc.repo_id, "google/gemma-2b");
-        assert_eq!(loc.repo_type, "model");
+        assert_eq!(loc.repo_type, RepoType::Model);
         assert_eq!(loc.path_in_repo, "sub/model.safetensors");
-        assert_eq!(
-            loc.purl().unwrap(),
-            format!("pkg:huggingface/google/gemma-2b@{}", c.to_ascii_lowercase())
-        );
         let snap = locate(&loc.snapshot_dir()).unwrap();
         assert_eq!(snap.path_in_repo, "");
         assert_eq!(
             locate(Path::new("hub/datasets--a--b/snapshots/c/f"))
                 .unwrap()
-                .purl(),
-            None
+                .repo_type,
+            RepoType::Dataset
         );
         assert!(locate(Path::new("/x/hub/models--a--b/snapshots")).is_none());
         assert!(locate(Path::new("/x/hub/other/snapshots/c/f")).is_none());

@@ -1,14 +1,5 @@
-//! The Hugging Face cache as huggingface_hub lays it out, and which of its
-//! paths hold content worth scanning.
-//!
-//! Root resolution mirrors `huggingface_hub/constants.py` (2.4.0):
-//! `HF_HUB_CACHE`, then the legacy `HUGGINGFACE_HUB_CACHE`, then
-//! `$HF_HOME/hub`, where `HF_HOME` is itself `HF_HOME`, else
-//! `$XDG_CACHE_HOME/huggingface`, else `~/.cache/huggingface`; `~` and
-//! `$VARS` are expanded as Python's `expanduser`/`expandvars` do. One
-//! deliberate difference: an empty variable counts as unset (Python would
-//! turn it into a path relative to the working directory, which for a
-//! service is `/`).
+//! Which paths of a hub cache (or a `--local-dir` download folder) hold
+//! content, and how a cache's symlinks tie blobs to repos.
 //!
 //! Layout (see integration.md §1.2):
 //!
@@ -33,9 +24,6 @@ use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
-
-use crate::quarantine::Link;
-use crate::quarantine::fsio;
 
 /// What kind of directory a watched root is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,71 +54,6 @@ impl Root {
             kind,
         }
     }
-}
-
-/// Expands a leading `~` and `$NAME` / `${NAME}` references; unknown
-/// variables are left as written, as `os.path.expandvars` does.
-fn expand(value: &str, env: &dyn Fn(&str) -> Option<String>, home: Option<&Path>) -> PathBuf {
-    let mut out = String::new();
-    let mut rest = value;
-    while let Some(pos) = rest.find('$') {
-        out.push_str(rest.get(..pos).unwrap_or_default());
-        let after = rest.get(pos + 1..).unwrap_or_default();
-        let (name, consumed) = if let Some(braced) = after.strip_prefix('{') {
-            match braced.find('}') {
-                Some(end) => (braced.get(..end).unwrap_or_default(), end + 2),
-                None => ("", 0),
-            }
-        } else {
-            let end = after
-                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                .unwrap_or(after.len());
-            (after.get(..end).unwrap_or_default(), end)
-        };
-        match (name.is_empty(), env(name)) {
-            (false, Some(v)) => out.push_str(&v),
-            _ => out.push_str(rest.get(pos..pos + 1 + consumed).unwrap_or("$")),
-        }
-        rest = after.get(consumed..).unwrap_or_default();
-    }
-    out.push_str(rest);
-    match (out.strip_prefix('~'), home) {
-        (Some(tail), Some(h)) if tail.is_empty() || tail.starts_with('/') => {
-            h.join(tail.trim_start_matches('/'))
-        }
-        _ => PathBuf::from(out),
-    }
-}
-
-/// Resolves the hub cache root the way huggingface_hub does, from the given
-/// environment lookup and home directory.
-pub fn resolve_hub_cache(
-    env: &dyn Fn(&str) -> Option<String>,
-    home: Option<&Path>,
-) -> Option<PathBuf> {
-    let get = |k: &str| env(k).filter(|v| !v.is_empty());
-    if let Some(v) = get("HF_HUB_CACHE").or_else(|| get("HUGGINGFACE_HUB_CACHE")) {
-        return Some(expand(&v, env, home));
-    }
-    let hf_home = match get("HF_HOME") {
-        Some(v) => expand(&v, env, home),
-        None => {
-            let base = match get("XDG_CACHE_HOME") {
-                Some(x) => expand(&x, env, home),
-                None => home?.join(".cache"),
-            };
-            base.join("huggingface")
-        }
-    };
-    Some(hf_home.join("hub"))
-}
-
-/// The hub cache of the current process environment.
-pub fn default_hub_cache() -> Option<PathBuf> {
-    let home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .or_else(|| directories::BaseDirs::new().map(|b| b.home_dir().to_path_buf()));
-    resolve_hub_cache(&|k| std::env::var(k).ok(), home.as_deref())
 }
 
 fn name_bytes(c: Component<'_>) -> &[u8] {
@@ -285,9 +208,10 @@ const MAX_ENTRIES: usize = 1_000_000;
 /// per-repo blobs and shared-store files. Symlinked per-repo blobs are left
 /// out: their target is listed on its own. A symlinked folder is never
 /// entered (the live watch does not follow one either): what it leads to is
-/// outside the root. Our own temporaries left in a `blobs/` folder by a
-/// process that was killed are removed.
-pub fn enumerate(root: &Root, dir: &Path) -> Vec<PathBuf> {
+/// outside the root. Every other file in a `blobs/` folder (temporaries,
+/// locks, leftovers) is handed to `leftover`, which may clean it up: what is
+/// ours to remove is the caller's knowledge, not the cache's.
+pub fn enumerate(root: &Root, dir: &Path, leftover: &mut dyn FnMut(&Path)) -> Vec<PathBuf> {
     let mut named = Vec::new();
     let mut unnamed = Vec::new();
     let mut stack = vec![(dir.to_path_buf(), 0usize)];
@@ -310,15 +234,8 @@ pub fn enumerate(root: &Root, dir: &Path) -> Vec<PathBuf> {
             let Ok(ft) = entry.file_type() else { continue };
             match place {
                 Place::Ignore => {
-                    if in_blobs && ft.is_file() && fsio::is_stale_temp(&entry.file_name()) {
-                        match fs::remove_file(&path) {
-                            Ok(()) => {
-                                tracing::info!(path = %path.display(), "removed a temporary file left by a killed modelgate")
-                            }
-                            Err(e) => {
-                                tracing::warn!(path = %path.display(), error = %e, "cannot remove a stale temporary file")
-                            }
-                        }
+                    if in_blobs && ft.is_file() {
+                        leftover(&path);
                     }
                 }
                 _ if ft.is_dir() => {
@@ -386,11 +303,22 @@ pub fn repos_for(root: &Root, real: &Path) -> Vec<PathBuf> {
     repos
 }
 
+/// A symlink in a repo folder and the content it resolves to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheLink {
+    /// The file the link resolves to (no symlinks left), inside the root.
+    pub real: PathBuf,
+    /// The link itself.
+    pub path: PathBuf,
+    /// The link's target as written (usually relative).
+    pub target: PathBuf,
+}
+
 /// Every symlink under one repo's `blobs/` and `snapshots/`, with the file
 /// it resolves to (only links that resolve inside the root). One walk per
 /// repo: the daemon keeps the result as its link index and updates it from
 /// events, instead of walking the repo again for every blob.
-pub fn repo_links(root: &Root, repo: &Path) -> Vec<(PathBuf, Link)> {
+pub fn repo_links(root: &Root, repo: &Path) -> Vec<CacheLink> {
     let mut links = Vec::new();
     let mut stack = vec![
         (repo.join("blobs"), 0usize),
@@ -410,68 +338,24 @@ pub fn repo_links(root: &Root, repo: &Path) -> Vec<(PathBuf, Link)> {
                 && is_content_inside(root, &real)
                 && let Ok(target) = fs::read_link(&path)
             {
-                links.push((real, Link { path, target }));
+                links.push(CacheLink { real, path, target });
             }
         }
     }
     links
 }
 
-/// The snapshot entry to scan a blob under, so that name-dependent rules
-/// (a pickle named `.safetensors`) see the name the loader sees.
-pub fn snapshot_name(links: &[Link]) -> Option<&Path> {
-    links.iter().map(|l| l.path.as_path()).find(|p| {
-        p.components()
-            .any(|c| c.as_os_str() == OsStr::new("snapshots"))
-    })
+/// Whether `path` lies in a `snapshots/` folder: of the links to a blob,
+/// the one whose name the loader sees (so that name-dependent rules, a
+/// pickle named `.safetensors`, see that name too).
+pub fn is_snapshot_entry(path: &Path) -> bool {
+    path.components()
+        .any(|c| c.as_os_str() == OsStr::new("snapshots"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn env_of(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
-        move |k| {
-            pairs
-                .iter()
-                .find(|(n, _)| *n == k)
-                .map(|(_, v)| v.to_string())
-        }
-    }
-
-    #[test]
-    fn resolution_order() {
-        let home = Path::new("/home/u");
-        let r = |p: &'static [(&'static str, &'static str)]| {
-            resolve_hub_cache(&env_of(p), Some(home)).unwrap()
-        };
-        assert_eq!(r(&[]), PathBuf::from("/home/u/.cache/huggingface/hub"));
-        assert_eq!(
-            r(&[("XDG_CACHE_HOME", "/x")]),
-            PathBuf::from("/x/huggingface/hub")
-        );
-        assert_eq!(
-            r(&[("XDG_CACHE_HOME", "/x"), ("HF_HOME", "~/hf")]),
-            PathBuf::from("/home/u/hf/hub")
-        );
-        assert_eq!(
-            r(&[("HF_HOME", "/h"), ("HUGGINGFACE_HUB_CACHE", "/legacy")]),
-            PathBuf::from("/legacy")
-        );
-        assert_eq!(
-            r(&[
-                ("HF_HUB_CACHE", "$D/${E}/$NOPE"),
-                ("HUGGINGFACE_HUB_CACHE", "/legacy"),
-                ("D", "/d"),
-                ("E", "e")
-            ]),
-            PathBuf::from("/d/e/$NOPE")
-        );
-        assert_eq!(
-            r(&[("HF_HUB_CACHE", ""), ("HF_HOME", "/h")]),
-            PathBuf::from("/h/hub")
-        );
-    }
 
     #[test]
     fn classification() {
