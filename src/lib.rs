@@ -4,6 +4,7 @@
 //! around it.
 
 pub mod bom;
+pub mod cache;
 pub mod digest;
 pub mod git;
 pub mod policy;

@@ -9,6 +9,7 @@
 //! | 3 | configuration error: the policy file is invalid |
 
 mod bom;
+mod cache;
 mod completions;
 mod guard;
 mod hook;
@@ -113,6 +114,8 @@ enum Command {
     Bom(bom::BomArgs),
     /// Guard a Python environment: check pickle imports and model files at load time.
     Guard(guard::GuardArgs),
+    /// Show or prune the verdict cache.
+    Cache(cache::CacheArgs),
     /// Print shell completions (bash, zsh, fish, elvish, powershell).
     Completions(completions::CompletionsArgs),
     /// Print the man page (roff), e.g. `modelgate man > modelgate.1`.
@@ -158,6 +161,7 @@ pub fn main() -> ExitCode {
         Command::Sign(args) => sign::run(args),
         Command::Bom(args) => bom::run(args),
         Command::Guard(args) => guard::run(args),
+        Command::Cache(args) => cache::run(args),
         Command::Completions(args) => completions::run_completions(args),
         Command::Man => completions::run_man(),
     };
