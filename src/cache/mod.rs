@@ -17,6 +17,7 @@
 //! (a verdict, a status, a rule id) is a miss, and the scan that follows
 //! overwrites it. It is never read as "clean".
 
+pub mod manifest;
 mod scanner;
 mod store;
 
@@ -142,7 +143,7 @@ pub fn settings_digest(
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-enum VerdictRec {
+pub enum VerdictRec {
     Clean,
     Info,
     Suspicious,
@@ -180,7 +181,7 @@ pub fn parse_verdict(s: &str) -> Option<Verdict> {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "lowercase", deny_unknown_fields)]
-enum StatusRec {
+pub enum StatusRec {
     Complete,
     Inconclusive { reasons: Vec<String> },
     Skipped { reason: String },
@@ -188,7 +189,7 @@ enum StatusRec {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct FindingRec {
+pub struct FindingRec {
     rule: String,
     verdict: VerdictRec,
     message: String,
@@ -199,7 +200,7 @@ struct FindingRec {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ReportRec {
+pub struct ReportRec {
     format: String,
     size: u64,
     verdict: VerdictRec,

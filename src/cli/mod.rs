@@ -17,6 +17,7 @@ mod install;
 mod policy;
 mod quarantine;
 mod rules;
+mod scaleout;
 mod scan;
 mod service;
 mod sign;
@@ -114,6 +115,10 @@ enum Command {
     Bom(bom::BomArgs),
     /// Guard a Python environment: check pickle imports and model files at load time.
     Guard(guard::GuardArgs),
+    /// Write a manifest (JSON lines: path, sha256, size) of files, hashing in parallel.
+    Manifest(scaleout::ManifestArgs),
+    /// Fold shard results (`scan --results`) into one report; exits like `scan`.
+    Merge(scaleout::MergeArgs),
     /// Show or prune the verdict cache.
     Cache(cache::CacheArgs),
     /// Print shell completions (bash, zsh, fish, elvish, powershell).
@@ -161,6 +166,8 @@ pub fn main() -> ExitCode {
         Command::Sign(args) => sign::run(args),
         Command::Bom(args) => bom::run(args),
         Command::Guard(args) => guard::run(args),
+        Command::Manifest(args) => scaleout::manifest(args),
+        Command::Merge(args) => scaleout::merge(args),
         Command::Cache(args) => cache::run(args),
         Command::Completions(args) => completions::run_completions(args),
         Command::Man => completions::run_man(),
