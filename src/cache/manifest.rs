@@ -218,6 +218,15 @@ impl ResultLine {
                 self.path
             )
         })?;
+        let mut ids: Vec<&str> = report.findings.iter().map(|f| f.rule.id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        if ids != self.rules.iter().map(String::as_str).collect::<Vec<_>>() {
+            return Err(format!(
+                "{}: the line's rules are not its findings'",
+                self.path
+            ));
+        }
         if self.verdict() < report.verdict {
             return Err(format!(
                 "{}: the line's verdict is below its findings'",

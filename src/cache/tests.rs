@@ -84,7 +84,8 @@ fn damaged_entries_are_rejected_never_trusted() {
         out.extend_from_slice(body.as_bytes());
         out
     };
-    let cases: Vec<(&str, Vec<u8>, fn(&Rejected) -> bool)> = vec![
+    type Case<'a> = (&'a str, Vec<u8>, fn(&Rejected) -> bool);
+    let cases: Vec<Case> = vec![
         ("truncated", good[..good.len() - 7].to_vec(), |w| {
             *w == Rejected::Checksum
         }),
