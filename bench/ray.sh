@@ -18,7 +18,8 @@ export RAY_ADDRESS=127.0.0.1:6390
 stop() { "$venv/bin/ray" stop --force >/dev/null 2>&1 || true; rm -rf "$work"; }
 trap stop EXIT
 "$venv/bin/python" "$root/bench/gen_tree.py" "$work/t" "$files"
-(cd "$work" && "$bin" manifest t > m.jsonl)
+# Absolute paths: Ray workers do not run in this directory.
+"$bin" manifest "$work/t" > "$work/m.jsonl"
 "$venv/bin/ray" start --head --node-ip-address=127.0.0.1 --port=6390 --num-cpus=1 \
     --include-dashboard=false --disable-usage-stats >/dev/null
 for w in 1 2; do
