@@ -5,6 +5,7 @@
 //! this crate is an adapter around it.
 
 pub mod bom;
+pub mod cache;
 pub mod digest;
 pub mod git;
 pub mod hfcache;

@@ -9,6 +9,7 @@
 //! | 3 | configuration error: the policy file is invalid |
 
 mod bom;
+mod cache;
 mod completions;
 mod guard;
 mod hook;
@@ -16,6 +17,7 @@ mod install;
 mod policy;
 mod quarantine;
 mod rules;
+mod scaleout;
 mod scan;
 mod service;
 mod sign;
@@ -113,6 +115,12 @@ enum Command {
     Bom(bom::BomArgs),
     /// Guard a Python environment: check pickle imports and model files at load time.
     Guard(guard::GuardArgs),
+    /// Write a manifest (JSON lines: path, sha256, size) of files, hashing in parallel.
+    Manifest(scaleout::ManifestArgs),
+    /// Fold shard results (`scan --results`) into one report; exits like `scan`.
+    Merge(scaleout::MergeArgs),
+    /// Show or prune the verdict cache.
+    Cache(cache::CacheArgs),
     /// Print shell completions (bash, zsh, fish, elvish, powershell).
     Completions(completions::CompletionsArgs),
     /// Print the man page (roff), e.g. `modelgate man > modelgate.1`.
@@ -158,6 +166,9 @@ pub fn main() -> ExitCode {
         Command::Sign(args) => sign::run(args),
         Command::Bom(args) => bom::run(args),
         Command::Guard(args) => guard::run(args),
+        Command::Manifest(args) => scaleout::manifest(args),
+        Command::Merge(args) => scaleout::merge(args),
+        Command::Cache(args) => cache::run(args),
         Command::Completions(args) => completions::run_completions(args),
         Command::Man => completions::run_man(),
     };

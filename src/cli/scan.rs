@@ -68,6 +68,32 @@ pub struct ScanArgs {
     /// on the command line is always scanned).
     #[arg(long)]
     no_ignore: bool,
+    #[command(flatten)]
+    cache: super::cache::CacheLocation,
+    /// Use the verdict cache for path scans too (manifest scans use it
+    /// unless --no-cache): hashing every file costs more than scanning a
+    /// large checkpoint's pickle, so path scans skip it by default.
+    #[arg(long = "use-cache", conflicts_with = "no_cache")]
+    use_cache: bool,
+    /// Never read or write the verdict cache.
+    #[arg(long)]
+    no_cache: bool,
+    /// Scan the files a JSON-lines manifest lists (`path`, optional `sha256`
+    /// and `size`); requires --results.
+    #[arg(
+        long,
+        value_name = "FILE.jsonl",
+        requires = "results",
+        conflicts_with = "paths"
+    )]
+    manifest: Option<PathBuf>,
+    /// Where manifest mode writes one JSON line per file.
+    #[arg(long, value_name = "OUT.jsonl", requires = "manifest")]
+    results: Option<PathBuf>,
+    /// Take only shard I of N of the manifest (by content digest); `auto/N`
+    /// reads the index from JOB_COMPLETION_INDEX or AWS_BATCH_JOB_ARRAY_INDEX.
+    #[arg(long, value_name = "I/N", requires = "manifest")]
+    shard: Option<String>,
 }
 
 /// Where a report's bytes came from, to hash them when an exemption needs it.
@@ -83,12 +109,33 @@ pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
         Ok(policy) => policy,
         Err(code) => return Ok(code),
     };
+    if let (Some(manifest), Some(results)) = (&args.manifest, &args.results) {
+        let cache = (!args.no_cache).then(|| args.cache.open()).transpose()?;
+        return super::scaleout::scan_manifest(
+            &policy,
+            cache,
+            manifest,
+            results,
+            args.shard.as_deref(),
+            args.quiet,
+        );
+    }
     let scanner = Scanner::new(policy.scan_config());
+    let cached = if args.use_cache || (args.cache.cache.is_some() && !args.no_cache) {
+        Some(modelgate::cache::CachedScanner::new(
+            scanner.clone(),
+            Some(args.cache.open()?),
+            policy.scan_settings_digest(),
+        ))
+    } else {
+        None
+    };
     let walk_options = walk::WalkOptions {
         excludes: args.exclude.clone(),
         no_ignore: args.no_ignore,
     };
-    let (mut scanned, errors) = scan_all(&scanner, &args.paths, &walk_options)?;
+    let (mut scanned, errors) =
+        scan_all_cached(&scanner, cached.as_ref(), &args.paths, &walk_options)?;
     scanned.sort_by(|a, b| a.0.path.cmp(&b.0.path));
     let decisions: Vec<Decision> = scanned
         .iter()
@@ -355,6 +402,15 @@ fn scan_all(
     paths: &[PathBuf],
     walk_options: &walk::WalkOptions,
 ) -> anyhow::Result<(Vec<(FileReport, Source)>, Errors)> {
+    scan_all_cached(scanner, None, paths, walk_options)
+}
+
+fn scan_all_cached(
+    scanner: &Scanner,
+    cached: Option<&modelgate::cache::CachedScanner>,
+    paths: &[PathBuf],
+    walk_options: &walk::WalkOptions,
+) -> anyhow::Result<(Vec<(FileReport, Source)>, Errors)> {
     let mut scanned = Vec::new();
     let mut errors = Vec::new();
     let (stdin, paths): (Vec<_>, Vec<_>) =
@@ -380,9 +436,11 @@ fn scan_all(
         .map(|t| {
             let display = t.path().display().to_string();
             let result = match t {
-                Target::File { path } => scanner
-                    .scan_file(path, &display)
-                    .map(|r| (r, Source::File(path.clone()))),
+                Target::File { path } => match cached {
+                    Some(c) => c.scan_file(path, &display, None).map(|s| s.report),
+                    None => scanner.scan_file(path, &display),
+                }
+                .map(|r| (r, Source::File(path.clone()))),
                 Target::ModelDir { path } => scanner
                     .scan_model_dir(path, &display)
                     .map(|r| (r, Source::ModelDir)),

@@ -571,6 +571,18 @@ impl Policy {
         &self.exemptions
     }
 
+    /// Digest of the settings that change what the scanner finds (limits,
+    /// pickle allow/deny additions): the verdict cache keys on it, so that
+    /// editing them rescans while editing actions or exemptions does not.
+    pub fn scan_settings_digest(&self) -> String {
+        let allow: Vec<(String, String)> = self
+            .allow
+            .iter()
+            .map(|g| (g.module.clone(), g.name.clone()))
+            .collect();
+        crate::cache::settings_digest(&self.limits, &allow, &self.deny)
+    }
+
     /// The scanner configuration this policy asks for.
     pub fn scan_config(&self) -> ScanConfig {
         let allow = self

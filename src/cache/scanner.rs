@@ -1,0 +1,185 @@
+//! [`CachedScanner`]: the core scanner behind the verdict cache.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::{Cache, CacheKey, Lookup};
+use crate::scan::{FileReport, ScanError, Scanner};
+
+/// Formats whose report depends on more than the file's bytes: an ONNX
+/// graph's external data is read from files beside it. Never cached.
+const UNCACHEABLE_FORMATS: &[&str] = &["onnx"];
+
+/// One scanned (or cache-served) file.
+#[derive(Debug)]
+pub struct Scanned {
+    pub report: FileReport,
+    /// sha256 of the content the report is about.
+    pub sha256: String,
+    /// True when the report came from the cache and nothing was scanned.
+    pub cached: bool,
+    /// The sha256 a manifest claimed when it was not the content's: the
+    /// file was scanned, the claim not trusted.
+    pub claimed_sha256: Option<String>,
+}
+
+/// How many files were scanned, served from the cache, or had an entry
+/// that was not trusted.
+#[derive(Debug, Default)]
+pub struct CacheCounters {
+    pub scanned: AtomicU64,
+    pub cached: AtomicU64,
+    pub rejected: AtomicU64,
+}
+
+pub struct CachedScanner {
+    scanner: Scanner,
+    cache: Option<Cache>,
+    settings: String,
+    pub counters: CacheCounters,
+}
+
+fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+impl CachedScanner {
+    /// `settings_digest` is the policy's
+    /// [`scan_settings_digest`](crate::policy::Policy::scan_settings_digest)
+    /// for the configuration `scanner` was built with.
+    pub fn new(scanner: Scanner, cache: Option<Cache>, settings_digest: String) -> CachedScanner {
+        CachedScanner {
+            scanner,
+            cache,
+            settings: settings_digest,
+            counters: CacheCounters::default(),
+        }
+    }
+
+    pub fn scanner(&self) -> &Scanner {
+        &self.scanner
+    }
+
+    pub fn cache(&self) -> Option<&Cache> {
+        self.cache.as_ref()
+    }
+
+    pub fn key(&self, sha256: &str, display: &str) -> CacheKey {
+        CacheKey::new(sha256, display, &self.settings)
+    }
+
+    /// The cached report for content `sha256` named `display`, if one is
+    /// trusted. A read error or an untrusted entry is a miss.
+    pub fn lookup(&self, sha256: &str, display: &str) -> Option<FileReport> {
+        let cache = self.cache.as_ref()?;
+        let shown = display;
+        match cache.get(&self.key(sha256, display), display) {
+            Ok(Lookup::Hit(r)) => Some(r),
+            Ok(Lookup::Miss) => None,
+            Ok(Lookup::Rejected(why)) => {
+                bump(&self.counters.rejected);
+                tracing::warn!(sha256, path = shown, reason = ?why, "untrusted verdict-cache entry; scanning again");
+                None
+            }
+            Err(e) => {
+                tracing::warn!(sha256, path = shown, error = %e, "verdict cache unreadable; scanning");
+                None
+            }
+        }
+    }
+
+    /// Stores a report the caller produced for content `sha256`.
+    pub fn remember(&self, sha256: &str, report: &FileReport) {
+        let Some(cache) = &self.cache else { return };
+        if UNCACHEABLE_FORMATS.contains(&report.format.as_str()) {
+            return;
+        }
+        // A cache that cannot be written costs time, not safety.
+        if let Err(e) = cache.put(&self.key(sha256, &report.path), report) {
+            tracing::warn!(sha256, error = %e, "cannot write the verdict cache");
+        }
+    }
+
+    /// Scans `path`. With `claimed` (a manifest's sha256) that the cache
+    /// knows, the file is not opened at all; otherwise it is mapped once,
+    /// and the bytes that are hashed are the bytes that are scanned.
+    pub fn scan_file(
+        &self,
+        path: &Path,
+        display: &str,
+        claimed: Option<&str>,
+    ) -> Result<Scanned, ScanError> {
+        if let Some(sha) = claimed
+            && let Some(report) = self.lookup(sha, display)
+        {
+            bump(&self.counters.cached);
+            return Ok(Scanned {
+                report,
+                sha256: sha.to_ascii_lowercase(),
+                cached: true,
+                claimed_sha256: None,
+            });
+        }
+        let io = |source| ScanError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let file = std::fs::File::open(path).map_err(io)?;
+        let len = file.metadata().map_err(io)?.len();
+        let map;
+        let data: &[u8] = if len == 0 {
+            &[]
+        } else {
+            // SAFETY: a read-only private map, as in `Scanner::scan_file`
+            // (the same truncation caveat applies).
+            map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
+            &map
+        };
+        let sha256 = crate::digest::sha256_bytes(data);
+        let mismatch = claimed.filter(|c| !c.eq_ignore_ascii_case(&sha256));
+        if mismatch.is_none()
+            && claimed.is_none()
+            && let Some(report) = self.lookup(&sha256, display)
+        {
+            bump(&self.counters.cached);
+            return Ok(Scanned {
+                report,
+                sha256,
+                cached: true,
+                claimed_sha256: None,
+            });
+        }
+        let report = self.scanner.scan_mapped(display, data, path);
+        bump(&self.counters.scanned);
+        self.remember(&sha256, &report);
+        Ok(Scanned {
+            report,
+            sha256,
+            cached: false,
+            claimed_sha256: mismatch.map(str::to_string),
+        })
+    }
+
+    /// Scans bytes that are not a file on disk (a download in memory).
+    pub fn scan_bytes(&self, display: &str, data: &[u8]) -> Scanned {
+        let sha256 = crate::digest::sha256_bytes(data);
+        if let Some(report) = self.lookup(&sha256, display) {
+            bump(&self.counters.cached);
+            return Scanned {
+                report,
+                sha256,
+                cached: true,
+                claimed_sha256: None,
+            };
+        }
+        let report = self.scanner.scan_bytes(display, data);
+        bump(&self.counters.scanned);
+        self.remember(&sha256, &report);
+        Scanned {
+            report,
+            sha256,
+            cached: false,
+            claimed_sha256: None,
+        }
+    }
+}
