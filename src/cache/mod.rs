@@ -6,7 +6,7 @@
 //! the content's sha256, the modelgate version, [`ENGINE_DIGEST`] (rules,
 //! parsers and data tables, hashed by `build.rs`), and the digest of the
 //! policy settings that change findings
-//! ([`crate::policy::Policy::scan_settings_digest`]). Change any of them and
+//! (`Policy::scan_settings_digest`). Change any of them and
 //! every old entry is a miss; `modelgate cache prune` removes those.
 //!
 //! What the policy then *does* with a report (exemptions, path rules,
@@ -80,7 +80,7 @@ pub struct CacheKey {
     pub version: String,
     /// [`ENGINE_DIGEST`] of the build that wrote the entry.
     pub rules_digest: String,
-    /// [`crate::policy::Policy::scan_settings_digest`] of the scan.
+    /// `Policy::scan_settings_digest` (the policy module) of the scan.
     pub settings_digest: String,
 }
 

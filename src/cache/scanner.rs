@@ -45,7 +45,7 @@ fn bump(c: &AtomicU64) {
 
 impl CachedScanner {
     /// `settings_digest` is the policy's
-    /// [`scan_settings_digest`](crate::policy::Policy::scan_settings_digest)
+    /// `Policy::scan_settings_digest` (the policy module)
     /// for the configuration `scanner` was built with.
     pub fn new(scanner: Scanner, cache: Option<Cache>, settings_digest: String) -> CachedScanner {
         CachedScanner {

@@ -20,6 +20,7 @@ mod regression;
 mod robustness;
 mod rule_fixtures;
 mod sarif;
+mod scaleout;
 mod sign;
 mod watch;
 mod wheel;
