@@ -6,6 +6,7 @@
 pub mod bom;
 pub mod digest;
 pub mod git;
+pub mod hub;
 pub mod policy;
 pub mod quarantine;
 pub mod report;
