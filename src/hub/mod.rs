@@ -483,14 +483,17 @@ impl HubClient {
     /// Downloads `/{repo}/resolve/{rev}/{file}` to `dest`.
     pub async fn download(
         &self,
-        kind: RepoKind,
-        repo: &str,
-        rev: &str,
-        file: &str,
+        file: &FileRef<'_>,
         auth: Option<&HeaderValue>,
         dest: &Path,
         limit: u64,
     ) -> Result<(Spooled, HeaderMap), HubError> {
+        let FileRef {
+            kind,
+            repo,
+            rev,
+            path: file,
+        } = *file;
         let path = format!(
             "/{}{repo}/resolve/{}/{}",
             kind.url_prefix(),
@@ -514,6 +517,15 @@ impl HubClient {
         let s = self.spool(f.response, &mut out, limit, |_| Ok(())).await?;
         Ok((s, f.hub_headers))
     }
+}
+
+/// One file of one revision of a Hub repository.
+#[derive(Debug, Clone, Copy)]
+pub struct FileRef<'a> {
+    pub kind: RepoKind,
+    pub repo: &'a str,
+    pub rev: &'a str,
+    pub path: &'a str,
 }
 
 /// The three kinds of Hub repository.
