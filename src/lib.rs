@@ -9,6 +9,7 @@ pub mod cache;
 pub mod digest;
 pub mod git;
 pub mod hfcache;
+pub mod hub;
 pub mod policy;
 pub mod quarantine;
 pub mod report;
