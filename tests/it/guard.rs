@@ -2,9 +2,10 @@
 //! scikit-learn and pandas (tests/fixtures/guard-venv.sh, MODELGATE_GUARD_VENV
 //! or target/guard-venv), the guard installed into it by the real binary,
 //! files written by tests/fixtures/gen/guard_fixtures.py and loaded by
-//! tests/fixtures/guard_load.py. Malicious files would create a marker file
-//! when loaded: the guard must stop them before that. Without the venv (no
-//! Python or PyPI) the test skips.
+//! tests/fixtures/guard_load.py; Keras in a venv of its own (keras-venv.sh).
+//! Malicious files would create a marker file when loaded: the guard must
+//! stop them before that. Without the venvs (no Python or PyPI) the tests
+//! skip.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -55,6 +56,7 @@ impl Env {
     fn load(&self, loader: &str, file: &str, guard: bool) -> Output {
         let mut c = Command::new(&self.python);
         c.current_dir(&self.dir)
+            .env("KERAS_BACKEND", "jax")
             .arg(fixtures().join("guard_load.py"))
             .arg(loader)
             .arg(self.dir.join(file));
@@ -201,6 +203,76 @@ fn guard_blocks_malicious_loads_and_lets_benign_ones_through() {
         marker.exists(),
         "uninstalled: stock joblib runs the payload"
     );
+}
+
+/// Keras 3 in its own venv (tests/fixtures/keras-venv.sh, MODELGATE_KERAS_VENV
+/// or target/keras-venv): `load_model(..., safe_mode=False)` of a `.keras`
+/// file whose Lambda layer carries marshalled bytecode is refused before
+/// Keras rebuilds the layer, through both import paths users write.
+#[test]
+fn guard_stops_a_keras_lambda_before_load_model_runs_it() {
+    let venv = std::env::var_os("MODELGATE_KERAS_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/keras-venv"));
+    let python = venv.join("bin/python");
+    let has_keras = Command::new(&python)
+        .args(["-c", "import keras"])
+        .env("KERAS_BACKEND", "jax")
+        .env("MODELGATE_GUARD", "off")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_keras {
+        println!(
+            "SKIPPED: guard_stops_a_keras_lambda_before_load_model_runs_it: no venv with Keras 3 \
+             (set MODELGATE_KERAS_VENV, or run tests/fixtures/keras-venv.sh target/keras-venv; \
+             it needs PyPI)"
+        );
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().to_path_buf();
+    let marker = dir.join("MARKER");
+    let venv_arg = venv.to_str().expect("utf-8");
+    modelgate(&dir, &["guard", "uninstall", "--venv", venv_arg]);
+    let out = Command::new(&python)
+        .env("KERAS_BACKEND", "jax")
+        .arg(fixtures().join("gen/guard_keras_fixtures.py"))
+        .arg(&dir)
+        .arg(&marker)
+        .output()
+        .expect("python runs");
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!marker.exists());
+    let out = modelgate(&dir, &["guard", "install", "--venv", venv_arg]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    let env = Env {
+        python,
+        dir: dir.clone(),
+    };
+    for loader in ["keras", "keras-models"] {
+        let out = env.load(loader, "benign.keras", true);
+        assert!(out.status.success(), "{loader}: {}", text(&out));
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "loaded");
+        let out = env.load(loader, "evil_lambda.keras", true);
+        assert_eq!(out.status.code(), Some(3), "{loader}: {}", text(&out));
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            said.starts_with("modelgate_guard.UnsafeModelError: ") && said.contains("KRS001"),
+            "{loader}: {}",
+            text(&out)
+        );
+        assert!(!marker.exists(), "{loader} ran the Lambda payload");
+    }
+    // The fixture is a real attack: stock Keras runs it.
+    let out = env.load("keras", "evil_lambda.keras", false);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        marker.exists(),
+        "unguarded load_model should run the Lambda"
+    );
+    let out = modelgate(&dir, &["guard", "uninstall", "--venv", venv_arg]);
+    assert!(out.status.success(), "{}", text(&out));
 }
 
 #[test]
