@@ -12,6 +12,7 @@ pub mod hfcache;
 pub mod hub;
 pub mod policy;
 pub mod quarantine;
+pub mod remote;
 pub mod report;
 pub mod sign;
 pub mod watch;

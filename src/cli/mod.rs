@@ -16,6 +16,7 @@ mod hook;
 mod install;
 mod policy;
 mod quarantine;
+mod remote;
 mod rules;
 mod scaleout;
 mod scan;

@@ -35,7 +35,10 @@ pub enum FailOn {
 
 #[derive(Debug, Args)]
 pub struct ScanArgs {
-    /// Files or directories to scan (recursively); `-` reads one file from stdin.
+    /// Files or directories to scan (recursively); `-` reads one file from
+    /// stdin; `hf://ORG/REPO[@REV]`, `hf://datasets/ORG/REPO` or `hf://ORG`
+    /// (every model) reads from the Hub at `HF_ENDPOINT` with `HF_TOKEN`,
+    /// downloading only files the verdict cache does not know.
     #[arg(default_value = ".")]
     paths: Vec<PathBuf>,
     /// Output format.
@@ -101,6 +104,8 @@ enum Source {
     File(PathBuf),
     Stdin(Vec<u8>),
     ModelDir,
+    /// An `hf://` file, downloaded and deleted; its sha256.
+    Remote(String),
 }
 
 pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
@@ -134,8 +139,22 @@ pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
         excludes: args.exclude.clone(),
         no_ignore: args.no_ignore,
     };
-    let (mut scanned, errors) =
-        scan_all_cached(&scanner, cached.as_ref(), &args.paths, &walk_options)?;
+    let (remote, local): (Vec<PathBuf>, Vec<PathBuf>) = args
+        .paths
+        .iter()
+        .cloned()
+        .partition(|p| super::remote::is_remote(p));
+    let (mut scanned, mut errors) =
+        scan_all_cached(&scanner, cached.as_ref(), &local, &walk_options)?;
+    if !remote.is_empty() {
+        // The Hub lists each LFS file's sha256, so the cache costs no
+        // hashing here: on unless --no-cache.
+        let cache = (!args.no_cache).then(|| args.cache.open()).transpose()?;
+        let sources: Vec<String> = remote.iter().map(|p| p.display().to_string()).collect();
+        let (reports, remote_errors) = super::remote::scan(&policy, cache, &sources, args.quiet)?;
+        scanned.extend(reports.into_iter().map(|(r, sha)| (r, Source::Remote(sha))));
+        errors.extend(remote_errors);
+    }
     scanned.sort_by(|a, b| a.0.path.cmp(&b.0.path));
     let decisions: Vec<Decision> = scanned
         .iter()
@@ -322,6 +341,7 @@ fn content_sha256(source: &Source) -> Option<String> {
         Source::File(p) => digest::sha256_file(p).ok(),
         Source::Stdin(bytes) => Some(digest::sha256_bytes(bytes)),
         Source::ModelDir => None,
+        Source::Remote(sha) => Some(sha.clone()),
     }
 }
 
@@ -335,12 +355,13 @@ fn decide(policy: &Policy, report: &FileReport, source: &Source) -> Decision {
     let place = match source {
         Source::File(p) => Place::disk(&path, p),
         Source::ModelDir => Place::disk(&path, Path::new(&report.path)),
-        Source::Stdin(_) => Place::nowhere(&path),
+        Source::Stdin(_) | Source::Remote(_) => Place::nowhere(&path),
     };
     let hash = || match source {
         Source::File(p) => digest::sha256_file(p).unwrap_or_default(),
         Source::Stdin(bytes) => digest::sha256_bytes(bytes),
         Source::ModelDir => String::new(),
+        Source::Remote(sha) => sha.clone(),
     };
     match source {
         Source::File(p) if matches!(report.status, ScanStatus::Skipped { .. }) => {
@@ -366,7 +387,7 @@ fn decide(policy: &Policy, report: &FileReport, source: &Source) -> Decision {
         Source::File(p) => {
             policy.decide_signed(report, place, SignatureSource::Disk(p), hash, Context::Scan)
         }
-        Source::Stdin(_) | Source::ModelDir => {
+        Source::Stdin(_) | Source::ModelDir | Source::Remote(_) => {
             policy.decide_with(report, place, hash, Context::Scan)
         }
     }

@@ -42,6 +42,8 @@ impl Default for HubLimits {
 
 #[derive(Debug, thiserror::Error)]
 pub enum HubError {
+    // reqwest's own message would name the URL again: it is built
+    // `without_url`, and the URL shown is the redacted one.
     #[error("upstream request to {url} failed: {source}")]
     Http {
         url: String,
@@ -122,7 +124,7 @@ impl HubClient {
             .build()
             .map_err(|source| HubError::Http {
                 url: base.to_string(),
-                source,
+                source: source.without_url(),
             })?;
         Ok(HubClient { http, base, limits })
     }
@@ -178,7 +180,7 @@ impl HubClient {
             let resp = match tokio::time::timeout(self.limits.idle_timeout, send).await {
                 Ok(r) => r.map_err(|source| HubError::Http {
                     url: redact(&url),
-                    source,
+                    source: source.without_url(),
                 })?,
                 Err(_) => return Err(self.timeout(&url)),
             };
@@ -231,7 +233,7 @@ impl HubClient {
             let chunk = match tokio::time::timeout(self.limits.idle_timeout, resp.chunk()).await {
                 Ok(c) => c.map_err(|source| HubError::Http {
                     url: url.clone(),
-                    source,
+                    source: source.without_url(),
                 })?,
                 Err(_) => {
                     return Err(HubError::Timeout {
@@ -447,7 +449,10 @@ impl HubClient {
                             received: size,
                         });
                     }
-                    return Err(HubError::Http { url, source });
+                    return Err(HubError::Http {
+                        url,
+                        source: source.without_url(),
+                    });
                 }
                 Err(_) => {
                     return Err(HubError::Timeout {
