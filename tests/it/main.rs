@@ -13,6 +13,9 @@ mod containers;
 mod corpus;
 mod git_hooks;
 mod guard;
+mod hub;
+#[path = "../support/hub_stub.rs"]
+mod hub_stub;
 mod limits;
 mod policy;
 mod policy_signature;
