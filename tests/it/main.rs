@@ -20,6 +20,7 @@ mod limits;
 mod policy;
 mod policy_signature;
 mod regression;
+mod remote;
 mod robustness;
 mod rule_fixtures;
 mod sarif;
