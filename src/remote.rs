@@ -99,6 +99,97 @@ impl FromStr for HfSource {
     }
 }
 
+/// One file named by URL, as a manifest's `url` gives it:
+/// `hf://[datasets/|spaces/]ORG/REPO[@REV]/PATH` (`main` when no revision).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HfFileUrl {
+    pub kind: RepoKind,
+    pub repo: String,
+    pub rev: String,
+    pub path: String,
+}
+
+impl FromStr for HfFileUrl {
+    type Err = RemoteError;
+
+    fn from_str(s: &str) -> Result<HfFileUrl, RemoteError> {
+        let bad = |why: &str| RemoteError::Syntax {
+            source_text: s.to_string(),
+            why: why.to_string(),
+        };
+        let rest = s
+            .strip_prefix("hf://")
+            .ok_or_else(|| bad("no hf:// prefix"))?;
+        let (kind, rest) = match rest.split_once('/') {
+            Some(("datasets", r)) => (RepoKind::Dataset, r),
+            Some(("spaces", r)) => (RepoKind::Space, r),
+            Some(("models", r)) => (RepoKind::Model, r),
+            _ => (RepoKind::Model, rest),
+        };
+        let mut parts = rest.splitn(3, '/');
+        let (Some(org), Some(name_rev), Some(path)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(bad("expected hf://ORG/REPO[@REV]/PATH"));
+        };
+        let (name, rev) = match name_rev.split_once('@') {
+            Some((n, r)) if !r.is_empty() && !r.contains("..") => (n, r),
+            Some(_) => return Err(bad("empty or invalid revision after @")),
+            None => (name_rev, "main"),
+        };
+        if !valid_name(org) || !valid_name(name) {
+            return Err(bad(
+                "names are letters, digits, '-', '_' and '.', not starting with '.'",
+            ));
+        }
+        // The path goes into a URL only (percent-encoded per segment), but
+        // `..` or empty segments are never a file the Hub lists.
+        if path
+            .split('/')
+            .any(|seg| seg.is_empty() || seg == "." || seg == "..")
+        {
+            return Err(bad("the file path has an empty, `.` or `..` segment"));
+        }
+        Ok(HfFileUrl {
+            kind,
+            repo: format!("{org}/{name}"),
+            rev: rev.to_string(),
+            path: path.to_string(),
+        })
+    }
+}
+
+/// Scans one file named by URL. With `sha256` (a manifest's) that the
+/// cache knows, nothing is downloaded; a download whose bytes are not that
+/// sha256 is an error.
+pub async fn scan_file_url(
+    client: &HubClient,
+    scanner: &Arc<CachedScanner>,
+    opts: &RemoteOptions,
+    url: &HfFileUrl,
+    display: String,
+    sha256: Option<String>,
+) -> RemoteFile {
+    let tmp = match tempfile::Builder::new().prefix("modelgate-hf-").tempdir() {
+        Ok(t) => t,
+        Err(e) => {
+            return RemoteFile {
+                display,
+                outcome: Err(RemoteError::TempDir(e).to_string()),
+                downloaded: false,
+            };
+        }
+    };
+    let file = Listed {
+        path: url.path.clone(),
+        sha256,
+    };
+    let dest = tmp.path().join("0.download");
+    scan_one(
+        client, scanner, opts, url.kind, &url.repo, &url.rev, file, display, &dest,
+    )
+    .await
+}
+
 /// How remote files are fetched.
 #[derive(Debug, Clone)]
 pub struct RemoteOptions {
@@ -375,6 +466,30 @@ mod tests {
             "https://huggingface.co/acme/bert",
         ] {
             assert!(text.parse::<HfSource>().is_err(), "{text}");
+        }
+    }
+
+    #[test]
+    fn file_urls_parse_and_hostile_paths_are_refused() {
+        let u: HfFileUrl = "hf://datasets/acme/data@v2/a/b.bin".parse().unwrap();
+        assert_eq!(
+            (u.kind, u.repo.as_str(), u.rev.as_str(), u.path.as_str()),
+            (RepoKind::Dataset, "acme/data", "v2", "a/b.bin")
+        );
+        let u: HfFileUrl = "hf://acme/bert/pytorch_model.bin".parse().unwrap();
+        assert_eq!(
+            (u.rev.as_str(), u.path.as_str()),
+            ("main", "pytorch_model.bin")
+        );
+        for bad in [
+            "hf://acme/bert",
+            "hf://acme/bert/../x",
+            "hf://acme/bert//x",
+            "hf://acme/bert@/x",
+            "hf://../bert/x",
+            "s3://bucket/x",
+        ] {
+            assert!(bad.parse::<HfFileUrl>().is_err(), "{bad}");
         }
     }
 

@@ -36,19 +36,16 @@ pub fn scan_manifest(
         .iter()
         .filter(|e| shard.is_none_or(|s| s.takes(e)))
         .collect();
-    let scanner = CachedScanner::new(
+    let scanner = std::sync::Arc::new(CachedScanner::new(
         Scanner::new(policy.scan_config()),
         cache,
         policy.scan_settings_digest(),
-    );
+    ));
+    let (urls, mine): (Vec<&ManifestEntry>, Vec<&ManifestEntry>) =
+        mine.into_iter().partition(|e| e.path.is_none());
     let scan_one = |e: &&ManifestEntry| {
-        let Some(path) = e.path.as_deref() else {
-            return ResultLine::error(
-                e.name().unwrap_or_default(),
-                e.digest(),
-                "url entries are not fetched by `scan --manifest`; use an hf:// source".into(),
-            );
-        };
+        // Every entry here has a path: the url entries were set apart.
+        let path = e.path.as_deref().unwrap_or_default();
         match scanner.scan_file(Path::new(path), path, e.digest().as_deref()) {
             Ok(s) => ResultLine::scanned(&s),
             Err(err) => {
@@ -66,6 +63,7 @@ pub fn scan_manifest(
         .partition(|e| e.digest().is_none_or(|d| seen.insert(d)));
     let mut lines: Vec<ResultLine> = first.par_iter().map(scan_one).collect();
     lines.extend(dups.par_iter().map(scan_one).collect::<Vec<_>>());
+    lines.extend(super::remote::scan_manifest_urls(&scanner, &urls)?);
     let mut out = std::io::BufWriter::new(
         std::fs::File::create(results)
             .with_context(|| format!("cannot write results to {}", results.display()))?,

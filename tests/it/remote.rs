@@ -223,3 +223,77 @@ fn bytes_other_than_the_listed_ones_are_an_error_never_a_pass() {
     );
     assert_eq!(stub.control.hits_under("/"), before);
 }
+
+/// A manifest may name Hub files by URL: a `sha256` the cache knows means
+/// no download; the rest is fetched; other schemes are an error line.
+#[test]
+fn manifest_url_entries_are_fetched_only_on_a_cache_miss() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path().join("hub");
+    hub_root(&root);
+    let stub = HubStub::start(&root);
+    let cache = tmp.path().join("cache");
+    let out = scan(&stub, &cache, &["hf://acme/tiny"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let weights_sha = {
+        use sha2::Digest;
+        modelgate::hub::hex(&sha2::Sha256::digest(fixture(
+            "rules/SFT001/good_exact_length.safetensors",
+        )))
+    };
+    let manifest = tmp.path().join("manifest.jsonl");
+    std::fs::write(
+        &manifest,
+        format!(
+            "{{\"url\": \"hf://acme/tiny-ft/weights/model.safetensors\", \"sha256\": \"{weights_sha}\"}}\n\
+             {{\"url\": \"hf://acme/evil@main/pytorch_model.bin\"}}\n\
+             {{\"url\": \"s3://bucket/model.bin\"}}\n"
+        ),
+    )
+    .expect("manifest");
+    let cdn_before = stub.control.hits_under("/cdn/");
+    let results = tmp.path().join("out.jsonl");
+    let out = Command::new(env!("CARGO_BIN_EXE_modelgate"))
+        .env("HF_ENDPOINT", stub.url())
+        .env_remove("MODELGATE_POLICY")
+        .arg("scan")
+        .arg("--cache")
+        .arg(&cache)
+        .arg("--manifest")
+        .arg(&manifest)
+        .arg("--results")
+        .arg(&results)
+        .current_dir(tmp.path())
+        .output()
+        .expect("modelgate runs");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "the s3:// line is an error: {out:?}"
+    );
+    let lines: Vec<Value> = std::fs::read_to_string(&results)
+        .expect("results")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    let by = |url: &str| {
+        lines
+            .iter()
+            .find(|l| l["path"] == url)
+            .unwrap_or_else(|| panic!("{url} in {lines:?}"))
+    };
+    let weights = by("hf://acme/tiny-ft/weights/model.safetensors");
+    assert_eq!(weights["cached"], true, "{weights}");
+    assert_eq!(weights["verdict"], "clean");
+    let evil = by("hf://acme/evil@main/pytorch_model.bin");
+    assert_eq!(evil["cached"], false);
+    assert_eq!(evil["verdict"], "malicious");
+    assert!(evil["rules"].to_string().contains("PKL001"), "{evil}");
+    let s3 = by("s3://bucket/model.bin");
+    assert_eq!(s3["status"], "error", "{s3}");
+    assert_eq!(
+        stub.control.hits_under("/cdn/"),
+        cdn_before + 1,
+        "only the pickle was downloaded"
+    );
+}
