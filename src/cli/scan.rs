@@ -81,8 +81,9 @@ pub struct ScanArgs {
     /// Never read or write the verdict cache.
     #[arg(long)]
     no_cache: bool,
-    /// Scan the files a JSON-lines manifest lists (`path`, optional `sha256`
-    /// and `size`); requires --results.
+    /// Scan the files a JSON-lines manifest lists (`path`, or `url` as
+    /// `hf://ORG/REPO[@REV]/PATH`; optional `sha256` and `size`); requires
+    /// --results.
     #[arg(
         long,
         value_name = "FILE.jsonl",
