@@ -11,6 +11,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
+use modelgate::cache::Cache;
 use modelgate::git::{self, GitError, Outcome, push, render, staged};
 use modelgate::policy::locate::{self, Source};
 use modelgate::policy::{Policy, PolicyError, diag};
@@ -28,6 +29,12 @@ pub struct HookArgs {
     /// Output format; JSON goes to stdout, human messages to stderr.
     #[arg(long, value_enum, default_value_t = Format::Human, global = true)]
     format: Format,
+    /// Verdict cache directory shared with `scan`, the daemon and other
+    /// hooks: content judged before is not scanned again, and an LFS
+    /// object is found by its pointer's sha256 without being read (useful
+    /// on a server's pre-receive). Off unless given.
+    #[arg(long, global = true, value_name = "DIR")]
+    cache: Option<PathBuf>,
 }
 
 // The variants are git's hook names.
@@ -73,17 +80,31 @@ pub fn run(args: HookArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(EXIT_CONFIG));
         }
     };
+    // A cache that cannot be opened is an error like any other failure to
+    // check: `[hook] on-error` decides, nothing is let through unseen.
+    let cache = match args
+        .cache
+        .as_deref()
+        .map(|d| Cache::open(d, None))
+        .transpose()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            let e = GitError::Input(format!("cannot open the verdict cache: {e}"));
+            return report(name, args.format, &policy, &described, Err(e));
+        }
+    };
     let result = match &args.hook {
         Hook::PreCommit | Hook::PreMergeCommit => {
-            git::open().and_then(|repo| staged::check_index(&repo, &policy))
+            git::open().and_then(|repo| staged::check_index(&repo, &policy, cache))
         }
         Hook::PrePush { .. } => git::open().and_then(|repo| {
             let updates = push::parse_pre_push(&repo, std::io::stdin().lock())?;
-            push::check_updates(&repo, &policy, &updates, push::Known::Advertised)
+            push::check_updates(&repo, &policy, &updates, push::Known::Advertised, cache)
         }),
         Hook::PreReceive => push::open_receiving().and_then(|repo| {
             let updates = push::parse_pre_receive(&repo, std::io::stdin().lock())?;
-            push::check_updates(&repo, &policy, &updates, push::Known::AllRefs)
+            push::check_updates(&repo, &policy, &updates, push::Known::AllRefs, cache)
         }),
     };
     report(name, args.format, &policy, &described, result)

@@ -52,6 +52,7 @@ use std::path::PathBuf;
 use git2::{Oid, Repository};
 use serde::Serialize;
 
+use crate::cache::{Cache, CachedScanner};
 use crate::policy::{Action, Context, Decision, Place, Policy, SignatureSource};
 use crate::scan::{self, FileReport, Scanner};
 use crate::sign;
@@ -105,6 +106,8 @@ pub struct Outcome {
     pub checked: usize,
     /// Blobs that went through a model parser (not text).
     pub scanned: usize,
+    /// Of those, how many verdicts came from the verdict cache (`--cache`).
+    pub cached: usize,
     pub files: Vec<FileOutcome>,
 }
 
@@ -147,6 +150,9 @@ const IN_MEMORY_MAX_BYTES: usize = 16 << 20;
 pub struct Checker<'r> {
     repo: &'r Repository,
     scanner: Scanner,
+    /// The verdict cache, when the hook was given one: content judged
+    /// before (by any hook, `scan` or the daemon) is not scanned again.
+    cached: Option<CachedScanner>,
     policy: &'r Policy,
     context: Context,
     /// Blob and path pairs already judged: a push shares blobs between
@@ -161,14 +167,18 @@ pub struct Checker<'r> {
 }
 
 impl<'r> Checker<'r> {
-    pub fn new(repo: &'r Repository, policy: &'r Policy) -> Self {
+    pub fn new(repo: &'r Repository, policy: &'r Policy, cache: Option<Cache>) -> Self {
         let storage = repo
             .config()
             .ok()
             .and_then(|c| c.get_string("lfs.storage").ok());
+        let scanner = Scanner::new(policy.scan_config());
         Checker {
             repo,
-            scanner: Scanner::new(policy.scan_config()),
+            cached: cache.map(|c| {
+                CachedScanner::new(scanner.clone(), Some(c), policy.scan_settings_digest())
+            }),
+            scanner,
             policy,
             context: Context::Hook,
             seen: HashSet::new(),
@@ -299,24 +309,21 @@ impl<'r> Checker<'r> {
         id: Oid,
         file: &std::path::Path,
     ) -> Result<(), GitError> {
-        self.outcome.scanned += 1;
-        let report = self
-            .scanner
-            .scan_file(file, path)
-            .map_err(|e| GitError::Io {
-                what: format!("cannot scan {path}"),
-                source: std::io::Error::other(e.to_string()),
-            })?;
+        let (report, sha256) = self.scan_path(file, path, None).map_err(|e| GitError::Io {
+            what: format!("cannot scan {path}"),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        let hash = || sha256.clone().unwrap_or_else(|| hash_file(file));
         let read = |p: &str| self.read_in_change(commit, p);
         let mut decision = self.policy.decide_signed(
             &report,
             self.place(path),
             SignatureSource::Tree(&read),
-            || hash_file(file),
+            hash,
             self.context,
         );
         if decision.action > Action::Allow && decision.sha256.is_none() {
-            decision.sha256 = Some(hash_file(file));
+            decision.sha256 = Some(hash());
         }
         self.record(commit, path, id, None, decision, Some(report));
         Ok(())
@@ -362,27 +369,49 @@ impl<'r> Checker<'r> {
             self.record(commit, path, id, lfs_oid, decision, None);
             return Ok(());
         };
-        self.outcome.scanned += 1;
-        let report = self
-            .scanner
-            .scan_file(&object, path)
+        // git-lfs stores (and verifies on transfer) each object under its
+        // sha256: with a cache, the pointer's oid finds the verdict without
+        // reading the object.
+        let (report, sha256) = self
+            .scan_path(&object, path, Some(&pointer.oid))
             .map_err(|e| GitError::Io {
                 what: format!("cannot scan LFS object of {path}"),
                 source: std::io::Error::other(e.to_string()),
             })?;
+        let hash = || sha256.clone().unwrap_or_else(|| hash_file(&object));
         let read = |p: &str| self.read_in_change(commit, p);
         let mut decision = self.policy.decide_signed(
             &report,
             self.place(path),
             SignatureSource::Tree(&read),
-            || hash_file(&object),
+            hash,
             self.context,
         );
         if decision.action > Action::Allow && decision.sha256.is_none() {
-            decision.sha256 = Some(hash_file(&object));
+            decision.sha256 = Some(hash());
         }
         self.record(commit, path, id, lfs_oid, decision, Some(report));
         Ok(())
+    }
+
+    /// Scans a file holding a blob's (or LFS object's) bytes, through the
+    /// verdict cache when there is one; with the cache, the content's
+    /// sha256 comes back too (it was computed to find the entry).
+    fn scan_path(
+        &mut self,
+        file: &std::path::Path,
+        path: &str,
+        claimed: Option<&str>,
+    ) -> Result<(FileReport, Option<String>), scan::ScanError> {
+        self.outcome.scanned += 1;
+        match &self.cached {
+            Some(c) => {
+                let s = c.scan_file(file, path, claimed)?;
+                self.outcome.cached += usize::from(s.cached);
+                Ok((s.report, Some(s.sha256)))
+            }
+            None => Ok((self.scanner.scan_file(file, path)?, None)),
+        }
     }
 
     /// Judges a blob held in memory.
@@ -400,7 +429,14 @@ impl<'r> Checker<'r> {
             return;
         }
         self.outcome.scanned += 1;
-        let report = self.scanner.scan_bytes(path, data);
+        let report = match &self.cached {
+            Some(c) => {
+                let s = c.scan_bytes(path, data);
+                self.outcome.cached += usize::from(s.cached);
+                s.report
+            }
+            None => self.scanner.scan_bytes(path, data),
+        };
         let read = |p: &str| self.read_in_change(commit, p);
         let mut decision = self.policy.decide_signed(
             &report,

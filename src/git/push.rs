@@ -23,6 +23,7 @@ use std::io::BufRead;
 use git2::{DiffOptions, Oid, Repository, Sort};
 
 use super::{Checker, GitError, Outcome, parse_oid};
+use crate::cache::Cache;
 use crate::policy::Policy;
 
 /// One `<local-ref> <local-oid> <remote-ref> <remote-oid>` line (pre-push)
@@ -110,8 +111,9 @@ pub fn check_updates(
     policy: &Policy,
     updates: &[Update],
     known: Known,
+    cache: Option<Cache>,
 ) -> Result<Outcome, GitError> {
-    let mut checker = Checker::new(repo, policy);
+    let mut checker = Checker::new(repo, policy, cache);
     let mut walk = repo.revwalk()?;
     walk.set_sorting(Sort::TOPOLOGICAL | Sort::REVERSE)?;
     let mut any = false;

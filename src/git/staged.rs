@@ -12,10 +12,16 @@
 use git2::{DiffOptions, ErrorCode, Repository};
 
 use super::{Checker, GitError, Outcome};
+use crate::cache::Cache;
 use crate::policy::Policy;
 
-/// Judges every staged blob of `repo`'s index against `policy`.
-pub fn check_index(repo: &Repository, policy: &Policy) -> Result<Outcome, GitError> {
+/// Judges every staged blob of `repo`'s index against `policy`, through
+/// the verdict cache when one is given.
+pub fn check_index(
+    repo: &Repository,
+    policy: &Policy,
+    cache: Option<Cache>,
+) -> Result<Outcome, GitError> {
     let index = repo.index()?;
     let head = match repo.head() {
         Ok(h) => Some(h.peel_to_tree()?),
@@ -25,7 +31,7 @@ pub fn check_index(repo: &Repository, policy: &Policy) -> Result<Outcome, GitErr
     let mut opts = DiffOptions::new();
     opts.include_typechange(true).ignore_submodules(true);
     let diff = repo.diff_tree_to_index(head.as_ref(), Some(&index), Some(&mut opts))?;
-    let mut checker = Checker::new(repo, policy).with_index(index);
+    let mut checker = Checker::new(repo, policy, cache).with_index(index);
     checker.check_diff(&diff, None);
     Ok(checker.finish())
 }

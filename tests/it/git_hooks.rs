@@ -1228,3 +1228,65 @@ fn hook_path_rules_are_relative_to_the_policy_file() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("POL001"), "{}", text(&out));
 }
+
+/// `--cache DIR`: a hook shares the verdict cache. A second run judges the
+/// same staged content from the cache (an LFS object by its pointer's
+/// sha256, without reading it) and still blocks.
+#[test]
+fn hooks_share_the_verdict_cache() {
+    let r = Repo::new(&[]);
+    let cache = r.dir.join(".git/modelgate-verdicts");
+    let oid = sha256(EVIL);
+    let obj = r
+        .dir
+        .join(".git/lfs/objects")
+        .join(&oid[0..2])
+        .join(&oid[2..4])
+        .join(&oid);
+    std::fs::create_dir_all(obj.parent().expect("parent")).expect("mkdir");
+    std::fs::write(&obj, EVIL).expect("write");
+    let pointer = format!(
+        "version https://git-lfs.github.com/spec/v1\noid sha256:{oid}\nsize {}\n",
+        EVIL.len()
+    );
+    r.write("big/model.pt", pointer.as_bytes());
+    r.write("a.pkl", EVIL);
+    r.git(&["add", "."]).ok();
+    let cache_arg = cache.to_str().expect("utf-8");
+    let run = || {
+        let out = r.modelgate(&[
+            "hook",
+            "pre-commit",
+            "--format",
+            "json",
+            "--cache",
+            cache_arg,
+        ]);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        let rules: Vec<String> = v["files"]
+            .as_array()
+            .expect("files")
+            .iter()
+            .map(|f| format!("{} {}", f["path"], f["decision"]["basis"][0]["rule"]))
+            .collect();
+        assert_eq!(
+            rules,
+            ["\"a.pkl\" \"PKL001\"", "\"big/model.pt\" \"PKL001\""],
+            "{v}"
+        );
+        (v["scanned"].as_u64(), v["cached"].as_u64())
+    };
+    assert_eq!(run(), (Some(2), Some(0)));
+    assert_eq!(
+        run(),
+        (Some(2), Some(2)),
+        "the second run is served by the cache"
+    );
+
+    // A cache that cannot be opened is a failure to check, not a pass.
+    std::fs::write(r.dir.join("not-a-dir"), b"x").expect("write");
+    let out = r.modelgate(&["hook", "pre-commit", "--cache", "not-a-dir"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("verdict cache"), "{}", text(&out));
+}
