@@ -15,6 +15,17 @@ use modelgate::scan::pickle::globals;
 use super::{EXIT_ERROR, EXIT_FINDINGS};
 
 const MODULE: &str = "modelgate_guard.py";
+/// `import modelgate; except modelgate.UnsafeModelError`: a package that
+/// re-exports the guard's exception. The wheel ships only the binary, so
+/// nothing else owns this name in an environment.
+const PACKAGE: &str = "modelgate";
+const PACKAGE_INIT: &str = r#""""Written by `modelgate guard install`: the load-time guard's exception,
+importable as `modelgate.UnsafeModelError`. `modelgate guard uninstall`
+removes it."""
+from modelgate_guard import UnsafeModelError
+
+__all__ = ["UnsafeModelError"]
+"#;
 const PTH: &str = "modelgate_guard.pth";
 /// The policy the guard's scans use when it was installed with the
 /// built-in defaults: an explicit file, so that a policy.toml in whatever
@@ -326,6 +337,7 @@ fn install(target: &Target, policy_file: Option<&Path>) -> anyhow::Result<ExitCo
             String::from_utf8_lossy(&compile.stderr).trim()
         );
     }
+    write_package(&site)?;
     std::fs::write(site.join(PTH), "import modelgate_guard\n")?;
     println!(
         "installed the guard into {} ({} allowed globals, policy {}); \
@@ -335,6 +347,28 @@ fn install(target: &Target, policy_file: Option<&Path>) -> anyhow::Result<ExitCo
         frozen_policy.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Is `site/modelgate/__init__.py` the one the guard writes?
+fn package_is_ours(site: &Path) -> bool {
+    std::fs::read_to_string(site.join(PACKAGE).join("__init__.py")).is_ok_and(|t| t == PACKAGE_INIT)
+}
+
+/// Writes the `modelgate` package, unless another one holds the name.
+fn write_package(site: &Path) -> anyhow::Result<()> {
+    let dir = site.join(PACKAGE);
+    if dir.exists() && !package_is_ours(site) {
+        eprintln!(
+            "warning: {} exists and is not the guard's: `modelgate.UnsafeModelError` is not \
+             importable; catch `modelgate_guard.UnsafeModelError`",
+            dir.display()
+        );
+        return Ok(());
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    std::fs::write(dir.join("__init__.py"), PACKAGE_INIT)
+        .with_context(|| format!("cannot write {}", dir.display()))?;
+    Ok(())
 }
 
 /// Reads `NAME = "..."` back from the generated module.
@@ -401,6 +435,10 @@ fn uninstall(target: &Target) -> anyhow::Result<ExitCode> {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(e).with_context(|| format!("cannot remove {f}")),
         }
+    }
+    if package_is_ours(&site) {
+        std::fs::remove_dir_all(site.join(PACKAGE))
+            .with_context(|| format!("cannot remove {}", site.join(PACKAGE).display()))?;
     }
     if let Ok(entries) = std::fs::read_dir(site.join("__pycache__")) {
         for e in entries.flatten() {

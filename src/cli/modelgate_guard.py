@@ -37,6 +37,11 @@ class UnsafeModelError(Exception):
     """A model file or pickle import that modelgate blocks."""
 
 
+# Callers catch it as `modelgate.UnsafeModelError`: the guard also installs
+# a `modelgate` package that re-exports it, and tracebacks say so.
+UnsafeModelError.__module__ = "modelgate"
+
+
 def _report(message):
     try:
         sys.stderr.write("modelgate guard: " + message + "\n")

@@ -143,7 +143,7 @@ fn guard_blocks_malicious_loads_and_lets_benign_ones_through() {
         );
         let said = String::from_utf8_lossy(&out.stdout);
         assert!(
-            said.starts_with("modelgate_guard.UnsafeModelError: "),
+            said.starts_with("modelgate.UnsafeModelError: "),
             "{loader} {file}: {}",
             text(&out)
         );
@@ -258,7 +258,7 @@ fn guard_stops_a_keras_lambda_before_load_model_runs_it() {
         assert_eq!(out.status.code(), Some(3), "{loader}: {}", text(&out));
         let said = String::from_utf8_lossy(&out.stdout);
         assert!(
-            said.starts_with("modelgate_guard.UnsafeModelError: ") && said.contains("KRS001"),
+            said.starts_with("modelgate.UnsafeModelError: ") && said.contains("KRS001"),
             "{loader}: {}",
             text(&out)
         );
@@ -370,6 +370,22 @@ fn guard_status_reports_a_stale_policy() {
     );
     let out = modelgate(dir, &["guard", "status", "--python", py]);
     assert!(out.status.success(), "{}", text(&out));
+    // Callers catch the guard's error as `modelgate.UnsafeModelError`.
+    let out = Command::new(&python)
+        .args([
+            "-c",
+            "import modelgate, modelgate_guard as g; \
+             assert modelgate.UnsafeModelError is g.UnsafeModelError; \
+             print(modelgate.UnsafeModelError.__module__)",
+        ])
+        .output()
+        .expect("python runs");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "modelgate",
+        "{}",
+        text(&out)
+    );
     std::fs::write(&policy, "[pickle]\nallow = []\n").expect("policy");
     let out = modelgate(dir, &["guard", "status", "--python", py]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
@@ -379,4 +395,12 @@ fn guard_status_reports_a_stale_policy() {
     let out = modelgate(dir, &["guard", "status", "--python", py]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("not installed"), "{}", text(&out));
+    let out = Command::new(&python)
+        .args(["-c", "import modelgate"])
+        .output()
+        .expect("python runs");
+    assert!(
+        !out.status.success(),
+        "uninstall removes the modelgate package"
+    );
 }
