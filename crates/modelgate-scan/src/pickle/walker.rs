@@ -19,6 +19,7 @@ use std::collections::HashMap;
 use std::rc::{Rc, Weak};
 
 use super::globals::{self, ArgPos, Audit, Class, Forward, GlobalLists, Resolver};
+use super::opcodes::*;
 use crate::limits::Limits;
 
 /// Loaders that unpickle the bytes they are given. They are denied
@@ -403,7 +404,7 @@ impl<'a> Walker<'a> {
                 return self.broken(at, "stream ends without STOP (truncated)");
             };
             self.pos += 1;
-            if op == b'.' {
+            if op == STOP {
                 // STOP pops the result: with nothing above the topmost
                 // mark every unpickler raises (stack underflow). Text such
                 // as `GIT v1.5.0.1` reads as BINFLOAT, POP, STOP.
@@ -422,317 +423,392 @@ impl<'a> Walker<'a> {
         }
     }
 
+    /// Dispatches one opcode to the method for its family.
     fn step(&mut self, op: u8, at: usize) -> Step<()> {
         match op {
-            b'(' => {
+            MARK | POP | POP_MARK | DUP => self.stack_op(op, at),
+            NONE | NEWTRUE | NEWFALSE | INT | BININT | BININT1 | BININT2 | LONG | LONG1 | LONG4
+            | FLOAT | BINFLOAT => self.push_number(op, at),
+            STRING | BINSTRING | SHORT_BINSTRING | UNICODE | BINUNICODE | SHORT_BINUNICODE
+            | BINUNICODE8 | BINBYTES | SHORT_BINBYTES | BINBYTES8 | BYTEARRAY8 | NEXT_BUFFER
+            | READONLY_BUFFER => self.push_string(op, at),
+            EMPTY_TUPLE | TUPLE | TUPLE1 | TUPLE2 | TUPLE3 | EMPTY_LIST | LIST | EMPTY_DICT
+            | DICT | EMPTY_SET | FROZENSET => self.new_container(op, at),
+            APPEND | APPENDS | SETITEM | SETITEMS | ADDITEMS => self.fill_container(op, at),
+            GET | BINGET | LONG_BINGET | PUT | BINPUT | LONG_BINPUT | MEMOIZE => {
+                self.memo_op(op, at)
+            }
+            PROTO | FRAME => self.framing(op, at),
+            GLOBAL | STACK_GLOBAL | EXT1 | EXT2 | EXT4 => self.global(op, at),
+            PERSID | BINPERSID => self.persistent_id(op, at),
+            REDUCE | NEWOBJ | NEWOBJ_EX | INST | OBJ | BUILD => self.call_op(op, at),
+            _ => self.invalid(op, at),
+        }
+    }
+
+    fn invalid<T>(&self, op: u8, at: usize) -> Step<T> {
+        self.broken(at, format!("invalid opcode 0x{op:02x}"))
+    }
+
+    /// MARK, POP, POP_MARK, DUP.
+    fn stack_op(&mut self, op: u8, at: usize) -> Step<()> {
+        match op {
+            MARK => {
                 if self.marks.len() as u64 >= self.limits.max_pickle_stack {
                     return self.budget(at, "too many nested MARKs");
                 }
                 self.marks.push(self.stack.len());
             }
-            b'0' => {
-                // POP: CPython pops the mark itself when the stack is empty
-                // above the topmost mark.
+            POP => {
+                // CPython pops the mark itself when the stack is empty above
+                // the topmost mark.
                 if self.marks.last() == Some(&self.stack.len()) {
                     self.marks.pop();
                 } else {
                     self.pop(at)?;
                 }
             }
-            b'1' => {
+            POP_MARK => {
                 self.pop_mark(at)?;
             }
-            b'2' => {
+            DUP => {
                 let top = self.top(at)?.clone();
                 self.stack.push(top);
             }
-            b'F' => {
+            _ => return self.invalid(op, at),
+        }
+        Ok(())
+    }
+
+    /// None, bools, ints, longs and floats in their text and binary forms.
+    fn push_number(&mut self, op: u8, at: usize) -> Step<()> {
+        let v = match op {
+            NONE => Value::None,
+            NEWTRUE => Value::Bool(true),
+            NEWFALSE => Value::Bool(false),
+            FLOAT => {
                 let line = self.line(at)?;
                 if !numeric_line(line, FLOAT_CHARS) {
                     return self.broken(at, "FLOAT argument is not a number");
                 }
-                self.stack.push(Value::Float);
+                Value::Float
             }
-            b'I' => {
+            BINFLOAT => {
+                self.take(at, 8)?;
+                Value::Float
+            }
+            INT => {
                 let line = self.line(at)?;
                 if !numeric_line(line, INT_CHARS) {
                     return self.broken(at, "INT argument is not a number");
                 }
-                let v = match line {
+                match line {
                     b"00" => Value::Bool(false),
                     b"01" => Value::Bool(true),
                     _ => parse_int(line).map_or(Value::BigInt, Value::Int),
-                };
-                self.stack.push(v);
+                }
             }
-            b'J' => {
-                let b = self.take(at, 4)?;
-                self.stack.push(Value::Int(i64::from(i32::from_le_bytes([
-                    b[0], b[1], b[2], b[3],
-                ]))));
-            }
-            b'K' => {
-                let b = self.take(at, 1)?;
-                self.stack.push(Value::Int(i64::from(b[0])));
-            }
-            b'M' => {
-                let b = self.take(at, 2)?;
-                self.stack
-                    .push(Value::Int(i64::from(u16::from_le_bytes([b[0], b[1]]))));
-            }
-            b'L' => {
+            BININT => Value::Int(i64::from(i32::from_le_bytes(self.take_array(at)?))),
+            BININT1 => Value::Int(i64::from(self.take_byte(at)?)),
+            BININT2 => Value::Int(i64::from(u16::from_le_bytes(self.take_array(at)?))),
+            LONG => {
                 let line = self.line(at)?;
                 let digits = line.strip_suffix(b"L").unwrap_or(line);
                 if !numeric_line(digits, INT_CHARS) {
                     return self.broken(at, "LONG argument is not a number");
                 }
-                self.stack
-                    .push(parse_int(digits).map_or(Value::BigInt, Value::Int));
+                parse_int(digits).map_or(Value::BigInt, Value::Int)
             }
-            b'N' => self.stack.push(Value::None),
-            0x88 => self.stack.push(Value::Bool(true)),
-            0x89 => self.stack.push(Value::Bool(false)),
-            b'G' => {
-                self.take(at, 8)?;
-                self.stack.push(Value::Float);
+            LONG1 => {
+                let n = usize::from(self.take_byte(at)?);
+                long_value(self.take(at, n)?)
             }
-            0x8a => {
-                let n = usize::from(self.take(at, 1)?[0]);
-                let b = self.take(at, n)?;
-                self.stack.push(long_value(b));
-            }
-            0x8b => {
+            LONG4 => {
                 let n = self.len_u32(at)?;
-                let b = self.take(at, n)?;
-                self.stack.push(long_value(b));
+                long_value(self.take(at, n)?)
             }
-            b'S' => {
+            _ => return self.invalid(op, at),
+        };
+        self.stack.push(v);
+        Ok(())
+    }
+
+    /// Byte strings (Python 2 `str`), unicode strings, bytes, bytearrays
+    /// and out-of-band buffers.
+    fn push_string(&mut self, op: u8, at: usize) -> Step<()> {
+        match op {
+            STRING => {
                 let line = self.line(at)?;
                 let Some(s) = decode_repr_string(line) else {
                     return self.broken(at, "STRING argument is not a quoted string");
                 };
                 self.stack.push(str_value(&s));
             }
-            b'T' => {
+            BINSTRING => {
                 let n = self.len_u32(at)?;
                 self.push_byte_string(at, n)?;
             }
-            b'U' => {
-                let n = usize::from(self.take(at, 1)?[0]);
+            SHORT_BINSTRING => {
+                let n = usize::from(self.take_byte(at)?);
                 self.push_byte_string(at, n)?;
             }
-            b'V' => {
+            UNICODE => {
                 let line = self.line(at)?;
                 let s = decode_raw_unicode_escape(line);
                 self.stack.push(str_value(&s));
             }
-            b'X' => {
+            BINUNICODE => {
                 let n = self.len_u32(at)?;
                 self.push_unicode(at, n)?;
             }
-            0x8c => {
-                let n = usize::from(self.take(at, 1)?[0]);
+            SHORT_BINUNICODE => {
+                let n = usize::from(self.take_byte(at)?);
                 self.push_unicode(at, n)?;
             }
-            0x8d => {
+            BINUNICODE8 => {
                 let n = self.len_u64(at)?;
                 self.push_unicode(at, n)?;
             }
-            b'B' => {
+            BINBYTES => {
                 let n = self.len_u32(at)?;
                 self.push_bytes(at, n)?;
             }
-            b'C' => {
-                let n = usize::from(self.take(at, 1)?[0]);
+            SHORT_BINBYTES => {
+                let n = usize::from(self.take_byte(at)?);
                 self.push_bytes(at, n)?;
             }
-            0x8e | 0x96 => {
+            BINBYTES8 | BYTEARRAY8 => {
                 let n = self.len_u64(at)?;
                 self.push_bytes(at, n)?;
             }
-            0x97 => self.stack.push(Value::Buffer),
-            0x98 => {
+            NEXT_BUFFER => self.stack.push(Value::Buffer),
+            READONLY_BUFFER => {
                 self.top(at)?;
             }
-            b')' => self.stack.push(Value::Tuple(Rc::new(Vec::new()))),
-            b't' => {
-                let items = self.pop_mark(at)?;
-                self.stack.push(Value::Tuple(Rc::new(items)));
-            }
-            0x85..=0x87 => {
-                let n = usize::from(op - 0x84);
+            _ => return self.invalid(op, at),
+        }
+        Ok(())
+    }
+
+    /// Opcodes that build a new tuple, list, dict or set.
+    fn new_container(&mut self, op: u8, at: usize) -> Step<()> {
+        let v = match op {
+            EMPTY_TUPLE => Value::Tuple(Rc::new(Vec::new())),
+            TUPLE => Value::Tuple(Rc::new(self.pop_mark(at)?)),
+            TUPLE1 | TUPLE2 | TUPLE3 => {
+                let n = usize::from(op - TUPLE1) + 1;
                 if self.above_mark() < n {
                     return self.broken(at, "TUPLE needs more values than the stack holds");
                 }
                 let items = self.stack.split_off(self.stack.len() - n);
-                self.stack.push(Value::Tuple(Rc::new(items)));
+                Value::Tuple(Rc::new(items))
             }
-            b']' => {
-                let v = self.new_list(Vec::new());
-                self.stack.push(v);
-            }
-            b'l' => {
+            EMPTY_LIST => self.new_list(Vec::new()),
+            LIST => {
                 let items = self.pop_mark(at)?;
-                let v = self.new_list(cap(items));
-                self.stack.push(v);
+                self.new_list(cap(items))
             }
-            b'}' => {
-                let v = self.new_dict(Vec::new());
-                self.stack.push(v);
-            }
-            b'd' => {
+            EMPTY_DICT => self.new_dict(Vec::new()),
+            DICT => {
                 let items = self.pop_mark(at)?;
-                let pairs = pairs(items);
-                let v = self.new_dict(pairs);
-                self.stack.push(v);
+                self.new_dict(pairs(items))
             }
-            0x8f => self.stack.push(Value::Set),
-            0x91 => {
+            EMPTY_SET => Value::Set,
+            FROZENSET => {
                 self.pop_mark(at)?;
-                self.stack.push(Value::Set);
+                Value::Set
             }
-            b'a' => {
+            _ => return self.invalid(op, at),
+        };
+        self.stack.push(v);
+        Ok(())
+    }
+
+    /// Opcodes that add to the list, dict or set below their arguments.
+    fn fill_container(&mut self, op: u8, at: usize) -> Step<()> {
+        match op {
+            APPEND => {
                 let v = self.pop(at)?;
-                self.extend_list(at, vec![v])?;
+                self.extend_list(at, vec![v])
             }
-            b'e' => {
+            APPENDS => {
                 let items = self.pop_mark(at)?;
-                self.extend_list(at, items)?;
+                self.extend_list(at, items)
             }
-            b's' => {
+            SETITEM => {
                 let v = self.pop(at)?;
                 let k = self.pop(at)?;
-                self.extend_dict(at, vec![(k, v)])?;
+                self.extend_dict(at, vec![(k, v)])
             }
-            b'u' => {
+            SETITEMS => {
                 let items = self.pop_mark(at)?;
-                self.extend_dict(at, pairs(items))?;
+                self.extend_dict(at, pairs(items))
             }
-            0x90 => {
+            ADDITEMS => {
                 self.pop_mark(at)?;
                 match self.top(at)? {
-                    Value::Set => {}
-                    _ => return self.broken(at, "ADDITEMS on something that is not a set"),
+                    Value::Set => Ok(()),
+                    _ => self.broken(at, "ADDITEMS on something that is not a set"),
                 }
             }
-            b'g' | b'h' | b'j' => {
+            _ => self.invalid(op, at),
+        }
+    }
+
+    /// GET/PUT in their three key widths, and MEMOIZE.
+    fn memo_op(&mut self, op: u8, at: usize) -> Step<()> {
+        match op {
+            GET | BINGET | LONG_BINGET => {
                 let key = self.memo_key(op, at)?;
-                self.memo_get(at, key)?;
+                self.memo_get(at, key)
             }
-            b'p' | b'q' | b'r' => {
+            PUT | BINPUT | LONG_BINPUT => {
                 let key = self.memo_key(op, at)?;
-                self.memo_put(at, key)?;
+                self.memo_put(at, key)
             }
-            0x94 => {
+            MEMOIZE => {
                 let key = self.memo.len() as u64;
-                self.memo_put(at, key)?;
+                self.memo_put(at, key)
             }
-            0x80 => {
-                let v = self.take(at, 1)?[0];
+            _ => self.invalid(op, at),
+        }
+    }
+
+    /// PROTO and FRAME: they shape the stream, not the values in it.
+    fn framing(&mut self, op: u8, at: usize) -> Step<()> {
+        match op {
+            PROTO => {
+                let v = self.take_byte(at)?;
                 if v > 5 {
                     return self.broken(at, format!("unsupported pickle protocol {v}"));
                 }
                 self.protocol = self.protocol.max(v);
                 self.proto_now = v;
             }
-            0x95 => {
+            FRAME => {
                 // FRAME only announces how many bytes the next opcodes take;
                 // the opcodes themselves follow inline.
                 self.take(at, 8)?;
             }
-            b'c' => {
+            _ => return self.invalid(op, at),
+        }
+        Ok(())
+    }
+
+    /// Opcodes that import: GLOBAL, STACK_GLOBAL and the extension registry.
+    fn global(&mut self, op: u8, at: usize) -> Step<()> {
+        match op {
+            GLOBAL => {
                 let module = String::from_utf8_lossy(self.line(at)?).into_owned();
                 let name = String::from_utf8_lossy(self.line(at)?).into_owned();
                 let g = self.import(at, module, name);
                 self.stack.push(g);
             }
-            0x93 => {
-                let name = self.pop(at)?;
-                let module = self.pop(at)?;
-                match (&module, &name) {
-                    (Value::Str(m), Value::Str(n)) => {
-                        let g = self.import(at, m.to_string(), n.to_string());
-                        self.stack.push(g);
-                    }
-                    _ => {
-                        let detail = format!(
-                            "module from {}, name from {}",
-                            self.describe(&module),
-                            self.describe(&name)
-                        );
-                        self.events.push(Event::Unresolved { offset: at, detail });
-                        let call = Rc::new(Call {
-                            callee: Value::None,
-                            args: Value::Tuple(Rc::new(vec![module, name])),
-                            state: RefCell::new(None),
-                            items: RefCell::new(Vec::new()),
-                            offset: at,
-                        });
-                        self.calls.push(Rc::downgrade(&call));
-                        self.stack.push(Value::Call(call));
-                    }
-                }
-            }
-            0x82 => {
-                let code = u32::from(self.take(at, 1)?[0]);
+            STACK_GLOBAL => self.stack_global(at)?,
+            EXT1 => {
+                let code = u32::from(self.take_byte(at)?);
                 self.ext(at, code);
             }
-            0x83 => {
-                let b = self.take(at, 2)?;
-                let code = u32::from(u16::from_le_bytes([b[0], b[1]]));
+            EXT2 => {
+                let code = u32::from(u16::from_le_bytes(self.take_array(at)?));
                 self.ext(at, code);
             }
-            0x84 => {
+            EXT4 => {
                 let code = self.len_u32(at)? as u32;
                 self.ext(at, code);
             }
-            b'P' => {
+            _ => return self.invalid(op, at),
+        }
+        Ok(())
+    }
+
+    /// STACK_GLOBAL with a module and name that are not both constant
+    /// strings is an import the scanner cannot name: reported, and kept on
+    /// the stack as a call to nothing so later opcodes still apply to it.
+    fn stack_global(&mut self, at: usize) -> Step<()> {
+        let name = self.pop(at)?;
+        let module = self.pop(at)?;
+        if let (Value::Str(m), Value::Str(n)) = (&module, &name) {
+            let g = self.import(at, m.to_string(), n.to_string());
+            self.stack.push(g);
+            return Ok(());
+        }
+        let detail = format!(
+            "module from {}, name from {}",
+            self.describe(&module),
+            self.describe(&name)
+        );
+        self.events.push(Event::Unresolved { offset: at, detail });
+        let call = Rc::new(Call {
+            callee: Value::None,
+            args: Value::Tuple(Rc::new(vec![module, name])),
+            state: RefCell::new(None),
+            items: RefCell::new(Vec::new()),
+            offset: at,
+        });
+        self.calls.push(Rc::downgrade(&call));
+        self.stack.push(Value::Call(call));
+        Ok(())
+    }
+
+    /// PERSID and BINPERSID: the object comes from the unpickler's
+    /// `persistent_load`, never from the stream.
+    fn persistent_id(&mut self, op: u8, at: usize) -> Step<()> {
+        match op {
+            PERSID => {
                 self.line(at)?;
-                self.stack.push(Value::PersistentId);
             }
-            b'Q' => {
+            BINPERSID => {
                 self.pop(at)?;
-                self.stack.push(Value::PersistentId);
             }
-            b'R' => {
+            _ => return self.invalid(op, at),
+        }
+        self.stack.push(Value::PersistentId);
+        Ok(())
+    }
+
+    /// The opcodes that call or instantiate, and BUILD (which may call
+    /// `__setstate__`).
+    fn call_op(&mut self, op: u8, at: usize) -> Step<()> {
+        match op {
+            REDUCE => {
                 let args = self.pop(at)?;
                 let callee = self.pop(at)?;
-                self.call(at, callee, args)?;
+                self.call(at, callee, args)
             }
-            0x81 => {
+            NEWOBJ => {
                 let args = self.pop(at)?;
                 let cls = self.pop(at)?;
-                self.call(at, cls, args)?;
+                self.call(at, cls, args)
             }
-            0x92 => {
+            NEWOBJ_EX => {
                 let kwargs = self.pop(at)?;
                 let args = self.pop(at)?;
                 let cls = self.pop(at)?;
                 self.audit_kwargs(at, &cls, &kwargs);
-                self.call(at, cls, args)?;
+                self.call(at, cls, args)
             }
-            b'i' => {
+            INST => {
                 let module = String::from_utf8_lossy(self.line(at)?).into_owned();
                 let name = String::from_utf8_lossy(self.line(at)?).into_owned();
                 let args = self.pop_mark(at)?;
                 let cls = self.import(at, module, name);
-                self.call(at, cls, Value::Tuple(Rc::new(args)))?;
+                self.call(at, cls, Value::Tuple(Rc::new(args)))
             }
-            b'o' => {
+            OBJ => {
                 let mut items = self.pop_mark(at)?;
                 if items.is_empty() {
                     return self.broken(at, "OBJ without a class");
                 }
                 let cls = items.remove(0);
-                self.call(at, cls, Value::Tuple(Rc::new(items)))?;
+                self.call(at, cls, Value::Tuple(Rc::new(items)))
             }
-            b'b' => {
+            BUILD => {
                 let state = self.pop(at)?;
-                self.build(at, state)?;
+                self.build(at, state)
             }
-            _ => return self.broken(at, format!("invalid opcode 0x{op:02x}")),
+            _ => self.invalid(op, at),
         }
-        Ok(())
     }
 
     fn import(&mut self, at: usize, module: String, name: String) -> Value {
@@ -1688,14 +1764,14 @@ impl<'a> Walker<'a> {
     /// (BINGET/BINPUT) or four (LONG_BINGET/LONG_BINPUT).
     fn memo_key(&mut self, op: u8, at: usize) -> Step<u64> {
         match op {
-            b'g' | b'p' => {
+            GET | PUT => {
                 let line = self.line(at)?;
                 match parse_int(line).and_then(|k| u64::try_from(k).ok()) {
                     Some(key) => Ok(key),
                     None => self.broken(at, "memo key is not a number"),
                 }
             }
-            b'h' | b'q' => Ok(u64::from(self.take(at, 1)?[0])),
+            BINGET | BINPUT => Ok(u64::from(self.take_byte(at)?)),
             _ => Ok(self.len_u32(at)? as u64),
         }
     }
@@ -1725,10 +1801,12 @@ impl<'a> Walker<'a> {
 
     fn take(&mut self, at: usize, n: usize) -> Step<&'a [u8]> {
         let data: &'a [u8] = self.data;
-        let end = self.pos.checked_add(n).filter(|&e| e <= data.len());
-        match end {
-            Some(end) => {
-                let s = &data[self.pos..end];
+        let slice = self
+            .pos
+            .checked_add(n)
+            .and_then(|end| Some((end, data.get(self.pos..end)?)));
+        match slice {
+            Some((end, s)) => {
                 self.pos = end;
                 Ok(s)
             }
@@ -1737,6 +1815,20 @@ impl<'a> Walker<'a> {
                 format!("argument of {n} bytes runs past the end of the data (truncated)"),
             ),
         }
+    }
+
+    /// A fixed-width argument, for the `from_le_bytes` of its integer.
+    fn take_array<const N: usize>(&mut self, at: usize) -> Step<[u8; N]> {
+        let b = self.take(at, N)?;
+        match b.try_into() {
+            Ok(a) => Ok(a),
+            Err(_) => self.broken(at, format!("argument of {N} bytes is short")),
+        }
+    }
+
+    fn take_byte(&mut self, at: usize) -> Step<u8> {
+        let [b] = self.take_array(at)?;
+        Ok(b)
     }
 
     fn line(&mut self, at: usize) -> Step<&'a [u8]> {
@@ -1757,13 +1849,11 @@ impl<'a> Walker<'a> {
     }
 
     fn len_u32(&mut self, at: usize) -> Step<usize> {
-        let b = self.take(at, 4)?;
-        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+        Ok(u32::from_le_bytes(self.take_array(at)?) as usize)
     }
 
     fn len_u64(&mut self, at: usize) -> Step<usize> {
-        let b = self.take(at, 8)?;
-        let n = u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
+        let n = u64::from_le_bytes(self.take_array(at)?);
         match usize::try_from(n) {
             Ok(n) => Ok(n),
             Err(_) => self.broken(at, format!("declared length {n} exceeds the address space")),
