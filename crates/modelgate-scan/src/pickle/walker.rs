@@ -121,6 +121,19 @@ pub struct GlobalUse {
     pub getattr_bad: Option<String>,
 }
 
+/// Stands in for an import index that is not in `uses`. The walker only
+/// makes indices by pushing, so this is never reached; should it be, the
+/// import is unknown (never trusted) rather than a panic.
+static NO_USE: GlobalUse = GlobalUse {
+    offset: 0,
+    module: String::new(),
+    name: String::new(),
+    class: Class::Unknown,
+    call: None,
+    getattr_ok: false,
+    getattr_bad: None,
+};
+
 impl GlobalUse {
     pub fn qualified(&self) -> String {
         format!("{}.{}", self.module, self.name)
@@ -303,6 +316,11 @@ impl<'a> Walker<'a> {
             dicts: Vec::new(),
             calls: Vec::new(),
         }
+    }
+
+    /// The import a `Value::Global` index names.
+    fn use_at(&self, i: usize) -> &GlobalUse {
+        self.uses.get(i).unwrap_or(&NO_USE)
     }
 
     fn new_list(&mut self, items: Vec<Value>) -> Value {
@@ -851,20 +869,26 @@ impl<'a> Walker<'a> {
         match &callee {
             Value::Global(i) => {
                 let i = *i;
-                if self.uses[i].is_getattr() {
-                    match self.safe_getattr(&args) {
-                        Ok(()) => self.uses[i].getattr_ok = true,
-                        Err(detail) => {
-                            if self.uses[i].getattr_bad.is_none() {
-                                self.uses[i].getattr_bad = Some(detail);
+                if self.use_at(i).is_getattr() {
+                    let verdict = self.safe_getattr(&args);
+                    if let Some(u) = self.uses.get_mut(i) {
+                        match verdict {
+                            Ok(()) => u.getattr_ok = true,
+                            Err(detail) => {
+                                u.getattr_bad.get_or_insert(detail);
                             }
                         }
                     }
                 }
-                if self.uses[i].call.is_none() {
-                    let rendered =
-                        format!("{}({})", self.uses[i].qualified(), self.render_args(&args));
-                    self.uses[i].call = Some(rendered);
+                if self.use_at(i).call.is_none() {
+                    let rendered = format!(
+                        "{}({})",
+                        self.use_at(i).qualified(),
+                        self.render_args(&args)
+                    );
+                    if let Some(u) = self.uses.get_mut(i) {
+                        u.call = Some(rendered);
+                    }
                 }
                 self.nested_payloads(at, i, &args);
                 if let Some(detail) = self.audit_global_call(at, i, &Args::Shown(&args), 0) {
@@ -900,7 +924,7 @@ impl<'a> Walker<'a> {
             return Err("getattr with an unusual argument count".into());
         };
         let target_ok = match target {
-            Value::Global(i) => self.uses[*i].class.is_trusted(),
+            Value::Global(i) => self.use_at(*i).class.is_trusted(),
             _ => false,
         };
         let attr_ok = match attr {
@@ -928,12 +952,12 @@ impl<'a> Walker<'a> {
         args: &Args,
         depth: u32,
     ) -> Option<String> {
-        if !self.uses[callee].class.is_trusted() {
+        if !self.use_at(callee).class.is_trusted() {
             return None;
         }
-        let qualified = self.uses[callee].qualified();
+        let qualified = self.use_at(callee).qualified();
         let Audit::Calls(specs) =
-            globals::audit(&self.uses[callee].module, &self.uses[callee].name).clone()
+            globals::audit(&self.use_at(callee).module, &self.use_at(callee).name).clone()
         else {
             return None;
         };
@@ -1001,7 +1025,7 @@ impl<'a> Walker<'a> {
         match v {
             Value::Global(j) => {
                 let j = *j;
-                match &self.uses[j].class {
+                match &self.use_at(j).class {
                     // Reported on their own (PKL001/PKL002); a loader reached
                     // through a helper still has its payload scanned.
                     Class::Dangerous(_) => {
@@ -1011,13 +1035,13 @@ impl<'a> Walker<'a> {
                         }
                         Some(format!(
                             "`{}`, a dangerous callable",
-                            self.uses[j].qualified()
+                            self.use_at(j).qualified()
                         ))
                     }
                     Class::Unknown => None,
                     Class::Safe | Class::Profile(_) => self
                         .audit_global_call(at, j, args, depth)
-                        .map(|p| format!("`{}` handed on: {p}", self.uses[j].qualified())),
+                        .map(|p| format!("`{}` handed on: {p}", self.use_at(j).qualified())),
                 }
             }
             Value::Call(c) => {
@@ -1026,11 +1050,11 @@ impl<'a> Walker<'a> {
                     Value::Global(j) if self.is_partial(*j) => {
                         self.check_partial(at, &c, args, depth)
                     }
-                    Value::Global(j) if self.uses[*j].is_getattr() => Some(format!(
+                    Value::Global(j) if self.use_at(*j).is_getattr() => Some(format!(
                         "an attribute fetched at load time ({})",
                         self.describe_call(&c)
                     )),
-                    Value::Global(j) if self.uses[*j].class.is_trusted() => {
+                    Value::Global(j) if self.use_at(*j).class.is_trusted() => {
                         // An instance of a trusted class is data; only a
                         // call that builds a callable (a partial handed
                         // through) yields one.
@@ -1060,15 +1084,15 @@ impl<'a> Walker<'a> {
     }
 
     fn is_partial(&self, i: usize) -> bool {
-        self.uses[i].module == "functools" && self.uses[i].name == "partial"
+        self.use_at(i).module == "functools" && self.use_at(i).name == "partial"
     }
 
     /// A value that is itself a callable made at load time.
     fn yields_callable(&self, v: &Value) -> bool {
         match v {
-            Value::Global(j) => self.is_partial(*j) || self.uses[*j].is_getattr(),
+            Value::Global(j) => self.is_partial(*j) || self.use_at(*j).is_getattr(),
             Value::Call(c) => {
-                matches!(&c.callee, Value::Global(j) if self.is_partial(*j) || self.uses[*j].is_getattr())
+                matches!(&c.callee, Value::Global(j) if self.is_partial(*j) || self.use_at(*j).is_getattr())
             }
             _ => false,
         }
@@ -1143,8 +1167,8 @@ impl<'a> Walker<'a> {
     fn audit_kwargs(&mut self, at: usize, cls: &Value, kwargs: &Value) {
         let Value::Global(i) = cls else { return };
         let i = *i;
-        if !self.uses[i].class.is_trusted()
-            || globals::audit(&self.uses[i].module, &self.uses[i].name) == &Audit::Data
+        if !self.use_at(i).class.is_trusted()
+            || globals::audit(&self.use_at(i).module, &self.use_at(i).name) == &Audit::Data
         {
             return;
         }
@@ -1154,7 +1178,7 @@ impl<'a> Walker<'a> {
             if let Some(p) = self.check_callable(at, &v, &Args::Unseen, 1) {
                 let detail = format!(
                     "`{}` gets a keyword argument that is {p}",
-                    self.uses[i].qualified()
+                    self.use_at(i).qualified()
                 );
                 self.events.push(Event::Gadget { offset: at, detail });
                 return;
@@ -1185,7 +1209,7 @@ impl<'a> Walker<'a> {
         let Some(i) = self.instance_class(call) else {
             return;
         };
-        let (module, name) = (self.uses[i].module.clone(), self.uses[i].name.clone());
+        let (module, name) = (self.use_at(i).module.clone(), self.use_at(i).name.clone());
         match (module.as_str(), name.as_str()) {
             ("numpy", "dtype") => self.check_dtype_state(at, call, state),
             ("functools", "partial") => {
@@ -1220,11 +1244,12 @@ impl<'a> Walker<'a> {
     /// `_rebuild_parameter_with_state`) `setattr`s both halves, and
     /// `_rebuild_from_type` assigns its dict as `__dict__`.
     fn check_state_argument(&mut self, at: usize, callee: usize, args: &Value) {
-        if self.uses[callee].module != "torch._tensor" && self.uses[callee].module != "torch._utils"
+        if self.use_at(callee).module != "torch._tensor"
+            && self.use_at(callee).module != "torch._utils"
         {
             return;
         }
-        let via_setattr = match self.uses[callee].name.as_str() {
+        let via_setattr = match self.use_at(callee).name.as_str() {
             "_rebuild_from_type_v2" | "_rebuild_parameter_with_state" => true,
             "_rebuild_from_type" => false,
             _ => return,
@@ -1243,9 +1268,9 @@ impl<'a> Walker<'a> {
         let Value::Global(i) = &call.callee else {
             return None;
         };
-        let helper = self.uses[*i].module == "copyreg"
+        let helper = self.use_at(*i).module == "copyreg"
             && matches!(
-                self.uses[*i].name.as_str(),
+                self.use_at(*i).name.as_str(),
                 "_reconstructor" | "__newobj__" | "__newobj_ex__"
             );
         if !helper {
@@ -1386,7 +1411,7 @@ impl<'a> Walker<'a> {
     /// Bytes handed to a loader are themselves files: remember where they
     /// are so the caller can scan them.
     fn nested_payloads(&mut self, at: usize, callee: usize, args: &Value) {
-        let qualified = self.uses[callee].qualified();
+        let qualified = self.use_at(callee).qualified();
         // A loader's literal payload is scanned as a file of its own; a
         // payload computed at load time cannot be.
         if BYTE_LOADERS.contains(&qualified.as_str()) {
@@ -1399,7 +1424,7 @@ impl<'a> Walker<'a> {
         }
         let loads_payload = BYTE_LOADERS.contains(&qualified.as_str())
             || matches!(qualified.as_str(), "io.BytesIO" | "_io.BytesIO")
-            || matches!(self.uses[callee].class, Class::Dangerous(_));
+            || matches!(self.use_at(callee).class, Class::Dangerous(_));
         let Value::Tuple(items) = args else { return };
         if !loads_payload {
             return;
@@ -1420,7 +1445,7 @@ impl<'a> Walker<'a> {
         let target = self.top(at)?.clone();
         match &target {
             Value::Global(i) => {
-                let target = self.uses[*i].qualified();
+                let target = self.use_at(*i).qualified();
                 self.events.push(Event::Poison { offset: at, target });
             }
             Value::Call(call) => {
@@ -1437,8 +1462,8 @@ impl<'a> Walker<'a> {
 
     fn is_joblib_wrapper(&self, callee: &Value) -> bool {
         matches!(callee, Value::Global(i)
-            if matches!(self.uses[*i].module.as_str(), "joblib.numpy_pickle" | "sklearn.externals.joblib.numpy_pickle")
-                && self.uses[*i].name == "NumpyArrayWrapper")
+            if matches!(self.use_at(*i).module.as_str(), "joblib.numpy_pickle" | "sklearn.externals.joblib.numpy_pickle")
+                && self.use_at(*i).name == "NumpyArrayWrapper")
     }
 
     /// joblib writes each array's raw bytes straight into the file right
@@ -1488,7 +1513,7 @@ impl<'a> Walker<'a> {
         let aligned = lookup("numpy_array_alignment_bytes").is_some();
         drop(state);
         if aligned {
-            let pad = usize::from(self.take(at, 1)?[0]);
+            let pad = usize::from(self.take_byte(at)?);
             self.take(at, pad)?;
         }
         let bytes = count.saturating_mul(itemsize);
@@ -1530,7 +1555,7 @@ impl<'a> Walker<'a> {
         let Value::Global(i) = call.callee else {
             return None;
         };
-        if self.uses[i].module != "numpy" || self.uses[i].name != "dtype" {
+        if self.use_at(i).module != "numpy" || self.use_at(i).name != "dtype" {
             return None;
         }
         let Value::Tuple(args) = &call.args else {
@@ -1585,7 +1610,7 @@ impl<'a> Walker<'a> {
         match v {
             Value::Str(s) => format!("{:?}", short(s)),
             Value::LongStr(_) => "a long string".into(),
-            Value::Global(i) => format!("`{}`", self.uses[*i].qualified()),
+            Value::Global(i) => format!("`{}`", self.use_at(*i).qualified()),
             Value::Call(c) => format!("the result of {}", self.describe_call(c)),
             Value::Bytes { .. } => "bytes".into(),
             Value::Int(n) => n.to_string(),
@@ -1600,7 +1625,7 @@ impl<'a> Walker<'a> {
 
     fn describe_call(&self, c: &Call) -> String {
         match &c.callee {
-            Value::Global(i) => format!("`{}(…)`", self.uses[*i].qualified()),
+            Value::Global(i) => format!("`{}(…)`", self.use_at(*i).qualified()),
             Value::Call(inner) => format!("a call on {}", self.describe_call(inner)),
             _ => "a computed call".into(),
         }
@@ -1624,19 +1649,17 @@ impl<'a> Walker<'a> {
         match v {
             Value::Str(s) | Value::LongStr(s) => format!("{:?}", short(s)),
             Value::Bytes { start, end } => {
-                let b = &self.data[*start..*end];
-                format!(
-                    "b{:?}",
-                    short(&String::from_utf8_lossy(&b[..b.len().min(80)]))
-                )
+                let b = self.data.get(*start..*end).unwrap_or_default();
+                let head = b.get(..80).unwrap_or(b);
+                format!("b{:?}", short(&String::from_utf8_lossy(head)))
             }
             Value::Int(n) => n.to_string(),
             Value::Bool(b) => if *b { "True" } else { "False" }.into(),
             Value::None => "None".into(),
-            Value::Global(i) => self.uses[*i].qualified(),
+            Value::Global(i) => self.use_at(*i).qualified(),
             Value::Call(c) => {
                 let callee = match &c.callee {
-                    Value::Global(i) => self.uses[*i].qualified(),
+                    Value::Global(i) => self.use_at(*i).qualified(),
                     other => self.render(other, depth + 1),
                 };
                 format!("{callee}({})", self.render_tuple_items(&c.args, depth + 1))
@@ -1833,11 +1856,12 @@ impl<'a> Walker<'a> {
 
     fn line(&mut self, at: usize) -> Step<&'a [u8]> {
         let data: &'a [u8] = self.data;
-        let rest = &data[self.pos.min(data.len())..];
+        let rest = data.get(self.pos..).unwrap_or_default();
         let limit = rest.len().min(self.limits.max_string_bytes as usize);
-        match rest[..limit].iter().position(|&b| b == b'\n') {
+        let window = rest.get(..limit).unwrap_or(rest);
+        match window.iter().position(|&b| b == b'\n') {
             Some(n) => {
-                let line = &rest[..n];
+                let line = window.get(..n).unwrap_or_default();
                 self.pos += n + 1;
                 Ok(line.strip_suffix(b"\r").unwrap_or(line))
             }
@@ -2019,15 +2043,15 @@ fn parse_int(b: &[u8]) -> Option<i64> {
 
 /// LONG1/LONG4 little-endian two's complement; kept when it fits an i64.
 fn long_value(b: &[u8]) -> Value {
-    if b.is_empty() {
+    let Some(&high) = b.last() else {
         return Value::Int(0);
-    }
-    if b.len() > 8 {
-        return Value::BigInt;
-    }
-    let negative = b[b.len() - 1] & 0x80 != 0;
+    };
+    let negative = high & 0x80 != 0;
     let mut buf = if negative { [0xffu8; 8] } else { [0u8; 8] };
-    buf[..b.len()].copy_from_slice(b);
+    match buf.get_mut(..b.len()) {
+        Some(low) => low.copy_from_slice(b),
+        None => return Value::BigInt,
+    }
     Value::Int(i64::from_le_bytes(buf))
 }
 
@@ -2050,8 +2074,7 @@ pub fn decode_repr_string(line: &[u8]) -> Option<String> {
     }
     let mut out = String::new();
     let mut i = 0;
-    while i < body.len() {
-        let c = body[i];
+    while let Some(&c) = body.get(i) {
         i += 1;
         if c != b'\\' {
             out.push(char::from(c));
@@ -2105,8 +2128,7 @@ pub fn decode_repr_string(line: &[u8]) -> Option<String> {
 pub fn decode_raw_unicode_escape(line: &[u8]) -> String {
     let mut out = String::new();
     let mut i = 0;
-    while i < line.len() {
-        let c = line[i];
+    while let Some(&c) = line.get(i) {
         if c == b'\\' {
             let width = match line.get(i + 1) {
                 Some(b'u') => 4,
