@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value, json};
 
 use crate::hfcache::{self, HfLocation, RepoType};
-use crate::scan::{FileReport, Scanner, Verdict};
+use crate::scan::{FileReport, Kind, Scanner, Verdict};
 use crate::sign::{self, IgnoreSet, Method, TrustedKeys, tree};
 
 /// One model to describe.
@@ -217,7 +217,7 @@ fn model_component(index: usize, path: &Path, scanner: &Scanner, opts: &BomOptio
     let (tree, hashes) = files;
 
     let mut worst = Verdict::Clean;
-    let mut formats: Vec<String> = Vec::new();
+    let mut formats: Vec<Kind> = Vec::new();
     let mut frameworks: Vec<&'static str> = Vec::new();
     let mut file_components = Vec::new();
     for (entry, hashed) in tree.entries.iter().zip(&hashes) {
@@ -230,12 +230,12 @@ fn model_component(index: usize, path: &Path, scanner: &Scanner, opts: &BomOptio
         match scanner.scan_file(&entry.path, &display) {
             Ok(report) => {
                 worst = worst.max(report.verdict);
-                if let Some(fw) = framework(&report.format) {
+                if let Some(fw) = framework(report.format) {
                     if !frameworks.contains(&fw) {
                         frameworks.push(fw);
                     }
                     if !formats.contains(&report.format) {
-                        formats.push(report.format.clone());
+                        formats.push(report.format);
                     }
                 }
                 fprops.extend(report_props(&report));
@@ -268,7 +268,7 @@ fn model_component(index: usize, path: &Path, scanner: &Scanner, opts: &BomOptio
     props.push(prop("files", tree.entries.len().to_string()));
     props.push(prop("size", tree.total_bytes().to_string()));
     for f in &formats {
-        props.push(prop("format", f.clone()));
+        props.push(prop("format", f.name()));
     }
     for fw in &frameworks {
         props.push(prop("framework", *fw));
@@ -282,7 +282,7 @@ fn model_component(index: usize, path: &Path, scanner: &Scanner, opts: &BomOptio
 /// The verdict, status and findings of one file as properties.
 fn report_props(r: &FileReport) -> Vec<Value> {
     let mut v = vec![
-        prop("format", r.format.clone()),
+        prop("format", r.format.name()),
         prop("verdict", r.verdict.as_str()),
     ];
     match &r.status {
@@ -313,20 +313,35 @@ fn report_props(r: &FileReport) -> Vec<Value> {
 
 /// The ML framework a content-detected format belongs to; `None` for files
 /// that are not model weights (text, images, unknown bytes).
-pub fn framework(format: &str) -> Option<&'static str> {
+pub fn framework(format: Kind) -> Option<&'static str> {
     Some(match format {
-        "pytorch-zip" | "pytorch-legacy" => "pytorch",
-        "pickle" => "pickle",
-        "joblib" => "scikit-learn (joblib)",
-        "safetensors" => "safetensors",
-        "gguf" => "gguf (llama.cpp)",
-        "onnx" => "onnx",
-        "keras-v3" | "keras-h5" => "keras",
-        "hdf5" => "hdf5",
-        "savedmodel" => "tensorflow",
-        "tflite" => "tensorflow-lite",
-        "numpy" | "npz" => "numpy",
-        _ => return None,
+        Kind::PytorchZip | Kind::PytorchLegacy => "pytorch",
+        Kind::Pickle => "pickle",
+        Kind::Joblib => "scikit-learn (joblib)",
+        Kind::Safetensors => "safetensors",
+        Kind::Gguf => "gguf (llama.cpp)",
+        Kind::Onnx => "onnx",
+        Kind::KerasV3 | Kind::KerasH5 => "keras",
+        Kind::Hdf5 => "hdf5",
+        Kind::SavedModel => "tensorflow",
+        Kind::TfLite => "tensorflow-lite",
+        Kind::Numpy | Kind::Npz => "numpy",
+        Kind::GgufBigEndian
+        | Kind::Zip
+        | Kind::Tar
+        | Kind::Gzip
+        | Kind::Bzip2
+        | Kind::Xz
+        | Kind::Lzma
+        | Kind::Zlib
+        | Kind::Zstd
+        | Kind::Lz4
+        | Kind::ZFile
+        | Kind::SevenZ
+        | Kind::Tombstone
+        | Kind::Text
+        | Kind::Image
+        | Kind::Unknown => return None,
     })
 }
 

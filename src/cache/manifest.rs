@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{ReportRec, VerdictRec};
-use crate::scan::{FileReport, ScanStatus, Verdict};
+use crate::scan::{FileReport, Kind, ScanStatus, Verdict};
 
 /// One line of `--manifest FILE.jsonl`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -121,7 +121,7 @@ pub struct ResultLine {
     pub path: String,
     pub sha256: Option<String>,
     pub size: Option<u64>,
-    pub format: Option<String>,
+    pub format: Option<Kind>,
     pub verdict: VerdictRec,
     pub status: ResultStatus,
     pub rules: Vec<String>,
@@ -156,7 +156,7 @@ impl ResultLine {
             path: r.path.clone(),
             sha256: Some(s.sha256.clone()),
             size: Some(r.size),
-            format: Some(r.format.clone()),
+            format: Some(r.format),
             verdict: verdict.into(),
             status: match (&r.status, mismatch) {
                 (_, true) => ResultStatus::DigestMismatch,

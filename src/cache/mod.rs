@@ -33,7 +33,7 @@ use store::Store;
 pub use store::{BackendKind, OBJECTS_DIR, SQLITE_FILE};
 
 use crate::scan::rules::{self, Rule};
-use crate::scan::{ENGINE_DIGEST, FileReport, Finding, Location, ScanStatus, Verdict};
+use crate::scan::{ENGINE_DIGEST, FileReport, Finding, Kind, Location, ScanStatus, Verdict};
 
 /// The modelgate version baked into every key.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -201,7 +201,7 @@ pub struct FindingRec {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReportRec {
-    format: String,
+    format: Kind,
     size: u64,
     verdict: VerdictRec,
     status: StatusRec,
@@ -227,7 +227,7 @@ pub fn rule_by_id(id: &str) -> Option<&'static Rule> {
 impl ReportRec {
     fn of(r: &FileReport) -> ReportRec {
         ReportRec {
-            format: r.format.clone(),
+            format: r.format,
             size: r.size,
             verdict: r.verdict.into(),
             status: match &r.status {

@@ -4,11 +4,11 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::{Cache, CacheKey, Lookup};
-use crate::scan::{FileReport, ScanError, Scanner};
+use crate::scan::{FileReport, Kind, ScanError, Scanner};
 
 /// Formats whose report depends on more than the file's bytes: an ONNX
 /// graph's external data is read from files beside it. Never cached.
-const UNCACHEABLE_FORMATS: &[&str] = &["onnx"];
+const UNCACHEABLE_FORMATS: &[Kind] = &[Kind::Onnx];
 
 /// One scanned (or cache-served) file.
 #[derive(Debug)]
@@ -91,7 +91,7 @@ impl CachedScanner {
     /// Stores a report the caller produced for content `sha256`.
     pub fn remember(&self, sha256: &str, report: &FileReport) {
         let Some(cache) = &self.cache else { return };
-        if UNCACHEABLE_FORMATS.contains(&report.format.as_str()) {
+        if UNCACHEABLE_FORMATS.contains(&report.format) {
             return;
         }
         // A cache that cannot be written costs time, not safety.

@@ -117,6 +117,11 @@ fn damaged_entries_are_rejected_never_trusted() {
             |w| *w == Rejected::Content,
         ),
         (
+            "unknown format",
+            forged(&|b| b.replacen("\"format\":\"pickle\"", "\"format\":\"pickel\"", 1)),
+            |w| matches!(w, Rejected::Body(_)),
+        ),
+        (
             "unknown field",
             forged(&|b| b.replacen("{\"key\"", "{\"allow\":true,\"key\"", 1)),
             |w| matches!(w, Rejected::Body(_)),

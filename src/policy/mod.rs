@@ -736,7 +736,7 @@ impl Policy {
         let mut basis = self.finding_basis(report, &actions);
         if let Some((rule_name, formats)) = require
             && is_model(report)
-            && !formats.iter().any(|f| f == &report.format)
+            && !formats.iter().any(|f| f == report.format.name())
         {
             basis.push(Basis {
                 rule: &rules::FORMAT_NOT_ALLOWED,

@@ -112,7 +112,7 @@ pub fn write_judged(out: &mut dyn Write, j: &Judged, opts: Options) -> io::Resul
             Some(ScanStatus::Skipped { reason }) => format!("skipped: {reason}"),
             _ => "clean".to_string(),
         };
-        let format = j.report.map_or("", |r| r.format.as_str());
+        let format = j.report.map_or("", |r| r.format.name());
         writeln!(out, "{}: {state} ({format})", j.path)?;
     }
     Ok(())

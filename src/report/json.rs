@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 use super::Summary;
-use crate::scan::{FileReport, Finding, Location, ScanStatus, Verdict};
+use crate::scan::{FileReport, Finding, Kind, Location, ScanStatus, Verdict};
 
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -36,7 +36,7 @@ impl Default for Tool {
 #[derive(Serialize)]
 pub struct JsonFile<'a> {
     pub path: &'a str,
-    pub format: &'a str,
+    pub format: Kind,
     pub size: u64,
     pub verdict: Verdict,
     pub status: &'a ScanStatus,
@@ -90,7 +90,7 @@ impl<'a> JsonFile<'a> {
     pub fn new(r: &'a FileReport) -> Self {
         JsonFile {
             path: &r.path,
-            format: &r.format,
+            format: r.format,
             size: r.size,
             verdict: r.verdict,
             status: &r.status,

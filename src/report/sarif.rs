@@ -34,7 +34,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::scan::rules::{self, Rule};
-use crate::scan::{FileReport, Finding, Verdict};
+use crate::scan::{FileReport, Finding, Kind, Verdict};
 
 pub const SCHEMA_URI: &str = "https://json.schemastore.org/sarif-2.1.0.json";
 pub const VERSION: &str = "2.1.0";
@@ -158,7 +158,7 @@ pub struct Suppression {
 pub struct ResultProperties {
     pub verdict: Verdict,
     /// The outermost format of the file, decided by content.
-    pub format: String,
+    pub format: Kind,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub member_chain: Vec<String>,
     /// Byte offset inside the innermost member (or the file when the chain
@@ -398,7 +398,7 @@ fn result(
         suppressions: Vec::new(),
         properties: ResultProperties {
             verdict: f.verdict,
-            format: report.format.clone(),
+            format: report.format,
             member_chain: members.clone(),
             byte_offset: f.location.offset,
             evidence: f.evidence.clone(),

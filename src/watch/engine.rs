@@ -39,7 +39,7 @@ use crate::policy::Policy;
 use crate::quarantine::db::{CachedScan, ListKind};
 use crate::quarantine::fsio::AtPath;
 use crate::quarantine::{self, Link, Request, Store, stat_key};
-use crate::scan::{ENGINE_DIGEST, FileReport, Scanner, Verdict};
+use crate::scan::{ENGINE_DIGEST, FileReport, Kind, Scanner, Verdict};
 
 /// The code around the detection core that turns a report into an action.
 pub const ENGINE: &str = concat!("modelgate-", env!("CARGO_PKG_VERSION"));
@@ -107,13 +107,13 @@ pub enum Outcome {
 }
 
 /// A cached verdict, typed: a row that does not read back as one (an
-/// unknown action or verdict, findings that are not a JSON array) is a
-/// cache miss, so the file is scanned again; it is never read as "allow".
+/// unknown action, verdict or format, findings that are not a JSON array)
+/// is a cache miss, so the file is scanned again; it is never read as "allow".
 #[derive(Debug, Clone, PartialEq)]
 struct Summary {
     verdict: Verdict,
     action: Action,
-    format: String,
+    format: Kind,
     rules: Vec<String>,
     findings: serde_json::Value,
 }
@@ -137,7 +137,7 @@ impl Summary {
         Summary {
             verdict: report.verdict,
             action,
-            format: report.format.clone(),
+            format: report.format,
             rules,
             findings: serde_json::to_value(&report.findings)
                 .unwrap_or_else(|_| serde_json::Value::Array(Vec::new())),
@@ -147,6 +147,7 @@ impl Summary {
     fn from_row(row: CachedScan) -> Option<Summary> {
         let verdict = VERDICTS.into_iter().find(|v| v.as_str() == row.verdict)?;
         let action = serde_json::from_value(serde_json::Value::String(row.action)).ok()?;
+        let format = Kind::from_name(&row.format)?;
         let findings: serde_json::Value = serde_json::from_str(&row.findings).ok()?;
         if !findings.is_array() {
             return None;
@@ -154,7 +155,7 @@ impl Summary {
         Some(Summary {
             verdict,
             action,
-            format: row.format,
+            format,
             rules: row
                 .rules
                 .split(',')
@@ -169,7 +170,7 @@ impl Summary {
         CachedScan {
             verdict: self.verdict.as_str().to_string(),
             action: self.action.as_str().to_string(),
-            format: self.format.clone(),
+            format: self.format.name().to_string(),
             rules: self.rules.join(","),
             findings: self.findings.to_string(),
         }
@@ -520,7 +521,7 @@ impl Engine {
                 let summary = cached.unwrap_or_else(|| Summary {
                     verdict: Verdict::Malicious,
                     action: Action::Quarantine,
-                    format: "unknown".into(),
+                    format: Kind::Unknown,
                     rules: Vec::new(),
                     findings: serde_json::Value::Array(Vec::new()),
                 });
@@ -556,7 +557,7 @@ impl Engine {
                     &name_key,
                     &summary.to_row(),
                 )?;
-                tracing::debug!(path = %shown.display(), sha256 = sha, verdict = summary.verdict.as_str(), format = summary.format, "scanned");
+                tracing::debug!(path = %shown.display(), sha256 = sha, verdict = summary.verdict.as_str(), format = summary.format.name(), "scanned");
                 if action == Action::Warn {
                     Counters::bump(&self.counters.warned);
                     self.tally(root_idx, |r| &r.warned);
@@ -627,7 +628,7 @@ impl Engine {
                     display: display_str,
                     reason: if content_is_why { reason } else { "signature" }.to_string(),
                     verdict: summary.verdict.as_str().to_string(),
-                    format: summary.format.clone(),
+                    format: summary.format.name().to_string(),
                     rules,
                     findings: serde_json::Value::Array(findings),
                     deny_content: content_is_why,
@@ -783,6 +784,13 @@ mod tests {
         }
     }
 
+    fn s_row_with_format(format: &str) -> CachedScan {
+        CachedScan {
+            format: format.into(),
+            ..row("allow", "clean", "[]")
+        }
+    }
+
     #[test]
     fn cached_rows_read_back_typed_or_not_at_all() {
         let s = Summary::from_row(row("quarantine", "malicious", "[]")).unwrap();
@@ -794,6 +802,10 @@ mod tests {
         assert_eq!(Summary::from_row(row("allow", "fine", "[]")), None);
         assert_eq!(Summary::from_row(row("allow", "clean", "{}")), None);
         assert_eq!(Summary::from_row(row("allow", "clean", "[")), None);
+        let mut other_format = s_row_with_format("pickel");
+        assert_eq!(Summary::from_row(other_format.clone()), None);
+        other_format.format = "safetensors".into();
+        assert!(Summary::from_row(other_format).is_some());
     }
 
     #[test]

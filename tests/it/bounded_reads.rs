@@ -86,7 +86,7 @@ fn one_gib_torch_zip_reads_only_its_pickle() {
     let faults = minor_faults() - before;
 
     assert_eq!(report.verdict, Verdict::Clean, "{:#?}", report.findings);
-    assert_eq!(report.format, "pytorch-zip");
+    assert_eq!(report.format, modelgate::scan::Kind::PytorchZip);
     // 1 GiB is 262,144 pages; reading it would fault on each of them.
     assert!(faults < 2_000, "scan touched {faults} pages");
 }

@@ -65,7 +65,7 @@ fn mediapipe_task_bundles_of_tflite_with_metadata_are_clean() {
 #[test]
 fn a_text_looking_prefix_does_not_hide_an_onnx_model() {
     let r = scan("onnx_text_prefix.bin");
-    assert_eq!(r.format, "onnx");
+    assert_eq!(r.format, modelgate::scan::Kind::Onnx);
     assert!(
         r.findings.iter().any(|f| f.rule.id == "ONNX003"),
         "{:#?}",

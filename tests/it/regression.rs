@@ -181,7 +181,7 @@ fn joblib_inline_array_bytes_are_skipped() {
     p.extend([0x80u8; 16]); // two float64 values that look like opcodes
     p.extend(b"0cos\nsystem\nX\x02\x00\x00\x00id\x85R.");
     let r = scan("m.joblib", &p);
-    assert_eq!(r.format, "joblib");
+    assert_eq!(r.format, modelgate::scan::Kind::Joblib);
     assert_malicious(&r, "PKL001");
     assert!(!rules(&r).contains(&"PKL006"), "{:#?}", r.findings);
 }

@@ -212,7 +212,7 @@ fn finding(rule: &'static rules::Rule, offset: u64, members: &[&str]) -> Finding
 fn report(findings: Vec<Finding>) -> FileReport {
     FileReport {
         path: "models/m.pt".to_string(),
-        format: "pytorch-zip".to_string(),
+        format: modelgate::scan::Kind::PytorchZip,
         size: 1,
         verdict: FileReport::compute_verdict(&findings),
         status: ScanStatus::Complete,

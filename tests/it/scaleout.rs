@@ -365,6 +365,7 @@ fn merge_rejects_unknown_values() {
         ("\"verdict\":\"malicious\"", "\"verdict\":\"fine\""),
         ("\"status\":\"complete\"", "\"status\":\"ok\""),
         ("\"PKL001\"", "\"XYZ999\""),
+        ("\"format\":\"pickle\"", "\"format\":\"pickel\""),
     ] {
         std::fs::write(d.join("bad.jsonl"), text.replacen(from, to, 1)).unwrap();
         let out = run(d, &["merge", "bad.jsonl"]);

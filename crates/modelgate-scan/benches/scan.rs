@@ -196,7 +196,7 @@ const GIB: u64 = 1 << 30;
 
 /// A benchmark input that fails to parse would measure the error path.
 fn assert_parsed(r: &modelgate_scan::FileReport, format: &str) {
-    assert_eq!(r.format, format, "{r:#?}");
+    assert_eq!(r.format.name(), format, "{r:#?}");
     assert!(
         r.verdict <= modelgate_scan::Verdict::Info,
         "benign input flagged: {r:#?}"

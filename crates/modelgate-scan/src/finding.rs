@@ -10,6 +10,7 @@
 use serde::Serialize;
 use std::fmt;
 
+use super::kind::Kind;
 use super::rules::Rule;
 
 /// How bad a finding is, and (as the maximum over its findings) how bad a
@@ -132,8 +133,9 @@ pub enum ScanStatus {
 #[derive(Debug, Clone, Serialize)]
 pub struct FileReport {
     pub path: String,
-    /// The outermost format, decided by content.
-    pub format: String,
+    /// The outermost format, decided by content (refined by its parser:
+    /// a zip that is a PyTorch checkpoint is `pytorch-zip`).
+    pub format: Kind,
     pub size: u64,
     pub verdict: Verdict,
     pub status: ScanStatus,

@@ -355,9 +355,7 @@ impl<'s> Ctx<'s> {
         };
         let format = self
             .top_kind
-            .unwrap_or_else(|| Kind::from(self.top_format.unwrap_or(Format::Unknown)))
-            .name()
-            .to_string();
+            .unwrap_or_else(|| Kind::from(self.top_format.unwrap_or(Format::Unknown)));
         FileReport {
             path: display.to_string(),
             format,

@@ -120,7 +120,7 @@ pub fn sniff(data: &[u8], name: &str) -> Format {
     // A PROTO opcode at byte 0 decides before formats whose magic sits
     // further in (TFLite at 4, HDF5 after a user block, safetensors' `{` at
     // 8): a pickle can carry those bytes inside its first string argument.
-    if matches!(data, [0x80, 2..=5, ..]) && pickle::looks_like_pickle(data) {
+    if matches!(data, [pickle::opcodes::PROTO, 2..=5, ..]) && pickle::looks_like_pickle(data) {
         return Format::Pickle;
     }
     if data.len() >= 8 && &data[4..8] == b"TFL3" {

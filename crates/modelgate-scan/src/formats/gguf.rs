@@ -909,7 +909,7 @@ mod tests {
         be.extend_from_slice(&7u32.to_be_bytes());
         let r = report(&be);
         assert!(r.findings.is_empty(), "{:#?}", r.findings);
-        assert_eq!(r.format, "gguf-big-endian");
+        assert_eq!(r.format, crate::Kind::GgufBigEndian);
 
         let mut v1 = b"GGUF".to_vec();
         v1.extend_from_slice(&1u32.to_le_bytes());

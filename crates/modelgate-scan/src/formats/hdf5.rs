@@ -435,13 +435,13 @@ mod tests {
         let from_bytes = Scanner::default().scan_bytes("m.h5", &data);
         let from_disk = Scanner::default().scan_file(std::path::Path::new(&path), "m.h5");
         for r in [Some(from_bytes), from_disk.ok()].into_iter().flatten() {
-            assert_eq!(r.format, "keras-h5");
+            assert_eq!(r.format, crate::Kind::KerasH5);
             assert_eq!(ids(&r), ["KRS001"]);
             assert_eq!(r.verdict, Verdict::Malicious);
         }
         let r =
             Scanner::default().scan_bytes("w.h5", &fixture("HDF002/good_contiguous_dataset.h5"));
-        assert_eq!(r.format, "hdf5");
+        assert_eq!(r.format, crate::Kind::Hdf5);
         assert!(r.findings.is_empty());
         let r = run(&fixture("KRS002/good_builtin_loss.h5"));
         assert!(r.findings.is_empty(), "{:?}", r.findings);

@@ -27,6 +27,7 @@ use std::sync::LazyLock;
 
 use super::onnx::dangerous_word;
 use crate::finding::Verdict;
+use crate::pickle::opcodes::*;
 use crate::{Ctx, rules};
 
 /// Largest code file read. Real exports of large traced models reach a
@@ -161,66 +162,67 @@ fn bytecode_refs(data: &[u8]) -> Result<Vec<(Ref, u32)>, String> {
         i += 1;
         let mut pushed: Option<String> = None;
         match op {
-            b'.' => break,
+            STOP => break,
             // No argument.
-            b'(' | b'0' | b'1' | b'2' | b'N' | b'R' | b'a' | b'b' | b'd' | b'}' | b'e' | b'l'
-            | b']' | b'o' | b's' | b't' | b')' | b'u' | b'Q' | 0x81 | 0x85 | 0x86 | 0x87 | 0x88
-            | 0x89 | 0x8f | 0x90 | 0x91 | 0x92 | 0x93 | 0x97 | 0x98 => {}
-            0x94 => {
+            MARK | POP | POP_MARK | DUP | NONE | REDUCE | APPEND | BUILD | DICT | EMPTY_DICT
+            | APPENDS | LIST | EMPTY_LIST | OBJ | SETITEM | TUPLE | EMPTY_TUPLE | SETITEMS
+            | BINPERSID | NEWOBJ | TUPLE1 | TUPLE2 | TUPLE3 | NEWTRUE | NEWFALSE | EMPTY_SET
+            | ADDITEMS | FROZENSET | NEWOBJ_EX | STACK_GLOBAL | NEXT_BUFFER | READONLY_BUFFER => {}
+            MEMOIZE => {
                 if let Some(s) = &last {
                     memo.insert(next_memo, s.clone());
                 }
                 next_memo += 1;
             }
-            b'K' | 0x80 | 0x82 => {
+            BININT1 | PROTO | EXT1 => {
                 take(&mut i, 1)?;
             }
-            b'h' => pushed = memo.get(&le(take(&mut i, 1)?)).cloned(),
-            b'q' => {
+            BINGET => pushed = memo.get(&le(take(&mut i, 1)?)).cloned(),
+            BINPUT => {
                 let k = le(take(&mut i, 1)?);
                 if let Some(s) = &last {
                     memo.insert(k, s.clone());
                 }
             }
-            b'M' | 0x83 => {
+            BININT2 | EXT2 => {
                 take(&mut i, 2)?;
             }
-            b'J' | 0x84 => {
+            BININT | EXT4 => {
                 take(&mut i, 4)?;
             }
-            b'j' => pushed = memo.get(&le(take(&mut i, 4)?)).cloned(),
-            b'r' => {
+            LONG_BINGET => pushed = memo.get(&le(take(&mut i, 4)?)).cloned(),
+            LONG_BINPUT => {
                 let k = le(take(&mut i, 4)?);
                 if let Some(s) = &last {
                     memo.insert(k, s.clone());
                 }
             }
-            b'G' | 0x95 => {
+            BINFLOAT | FRAME => {
                 take(&mut i, 8)?;
             }
-            b'U' | b'C' | 0x8a | 0x8c => {
+            SHORT_BINSTRING | SHORT_BINBYTES | LONG1 | SHORT_BINUNICODE => {
                 let n = le(take(&mut i, 1)?) as usize;
                 let body = take(&mut i, n)?;
-                if op == 0x8c {
+                if op == SHORT_BINUNICODE {
                     pushed = Some(String::from_utf8_lossy(body).into_owned());
                 }
             }
-            b'T' | b'X' | b'B' | 0x8b => {
+            BINSTRING | BINUNICODE | BINBYTES | LONG4 => {
                 let n = usize::try_from(le(take(&mut i, 4)?)).map_err(|e| e.to_string())?;
                 let body = take(&mut i, n)?;
-                if op == b'X' {
+                if op == BINUNICODE {
                     pushed = Some(String::from_utf8_lossy(body).into_owned());
                 }
             }
-            0x8d | 0x8e | 0x96 => {
+            BINUNICODE8 | BINBYTES8 | BYTEARRAY8 => {
                 let n = usize::try_from(le(take(&mut i, 8)?)).map_err(|e| e.to_string())?;
                 let body = take(&mut i, n)?;
-                if op == 0x8d {
+                if op == BINUNICODE8 {
                     pushed = Some(String::from_utf8_lossy(body).into_owned());
                 }
             }
-            b'I' | b'L' | b'F' | b'S' | b'V' | b'P' | b'g' | b'p' | b'c' | b'i' => {
-                let lines = if op == b'c' || op == b'i' { 2 } else { 1 };
+            INT | LONG | FLOAT | STRING | UNICODE | PERSID | GET | PUT | GLOBAL | INST => {
+                let lines = if op == GLOBAL || op == INST { 2 } else { 1 };
                 for _ in 0..lines {
                     let end = data
                         .get(i..)
@@ -229,12 +231,12 @@ fn bytecode_refs(data: &[u8]) -> Result<Vec<(Ref, u32)>, String> {
                     let line = take(&mut i, end + 1)?;
                     let text = String::from_utf8_lossy(line.get(..end).unwrap_or_default());
                     match op {
-                        b'V' => pushed = Some(text.into_owned()),
-                        b'S' => {
+                        UNICODE => pushed = Some(text.into_owned()),
+                        STRING => {
                             pushed = Some(text.trim_matches(|c| c == '\'' || c == '"').to_string())
                         }
-                        b'g' => pushed = text.parse().ok().and_then(|k| memo.get(&k).cloned()),
-                        b'p' => {
+                        GET => pushed = text.parse().ok().and_then(|k| memo.get(&k).cloned()),
+                        PUT => {
                             if let (Ok(k), Some(s)) = (text.parse(), &last) {
                                 memo.insert(k, s.clone());
                             }
@@ -248,7 +250,7 @@ fn bytecode_refs(data: &[u8]) -> Result<Vec<(Ref, u32)>, String> {
         if memo.len() > 1_000_000 {
             return Err("memo over a million entries".into());
         }
-        if !matches!(op, 0x94 | b'q' | b'r' | b'p') {
+        if !matches!(op, MEMOIZE | BINPUT | LONG_BINPUT | PUT) {
             last = pushed.clone();
         }
         let Some(s) = pushed else { continue };

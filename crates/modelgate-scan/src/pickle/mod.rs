@@ -9,11 +9,13 @@
 //! nested files.
 
 pub mod globals;
+pub mod opcodes;
 pub mod walker;
 
 use std::collections::HashSet;
 
 use self::globals::{Class, GlobalLists};
+use self::opcodes::is_opcode;
 use self::walker::{End, Event, Stream};
 use crate::limits::Limits;
 use crate::{Ctx, Verdict, rules};
@@ -28,7 +30,7 @@ const LEGACY_STREAMS_AFTER_MAGIC: u32 = 4;
 
 pub fn scan(cx: &mut Ctx, data: &[u8]) {
     let legacy = data.len() > 2 + LEGACY_MAGIC.len()
-        && data[0] == 0x80
+        && data[0] == opcodes::PROTO
         && data[2..].starts_with(LEGACY_MAGIC);
     if legacy {
         cx.set_kind(crate::Kind::PytorchLegacy);
@@ -339,8 +341,8 @@ fn report(cx: &mut Ctx, data: &[u8], stream: &Stream) {
 /// mistaken for one.
 pub fn looks_like_pickle(data: &[u8]) -> bool {
     match data {
-        [0x80, proto, op, ..] if (2..=5).contains(proto) => is_opcode(*op),
-        [first, ..] if is_opcode(*first) && *first != b'.' => probe(data),
+        [opcodes::PROTO, proto, op, ..] if (2..=5).contains(proto) => is_opcode(*op),
+        [first, ..] if is_opcode(*first) && *first != opcodes::STOP => probe(data),
         _ => false,
     }
 }
@@ -380,7 +382,9 @@ fn probe_from(data: &[u8], depth: usize) -> bool {
                 && (stream.did_something()
                     || rest.iter().all(u8::is_ascii_whitespace)
                     || (depth < PROBE_MAX_STREAMS
-                        && rest.first().is_some_and(|&op| is_opcode(op) && op != b'.')
+                        && rest
+                            .first()
+                            .is_some_and(|&op| is_opcode(op) && op != opcodes::STOP)
                         && probe_from(rest, depth + 1)))
         }
         // Thousands of valid opcodes are no accident of text: a payload
@@ -402,53 +406,4 @@ fn is_dotted_identifier(s: &str) -> bool {
             matches!(chars.next(), Some(c) if c.is_alphabetic() || c == '_')
                 && chars.all(|c| c.is_alphanumeric() || c == '_')
         })
-}
-
-fn is_opcode(op: u8) -> bool {
-    matches!(
-        op,
-        b'(' | b'.'
-            | b'0'
-            | b'1'
-            | b'2'
-            | b'F'
-            | b'I'
-            | b'J'
-            | b'K'
-            | b'L'
-            | b'M'
-            | b'N'
-            | b'P'
-            | b'Q'
-            | b'R'
-            | b'S'
-            | b'T'
-            | b'U'
-            | b'V'
-            | b'X'
-            | b'a'
-            | b'b'
-            | b'c'
-            | b'd'
-            | b'}'
-            | b'e'
-            | b'g'
-            | b'h'
-            | b'i'
-            | b'j'
-            | b'l'
-            | b']'
-            | b'o'
-            | b'p'
-            | b'q'
-            | b'r'
-            | b's'
-            | b't'
-            | b')'
-            | b'u'
-            | b'G'
-            | b'B'
-            | b'C'
-            | 0x80..=0x98
-    )
 }

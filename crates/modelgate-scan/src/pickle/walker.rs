@@ -19,6 +19,7 @@ use std::collections::HashMap;
 use std::rc::{Rc, Weak};
 
 use super::globals::{self, ArgPos, Audit, Class, Forward, GlobalLists, Resolver};
+use super::opcodes::*;
 use crate::limits::Limits;
 
 /// Loaders that unpickle the bytes they are given. They are denied
@@ -119,6 +120,19 @@ pub struct GlobalUse {
     /// Set when this getattr was used in any way other than the enum pattern.
     pub getattr_bad: Option<String>,
 }
+
+/// Stands in for an import index that is not in `uses`. The walker only
+/// makes indices by pushing, so this is never reached; should it be, the
+/// import is unknown (never trusted) rather than a panic.
+static NO_USE: GlobalUse = GlobalUse {
+    offset: 0,
+    module: String::new(),
+    name: String::new(),
+    class: Class::Unknown,
+    call: None,
+    getattr_ok: false,
+    getattr_bad: None,
+};
 
 impl GlobalUse {
     pub fn qualified(&self) -> String {
@@ -304,6 +318,11 @@ impl<'a> Walker<'a> {
         }
     }
 
+    /// The import a `Value::Global` index names.
+    fn use_at(&self, i: usize) -> &GlobalUse {
+        self.uses.get(i).unwrap_or(&NO_USE)
+    }
+
     fn new_list(&mut self, items: Vec<Value>) -> Value {
         let list = Rc::new(RefCell::new(items));
         self.lists.push(Rc::downgrade(&list));
@@ -403,7 +422,7 @@ impl<'a> Walker<'a> {
                 return self.broken(at, "stream ends without STOP (truncated)");
             };
             self.pos += 1;
-            if op == b'.' {
+            if op == STOP {
                 // STOP pops the result: with nothing above the topmost
                 // mark every unpickler raises (stack underflow). Text such
                 // as `GIT v1.5.0.1` reads as BINFLOAT, POP, STOP.
@@ -422,317 +441,392 @@ impl<'a> Walker<'a> {
         }
     }
 
+    /// Dispatches one opcode to the method for its family.
     fn step(&mut self, op: u8, at: usize) -> Step<()> {
         match op {
-            b'(' => {
+            MARK | POP | POP_MARK | DUP => self.stack_op(op, at),
+            NONE | NEWTRUE | NEWFALSE | INT | BININT | BININT1 | BININT2 | LONG | LONG1 | LONG4
+            | FLOAT | BINFLOAT => self.push_number(op, at),
+            STRING | BINSTRING | SHORT_BINSTRING | UNICODE | BINUNICODE | SHORT_BINUNICODE
+            | BINUNICODE8 | BINBYTES | SHORT_BINBYTES | BINBYTES8 | BYTEARRAY8 | NEXT_BUFFER
+            | READONLY_BUFFER => self.push_string(op, at),
+            EMPTY_TUPLE | TUPLE | TUPLE1 | TUPLE2 | TUPLE3 | EMPTY_LIST | LIST | EMPTY_DICT
+            | DICT | EMPTY_SET | FROZENSET => self.new_container(op, at),
+            APPEND | APPENDS | SETITEM | SETITEMS | ADDITEMS => self.fill_container(op, at),
+            GET | BINGET | LONG_BINGET | PUT | BINPUT | LONG_BINPUT | MEMOIZE => {
+                self.memo_op(op, at)
+            }
+            PROTO | FRAME => self.framing(op, at),
+            GLOBAL | STACK_GLOBAL | EXT1 | EXT2 | EXT4 => self.global(op, at),
+            PERSID | BINPERSID => self.persistent_id(op, at),
+            REDUCE | NEWOBJ | NEWOBJ_EX | INST | OBJ | BUILD => self.call_op(op, at),
+            _ => self.invalid(op, at),
+        }
+    }
+
+    fn invalid<T>(&self, op: u8, at: usize) -> Step<T> {
+        self.broken(at, format!("invalid opcode 0x{op:02x}"))
+    }
+
+    /// MARK, POP, POP_MARK, DUP.
+    fn stack_op(&mut self, op: u8, at: usize) -> Step<()> {
+        match op {
+            MARK => {
                 if self.marks.len() as u64 >= self.limits.max_pickle_stack {
                     return self.budget(at, "too many nested MARKs");
                 }
                 self.marks.push(self.stack.len());
             }
-            b'0' => {
-                // POP: CPython pops the mark itself when the stack is empty
-                // above the topmost mark.
+            POP => {
+                // CPython pops the mark itself when the stack is empty above
+                // the topmost mark.
                 if self.marks.last() == Some(&self.stack.len()) {
                     self.marks.pop();
                 } else {
                     self.pop(at)?;
                 }
             }
-            b'1' => {
+            POP_MARK => {
                 self.pop_mark(at)?;
             }
-            b'2' => {
+            DUP => {
                 let top = self.top(at)?.clone();
                 self.stack.push(top);
             }
-            b'F' => {
+            _ => return self.invalid(op, at),
+        }
+        Ok(())
+    }
+
+    /// None, bools, ints, longs and floats in their text and binary forms.
+    fn push_number(&mut self, op: u8, at: usize) -> Step<()> {
+        let v = match op {
+            NONE => Value::None,
+            NEWTRUE => Value::Bool(true),
+            NEWFALSE => Value::Bool(false),
+            FLOAT => {
                 let line = self.line(at)?;
                 if !numeric_line(line, FLOAT_CHARS) {
                     return self.broken(at, "FLOAT argument is not a number");
                 }
-                self.stack.push(Value::Float);
+                Value::Float
             }
-            b'I' => {
+            BINFLOAT => {
+                self.take(at, 8)?;
+                Value::Float
+            }
+            INT => {
                 let line = self.line(at)?;
                 if !numeric_line(line, INT_CHARS) {
                     return self.broken(at, "INT argument is not a number");
                 }
-                let v = match line {
+                match line {
                     b"00" => Value::Bool(false),
                     b"01" => Value::Bool(true),
                     _ => parse_int(line).map_or(Value::BigInt, Value::Int),
-                };
-                self.stack.push(v);
+                }
             }
-            b'J' => {
-                let b = self.take(at, 4)?;
-                self.stack.push(Value::Int(i64::from(i32::from_le_bytes([
-                    b[0], b[1], b[2], b[3],
-                ]))));
-            }
-            b'K' => {
-                let b = self.take(at, 1)?;
-                self.stack.push(Value::Int(i64::from(b[0])));
-            }
-            b'M' => {
-                let b = self.take(at, 2)?;
-                self.stack
-                    .push(Value::Int(i64::from(u16::from_le_bytes([b[0], b[1]]))));
-            }
-            b'L' => {
+            BININT => Value::Int(i64::from(i32::from_le_bytes(self.take_array(at)?))),
+            BININT1 => Value::Int(i64::from(self.take_byte(at)?)),
+            BININT2 => Value::Int(i64::from(u16::from_le_bytes(self.take_array(at)?))),
+            LONG => {
                 let line = self.line(at)?;
                 let digits = line.strip_suffix(b"L").unwrap_or(line);
                 if !numeric_line(digits, INT_CHARS) {
                     return self.broken(at, "LONG argument is not a number");
                 }
-                self.stack
-                    .push(parse_int(digits).map_or(Value::BigInt, Value::Int));
+                parse_int(digits).map_or(Value::BigInt, Value::Int)
             }
-            b'N' => self.stack.push(Value::None),
-            0x88 => self.stack.push(Value::Bool(true)),
-            0x89 => self.stack.push(Value::Bool(false)),
-            b'G' => {
-                self.take(at, 8)?;
-                self.stack.push(Value::Float);
+            LONG1 => {
+                let n = usize::from(self.take_byte(at)?);
+                long_value(self.take(at, n)?)
             }
-            0x8a => {
-                let n = usize::from(self.take(at, 1)?[0]);
-                let b = self.take(at, n)?;
-                self.stack.push(long_value(b));
-            }
-            0x8b => {
+            LONG4 => {
                 let n = self.len_u32(at)?;
-                let b = self.take(at, n)?;
-                self.stack.push(long_value(b));
+                long_value(self.take(at, n)?)
             }
-            b'S' => {
+            _ => return self.invalid(op, at),
+        };
+        self.stack.push(v);
+        Ok(())
+    }
+
+    /// Byte strings (Python 2 `str`), unicode strings, bytes, bytearrays
+    /// and out-of-band buffers.
+    fn push_string(&mut self, op: u8, at: usize) -> Step<()> {
+        match op {
+            STRING => {
                 let line = self.line(at)?;
                 let Some(s) = decode_repr_string(line) else {
                     return self.broken(at, "STRING argument is not a quoted string");
                 };
                 self.stack.push(str_value(&s));
             }
-            b'T' => {
+            BINSTRING => {
                 let n = self.len_u32(at)?;
                 self.push_byte_string(at, n)?;
             }
-            b'U' => {
-                let n = usize::from(self.take(at, 1)?[0]);
+            SHORT_BINSTRING => {
+                let n = usize::from(self.take_byte(at)?);
                 self.push_byte_string(at, n)?;
             }
-            b'V' => {
+            UNICODE => {
                 let line = self.line(at)?;
                 let s = decode_raw_unicode_escape(line);
                 self.stack.push(str_value(&s));
             }
-            b'X' => {
+            BINUNICODE => {
                 let n = self.len_u32(at)?;
                 self.push_unicode(at, n)?;
             }
-            0x8c => {
-                let n = usize::from(self.take(at, 1)?[0]);
+            SHORT_BINUNICODE => {
+                let n = usize::from(self.take_byte(at)?);
                 self.push_unicode(at, n)?;
             }
-            0x8d => {
+            BINUNICODE8 => {
                 let n = self.len_u64(at)?;
                 self.push_unicode(at, n)?;
             }
-            b'B' => {
+            BINBYTES => {
                 let n = self.len_u32(at)?;
                 self.push_bytes(at, n)?;
             }
-            b'C' => {
-                let n = usize::from(self.take(at, 1)?[0]);
+            SHORT_BINBYTES => {
+                let n = usize::from(self.take_byte(at)?);
                 self.push_bytes(at, n)?;
             }
-            0x8e | 0x96 => {
+            BINBYTES8 | BYTEARRAY8 => {
                 let n = self.len_u64(at)?;
                 self.push_bytes(at, n)?;
             }
-            0x97 => self.stack.push(Value::Buffer),
-            0x98 => {
+            NEXT_BUFFER => self.stack.push(Value::Buffer),
+            READONLY_BUFFER => {
                 self.top(at)?;
             }
-            b')' => self.stack.push(Value::Tuple(Rc::new(Vec::new()))),
-            b't' => {
-                let items = self.pop_mark(at)?;
-                self.stack.push(Value::Tuple(Rc::new(items)));
-            }
-            0x85..=0x87 => {
-                let n = usize::from(op - 0x84);
+            _ => return self.invalid(op, at),
+        }
+        Ok(())
+    }
+
+    /// Opcodes that build a new tuple, list, dict or set.
+    fn new_container(&mut self, op: u8, at: usize) -> Step<()> {
+        let v = match op {
+            EMPTY_TUPLE => Value::Tuple(Rc::new(Vec::new())),
+            TUPLE => Value::Tuple(Rc::new(self.pop_mark(at)?)),
+            TUPLE1 | TUPLE2 | TUPLE3 => {
+                let n = usize::from(op - TUPLE1) + 1;
                 if self.above_mark() < n {
                     return self.broken(at, "TUPLE needs more values than the stack holds");
                 }
                 let items = self.stack.split_off(self.stack.len() - n);
-                self.stack.push(Value::Tuple(Rc::new(items)));
+                Value::Tuple(Rc::new(items))
             }
-            b']' => {
-                let v = self.new_list(Vec::new());
-                self.stack.push(v);
-            }
-            b'l' => {
+            EMPTY_LIST => self.new_list(Vec::new()),
+            LIST => {
                 let items = self.pop_mark(at)?;
-                let v = self.new_list(cap(items));
-                self.stack.push(v);
+                self.new_list(cap(items))
             }
-            b'}' => {
-                let v = self.new_dict(Vec::new());
-                self.stack.push(v);
-            }
-            b'd' => {
+            EMPTY_DICT => self.new_dict(Vec::new()),
+            DICT => {
                 let items = self.pop_mark(at)?;
-                let pairs = pairs(items);
-                let v = self.new_dict(pairs);
-                self.stack.push(v);
+                self.new_dict(pairs(items))
             }
-            0x8f => self.stack.push(Value::Set),
-            0x91 => {
+            EMPTY_SET => Value::Set,
+            FROZENSET => {
                 self.pop_mark(at)?;
-                self.stack.push(Value::Set);
+                Value::Set
             }
-            b'a' => {
+            _ => return self.invalid(op, at),
+        };
+        self.stack.push(v);
+        Ok(())
+    }
+
+    /// Opcodes that add to the list, dict or set below their arguments.
+    fn fill_container(&mut self, op: u8, at: usize) -> Step<()> {
+        match op {
+            APPEND => {
                 let v = self.pop(at)?;
-                self.extend_list(at, vec![v])?;
+                self.extend_list(at, vec![v])
             }
-            b'e' => {
+            APPENDS => {
                 let items = self.pop_mark(at)?;
-                self.extend_list(at, items)?;
+                self.extend_list(at, items)
             }
-            b's' => {
+            SETITEM => {
                 let v = self.pop(at)?;
                 let k = self.pop(at)?;
-                self.extend_dict(at, vec![(k, v)])?;
+                self.extend_dict(at, vec![(k, v)])
             }
-            b'u' => {
+            SETITEMS => {
                 let items = self.pop_mark(at)?;
-                self.extend_dict(at, pairs(items))?;
+                self.extend_dict(at, pairs(items))
             }
-            0x90 => {
+            ADDITEMS => {
                 self.pop_mark(at)?;
                 match self.top(at)? {
-                    Value::Set => {}
-                    _ => return self.broken(at, "ADDITEMS on something that is not a set"),
+                    Value::Set => Ok(()),
+                    _ => self.broken(at, "ADDITEMS on something that is not a set"),
                 }
             }
-            b'g' | b'h' | b'j' => {
+            _ => self.invalid(op, at),
+        }
+    }
+
+    /// GET/PUT in their three key widths, and MEMOIZE.
+    fn memo_op(&mut self, op: u8, at: usize) -> Step<()> {
+        match op {
+            GET | BINGET | LONG_BINGET => {
                 let key = self.memo_key(op, at)?;
-                self.memo_get(at, key)?;
+                self.memo_get(at, key)
             }
-            b'p' | b'q' | b'r' => {
+            PUT | BINPUT | LONG_BINPUT => {
                 let key = self.memo_key(op, at)?;
-                self.memo_put(at, key)?;
+                self.memo_put(at, key)
             }
-            0x94 => {
+            MEMOIZE => {
                 let key = self.memo.len() as u64;
-                self.memo_put(at, key)?;
+                self.memo_put(at, key)
             }
-            0x80 => {
-                let v = self.take(at, 1)?[0];
+            _ => self.invalid(op, at),
+        }
+    }
+
+    /// PROTO and FRAME: they shape the stream, not the values in it.
+    fn framing(&mut self, op: u8, at: usize) -> Step<()> {
+        match op {
+            PROTO => {
+                let v = self.take_byte(at)?;
                 if v > 5 {
                     return self.broken(at, format!("unsupported pickle protocol {v}"));
                 }
                 self.protocol = self.protocol.max(v);
                 self.proto_now = v;
             }
-            0x95 => {
+            FRAME => {
                 // FRAME only announces how many bytes the next opcodes take;
                 // the opcodes themselves follow inline.
                 self.take(at, 8)?;
             }
-            b'c' => {
+            _ => return self.invalid(op, at),
+        }
+        Ok(())
+    }
+
+    /// Opcodes that import: GLOBAL, STACK_GLOBAL and the extension registry.
+    fn global(&mut self, op: u8, at: usize) -> Step<()> {
+        match op {
+            GLOBAL => {
                 let module = String::from_utf8_lossy(self.line(at)?).into_owned();
                 let name = String::from_utf8_lossy(self.line(at)?).into_owned();
                 let g = self.import(at, module, name);
                 self.stack.push(g);
             }
-            0x93 => {
-                let name = self.pop(at)?;
-                let module = self.pop(at)?;
-                match (&module, &name) {
-                    (Value::Str(m), Value::Str(n)) => {
-                        let g = self.import(at, m.to_string(), n.to_string());
-                        self.stack.push(g);
-                    }
-                    _ => {
-                        let detail = format!(
-                            "module from {}, name from {}",
-                            self.describe(&module),
-                            self.describe(&name)
-                        );
-                        self.events.push(Event::Unresolved { offset: at, detail });
-                        let call = Rc::new(Call {
-                            callee: Value::None,
-                            args: Value::Tuple(Rc::new(vec![module, name])),
-                            state: RefCell::new(None),
-                            items: RefCell::new(Vec::new()),
-                            offset: at,
-                        });
-                        self.calls.push(Rc::downgrade(&call));
-                        self.stack.push(Value::Call(call));
-                    }
-                }
-            }
-            0x82 => {
-                let code = u32::from(self.take(at, 1)?[0]);
+            STACK_GLOBAL => self.stack_global(at)?,
+            EXT1 => {
+                let code = u32::from(self.take_byte(at)?);
                 self.ext(at, code);
             }
-            0x83 => {
-                let b = self.take(at, 2)?;
-                let code = u32::from(u16::from_le_bytes([b[0], b[1]]));
+            EXT2 => {
+                let code = u32::from(u16::from_le_bytes(self.take_array(at)?));
                 self.ext(at, code);
             }
-            0x84 => {
+            EXT4 => {
                 let code = self.len_u32(at)? as u32;
                 self.ext(at, code);
             }
-            b'P' => {
+            _ => return self.invalid(op, at),
+        }
+        Ok(())
+    }
+
+    /// STACK_GLOBAL with a module and name that are not both constant
+    /// strings is an import the scanner cannot name: reported, and kept on
+    /// the stack as a call to nothing so later opcodes still apply to it.
+    fn stack_global(&mut self, at: usize) -> Step<()> {
+        let name = self.pop(at)?;
+        let module = self.pop(at)?;
+        if let (Value::Str(m), Value::Str(n)) = (&module, &name) {
+            let g = self.import(at, m.to_string(), n.to_string());
+            self.stack.push(g);
+            return Ok(());
+        }
+        let detail = format!(
+            "module from {}, name from {}",
+            self.describe(&module),
+            self.describe(&name)
+        );
+        self.events.push(Event::Unresolved { offset: at, detail });
+        let call = Rc::new(Call {
+            callee: Value::None,
+            args: Value::Tuple(Rc::new(vec![module, name])),
+            state: RefCell::new(None),
+            items: RefCell::new(Vec::new()),
+            offset: at,
+        });
+        self.calls.push(Rc::downgrade(&call));
+        self.stack.push(Value::Call(call));
+        Ok(())
+    }
+
+    /// PERSID and BINPERSID: the object comes from the unpickler's
+    /// `persistent_load`, never from the stream.
+    fn persistent_id(&mut self, op: u8, at: usize) -> Step<()> {
+        match op {
+            PERSID => {
                 self.line(at)?;
-                self.stack.push(Value::PersistentId);
             }
-            b'Q' => {
+            BINPERSID => {
                 self.pop(at)?;
-                self.stack.push(Value::PersistentId);
             }
-            b'R' => {
+            _ => return self.invalid(op, at),
+        }
+        self.stack.push(Value::PersistentId);
+        Ok(())
+    }
+
+    /// The opcodes that call or instantiate, and BUILD (which may call
+    /// `__setstate__`).
+    fn call_op(&mut self, op: u8, at: usize) -> Step<()> {
+        match op {
+            REDUCE => {
                 let args = self.pop(at)?;
                 let callee = self.pop(at)?;
-                self.call(at, callee, args)?;
+                self.call(at, callee, args)
             }
-            0x81 => {
+            NEWOBJ => {
                 let args = self.pop(at)?;
                 let cls = self.pop(at)?;
-                self.call(at, cls, args)?;
+                self.call(at, cls, args)
             }
-            0x92 => {
+            NEWOBJ_EX => {
                 let kwargs = self.pop(at)?;
                 let args = self.pop(at)?;
                 let cls = self.pop(at)?;
                 self.audit_kwargs(at, &cls, &kwargs);
-                self.call(at, cls, args)?;
+                self.call(at, cls, args)
             }
-            b'i' => {
+            INST => {
                 let module = String::from_utf8_lossy(self.line(at)?).into_owned();
                 let name = String::from_utf8_lossy(self.line(at)?).into_owned();
                 let args = self.pop_mark(at)?;
                 let cls = self.import(at, module, name);
-                self.call(at, cls, Value::Tuple(Rc::new(args)))?;
+                self.call(at, cls, Value::Tuple(Rc::new(args)))
             }
-            b'o' => {
+            OBJ => {
                 let mut items = self.pop_mark(at)?;
                 if items.is_empty() {
                     return self.broken(at, "OBJ without a class");
                 }
                 let cls = items.remove(0);
-                self.call(at, cls, Value::Tuple(Rc::new(items)))?;
+                self.call(at, cls, Value::Tuple(Rc::new(items)))
             }
-            b'b' => {
+            BUILD => {
                 let state = self.pop(at)?;
-                self.build(at, state)?;
+                self.build(at, state)
             }
-            _ => return self.broken(at, format!("invalid opcode 0x{op:02x}")),
+            _ => self.invalid(op, at),
         }
-        Ok(())
     }
 
     fn import(&mut self, at: usize, module: String, name: String) -> Value {
@@ -775,20 +869,26 @@ impl<'a> Walker<'a> {
         match &callee {
             Value::Global(i) => {
                 let i = *i;
-                if self.uses[i].is_getattr() {
-                    match self.safe_getattr(&args) {
-                        Ok(()) => self.uses[i].getattr_ok = true,
-                        Err(detail) => {
-                            if self.uses[i].getattr_bad.is_none() {
-                                self.uses[i].getattr_bad = Some(detail);
+                if self.use_at(i).is_getattr() {
+                    let verdict = self.safe_getattr(&args);
+                    if let Some(u) = self.uses.get_mut(i) {
+                        match verdict {
+                            Ok(()) => u.getattr_ok = true,
+                            Err(detail) => {
+                                u.getattr_bad.get_or_insert(detail);
                             }
                         }
                     }
                 }
-                if self.uses[i].call.is_none() {
-                    let rendered =
-                        format!("{}({})", self.uses[i].qualified(), self.render_args(&args));
-                    self.uses[i].call = Some(rendered);
+                if self.use_at(i).call.is_none() {
+                    let rendered = format!(
+                        "{}({})",
+                        self.use_at(i).qualified(),
+                        self.render_args(&args)
+                    );
+                    if let Some(u) = self.uses.get_mut(i) {
+                        u.call = Some(rendered);
+                    }
                 }
                 self.nested_payloads(at, i, &args);
                 if let Some(detail) = self.audit_global_call(at, i, &Args::Shown(&args), 0) {
@@ -824,7 +924,7 @@ impl<'a> Walker<'a> {
             return Err("getattr with an unusual argument count".into());
         };
         let target_ok = match target {
-            Value::Global(i) => self.uses[*i].class.is_trusted(),
+            Value::Global(i) => self.use_at(*i).class.is_trusted(),
             _ => false,
         };
         let attr_ok = match attr {
@@ -852,12 +952,12 @@ impl<'a> Walker<'a> {
         args: &Args,
         depth: u32,
     ) -> Option<String> {
-        if !self.uses[callee].class.is_trusted() {
+        if !self.use_at(callee).class.is_trusted() {
             return None;
         }
-        let qualified = self.uses[callee].qualified();
+        let qualified = self.use_at(callee).qualified();
         let Audit::Calls(specs) =
-            globals::audit(&self.uses[callee].module, &self.uses[callee].name).clone()
+            globals::audit(&self.use_at(callee).module, &self.use_at(callee).name).clone()
         else {
             return None;
         };
@@ -925,7 +1025,7 @@ impl<'a> Walker<'a> {
         match v {
             Value::Global(j) => {
                 let j = *j;
-                match &self.uses[j].class {
+                match &self.use_at(j).class {
                     // Reported on their own (PKL001/PKL002); a loader reached
                     // through a helper still has its payload scanned.
                     Class::Dangerous(_) => {
@@ -935,13 +1035,13 @@ impl<'a> Walker<'a> {
                         }
                         Some(format!(
                             "`{}`, a dangerous callable",
-                            self.uses[j].qualified()
+                            self.use_at(j).qualified()
                         ))
                     }
                     Class::Unknown => None,
                     Class::Safe | Class::Profile(_) => self
                         .audit_global_call(at, j, args, depth)
-                        .map(|p| format!("`{}` handed on: {p}", self.uses[j].qualified())),
+                        .map(|p| format!("`{}` handed on: {p}", self.use_at(j).qualified())),
                 }
             }
             Value::Call(c) => {
@@ -950,11 +1050,11 @@ impl<'a> Walker<'a> {
                     Value::Global(j) if self.is_partial(*j) => {
                         self.check_partial(at, &c, args, depth)
                     }
-                    Value::Global(j) if self.uses[*j].is_getattr() => Some(format!(
+                    Value::Global(j) if self.use_at(*j).is_getattr() => Some(format!(
                         "an attribute fetched at load time ({})",
                         self.describe_call(&c)
                     )),
-                    Value::Global(j) if self.uses[*j].class.is_trusted() => {
+                    Value::Global(j) if self.use_at(*j).class.is_trusted() => {
                         // An instance of a trusted class is data; only a
                         // call that builds a callable (a partial handed
                         // through) yields one.
@@ -984,15 +1084,15 @@ impl<'a> Walker<'a> {
     }
 
     fn is_partial(&self, i: usize) -> bool {
-        self.uses[i].module == "functools" && self.uses[i].name == "partial"
+        self.use_at(i).module == "functools" && self.use_at(i).name == "partial"
     }
 
     /// A value that is itself a callable made at load time.
     fn yields_callable(&self, v: &Value) -> bool {
         match v {
-            Value::Global(j) => self.is_partial(*j) || self.uses[*j].is_getattr(),
+            Value::Global(j) => self.is_partial(*j) || self.use_at(*j).is_getattr(),
             Value::Call(c) => {
-                matches!(&c.callee, Value::Global(j) if self.is_partial(*j) || self.uses[*j].is_getattr())
+                matches!(&c.callee, Value::Global(j) if self.is_partial(*j) || self.use_at(*j).is_getattr())
             }
             _ => false,
         }
@@ -1067,8 +1167,8 @@ impl<'a> Walker<'a> {
     fn audit_kwargs(&mut self, at: usize, cls: &Value, kwargs: &Value) {
         let Value::Global(i) = cls else { return };
         let i = *i;
-        if !self.uses[i].class.is_trusted()
-            || globals::audit(&self.uses[i].module, &self.uses[i].name) == &Audit::Data
+        if !self.use_at(i).class.is_trusted()
+            || globals::audit(&self.use_at(i).module, &self.use_at(i).name) == &Audit::Data
         {
             return;
         }
@@ -1078,7 +1178,7 @@ impl<'a> Walker<'a> {
             if let Some(p) = self.check_callable(at, &v, &Args::Unseen, 1) {
                 let detail = format!(
                     "`{}` gets a keyword argument that is {p}",
-                    self.uses[i].qualified()
+                    self.use_at(i).qualified()
                 );
                 self.events.push(Event::Gadget { offset: at, detail });
                 return;
@@ -1109,7 +1209,7 @@ impl<'a> Walker<'a> {
         let Some(i) = self.instance_class(call) else {
             return;
         };
-        let (module, name) = (self.uses[i].module.clone(), self.uses[i].name.clone());
+        let (module, name) = (self.use_at(i).module.clone(), self.use_at(i).name.clone());
         match (module.as_str(), name.as_str()) {
             ("numpy", "dtype") => self.check_dtype_state(at, call, state),
             ("functools", "partial") => {
@@ -1144,11 +1244,12 @@ impl<'a> Walker<'a> {
     /// `_rebuild_parameter_with_state`) `setattr`s both halves, and
     /// `_rebuild_from_type` assigns its dict as `__dict__`.
     fn check_state_argument(&mut self, at: usize, callee: usize, args: &Value) {
-        if self.uses[callee].module != "torch._tensor" && self.uses[callee].module != "torch._utils"
+        if self.use_at(callee).module != "torch._tensor"
+            && self.use_at(callee).module != "torch._utils"
         {
             return;
         }
-        let via_setattr = match self.uses[callee].name.as_str() {
+        let via_setattr = match self.use_at(callee).name.as_str() {
             "_rebuild_from_type_v2" | "_rebuild_parameter_with_state" => true,
             "_rebuild_from_type" => false,
             _ => return,
@@ -1167,9 +1268,9 @@ impl<'a> Walker<'a> {
         let Value::Global(i) = &call.callee else {
             return None;
         };
-        let helper = self.uses[*i].module == "copyreg"
+        let helper = self.use_at(*i).module == "copyreg"
             && matches!(
-                self.uses[*i].name.as_str(),
+                self.use_at(*i).name.as_str(),
                 "_reconstructor" | "__newobj__" | "__newobj_ex__"
             );
         if !helper {
@@ -1310,7 +1411,7 @@ impl<'a> Walker<'a> {
     /// Bytes handed to a loader are themselves files: remember where they
     /// are so the caller can scan them.
     fn nested_payloads(&mut self, at: usize, callee: usize, args: &Value) {
-        let qualified = self.uses[callee].qualified();
+        let qualified = self.use_at(callee).qualified();
         // A loader's literal payload is scanned as a file of its own; a
         // payload computed at load time cannot be.
         if BYTE_LOADERS.contains(&qualified.as_str()) {
@@ -1323,7 +1424,7 @@ impl<'a> Walker<'a> {
         }
         let loads_payload = BYTE_LOADERS.contains(&qualified.as_str())
             || matches!(qualified.as_str(), "io.BytesIO" | "_io.BytesIO")
-            || matches!(self.uses[callee].class, Class::Dangerous(_));
+            || matches!(self.use_at(callee).class, Class::Dangerous(_));
         let Value::Tuple(items) = args else { return };
         if !loads_payload {
             return;
@@ -1344,7 +1445,7 @@ impl<'a> Walker<'a> {
         let target = self.top(at)?.clone();
         match &target {
             Value::Global(i) => {
-                let target = self.uses[*i].qualified();
+                let target = self.use_at(*i).qualified();
                 self.events.push(Event::Poison { offset: at, target });
             }
             Value::Call(call) => {
@@ -1361,8 +1462,8 @@ impl<'a> Walker<'a> {
 
     fn is_joblib_wrapper(&self, callee: &Value) -> bool {
         matches!(callee, Value::Global(i)
-            if matches!(self.uses[*i].module.as_str(), "joblib.numpy_pickle" | "sklearn.externals.joblib.numpy_pickle")
-                && self.uses[*i].name == "NumpyArrayWrapper")
+            if matches!(self.use_at(*i).module.as_str(), "joblib.numpy_pickle" | "sklearn.externals.joblib.numpy_pickle")
+                && self.use_at(*i).name == "NumpyArrayWrapper")
     }
 
     /// joblib writes each array's raw bytes straight into the file right
@@ -1412,7 +1513,7 @@ impl<'a> Walker<'a> {
         let aligned = lookup("numpy_array_alignment_bytes").is_some();
         drop(state);
         if aligned {
-            let pad = usize::from(self.take(at, 1)?[0]);
+            let pad = usize::from(self.take_byte(at)?);
             self.take(at, pad)?;
         }
         let bytes = count.saturating_mul(itemsize);
@@ -1454,7 +1555,7 @@ impl<'a> Walker<'a> {
         let Value::Global(i) = call.callee else {
             return None;
         };
-        if self.uses[i].module != "numpy" || self.uses[i].name != "dtype" {
+        if self.use_at(i).module != "numpy" || self.use_at(i).name != "dtype" {
             return None;
         }
         let Value::Tuple(args) = &call.args else {
@@ -1509,7 +1610,7 @@ impl<'a> Walker<'a> {
         match v {
             Value::Str(s) => format!("{:?}", short(s)),
             Value::LongStr(_) => "a long string".into(),
-            Value::Global(i) => format!("`{}`", self.uses[*i].qualified()),
+            Value::Global(i) => format!("`{}`", self.use_at(*i).qualified()),
             Value::Call(c) => format!("the result of {}", self.describe_call(c)),
             Value::Bytes { .. } => "bytes".into(),
             Value::Int(n) => n.to_string(),
@@ -1524,7 +1625,7 @@ impl<'a> Walker<'a> {
 
     fn describe_call(&self, c: &Call) -> String {
         match &c.callee {
-            Value::Global(i) => format!("`{}(…)`", self.uses[*i].qualified()),
+            Value::Global(i) => format!("`{}(…)`", self.use_at(*i).qualified()),
             Value::Call(inner) => format!("a call on {}", self.describe_call(inner)),
             _ => "a computed call".into(),
         }
@@ -1548,19 +1649,17 @@ impl<'a> Walker<'a> {
         match v {
             Value::Str(s) | Value::LongStr(s) => format!("{:?}", short(s)),
             Value::Bytes { start, end } => {
-                let b = &self.data[*start..*end];
-                format!(
-                    "b{:?}",
-                    short(&String::from_utf8_lossy(&b[..b.len().min(80)]))
-                )
+                let b = self.data.get(*start..*end).unwrap_or_default();
+                let head = b.get(..80).unwrap_or(b);
+                format!("b{:?}", short(&String::from_utf8_lossy(head)))
             }
             Value::Int(n) => n.to_string(),
             Value::Bool(b) => if *b { "True" } else { "False" }.into(),
             Value::None => "None".into(),
-            Value::Global(i) => self.uses[*i].qualified(),
+            Value::Global(i) => self.use_at(*i).qualified(),
             Value::Call(c) => {
                 let callee = match &c.callee {
-                    Value::Global(i) => self.uses[*i].qualified(),
+                    Value::Global(i) => self.use_at(*i).qualified(),
                     other => self.render(other, depth + 1),
                 };
                 format!("{callee}({})", self.render_tuple_items(&c.args, depth + 1))
@@ -1688,14 +1787,14 @@ impl<'a> Walker<'a> {
     /// (BINGET/BINPUT) or four (LONG_BINGET/LONG_BINPUT).
     fn memo_key(&mut self, op: u8, at: usize) -> Step<u64> {
         match op {
-            b'g' | b'p' => {
+            GET | PUT => {
                 let line = self.line(at)?;
                 match parse_int(line).and_then(|k| u64::try_from(k).ok()) {
                     Some(key) => Ok(key),
                     None => self.broken(at, "memo key is not a number"),
                 }
             }
-            b'h' | b'q' => Ok(u64::from(self.take(at, 1)?[0])),
+            BINGET | BINPUT => Ok(u64::from(self.take_byte(at)?)),
             _ => Ok(self.len_u32(at)? as u64),
         }
     }
@@ -1725,10 +1824,12 @@ impl<'a> Walker<'a> {
 
     fn take(&mut self, at: usize, n: usize) -> Step<&'a [u8]> {
         let data: &'a [u8] = self.data;
-        let end = self.pos.checked_add(n).filter(|&e| e <= data.len());
-        match end {
-            Some(end) => {
-                let s = &data[self.pos..end];
+        let slice = self
+            .pos
+            .checked_add(n)
+            .and_then(|end| Some((end, data.get(self.pos..end)?)));
+        match slice {
+            Some((end, s)) => {
                 self.pos = end;
                 Ok(s)
             }
@@ -1739,13 +1840,28 @@ impl<'a> Walker<'a> {
         }
     }
 
+    /// A fixed-width argument, for the `from_le_bytes` of its integer.
+    fn take_array<const N: usize>(&mut self, at: usize) -> Step<[u8; N]> {
+        let b = self.take(at, N)?;
+        match b.try_into() {
+            Ok(a) => Ok(a),
+            Err(_) => self.broken(at, format!("argument of {N} bytes is short")),
+        }
+    }
+
+    fn take_byte(&mut self, at: usize) -> Step<u8> {
+        let [b] = self.take_array(at)?;
+        Ok(b)
+    }
+
     fn line(&mut self, at: usize) -> Step<&'a [u8]> {
         let data: &'a [u8] = self.data;
-        let rest = &data[self.pos.min(data.len())..];
+        let rest = data.get(self.pos..).unwrap_or_default();
         let limit = rest.len().min(self.limits.max_string_bytes as usize);
-        match rest[..limit].iter().position(|&b| b == b'\n') {
+        let window = rest.get(..limit).unwrap_or(rest);
+        match window.iter().position(|&b| b == b'\n') {
             Some(n) => {
-                let line = &rest[..n];
+                let line = window.get(..n).unwrap_or_default();
                 self.pos += n + 1;
                 Ok(line.strip_suffix(b"\r").unwrap_or(line))
             }
@@ -1757,13 +1873,11 @@ impl<'a> Walker<'a> {
     }
 
     fn len_u32(&mut self, at: usize) -> Step<usize> {
-        let b = self.take(at, 4)?;
-        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+        Ok(u32::from_le_bytes(self.take_array(at)?) as usize)
     }
 
     fn len_u64(&mut self, at: usize) -> Step<usize> {
-        let b = self.take(at, 8)?;
-        let n = u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
+        let n = u64::from_le_bytes(self.take_array(at)?);
         match usize::try_from(n) {
             Ok(n) => Ok(n),
             Err(_) => self.broken(at, format!("declared length {n} exceeds the address space")),
@@ -1929,15 +2043,15 @@ fn parse_int(b: &[u8]) -> Option<i64> {
 
 /// LONG1/LONG4 little-endian two's complement; kept when it fits an i64.
 fn long_value(b: &[u8]) -> Value {
-    if b.is_empty() {
+    let Some(&high) = b.last() else {
         return Value::Int(0);
-    }
-    if b.len() > 8 {
-        return Value::BigInt;
-    }
-    let negative = b[b.len() - 1] & 0x80 != 0;
+    };
+    let negative = high & 0x80 != 0;
     let mut buf = if negative { [0xffu8; 8] } else { [0u8; 8] };
-    buf[..b.len()].copy_from_slice(b);
+    match buf.get_mut(..b.len()) {
+        Some(low) => low.copy_from_slice(b),
+        None => return Value::BigInt,
+    }
     Value::Int(i64::from_le_bytes(buf))
 }
 
@@ -1960,8 +2074,7 @@ pub fn decode_repr_string(line: &[u8]) -> Option<String> {
     }
     let mut out = String::new();
     let mut i = 0;
-    while i < body.len() {
-        let c = body[i];
+    while let Some(&c) = body.get(i) {
         i += 1;
         if c != b'\\' {
             out.push(char::from(c));
@@ -2015,8 +2128,7 @@ pub fn decode_repr_string(line: &[u8]) -> Option<String> {
 pub fn decode_raw_unicode_escape(line: &[u8]) -> String {
     let mut out = String::new();
     let mut i = 0;
-    while i < line.len() {
-        let c = line[i];
+    while let Some(&c) = line.get(i) {
         if c == b'\\' {
             let width = match line.get(i + 1) {
                 Some(b'u') => 4,
