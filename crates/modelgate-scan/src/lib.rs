@@ -11,6 +11,9 @@
 //! findings against rules from [`rules`]. Every loop is bounded by
 //! [`Limits`]; a tripped limit is a finding, never a crash.
 
+#[macro_use]
+mod bytes;
+
 pub mod archive;
 pub mod engine_digest;
 pub mod finding;
