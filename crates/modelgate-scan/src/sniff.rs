@@ -3,6 +3,7 @@
 //! spotting disguises; it never makes the scanner skip content.
 
 use super::pickle;
+use crate::bytes::record;
 use crate::kind::Kind;
 
 /// What a blob's bytes are.
@@ -81,9 +82,9 @@ const HDF5_MAGIC: &[u8] = b"\x89HDF\r\n\x1a\n";
 
 pub fn sniff(data: &[u8], name: &str) -> Format {
     let starts = |m: &[u8]| data.starts_with(m);
-    if starts(TOMBSTONE_MAGIC)
+    if let Some(rest) = data.strip_prefix(TOMBSTONE_MAGIC)
         && data.len() <= MAX_TOMBSTONE_BYTES
-        && std::str::from_utf8(&data[TOMBSTONE_MAGIC.len()..]).is_ok()
+        && std::str::from_utf8(rest).is_ok()
     {
         return Format::Tombstone;
     }
@@ -93,7 +94,7 @@ pub fn sniff(data: &[u8], name: &str) -> Format {
     if starts(b"\x1f\x8b") {
         return Format::Gzip;
     }
-    if starts(b"BZh") && data.len() > 3 && (b'1'..=b'9').contains(&data[3]) {
+    if matches!(data, [b'B', b'Z', b'h', b'1'..=b'9', ..]) {
         return Format::Bzip2;
     }
     if starts(b"\xfd7zXZ\x00") {
@@ -123,7 +124,7 @@ pub fn sniff(data: &[u8], name: &str) -> Format {
     if matches!(data, [pickle::opcodes::PROTO, 2..=5, ..]) && pickle::looks_like_pickle(data) {
         return Format::Pickle;
     }
-    if data.len() >= 8 && &data[4..8] == b"TFL3" {
+    if data.get(4..8) == Some(b"TFL3") {
         return Format::TfLite;
     }
     if hdf5_superblock_offset(data).is_some() {
@@ -132,7 +133,7 @@ pub fn sniff(data: &[u8], name: &str) -> Format {
     if looks_like_safetensors(data) {
         return Format::Safetensors;
     }
-    if data.len() >= 262 && &data[257..262] == b"ustar" {
+    if data.get(257..262) == Some(b"ustar") {
         return Format::Tar;
     }
     if pickle::looks_like_pickle(data) {
@@ -252,10 +253,10 @@ fn looks_like_safetensors(data: &[u8]) -> bool {
         len.iter()
             .all(|&b| (0x20..0x7f).contains(&b) || b"\t\n\r".contains(&b))
     });
-    data.len() >= 10
-        && data[8] == b'{'
-        && matches!(data[9], b'"' | b'}' | b' ' | b'\n' | b'\r' | b'\t')
-        && !(printable_length && is_text(data))
+    matches!(
+        data.get(8..10),
+        Some([b'{', b'"' | b'}' | b' ' | b'\n' | b'\r' | b'\t'])
+    ) && !(printable_length && is_text(data))
 }
 
 /// An archive whose first member is preceded by other data (a self-extracting
@@ -269,32 +270,34 @@ pub fn looks_like_zip_without_local_header(data: &[u8]) -> bool {
     if data.len() < 22 || is_text(data) {
         return false;
     }
-    let Some(eocd) = memfind(&data[tail_start..], b"PK\x05\x06").map(|p| p + tail_start) else {
+    let tail = data.get(tail_start..).unwrap_or_default();
+    let Some(eocd) = memfind(tail, b"PK\x05\x06").map(|p| p + tail_start) else {
         return false;
     };
-    let Some(record) = data.get(eocd..eocd + 22) else {
+    let Some(record) = record::<22>(data, eocd) else {
         return false;
     };
+    let starts_at = |at: usize, magic: &[u8]| data.get(at..).is_some_and(|r| r.starts_with(magic));
     let zip64_locator = eocd
         .checked_sub(20)
-        .is_some_and(|at| data[at..].starts_with(b"PK\x06\x07"));
-    let cd_size = u32::from_le_bytes([record[12], record[13], record[14], record[15]]);
+        .is_some_and(|at| starts_at(at, b"PK\x06\x07"));
+    let cd_size = le!(u32, record, 12);
     zip64_locator
         || usize::try_from(cd_size)
             .ok()
             .filter(|&size| size > 0)
             .and_then(|size| eocd.checked_sub(size))
-            .is_some_and(|cd| data[cd..].starts_with(b"PK\x01\x02"))
+            .is_some_and(|cd| starts_at(cd, b"PK\x01\x02"))
 }
 
 fn looks_like_zlib(data: &[u8]) -> bool {
-    let header = data.len() >= 2
-        && data[0] == 0x78
-        && matches!(data[1], 0x01 | 0x5e | 0x9c | 0xda)
-        && (u16::from(data[0]) << 8 | u16::from(data[1])) % 31 == 0;
+    // CMF 0x78 (deflate, 32 KiB window), an FLG of one of the four levels,
+    // and the header check: CMF·256 + FLG is a multiple of 31.
+    let header = matches!(data, [0x78, flg @ (0x01 | 0x5e | 0x9c | 0xda), ..]
+        if (0x7800 | u16::from(*flg)) % 31 == 0);
     // `x^2 + y^2` opens with a valid zlib header too: text counts as zlib
     // only if its start really inflates.
-    header && (!is_text(data) || inflates(&data[..data.len().min(4096)]))
+    header && (!is_text(data) || inflates(data.get(..4096).unwrap_or(data)))
 }
 
 /// Whether the start of a zlib stream decodes without error.
@@ -323,7 +326,7 @@ fn is_image(data: &[u8]) -> bool {
 /// Text: the first 8 KiB are UTF-8 (allowing a character cut at the end)
 /// without NUL bytes.
 pub fn is_text(data: &[u8]) -> bool {
-    let head = &data[..data.len().min(8192)];
+    let head = data.get(..8192).unwrap_or(data);
     if head.is_empty() || head.contains(&0) {
         return false;
     }
@@ -336,7 +339,9 @@ pub fn is_text(data: &[u8]) -> bool {
 /// Pre-POSIX tar headers have no `ustar` magic; accept one whose header
 /// checksum is right.
 fn is_old_tar(data: &[u8]) -> bool {
-    let header = &data[..512];
+    let Some(header) = data.first_chunk::<512>() else {
+        return false;
+    };
     let Some(stored) = parse_octal(&header[148..156]) else {
         return false;
     };
