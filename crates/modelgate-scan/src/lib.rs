@@ -447,8 +447,8 @@ fn scan_polyglot_parts(cx: &mut Ctx, data: &[u8], format: Format) {
     if format == Format::Hdf5
         && let Some(offset) = sniff::hdf5_superblock_offset(data)
         && offset > 0
+        && let Some(user_block) = data.get(..offset)
     {
-        let user_block = &data[..offset];
         let inner = sniff::sniff(user_block, "");
         if !matches!(inner, Format::Unknown | Format::Text) {
             cx.report(

@@ -58,7 +58,7 @@ pub fn scan(cx: &mut Ctx, data: &[u8]) {
         header.iter().map(|&b| char::from(b)).collect()
     };
     let body_start = header_start + header_len;
-    let body = &data[body_start.min(data.len())..];
+    let body = data.get(body_start..).unwrap_or_default();
     let descr = match parse_header(&text, major < 3) {
         Ok(header) => header,
         Err(reason) => {

@@ -433,7 +433,7 @@ fn lexical_escape(location: &str) -> Option<&'static str> {
     if b.first().is_some_and(|&c| c == b'/' || c == b'\\') {
         return Some("an absolute path");
     }
-    if b.len() >= 2 && b[0].is_ascii_alphabetic() && b[1] == b':' {
+    if matches!(b, [drive, b':', ..] if drive.is_ascii_alphabetic()) {
         return Some("an absolute Windows path");
     }
     if location.split(['/', '\\']).any(|c| c == "..") {
