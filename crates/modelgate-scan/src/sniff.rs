@@ -9,33 +9,55 @@ use crate::kind::Kind;
 /// What a blob's bytes are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Format {
+    /// A zip archive (local header at byte 0, or an end record that finds
+    /// its central directory).
     Zip,
+    /// A tar archive (`ustar` magic, or a pre-POSIX header whose checksum
+    /// is right).
     Tar,
+    /// A gzip stream.
     Gzip,
+    /// A bzip2 stream.
     Bzip2,
+    /// An xz stream.
     Xz,
     /// Raw LZMA ("alone") stream, as joblib's `.lzma` compressor writes.
     Lzma,
+    /// A zlib stream (text that merely opens like one must also inflate).
     Zlib,
+    /// A zstd frame.
     Zstd,
     /// LZ4 frame, as joblib's `lz4` compressor writes.
     Lz4,
     /// joblib's pre-0.10 `ZF` container (`numpy_pickle_compat`): `ZF`, the
     /// length in hex, then a zlib stream. Current joblib still loads it.
     ZFile,
+    /// A 7z archive.
     SevenZ,
+    /// A pickle stream: PROTO 2–5 at byte 0, or protocol 0/1 opcodes that
+    /// a probe walk accepts.
     Pickle,
+    /// A NumPy `.npy` array.
     Numpy,
+    /// An HDF5 file (superblock at 0 or after a user block).
     Hdf5,
+    /// A GGUF file, either byte order.
     Gguf,
+    /// A safetensors file (length prefix, then a JSON header).
     Safetensors,
+    /// A TFLite flatbuffer (`TFL3` at bytes 4..8).
     TfLite,
+    /// An ONNX protobuf, recognised by name and a valid top-level message.
     Onnx,
+    /// A TensorFlow SavedModel `saved_model.pb`.
     SavedModel,
     /// What modelgate's quarantine leaves in place of a quarantined file.
     Tombstone,
+    /// UTF-8 text without NULs: scanned only for chat templates.
     Text,
+    /// An image (PNG, JPEG, GIF, WebP, TIFF…): nothing a loader executes.
     Image,
+    /// Bytes no rule recognises; never a pass by itself (see GEN004).
     Unknown,
 }
 
@@ -54,6 +76,8 @@ impl Format {
         ) || self.is_compression()
     }
 
+    /// Compressed streams (and joblib's `ZF` wrapper): the scanner
+    /// decompresses them within its budget and scans what comes out.
     pub fn is_compression(self) -> bool {
         matches!(
             self,
@@ -80,6 +104,8 @@ const MAX_TOMBSTONE_BYTES: usize = 4096;
 /// HDF5 superblocks sit at 0, 512, 1024, 2048, … (a user block may precede).
 const HDF5_MAGIC: &[u8] = b"\x89HDF\r\n\x1a\n";
 
+/// The format of `data`, from its content first; `name` only decides
+/// between formats without magic bytes (ONNX, SavedModel).
 pub fn sniff(data: &[u8], name: &str) -> Format {
     let starts = |m: &[u8]| data.starts_with(m);
     if let Some(rest) = data.strip_prefix(TOMBSTONE_MAGIC)
@@ -229,6 +255,8 @@ pub fn is_lfs_pointer(data: &[u8]) -> bool {
     data.len() < 1024 && data.starts_with(b"version https://git-lfs.github.com/spec/")
 }
 
+/// The last component of a path with `/` or `\\` separators (archive
+/// member names use either).
 pub fn base_name(name: &str) -> &str {
     name.rsplit(['/', '\\']).next().unwrap_or(name)
 }
@@ -368,6 +396,9 @@ fn parse_octal(field: &[u8]) -> Option<u64> {
     u64::from_str_radix(s, 8).ok()
 }
 
+/// The offset of the *last* occurrence of `needle` (readers that search
+/// from the end, like zip's end-record search, take the last); `None` for
+/// an empty needle.
 pub fn memfind(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     if needle.is_empty() || haystack.len() < needle.len() {
         return None;

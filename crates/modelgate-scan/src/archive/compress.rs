@@ -16,16 +16,24 @@ use crate::{Ctx, Format, rules, sniff};
 /// The codecs the scanner can undo.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Codec {
+    /// Raw deflate (zip method 8).
     Deflate,
+    /// gzip, every member of a multi-member stream.
     Gzip,
+    /// zlib-wrapped deflate.
     Zlib,
+    /// bzip2, every stream of a concatenation.
     Bzip2,
+    /// xz.
     Xz,
+    /// A raw LZMA ("alone") stream.
     Lzma,
     /// Zip method 14: a 4-byte version and properties-size header, the
     /// 5-byte LZMA properties, then a raw stream ended by its marker.
     ZipLzma,
+    /// A zstd frame.
     Zstd,
+    /// An LZ4 frame.
     Lz4,
 }
 

@@ -47,11 +47,18 @@ pub struct Entry {
     pub name: String,
     /// The name bytes as stored in the central directory.
     pub raw_name: Vec<u8>,
+    /// Compression method (0 stored, 8 deflate, 12 bzip2, 14 LZMA…).
     pub method: u16,
+    /// General-purpose flags (encryption, UTF-8 name, data descriptor).
     pub flags: u16,
+    /// CRC-32 of the uncompressed data, as declared.
     pub crc: u32,
+    /// Declared compressed size (ZIP64 extra applied).
     pub compressed: u64,
+    /// Declared uncompressed size (ZIP64 extra applied).
     pub uncompressed: u64,
+    /// Offset of the local header, shifted as this reader shifts it for
+    /// data prepended to the archive.
     pub local_offset: u64,
     /// Where `zipfile` says the member's bytes must end (the next local
     /// header or the central directory): it refuses overlapping members.
@@ -94,6 +101,8 @@ struct Located<'e> {
 /// The bytes of a member, as the key for "already scanned".
 type Span = (u64, u64, u16);
 
+/// Scans a zip archive through both readers' views (PyTorch's miniz and
+/// Python's `zipfile`), reporting where they disagree, then every member.
 pub fn scan(cx: &mut Ctx, data: &[u8]) {
     let torch = read_central_directory(cx, data);
     let zipfile = read_zipfile_view(data, cx.limits().max_archive_members);

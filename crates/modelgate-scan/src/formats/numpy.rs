@@ -18,6 +18,8 @@ use crate::{Ctx, Verdict, pickle, rules};
 /// three levels for nested structured dtypes).
 const MAX_DEPTH: usize = 64;
 
+/// Scans a `.npy` file: its header, and the pickle after it when the dtype
+/// holds Python objects.
 pub fn scan(cx: &mut Ctx, data: &[u8]) {
     let Some(&major) = data.get(6) else {
         cx.inconclusive(&rules::UNPARSEABLE, Some(6), "npy header truncated");

@@ -142,6 +142,8 @@ impl From<protobuf::Error> for Stop {
     }
 }
 
+/// Scans an ONNX model: external-data locations and custom-domain
+/// operators, walking the protobuf without building the model.
 pub fn scan(cx: &mut Ctx, data: &[u8]) {
     if data.get(4..8) == Some(b"ORTM") {
         cx.inconclusive(

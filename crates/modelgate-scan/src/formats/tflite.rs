@@ -193,6 +193,7 @@ struct OpCode {
     offset: u64,
 }
 
+/// Scans a TFLite flatbuffer for operators outside the builtin set.
 pub fn scan(cx: &mut Ctx, data: &[u8]) {
     let fb = Fb {
         data,

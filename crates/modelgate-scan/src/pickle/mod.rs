@@ -28,6 +28,8 @@ const LEGACY_MAGIC: &[u8] = b"\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19."
 /// After the magic: protocol version, sys_info, the data pickle, storage keys.
 const LEGACY_STREAMS_AFTER_MAGIC: u32 = 4;
 
+/// Scans every pickle stream in a blob (concatenated streams, PyTorch's
+/// legacy layout) and turns what the walker saw into findings.
 pub fn scan(cx: &mut Ctx, data: &[u8]) {
     let legacy = matches!(data, [opcodes::PROTO, _, rest @ ..]
         if rest.len() > LEGACY_MAGIC.len() && rest.starts_with(LEGACY_MAGIC));
