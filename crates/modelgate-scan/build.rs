@@ -43,7 +43,11 @@ fn main() {
         }
     }
     let out = PathBuf::from(std::env::var_os("OUT_DIR").unwrap_or_default());
-    let code = format!("pub const ENGINE_DIGEST: &str = \"{h:032x}\";\n");
+    let code = format!(
+        "/// Digest of the core's sources, rules and data tables at build time: a\n\
+         /// cached verdict is valid only under the digest it was made with.\n\
+         pub const ENGINE_DIGEST: &str = \"{h:032x}\";\n"
+    );
     if let Err(e) = fs::write(out.join("engine_digest.rs"), code) {
         panic!("cannot write engine_digest.rs: {e}");
     }

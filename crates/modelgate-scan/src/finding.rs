@@ -29,6 +29,7 @@ pub enum Verdict {
 }
 
 impl Verdict {
+    /// The lowercase name reports, caches and policies use.
     pub fn as_str(self) -> &'static str {
         match self {
             Verdict::Clean => "clean",
@@ -50,7 +51,9 @@ impl fmt::Display for Verdict {
 /// the byte offset inside the innermost stream (e.g. of a pickle opcode).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize)]
 pub struct Location {
+    /// Member names, outermost first.
     pub members: Vec<String>,
+    /// Byte offset in the innermost stream, when the parser knows one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub offset: Option<u64>,
 }
@@ -83,6 +86,7 @@ pub struct Finding {
     pub verdict: Verdict,
     /// One line: what the payload would do when the file is loaded.
     pub message: String,
+    /// Where in the file the finding sits.
     pub location: Location,
     /// The exact thing seen (a global name, a template snippet, an op name),
     /// already truncated to a readable length.
@@ -123,22 +127,34 @@ pub enum ScanStatus {
     Complete,
     /// Some part could not be read or parsed, or a limit was hit. Never a
     /// pass: each reason is also a finding.
-    Inconclusive { reasons: Vec<String> },
+    Inconclusive {
+        /// What could not be read, one line each, in the order met.
+        reasons: Vec<String>,
+    },
     /// Not a model format (text, image, source code): nothing a model loader
     /// would deserialize.
-    Skipped { reason: String },
+    Skipped {
+        /// What the file was taken for instead.
+        reason: String,
+    },
 }
 
 /// The result of scanning one file (or one directory-shaped model).
 #[derive(Debug, Clone, Serialize)]
 pub struct FileReport {
+    /// The path as the caller named it (a display name for stdin or a blob).
     pub path: String,
     /// The outermost format, decided by content (refined by its parser:
     /// a zip that is a PyTorch checkpoint is `pytorch-zip`).
     pub format: Kind,
+    /// Bytes the report covers (for a SavedModel directory, its files).
     pub size: u64,
+    /// The worst finding's verdict, `Clean` without findings (see
+    /// [`FileReport::compute_verdict`]).
     pub verdict: Verdict,
+    /// Whether the scan saw everything; an inconclusive scan is never a pass.
     pub status: ScanStatus,
+    /// Every finding, duplicates (same rule, place and message) removed.
     pub findings: Vec<Finding>,
 }
 

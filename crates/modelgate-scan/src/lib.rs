@@ -11,6 +11,11 @@
 //! findings against rules from [`rules`]. Every loop is bounded by
 //! [`Limits`]; a tripped limit is a finding, never a crash.
 
+#![deny(missing_docs)]
+
+#[macro_use]
+mod bytes;
+
 pub mod archive;
 pub mod engine_digest;
 pub mod finding;
@@ -52,9 +57,12 @@ pub fn is_model_content(data: &[u8], name: &str) -> bool {
 /// findings, which are about the file's content).
 #[derive(Debug, thiserror::Error)]
 pub enum ScanError {
+    /// The file (or model directory) could not be opened, mapped or read.
     #[error("cannot read {path}: {source}")]
     Io {
+        /// The path as given, for the message.
         path: PathBuf,
+        /// What the operating system said.
         #[source]
         source: std::io::Error,
     },
@@ -64,6 +72,7 @@ pub enum ScanError {
 /// hooks, daemon); the core never reads configuration files itself.
 #[derive(Debug, Clone, Default)]
 pub struct ScanConfig {
+    /// Budgets every parser and container walk stays within.
     pub limits: Limits,
     /// Pickle globals allowed or denied on top of the built-in tables.
     pub globals: GlobalLists,
@@ -76,14 +85,18 @@ pub struct Scanner {
 }
 
 impl Scanner {
+    /// A scanner with these limits and pickle lists; [`Scanner::default`]
+    /// has the built-in ones.
     pub fn new(config: ScanConfig) -> Self {
         Scanner { config }
     }
 
+    /// The limits every scan of this scanner runs under.
     pub fn limits(&self) -> &Limits {
         &self.config.limits
     }
 
+    /// The pickle globals allowed or denied on top of the built-in tables.
     pub fn globals(&self) -> &GlobalLists {
         &self.config.globals
     }
@@ -179,14 +192,18 @@ impl<'s> Ctx<'s> {
         }
     }
 
+    /// The limits of the scanner running this scan.
     pub fn limits(&self) -> &Limits {
         &self.scanner.config.limits
     }
 
+    /// The extra pickle lists of the scanner running this scan.
     pub fn globals(&self) -> &GlobalLists {
         &self.scanner.config.globals
     }
 
+    /// Which unpickler would resolve the imports of a pickle scanned now
+    /// (TorchScript inside a TorchScript archive, Python elsewhere).
     pub fn resolver(&self) -> Resolver {
         self.resolver
     }
@@ -444,8 +461,8 @@ fn scan_polyglot_parts(cx: &mut Ctx, data: &[u8], format: Format) {
     if format == Format::Hdf5
         && let Some(offset) = sniff::hdf5_superblock_offset(data)
         && offset > 0
+        && let Some(user_block) = data.get(..offset)
     {
-        let user_block = &data[..offset];
         let inner = sniff::sniff(user_block, "");
         if !matches!(inner, Format::Unknown | Format::Text) {
             cx.report(

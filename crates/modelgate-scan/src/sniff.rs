@@ -3,38 +3,61 @@
 //! spotting disguises; it never makes the scanner skip content.
 
 use super::pickle;
+use crate::bytes::record;
 use crate::kind::Kind;
 
 /// What a blob's bytes are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Format {
+    /// A zip archive (local header at byte 0, or an end record that finds
+    /// its central directory).
     Zip,
+    /// A tar archive (`ustar` magic, or a pre-POSIX header whose checksum
+    /// is right).
     Tar,
+    /// A gzip stream.
     Gzip,
+    /// A bzip2 stream.
     Bzip2,
+    /// An xz stream.
     Xz,
     /// Raw LZMA ("alone") stream, as joblib's `.lzma` compressor writes.
     Lzma,
+    /// A zlib stream (text that merely opens like one must also inflate).
     Zlib,
+    /// A zstd frame.
     Zstd,
     /// LZ4 frame, as joblib's `lz4` compressor writes.
     Lz4,
     /// joblib's pre-0.10 `ZF` container (`numpy_pickle_compat`): `ZF`, the
     /// length in hex, then a zlib stream. Current joblib still loads it.
     ZFile,
+    /// A 7z archive.
     SevenZ,
+    /// A pickle stream: PROTO 2–5 at byte 0, or protocol 0/1 opcodes that
+    /// a probe walk accepts.
     Pickle,
+    /// A NumPy `.npy` array.
     Numpy,
+    /// An HDF5 file (superblock at 0 or after a user block).
     Hdf5,
+    /// A GGUF file, either byte order.
     Gguf,
+    /// A safetensors file (length prefix, then a JSON header).
     Safetensors,
+    /// A TFLite flatbuffer (`TFL3` at bytes 4..8).
     TfLite,
+    /// An ONNX protobuf, recognised by name and a valid top-level message.
     Onnx,
+    /// A TensorFlow SavedModel `saved_model.pb`.
     SavedModel,
     /// What modelgate's quarantine leaves in place of a quarantined file.
     Tombstone,
+    /// UTF-8 text without NULs: scanned only for chat templates.
     Text,
+    /// An image (PNG, JPEG, GIF, WebP, TIFF…): nothing a loader executes.
     Image,
+    /// Bytes no rule recognises; never a pass by itself (see GEN004).
     Unknown,
 }
 
@@ -53,6 +76,8 @@ impl Format {
         ) || self.is_compression()
     }
 
+    /// Compressed streams (and joblib's `ZF` wrapper): the scanner
+    /// decompresses them within its budget and scans what comes out.
     pub fn is_compression(self) -> bool {
         matches!(
             self,
@@ -79,11 +104,13 @@ const MAX_TOMBSTONE_BYTES: usize = 4096;
 /// HDF5 superblocks sit at 0, 512, 1024, 2048, … (a user block may precede).
 const HDF5_MAGIC: &[u8] = b"\x89HDF\r\n\x1a\n";
 
+/// The format of `data`, from its content first; `name` only decides
+/// between formats without magic bytes (ONNX, SavedModel).
 pub fn sniff(data: &[u8], name: &str) -> Format {
     let starts = |m: &[u8]| data.starts_with(m);
-    if starts(TOMBSTONE_MAGIC)
+    if let Some(rest) = data.strip_prefix(TOMBSTONE_MAGIC)
         && data.len() <= MAX_TOMBSTONE_BYTES
-        && std::str::from_utf8(&data[TOMBSTONE_MAGIC.len()..]).is_ok()
+        && std::str::from_utf8(rest).is_ok()
     {
         return Format::Tombstone;
     }
@@ -93,7 +120,7 @@ pub fn sniff(data: &[u8], name: &str) -> Format {
     if starts(b"\x1f\x8b") {
         return Format::Gzip;
     }
-    if starts(b"BZh") && data.len() > 3 && (b'1'..=b'9').contains(&data[3]) {
+    if matches!(data, [b'B', b'Z', b'h', b'1'..=b'9', ..]) {
         return Format::Bzip2;
     }
     if starts(b"\xfd7zXZ\x00") {
@@ -123,7 +150,7 @@ pub fn sniff(data: &[u8], name: &str) -> Format {
     if matches!(data, [pickle::opcodes::PROTO, 2..=5, ..]) && pickle::looks_like_pickle(data) {
         return Format::Pickle;
     }
-    if data.len() >= 8 && &data[4..8] == b"TFL3" {
+    if data.get(4..8) == Some(b"TFL3") {
         return Format::TfLite;
     }
     if hdf5_superblock_offset(data).is_some() {
@@ -132,7 +159,7 @@ pub fn sniff(data: &[u8], name: &str) -> Format {
     if looks_like_safetensors(data) {
         return Format::Safetensors;
     }
-    if data.len() >= 262 && &data[257..262] == b"ustar" {
+    if data.get(257..262) == Some(b"ustar") {
         return Format::Tar;
     }
     if pickle::looks_like_pickle(data) {
@@ -228,6 +255,8 @@ pub fn is_lfs_pointer(data: &[u8]) -> bool {
     data.len() < 1024 && data.starts_with(b"version https://git-lfs.github.com/spec/")
 }
 
+/// The last component of a path with `/` or `\\` separators (archive
+/// member names use either).
 pub fn base_name(name: &str) -> &str {
     name.rsplit(['/', '\\']).next().unwrap_or(name)
 }
@@ -252,10 +281,10 @@ fn looks_like_safetensors(data: &[u8]) -> bool {
         len.iter()
             .all(|&b| (0x20..0x7f).contains(&b) || b"\t\n\r".contains(&b))
     });
-    data.len() >= 10
-        && data[8] == b'{'
-        && matches!(data[9], b'"' | b'}' | b' ' | b'\n' | b'\r' | b'\t')
-        && !(printable_length && is_text(data))
+    matches!(
+        data.get(8..10),
+        Some([b'{', b'"' | b'}' | b' ' | b'\n' | b'\r' | b'\t'])
+    ) && !(printable_length && is_text(data))
 }
 
 /// An archive whose first member is preceded by other data (a self-extracting
@@ -269,32 +298,34 @@ pub fn looks_like_zip_without_local_header(data: &[u8]) -> bool {
     if data.len() < 22 || is_text(data) {
         return false;
     }
-    let Some(eocd) = memfind(&data[tail_start..], b"PK\x05\x06").map(|p| p + tail_start) else {
+    let tail = data.get(tail_start..).unwrap_or_default();
+    let Some(eocd) = memfind(tail, b"PK\x05\x06").map(|p| p + tail_start) else {
         return false;
     };
-    let Some(record) = data.get(eocd..eocd + 22) else {
+    let Some(record) = record::<22>(data, eocd) else {
         return false;
     };
+    let starts_at = |at: usize, magic: &[u8]| data.get(at..).is_some_and(|r| r.starts_with(magic));
     let zip64_locator = eocd
         .checked_sub(20)
-        .is_some_and(|at| data[at..].starts_with(b"PK\x06\x07"));
-    let cd_size = u32::from_le_bytes([record[12], record[13], record[14], record[15]]);
+        .is_some_and(|at| starts_at(at, b"PK\x06\x07"));
+    let cd_size = le!(u32, record, 12);
     zip64_locator
         || usize::try_from(cd_size)
             .ok()
             .filter(|&size| size > 0)
             .and_then(|size| eocd.checked_sub(size))
-            .is_some_and(|cd| data[cd..].starts_with(b"PK\x01\x02"))
+            .is_some_and(|cd| starts_at(cd, b"PK\x01\x02"))
 }
 
 fn looks_like_zlib(data: &[u8]) -> bool {
-    let header = data.len() >= 2
-        && data[0] == 0x78
-        && matches!(data[1], 0x01 | 0x5e | 0x9c | 0xda)
-        && (u16::from(data[0]) << 8 | u16::from(data[1])) % 31 == 0;
+    // CMF 0x78 (deflate, 32 KiB window), an FLG of one of the four levels,
+    // and the header check: CMF·256 + FLG is a multiple of 31.
+    let header = matches!(data, [0x78, flg @ (0x01 | 0x5e | 0x9c | 0xda), ..]
+        if (0x7800 | u16::from(*flg)) % 31 == 0);
     // `x^2 + y^2` opens with a valid zlib header too: text counts as zlib
     // only if its start really inflates.
-    header && (!is_text(data) || inflates(&data[..data.len().min(4096)]))
+    header && (!is_text(data) || inflates(data.get(..4096).unwrap_or(data)))
 }
 
 /// Whether the start of a zlib stream decodes without error.
@@ -323,7 +354,7 @@ fn is_image(data: &[u8]) -> bool {
 /// Text: the first 8 KiB are UTF-8 (allowing a character cut at the end)
 /// without NUL bytes.
 pub fn is_text(data: &[u8]) -> bool {
-    let head = &data[..data.len().min(8192)];
+    let head = data.get(..8192).unwrap_or(data);
     if head.is_empty() || head.contains(&0) {
         return false;
     }
@@ -336,7 +367,9 @@ pub fn is_text(data: &[u8]) -> bool {
 /// Pre-POSIX tar headers have no `ustar` magic; accept one whose header
 /// checksum is right.
 fn is_old_tar(data: &[u8]) -> bool {
-    let header = &data[..512];
+    let Some(header) = data.first_chunk::<512>() else {
+        return false;
+    };
     let Some(stored) = parse_octal(&header[148..156]) else {
         return false;
     };
@@ -363,6 +396,9 @@ fn parse_octal(field: &[u8]) -> Option<u64> {
     u64::from_str_radix(s, 8).ok()
 }
 
+/// The offset of the *last* occurrence of `needle` (readers that search
+/// from the end, like zip's end-record search, take the last); `None` for
+/// an empty needle.
 pub fn memfind(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     if needle.is_empty() || haystack.len() < needle.len() {
         return None;

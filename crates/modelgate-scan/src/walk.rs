@@ -16,11 +16,21 @@ use ignore::overrides::OverrideBuilder;
 /// One thing to scan.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
-    File { path: PathBuf },
-    ModelDir { path: PathBuf },
+    /// A file, scanned on its own.
+    File {
+        /// Where it is.
+        path: PathBuf,
+    },
+    /// A directory that is one model (a TensorFlow SavedModel), scanned as
+    /// a whole rather than file by file.
+    ModelDir {
+        /// Where it is.
+        path: PathBuf,
+    },
 }
 
 impl Target {
+    /// The file or directory to scan.
     pub fn path(&self) -> &Path {
         match self {
             Target::File { path } | Target::ModelDir { path } => path,
@@ -31,7 +41,9 @@ impl Target {
 /// A path that could not be read while walking.
 #[derive(Debug)]
 pub struct WalkError {
+    /// The path that could not be read.
     pub path: PathBuf,
+    /// Why.
     pub error: std::io::Error,
 }
 
@@ -50,7 +62,9 @@ pub struct WalkOptions {
 #[derive(Debug, thiserror::Error)]
 #[error("invalid --exclude pattern `{pattern}`: {reason}")]
 pub struct ExcludeError {
+    /// The pattern as given.
     pub pattern: String,
+    /// The glob compiler's complaint.
     pub reason: String,
 }
 

@@ -16,16 +16,24 @@ use crate::{Ctx, Format, rules, sniff};
 /// The codecs the scanner can undo.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Codec {
+    /// Raw deflate (zip method 8).
     Deflate,
+    /// gzip, every member of a multi-member stream.
     Gzip,
+    /// zlib-wrapped deflate.
     Zlib,
+    /// bzip2, every stream of a concatenation.
     Bzip2,
+    /// xz.
     Xz,
+    /// A raw LZMA ("alone") stream.
     Lzma,
     /// Zip method 14: a 4-byte version and properties-size header, the
     /// 5-byte LZMA properties, then a raw stream ended by its marker.
     ZipLzma,
+    /// A zstd frame.
     Zstd,
+    /// An LZ4 frame.
     Lz4,
 }
 
@@ -58,7 +66,9 @@ pub fn scan(cx: &mut Ctx, data: &[u8], format: Format) {
     };
     let data = if format == Format::ZFile {
         cx.set_kind(crate::Kind::ZFile);
-        &data[sniff::zfile_data_start(data).unwrap_or(0)..]
+        sniff::zfile_data_start(data)
+            .and_then(|start| data.get(start..))
+            .unwrap_or(data)
     } else {
         data
     };
@@ -82,17 +92,19 @@ fn open(codec: Codec, input: &[u8]) -> std::io::Result<Box<dyn Read + '_>> {
             None,
         )?),
         Codec::ZipLzma => {
-            let props = input
-                .get(4..9)
-                .filter(|_| input.get(2..4) == Some(&[5, 0]))
+            // Version (2 bytes), properties size (always 5), properties
+            // (lc/lp/pb byte, dictionary size), then the raw stream.
+            let (header, stream) = input
+                .split_first_chunk::<9>()
+                .filter(|(h, _)| matches!(h, [_, _, 5, 0, ..]))
                 .ok_or_else(|| {
                     std::io::Error::new(std::io::ErrorKind::InvalidData, "bad zip LZMA header")
                 })?;
-            let dict_size = u32::from_le_bytes([props[1], props[2], props[3], props[4]]);
+            let dict_size = le!(u32, header, 5);
             Box::new(lzma_rust2::LzmaReader::new_with_props(
-                &input[9..],
+                stream,
                 u64::MAX,
-                props[0],
+                header[4],
                 dict_size,
                 None,
             )?)
@@ -229,7 +241,10 @@ fn read_in_time(
         match reader.read(&mut chunk) {
             Ok(0) => return Ok(ReadEnd::Done),
             Ok(n) => {
-                out.extend_from_slice(&chunk[..n]);
+                let read = chunk
+                    .get(..n)
+                    .ok_or_else(|| std::io::Error::other("decoder overran its buffer"))?;
+                out.extend_from_slice(read);
                 let len = out.len() as u64;
                 if len >= BOMB_MIN_UNCOMPRESSED && len / input_len.max(1) > max_ratio {
                     return Ok(ReadEnd::Bomb);

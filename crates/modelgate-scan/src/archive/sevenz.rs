@@ -7,6 +7,7 @@ use std::io::{Cursor, Read};
 
 use crate::{Ctx, rules};
 
+/// Scans a 7z archive: every member, decompressed within the budget.
 pub fn scan(cx: &mut Ctx, data: &[u8]) {
     let mut reader = match sevenz_rust2::ArchiveReader::new(
         Cursor::new(data),

@@ -14,6 +14,7 @@ use super::zip::check_path;
 use crate::pickle::{self, LegacyRecords};
 use crate::{Ctx, rules};
 
+/// Scans a tar archive member by member, as `tarfile` would read it.
 pub fn scan(cx: &mut Ctx, data: &[u8]) {
     let mut archive = tar::Archive::new(data);
     let entries = match archive.entries() {

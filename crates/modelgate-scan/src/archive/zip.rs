@@ -20,6 +20,7 @@
 use std::collections::{HashMap, HashSet};
 
 use super::compress::{self, Codec};
+use crate::bytes::record;
 use crate::limits::{BOMB_MIN_UNCOMPRESSED, SNIFF_BYTES};
 use crate::{Ctx, Resolver, formats, pickle, rules, sniff};
 
@@ -46,11 +47,18 @@ pub struct Entry {
     pub name: String,
     /// The name bytes as stored in the central directory.
     pub raw_name: Vec<u8>,
+    /// Compression method (0 stored, 8 deflate, 12 bzip2, 14 LZMA…).
     pub method: u16,
+    /// General-purpose flags (encryption, UTF-8 name, data descriptor).
     pub flags: u16,
+    /// CRC-32 of the uncompressed data, as declared.
     pub crc: u32,
+    /// Declared compressed size (ZIP64 extra applied).
     pub compressed: u64,
+    /// Declared uncompressed size (ZIP64 extra applied).
     pub uncompressed: u64,
+    /// Offset of the local header, shifted as this reader shifts it for
+    /// data prepended to the archive.
     pub local_offset: u64,
     /// Where `zipfile` says the member's bytes must end (the next local
     /// header or the central directory): it refuses overlapping members.
@@ -93,6 +101,8 @@ struct Located<'e> {
 /// The bytes of a member, as the key for "already scanned".
 type Span = (u64, u64, u16);
 
+/// Scans a zip archive through both readers' views (PyTorch's miniz and
+/// Python's `zipfile`), reporting where they disagree, then every member.
 pub fn scan(cx: &mut Ctx, data: &[u8]) {
     let torch = read_central_directory(cx, data);
     let zipfile = read_zipfile_view(data, cx.limits().max_archive_members);
@@ -432,7 +442,7 @@ fn scan_located(
         return;
     }
     let head = match codec {
-        None => raw[..raw.len().min(SNIFF_BYTES)].to_vec(),
+        None => raw.get(..SNIFF_BYTES).unwrap_or(raw).to_vec(),
         Some(c) => compress::prefix(c, raw, SNIFF_BYTES),
     };
     if torch_view && (entry.flags | local.local_flags) & FLAG_ENCRYPTED != 0 {
@@ -533,17 +543,17 @@ fn crc32(data: &[u8]) -> u32 {
 /// informational, the data starts after its name and extra field.
 fn locate<'e>(data: &[u8], entry: &'e Entry) -> Option<Located<'e>> {
     let off = usize::try_from(entry.local_offset).ok()?;
-    let h = data.get(off..off.checked_add(30)?)?;
-    if &h[..4] != LOCAL_SIG {
+    let h: &[u8; 30] = record(data, off)?;
+    if !h.starts_with(LOCAL_SIG) {
         return None;
     }
-    let name_len = usize::from(le16(h, 26));
-    let extra_len = usize::from(le16(h, 28));
+    let name_len = usize::from(le!(u16, h, 26));
+    let extra_len = usize::from(le!(u16, h, 28));
     let local_name = data.get(off + 30..off + 30 + name_len)?.to_vec();
     Some(Located {
         entry,
         local_name,
-        local_flags: le16(h, 6),
+        local_flags: le!(u16, h, 6),
         data_start: (off + 30 + name_len + extra_len) as u64,
     })
 }
@@ -582,20 +592,6 @@ fn decode_name(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-fn le16(b: &[u8], at: usize) -> u16 {
-    u16::from_le_bytes([b[at], b[at + 1]])
-}
-
-fn le32(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-
-fn le64(b: &[u8], at: usize) -> u64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(&b[at..at + 8]);
-    u64::from_le_bytes(a)
-}
-
 /// The last end-of-central-directory signature with a whole record after
 /// it, searching back over a comment of up to 64 KiB (miniz's search).
 fn find_eocd(data: &[u8]) -> Option<usize> {
@@ -605,9 +601,8 @@ fn find_eocd(data: &[u8]) -> Option<usize> {
 }
 
 /// A ZIP64 end record at `at`, if its signature is there.
-fn zip64_record(data: &[u8], at: usize) -> Option<&[u8]> {
-    data.get(at..at.checked_add(ZIP64_EOCD_LEN)?)
-        .filter(|r| &r[..4] == ZIP64_EOCD_SIG)
+fn zip64_record(data: &[u8], at: usize) -> Option<&[u8; ZIP64_EOCD_LEN]> {
+    record(data, at).filter(|r| r.starts_with(ZIP64_EOCD_SIG))
 }
 
 /// PyTorch's view: miniz finds the end record, then uses a ZIP64 record
@@ -618,27 +613,28 @@ fn zip64_record(data: &[u8], at: usize) -> Option<&[u8]> {
 /// there, the scanner (more tolerant than miniz) assumes prepended data.
 pub fn read_central_directory(cx: &Ctx, data: &[u8]) -> Result<Vec<Entry>, String> {
     let eocd = find_eocd(data).ok_or("no end-of-central-directory record")?;
-    let e = &data[eocd..eocd + EOCD_LEN];
-    let mut count = u64::from(le16(e, 10));
-    let mut cd_size = u64::from(le32(e, 12));
-    let mut cd_offset = u64::from(le32(e, 16));
+    let e: &[u8; EOCD_LEN] =
+        record(data, eocd).ok_or("end-of-central-directory record truncated")?;
+    let mut count = u64::from(le!(u16, e, 10));
+    let mut cd_size = u64::from(le!(u32, e, 12));
+    let mut cd_offset = u64::from(le!(u32, e, 16));
     let mut eocd_start = eocd as u64;
     let locator = eocd
         .checked_sub(ZIP64_LOCATOR_LEN)
-        .and_then(|l| data.get(l..l + ZIP64_LOCATOR_LEN))
-        .filter(|loc| &loc[..4] == ZIP64_LOCATOR_SIG);
+        .and_then(|l| record::<ZIP64_LOCATOR_LEN>(data, l))
+        .filter(|loc| loc.starts_with(ZIP64_LOCATOR_SIG));
     if let Some(loc) = locator {
         let before = eocd.checked_sub(ZIP64_LOCATOR_LEN + ZIP64_EOCD_LEN);
         let record = before
             .and_then(|at| zip64_record(data, at).map(|r| (at, r)))
             .or_else(|| {
-                let at = usize::try_from(le64(loc, 8)).ok()?;
+                let at = usize::try_from(le!(u64, loc, 8)).ok()?;
                 zip64_record(data, at).map(|r| (at, r))
             });
         if let Some((at, rec)) = record {
-            count = le64(rec, 32);
-            cd_size = le64(rec, 40);
-            cd_offset = le64(rec, 48);
+            count = le!(u64, rec, 32);
+            cd_size = le!(u64, rec, 40);
+            cd_offset = le!(u64, rec, 48);
             eocd_start = at as u64;
         } else if count == 0xffff || cd_size == 0xffff_ffff || cd_offset == 0xffff_ffff {
             return Err("ZIP64 end-of-central-directory record missing".into());
@@ -681,15 +677,13 @@ pub fn read_central_directory(cx: &Ctx, data: &[u8]) -> Result<Vec<Entry>, Strin
 
 /// One central directory header at `pos` and its total length.
 fn central_entry(data: &[u8], pos: usize) -> Result<(Entry, usize), String> {
-    let h = data
-        .get(pos..pos.saturating_add(46))
-        .ok_or("central directory truncated")?;
-    if &h[..4] != CENTRAL_SIG {
+    let h: &[u8; 46] = record(data, pos).ok_or("central directory truncated")?;
+    if !h.starts_with(CENTRAL_SIG) {
         return Err(format!("bad central directory entry at byte {pos}"));
     }
-    let name_len = usize::from(le16(h, 28));
-    let extra_len = usize::from(le16(h, 30));
-    let comment_len = usize::from(le16(h, 32));
+    let name_len = usize::from(le!(u16, h, 28));
+    let extra_len = usize::from(le!(u16, h, 30));
+    let comment_len = usize::from(le!(u16, h, 32));
     let raw_name = data
         .get(pos + 46..pos + 46 + name_len)
         .ok_or("central directory name truncated")?
@@ -698,12 +692,12 @@ fn central_entry(data: &[u8], pos: usize) -> Result<(Entry, usize), String> {
         Entry {
             name: String::new(),
             raw_name,
-            flags: le16(h, 8),
-            method: le16(h, 10),
-            crc: le32(h, 16),
-            compressed: u64::from(le32(h, 20)),
-            uncompressed: u64::from(le32(h, 24)),
-            local_offset: u64::from(le32(h, 42)),
+            flags: le!(u16, h, 8),
+            method: le!(u16, h, 10),
+            crc: le!(u32, h, 16),
+            compressed: u64::from(le!(u32, h, 20)),
+            uncompressed: u64::from(le!(u32, h, 24)),
+            local_offset: u64::from(le!(u32, h, 42)),
             end_offset: None,
         },
         46 + name_len + extra_len + comment_len,
@@ -711,11 +705,11 @@ fn central_entry(data: &[u8], pos: usize) -> Result<(Entry, usize), String> {
 }
 
 fn central_extra(data: &[u8], pos: usize) -> &[u8] {
-    let Some(h) = data.get(pos..pos.saturating_add(46)) else {
+    let Some(h) = record::<46>(data, pos) else {
         return &[];
     };
-    let start = pos + 46 + usize::from(le16(h, 28));
-    data.get(start..start + usize::from(le16(h, 30)))
+    let start = pos + 46 + usize::from(le!(u16, h, 28));
+    data.get(start..start + usize::from(le!(u16, h, 30)))
         .unwrap_or_default()
 }
 
@@ -723,10 +717,10 @@ fn central_extra(data: &[u8], pos: usize) -> &[u8] {
 /// whose 32-bit fields are saturated. miniz reads what is there; `zipfile`
 /// (`strict`) raises on a short or malformed field.
 fn apply_zip64_extra(entry: &mut Entry, mut extra: &[u8], lenient: bool) -> Result<(), String> {
-    while extra.len() >= 4 {
-        let id = le16(extra, 0);
-        let len = usize::from(le16(extra, 2));
-        let Some(body) = extra.get(4..4 + len) else {
+    while let Some((field, rest)) = extra.split_first_chunk::<4>() {
+        let id = le!(u16, field, 0);
+        let len = usize::from(le!(u16, field, 2));
+        let Some((body, after)) = rest.split_at_checked(len) else {
             return if lenient {
                 Ok(())
             } else {
@@ -734,7 +728,11 @@ fn apply_zip64_extra(entry: &mut Entry, mut extra: &[u8], lenient: bool) -> Resu
             };
         };
         if id == 1 {
-            let mut fields = body.chunks_exact(8).map(|c| le64(c, 0));
+            let mut fields = body
+                .as_chunks::<8>()
+                .0
+                .iter()
+                .map(|c| u64::from_le_bytes(*c));
             let mut take = |current: u64| match fields.next() {
                 Some(v) => Ok(v),
                 None if lenient => Ok(current),
@@ -755,7 +753,7 @@ fn apply_zip64_extra(entry: &mut Entry, mut extra: &[u8], lenient: bool) -> Resu
         } else if id == 0x7075 && !lenient {
             apply_unicode_path(entry, body)?;
         }
-        extra = &extra[4 + len..];
+        extra = after;
     }
     Ok(())
 }
@@ -763,12 +761,12 @@ fn apply_zip64_extra(entry: &mut Entry, mut extra: &[u8], lenient: bool) -> Resu
 /// The Info-ZIP Unicode Path field (0x7075): `zipfile` replaces the member's
 /// name with it when its CRC matches the stored name.
 fn apply_unicode_path(entry: &mut Entry, body: &[u8]) -> Result<(), String> {
-    let (Some(&version), Some(crc)) = (body.first(), body.get(1..5)) else {
+    let (Some(&version), Some(crc)) = (body.first(), record::<4>(body, 1)) else {
         return Err("corrupt unicode path extra field".into());
     };
-    if version == 1 && le32(crc, 0) == crc32(&entry.raw_name) {
-        let name =
-            std::str::from_utf8(&body[5..]).map_err(|_| "unicode path extra field is not UTF-8")?;
+    if version == 1 && le!(u32, crc, 0) == crc32(&entry.raw_name) {
+        let name = std::str::from_utf8(body.get(5..).unwrap_or_default())
+            .map_err(|_| "unicode path extra field is not UTF-8")?;
         if !name.is_empty() {
             entry.name = sanitize(name);
         }
@@ -792,39 +790,40 @@ fn sanitize(name: &str) -> String {
 /// not its declared count; names are cut at a NUL; the last duplicate wins
 /// lookups but every entry stays in `namelist()`.
 pub fn read_zipfile_view(data: &[u8], max_members: u64) -> Result<Vec<Entry>, String> {
-    let eocd = if data.len() >= EOCD_LEN
-        && data[data.len() - EOCD_LEN..].starts_with(EOCD_SIG)
-        && data.ends_with(b"\0\0")
-    {
-        data.len() - EOCD_LEN
-    } else {
-        let start = data.len().saturating_sub(MAX_COMMENT + EOCD_LEN);
-        let at = sniff::memfind(&data[start..], EOCD_SIG)
-            .map(|p| p + start)
-            .ok_or("no end-of-central-directory record")?;
-        if data.len() - at < EOCD_LEN {
-            return Err("end-of-central-directory record truncated".into());
+    let last = data.len().checked_sub(EOCD_LEN);
+    let eocd = match last {
+        Some(at)
+            if data.get(at..).is_some_and(|r| r.starts_with(EOCD_SIG))
+                && data.ends_with(b"\0\0") =>
+        {
+            at
         }
-        at
+        _ => {
+            let start = data.len().saturating_sub(MAX_COMMENT + EOCD_LEN);
+            sniff::memfind(data.get(start..).unwrap_or_default(), EOCD_SIG)
+                .map(|p| p + start)
+                .ok_or("no end-of-central-directory record")?
+        }
     };
-    let e = &data[eocd..eocd + EOCD_LEN];
-    let mut cd_size = u64::from(le32(e, 12));
-    let mut cd_offset = u64::from(le32(e, 16));
+    let e: &[u8; EOCD_LEN] =
+        record(data, eocd).ok_or("end-of-central-directory record truncated")?;
+    let mut cd_size = u64::from(le!(u32, e, 12));
+    let mut cd_offset = u64::from(le!(u32, e, 16));
     let mut zip64 = false;
     let locator = eocd
         .checked_sub(ZIP64_LOCATOR_LEN)
-        .and_then(|l| data.get(l..l + ZIP64_LOCATOR_LEN))
-        .filter(|loc| &loc[..4] == ZIP64_LOCATOR_SIG);
+        .and_then(|l| record::<ZIP64_LOCATOR_LEN>(data, l))
+        .filter(|loc| loc.starts_with(ZIP64_LOCATOR_SIG));
     if let Some(loc) = locator {
-        if le32(loc, 4) != 0 || le32(loc, 16) > 1 {
+        if le!(u32, loc, 4) != 0 || le!(u32, loc, 16) > 1 {
             return Err("zipfiles that span multiple disks are not supported".into());
         }
         if let Some(rec) = eocd
             .checked_sub(ZIP64_LOCATOR_LEN + ZIP64_EOCD_LEN)
             .and_then(|at| zip64_record(data, at))
         {
-            cd_size = le64(rec, 40);
-            cd_offset = le64(rec, 48);
+            cd_size = le!(u64, rec, 40);
+            cd_offset = le!(u64, rec, 48);
             zip64 = true;
         }
     }
@@ -844,23 +843,24 @@ pub fn read_zipfile_view(data: &[u8], max_members: u64) -> Result<Vec<Entry>, St
         if entries.len() as u64 >= max_members {
             return Err(format!("more than {max_members} members"));
         }
-        let h = cd.get(pos..pos + 46).ok_or("truncated central directory")?;
-        if &h[..4] != CENTRAL_SIG {
+        let h: &[u8; 46] = record(cd, pos).ok_or("truncated central directory")?;
+        if !h.starts_with(CENTRAL_SIG) {
             return Err("bad magic number for central directory".into());
         }
-        let name_len = usize::from(le16(h, 28));
-        let extra_len = usize::from(le16(h, 30));
-        let comment_len = usize::from(le16(h, 32));
-        if le16(h, 6) & 0xff > 63 {
+        let name_len = usize::from(le!(u16, h, 28));
+        let extra_len = usize::from(le!(u16, h, 30));
+        let comment_len = usize::from(le!(u16, h, 32));
+        if le!(u16, h, 6) & 0xff > 63 {
             return Err("zip file version not supported".into());
         }
         let clamp = |from: usize, len: usize| {
             let from = from.min(cd.len());
-            &cd[from..from.saturating_add(len).min(cd.len())]
+            cd.get(from..from.saturating_add(len).min(cd.len()))
+                .unwrap_or_default()
         };
         let raw_name = clamp(pos + 46, name_len).to_vec();
         let extra = clamp(pos + 46 + name_len, extra_len);
-        let flags = le16(h, 8);
+        let flags = le!(u16, h, 8);
         let decoded = if flags & FLAG_UTF8 != 0 {
             std::str::from_utf8(&raw_name)
                 .map_err(|_| "member name is not UTF-8 although flagged so")?
@@ -872,11 +872,11 @@ pub fn read_zipfile_view(data: &[u8], max_members: u64) -> Result<Vec<Entry>, St
             name: sanitize(&decoded),
             raw_name,
             flags,
-            method: le16(h, 10),
-            crc: le32(h, 16),
-            compressed: u64::from(le32(h, 20)),
-            uncompressed: u64::from(le32(h, 24)),
-            local_offset: u64::from(le32(h, 42)),
+            method: le!(u16, h, 10),
+            crc: le!(u32, h, 16),
+            compressed: u64::from(le!(u32, h, 20)),
+            uncompressed: u64::from(le!(u32, h, 24)),
+            local_offset: u64::from(le!(u32, h, 42)),
             end_offset: None,
         };
         apply_zip64_extra(&mut entry, extra, false)?;
@@ -886,12 +886,12 @@ pub fn read_zipfile_view(data: &[u8], max_members: u64) -> Result<Vec<Entry>, St
         entries.push(entry);
         pos += 46 + name_len + extra_len + comment_len;
     }
-    let mut order: Vec<usize> = (0..entries.len()).collect();
-    order.sort_by_key(|&i| std::cmp::Reverse(entries[i].local_offset));
+    let mut by_offset: Vec<&mut Entry> = entries.iter_mut().collect();
+    by_offset.sort_by_key(|e| std::cmp::Reverse(e.local_offset));
     let mut end = start_dir as u64;
-    for i in order {
-        entries[i].end_offset = Some(end);
-        end = entries[i].local_offset;
+    for e in by_offset {
+        e.end_offset = Some(end);
+        end = e.local_offset;
     }
     Ok(entries)
 }

@@ -200,6 +200,8 @@ struct Meta<'a> {
     templates: Vec<(String, usize, &'a [u8])>,
 }
 
+/// Scans a GGUF file: header, metadata (chat templates included) and
+/// tensor infos, never the tensor data.
 pub fn scan(cx: &mut Ctx, data: &[u8]) {
     let mut r = Reader {
         data,

@@ -55,6 +55,8 @@ const KERAS_ATTRIBUTES: [&str; 2] = ["model_config", "training_config"];
 /// feature that only some reader may follow (suspicious, target named).
 const KERAS_MARKERS: [&str; 4] = ["model_config", "keras_version", "layer_names", "backend"];
 
+/// Scans an HDF5 file: the Keras model and training configs in its root
+/// attributes, and links or external storage that reach outside it.
 pub fn scan(cx: &mut Ctx, data: &[u8]) {
     let recorder = Arc::new(LinkRecorder::default());
     let limits = cx.limits();

@@ -18,6 +18,8 @@ use crate::{Ctx, Verdict, pickle, rules};
 /// three levels for nested structured dtypes).
 const MAX_DEPTH: usize = 64;
 
+/// Scans a `.npy` file: its header, and the pickle after it when the dtype
+/// holds Python objects.
 pub fn scan(cx: &mut Ctx, data: &[u8]) {
     let Some(&major) = data.get(6) else {
         cx.inconclusive(&rules::UNPARSEABLE, Some(6), "npy header truncated");
@@ -58,7 +60,7 @@ pub fn scan(cx: &mut Ctx, data: &[u8]) {
         header.iter().map(|&b| char::from(b)).collect()
     };
     let body_start = header_start + header_len;
-    let body = &data[body_start.min(data.len())..];
+    let body = data.get(body_start..).unwrap_or_default();
     let descr = match parse_header(&text, major < 3) {
         Ok(header) => header,
         Err(reason) => {

@@ -142,6 +142,8 @@ impl From<protobuf::Error> for Stop {
     }
 }
 
+/// Scans an ONNX model: external-data locations and custom-domain
+/// operators, walking the protobuf without building the model.
 pub fn scan(cx: &mut Ctx, data: &[u8]) {
     if data.get(4..8) == Some(b"ORTM") {
         cx.inconclusive(
@@ -433,7 +435,7 @@ fn lexical_escape(location: &str) -> Option<&'static str> {
     if b.first().is_some_and(|&c| c == b'/' || c == b'\\') {
         return Some("an absolute path");
     }
-    if b.len() >= 2 && b[0].is_ascii_alphabetic() && b[1] == b':' {
+    if matches!(b, [drive, b':', ..] if drive.is_ascii_alphabetic()) {
         return Some("an absolute Windows path");
     }
     if location.split(['/', '\\']).any(|c| c == "..") {

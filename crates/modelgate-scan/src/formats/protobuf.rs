@@ -29,7 +29,9 @@ use std::fmt;
 /// The wire-format problem at a byte offset of the outermost buffer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Error {
+    /// Absolute offset of the byte where reading failed.
     pub offset: u64,
+    /// What was wrong there (truncated varint, bad wire type…).
     pub reason: &'static str,
 }
 
@@ -46,8 +48,12 @@ impl fmt::Display for Error {
 /// The payload of one field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Value<'a> {
+    /// Wire type 0: an integer, bool or enum, still zigzag- or
+    /// two's-complement-encoded as the schema says.
     Varint(u64),
+    /// Wire type 1: eight little-endian bytes (`fixed64`, `double`…).
     Fixed64(u64),
+    /// Wire type 5: four little-endian bytes (`fixed32`, `float`…).
     Fixed32(u32),
     /// A length-delimited payload (string, bytes, sub-message or packed
     /// repeated scalars) and the absolute offset of its first byte.
@@ -58,8 +64,11 @@ pub enum Value<'a> {
 /// of its tag.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Field<'a> {
+    /// The field number from the schema.
     pub number: u64,
+    /// Its payload.
     pub value: Value<'a>,
+    /// Absolute offset of its tag.
     pub offset: u64,
 }
 
@@ -80,6 +89,7 @@ impl<'a> Field<'a> {
         }
     }
 
+    /// The payload of a varint field, if it is one.
     pub fn varint(&self) -> Option<u64> {
         match self.value {
             Value::Varint(v) => Some(v),
@@ -113,18 +123,22 @@ impl<'a> Message<'a> {
         Message { data, base }
     }
 
+    /// The message's length in bytes.
     pub fn len(&self) -> usize {
         self.data.len()
     }
 
+    /// Whether the message has no bytes (every field at its default).
     pub fn is_empty(&self) -> bool {
         self.data.is_empty()
     }
 
+    /// Absolute offset of the message's first byte.
     pub fn offset(&self) -> u64 {
         self.base
     }
 
+    /// The fields in wire order; iteration stops after the first error.
     pub fn fields(&self) -> Fields<'a> {
         Fields {
             data: self.data,

@@ -128,6 +128,8 @@ struct Tensor {
     end: u64,
 }
 
+/// Scans a safetensors file: its length prefix and JSON header, never the
+/// tensor bytes.
 pub fn scan(cx: &mut Ctx, data: &[u8]) {
     let Some(len_bytes) = data.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok()) else {
         cx.inconclusive(

@@ -194,7 +194,7 @@ fn input_node(input: &[u8]) -> &[u8] {
 fn path_escape(path: &str) -> Option<&'static str> {
     let b = path.as_bytes();
     if b.first().is_some_and(|&c| c == b'/' || c == b'\\')
-        || (b.len() >= 2 && b[0].is_ascii_alphabetic() && b[1] == b':')
+        || matches!(b, [drive, b':', ..] if drive.is_ascii_alphabetic())
     {
         return Some("an absolute path");
     }

@@ -70,14 +70,19 @@ impl<'a> Fb<'a> {
             .ok_or(Bad(pos as u64, "offset points outside the file"))
     }
 
+    fn array<const N: usize>(&self, pos: usize) -> R<[u8; N]> {
+        self.bytes(pos, N)?
+            .first_chunk()
+            .copied()
+            .ok_or(Bad(pos as u64, "offset points outside the file"))
+    }
+
     fn u16(&self, pos: usize) -> R<u16> {
-        let b = self.bytes(pos, 2)?;
-        Ok(u16::from_le_bytes([b[0], b[1]]))
+        Ok(u16::from_le_bytes(self.array(pos)?))
     }
 
     fn u32(&self, pos: usize) -> R<u32> {
-        let b = self.bytes(pos, 4)?;
-        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        Ok(u32::from_le_bytes(self.array(pos)?))
     }
 
     /// Follows a `uoffset_t` stored at `pos`.
@@ -127,7 +132,7 @@ impl<'a> Fb<'a> {
 
     fn field_i8(&self, t: Table, idx: usize) -> R<i32> {
         match self.field(t, idx)? {
-            Some(p) => Ok(i32::from(self.bytes(p, 1)?[0] as i8)),
+            Some(p) => Ok(i32::from(i8::from_le_bytes(self.array(p)?))),
             None => Ok(0),
         }
     }
@@ -188,6 +193,7 @@ struct OpCode {
     offset: u64,
 }
 
+/// Scans a TFLite flatbuffer for operators outside the builtin set.
 pub fn scan(cx: &mut Ctx, data: &[u8]) {
     let fb = Fb {
         data,

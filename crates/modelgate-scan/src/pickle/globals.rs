@@ -48,12 +48,16 @@ pub enum Audit {
 /// One called argument: which one, and what it is called with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CallSpec {
+    /// The argument that gets called.
     pub arg: ArgPos,
+    /// What it is called with.
     pub with: Forward,
 }
 
+/// Which argument of a call a [`CallSpec`] is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ArgPos {
+    /// The argument at this position (0-based).
     At(usize),
     /// Every argument (`*`).
     Every,

@@ -28,10 +28,11 @@ const LEGACY_MAGIC: &[u8] = b"\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19."
 /// After the magic: protocol version, sys_info, the data pickle, storage keys.
 const LEGACY_STREAMS_AFTER_MAGIC: u32 = 4;
 
+/// Scans every pickle stream in a blob (concatenated streams, PyTorch's
+/// legacy layout) and turns what the walker saw into findings.
 pub fn scan(cx: &mut Ctx, data: &[u8]) {
-    let legacy = data.len() > 2 + LEGACY_MAGIC.len()
-        && data[0] == opcodes::PROTO
-        && data[2..].starts_with(LEGACY_MAGIC);
+    let legacy = matches!(data, [opcodes::PROTO, _, rest @ ..]
+        if rest.len() > LEGACY_MAGIC.len() && rest.starts_with(LEGACY_MAGIC));
     if legacy {
         cx.set_kind(crate::Kind::PytorchLegacy);
     }
@@ -369,7 +370,7 @@ fn probe_from(data: &[u8], depth: usize) -> bool {
         max_pickle_opcodes: 10_000,
         ..Limits::default()
     };
-    let head = &data[..data.len().min(1 << 20)];
+    let head = data.get(..1 << 20).unwrap_or(data);
     let stream = walker::walk(head, 0, &limits, &GlobalLists::default());
     match stream.end {
         // A stream that imports nothing must also be where the data ends,

@@ -65,18 +65,26 @@ const MAX_KEPT_ITEMS: usize = 64;
 /// A value on the symbolic stack.
 #[derive(Debug, Clone)]
 pub enum Value {
+    /// A string short enough to keep (module and attribute names).
     Str(Rc<str>),
     /// A string too long to keep whole (a payload, not a name).
     LongStr(Rc<str>),
     /// Bytes, as a range of the walked buffer (not copied).
     Bytes {
+        /// Offset of the first byte in the walked buffer.
         start: usize,
+        /// Offset just past the last byte.
         end: usize,
     },
+    /// An int that fits in an i64.
     Int(i64),
+    /// An int too large for an i64 (its value is never needed).
     BigInt,
+    /// A float (its value is never needed).
     Float,
+    /// `True` or `False`.
     Bool(bool),
+    /// Python's `None`.
     None,
     /// An imported global; the index points into [`Stream::uses`].
     Global(usize),
@@ -84,18 +92,28 @@ pub enum Value {
     Ext(u32),
     /// The result of calling something.
     Call(Rc<Call>),
+    /// A tuple; immutable once built, as in Python.
     Tuple(Rc<Vec<Value>>),
+    /// A list, shared so that APPEND through a memo copy reaches every
+    /// holder; items beyond a cap are counted, not kept.
     List(Rc<RefCell<Vec<Value>>>),
+    /// A dict as its key/value pairs in insertion order, shared like a list.
     Dict(Rc<RefCell<Vec<(Value, Value)>>>),
+    /// A set or frozenset (its items are never needed).
     Set,
+    /// An object the unpickler's `persistent_load` supplies (a PyTorch
+    /// storage), not the stream.
     PersistentId,
     /// A protocol-5 out-of-band buffer (never present in a file).
     Buffer,
 }
 
+/// One call the unpickler would make (REDUCE, NEWOBJ, INST, OBJ…).
 #[derive(Debug)]
 pub struct Call {
+    /// What is called: usually a [`Value::Global`].
     pub callee: Value,
+    /// The argument tuple as it was on the stack.
     pub args: Value,
     /// What BUILD applied to the result, if anything.
     pub state: RefCell<Option<Value>>,
@@ -109,9 +127,13 @@ pub struct Call {
 /// One import the unpickler would perform.
 #[derive(Debug, Clone)]
 pub struct GlobalUse {
+    /// Offset of the opcode that imported it.
     pub offset: usize,
+    /// The module as the resolver would import it (after Python 2 renames).
     pub module: String,
+    /// The attribute looked up in that module (may be dotted).
     pub name: String,
+    /// What the allow and deny tables say about it.
     pub class: Class,
     /// The first call made with it, rendered for evidence.
     pub call: Option<String>,
@@ -135,6 +157,7 @@ static NO_USE: GlobalUse = GlobalUse {
 };
 
 impl GlobalUse {
+    /// `module.name`, as findings and policies spell an import.
     pub fn qualified(&self) -> String {
         format!("{}.{}", self.module, self.name)
     }
@@ -145,60 +168,130 @@ impl GlobalUse {
 }
 
 /// Something the walker saw that is a finding in itself.
+///
+/// Every variant's `offset` is that of the opcode that caused it, and its
+/// `detail` (where there is one) is the finding's message text.
 #[derive(Debug, Clone)]
 pub enum Event {
     /// STACK_GLOBAL operands that are not constant strings.
-    Unresolved { offset: usize, detail: String },
+    Unresolved {
+        /// Opcode offset.
+        offset: usize,
+        /// Where the module and name came from instead.
+        detail: String,
+    },
     /// EXT1/EXT2/EXT4.
-    Ext { offset: usize, code: u32 },
+    Ext {
+        /// Opcode offset.
+        offset: usize,
+        /// The extension-registry code.
+        code: u32,
+    },
     /// BUILD applied to an imported global.
-    Poison { offset: usize, target: String },
+    Poison {
+        /// Opcode offset.
+        offset: usize,
+        /// The global's qualified name.
+        target: String,
+    },
     /// A call whose callee was produced by another call.
-    IndirectCall { offset: usize, detail: String },
+    IndirectCall {
+        /// Opcode offset.
+        offset: usize,
+        /// The call, rendered.
+        detail: String,
+    },
     /// Bytes passed to a loader; to be scanned as a nested file.
     Nested {
+        /// Opcode offset.
         offset: usize,
+        /// First byte of the payload in the walked buffer.
         start: usize,
+        /// Just past its last byte.
         end: usize,
+        /// The loader it is handed to.
         via: String,
     },
     /// A payload handed to an allowlisted loader that is not a literal, so
     /// it cannot be scanned.
-    OpaquePayload { offset: usize, detail: String },
+    OpaquePayload {
+        /// Opcode offset.
+        offset: usize,
+        /// The loader and what it was handed.
+        detail: String,
+    },
     /// A NumPy object array inside a joblib pickle (a nested pickle).
-    ObjectArray { offset: usize },
+    ObjectArray {
+        /// Opcode offset.
+        offset: usize,
+    },
     /// A trusted callable is handed something that makes it run code: a
     /// computed callable, a gadget with hidden arguments, a loader.
-    Gadget { offset: usize, detail: String },
+    Gadget {
+        /// Opcode offset.
+        offset: usize,
+        /// What the callable is handed, and why that runs code.
+        detail: String,
+    },
     /// BUILD state that rewrites how a trusted object behaves (a callable
     /// planted under a special name, `__class__` set through slot state).
-    StateHijack { offset: usize, detail: String },
+    StateHijack {
+        /// Opcode offset.
+        offset: usize,
+        /// The name written and what it is set to.
+        detail: String,
+    },
     /// A `numpy.dtype` state whose flags disagree with its type (object
     /// handling switched on for plain numbers, or off for objects).
-    DtypeFlags { offset: usize, detail: String },
+    DtypeFlags {
+        /// Opcode offset.
+        offset: usize,
+        /// The type and the flags it was given.
+        detail: String,
+    },
     /// A budget ran out.
-    Budget { offset: usize, what: String },
+    Budget {
+        /// Opcode offset.
+        offset: usize,
+        /// Which budget.
+        what: String,
+    },
 }
 
 /// How a stream ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum End {
     /// STOP at this offset; the next stream (if any) starts after it.
-    Stop { next: usize },
+    Stop {
+        /// Offset just past the STOP opcode.
+        next: usize,
+    },
     /// The stream is malformed at `offset` (what a loader would raise on).
-    Error { offset: usize, reason: String },
+    Error {
+        /// Offset of the opcode that broke.
+        offset: usize,
+        /// What a loader would raise.
+        reason: String,
+    },
     /// A budget was exhausted; the rest was not inspected.
-    Budget { offset: usize },
+    Budget {
+        /// Offset of the opcode at which it ran out.
+        offset: usize,
+    },
 }
 
 /// Everything the walker learned from one pickle stream.
 #[derive(Debug)]
 pub struct Stream {
+    /// Every import, in stream order; [`Value::Global`] indexes into it.
     pub uses: Vec<GlobalUse>,
+    /// Findings-to-be, in stream order.
     pub events: Vec<Event>,
+    /// How the stream ended.
     pub end: End,
     /// The value left by STOP, for format detection (PyTorch legacy magic).
     pub result: Option<Value>,
+    /// Opcodes read, STOP included.
     pub opcodes: u64,
     /// The highest protocol seen in a PROTO opcode.
     pub protocol: u8,

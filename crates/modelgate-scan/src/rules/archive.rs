@@ -3,6 +3,7 @@
 use super::Rule;
 use crate::finding::Verdict;
 
+/// ARC001 (malicious): a compressed member expands far beyond any real model data.
 pub static DECOMPRESSION_BOMB: Rule = Rule {
     id: "ARC001",
     name: "decompression-bomb",
@@ -16,6 +17,7 @@ pub static DECOMPRESSION_BOMB: Rule = Rule {
     references: &["https://en.wikipedia.org/wiki/Zip_bomb"],
 };
 
+/// ARC002 (suspicious): a zip member's local header and central directory disagree.
 pub static ZIP_NAME_MISMATCH: Rule = Rule {
     id: "ARC002",
     name: "zip-header-mismatch",
@@ -32,6 +34,7 @@ pub static ZIP_NAME_MISMATCH: Rule = Rule {
     ],
 };
 
+/// ARC003 (suspicious): a zip member carries flag bits or checksums that a loader ignores.
 pub static ZIP_EVASION_FLAGS: Rule = Rule {
     id: "ARC003",
     name: "zip-evasion-flags",
@@ -45,6 +48,7 @@ pub static ZIP_EVASION_FLAGS: Rule = Rule {
     references: &["CVE-2025-1945", "CVE-2025-10156"],
 };
 
+/// ARC004 (malicious): an archive member's path escapes the extraction directory.
 pub static ARCHIVE_PATH_TRAVERSAL: Rule = Rule {
     id: "ARC004",
     name: "archive-path-traversal",
@@ -60,6 +64,7 @@ pub static ARCHIVE_PATH_TRAVERSAL: Rule = Rule {
     ],
 };
 
+/// ARC005 (suspicious): two archive members have the same name.
 pub static DUPLICATE_MEMBER: Rule = Rule {
     id: "ARC005",
     name: "duplicate-archive-member",
@@ -71,6 +76,7 @@ pub static DUPLICATE_MEMBER: Rule = Rule {
     references: &[],
 };
 
+/// ARC006 (suspicious): zip readers disagree on what the archive contains.
 pub static ZIP_READER_DISAGREEMENT: Rule = Rule {
     id: "ARC006",
     name: "zip-reader-disagreement",
@@ -91,6 +97,7 @@ pub static ZIP_READER_DISAGREEMENT: Rule = Rule {
     ],
 };
 
+/// ARC007 (suspicious): a tar member's type flag makes readers disagree on what it holds.
 pub static TAR_TYPE_AMBIGUITY: Rule = Rule {
     id: "ARC007",
     name: "tar-type-ambiguity",

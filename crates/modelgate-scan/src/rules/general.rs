@@ -3,6 +3,7 @@
 use super::Rule;
 use crate::finding::Verdict;
 
+/// GEN001 (suspicious): part of the file could not be parsed, so it cannot be shown safe.
 pub static UNPARSEABLE: Rule = Rule {
     id: "GEN001",
     name: "unparseable-input",
@@ -19,6 +20,7 @@ pub static UNPARSEABLE: Rule = Rule {
     references: &[],
 };
 
+/// GEN002 (suspicious): a resource limit was hit before the file was fully read.
 pub static LIMIT_EXCEEDED: Rule = Rule {
     id: "GEN002",
     name: "resource-limit-exceeded",
@@ -32,6 +34,7 @@ pub static LIMIT_EXCEEDED: Rule = Rule {
     references: &[],
 };
 
+/// GEN003 (suspicious): the file name claims a safe format but the content is an executable one.
 pub static DISGUISED_FORMAT: Rule = Rule {
     id: "GEN003",
     name: "disguised-format",
@@ -45,6 +48,7 @@ pub static DISGUISED_FORMAT: Rule = Rule {
     references: &["https://github.com/mmaitre314/picklescan/pull/50"],
 };
 
+/// GEN004 (suspicious): a file named like a model has content of no known format.
 pub static UNRECOGNISED_MODEL: Rule = Rule {
     id: "GEN004",
     name: "unrecognised-model-content",
@@ -60,6 +64,7 @@ pub static UNRECOGNISED_MODEL: Rule = Rule {
     references: &[],
 };
 
+/// GEN005 (suspicious): the file is two formats at once, read differently by different loaders.
 pub static POLYGLOT: Rule = Rule {
     id: "GEN005",
     name: "polyglot-file",
@@ -73,6 +78,7 @@ pub static POLYGLOT: Rule = Rule {
     references: &["https://github.com/trailofbits/fickling"],
 };
 
+/// NPY001 (suspicious): a .npy header spells its dtype in a way numpy.save never writes.
 pub static NPY_UNUSUAL_DTYPE: Rule = Rule {
     id: "NPY001",
     name: "npy-unusual-dtype",

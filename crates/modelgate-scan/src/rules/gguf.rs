@@ -13,6 +13,7 @@ const TEMPLATE_FIX: &str = "Do not load this model with a runtime that renders i
     `tokenizer.chat_template` with the template published with the original model \
     (tokenizer_config.json), e.g. with gguf-py's gguf_new_metadata.py --chat-template.";
 
+/// GGUF001 (malicious): the GGUF header declares counts, lengths or shapes that cannot be real.
 pub static GGUF_IMPOSSIBLE_HEADER: Rule = Rule {
     id: "GGUF001",
     name: "gguf-impossible-header",
@@ -33,6 +34,7 @@ pub static GGUF_IMPOSSIBLE_HEADER: Rule = Rule {
     ],
 };
 
+/// GGUF002 (malicious): a GGUF tensor's data lies outside the file or overlaps another tensor.
 pub static GGUF_TENSOR_OUT_OF_BOUNDS: Rule = Rule {
     id: "GGUF002",
     name: "gguf-tensor-out-of-bounds",
@@ -49,6 +51,7 @@ pub static GGUF_TENSOR_OUT_OF_BOUNDS: Rule = Rule {
     ],
 };
 
+/// GGUF003 (suspicious): a GGUF metadata key or tensor name occurs twice.
 pub static GGUF_DUPLICATE_NAME: Rule = Rule {
     id: "GGUF003",
     name: "gguf-duplicate-name",
@@ -61,6 +64,7 @@ pub static GGUF_DUPLICATE_NAME: Rule = Rule {
     references: &["https://github.com/ggml-org/ggml/blob/master/docs/gguf.md"],
 };
 
+/// GGUF004 (suspicious): gGUF tensor data is misaligned or leaves gaps between tensors.
 pub static GGUF_TENSOR_LAYOUT: Rule = Rule {
     id: "GGUF004",
     name: "gguf-irregular-tensor-layout",
@@ -73,6 +77,7 @@ pub static GGUF_TENSOR_LAYOUT: Rule = Rule {
     references: &["https://github.com/ggml-org/ggml/blob/master/docs/gguf.md"],
 };
 
+/// GGUF005 (suspicious): a GGUF tensor has a ggml type this scanner does not know.
 pub static GGUF_UNKNOWN_TENSOR_TYPE: Rule = Rule {
     id: "GGUF005",
     name: "gguf-unknown-tensor-type",
@@ -86,6 +91,7 @@ pub static GGUF_UNKNOWN_TENSOR_TYPE: Rule = Rule {
     references: &["https://github.com/ggml-org/ggml/blob/master/include/ggml.h"],
 };
 
+/// GGUF010 (malicious): the chat template reaches Python internals to run code (Jinja SSTI).
 pub static TEMPLATE_CODE_EXECUTION: Rule = Rule {
     id: "GGUF010",
     name: "chat-template-code-execution",
@@ -111,6 +117,8 @@ pub static TEMPLATE_CODE_EXECUTION: Rule = Rule {
     ],
 };
 
+/// GGUF011 (suspicious): the chat template builds attribute names at run time or loads other
+/// templates.
 pub static TEMPLATE_DYNAMIC_ACCESS: Rule = Rule {
     id: "GGUF011",
     name: "chat-template-dynamic-access",
@@ -130,6 +138,7 @@ pub static TEMPLATE_DYNAMIC_ACCESS: Rule = Rule {
     ],
 };
 
+/// GGUF012 (suspicious): a chat template could not be parsed, so it cannot be shown safe.
 pub static TEMPLATE_UNPARSEABLE: Rule = Rule {
     id: "GGUF012",
     name: "chat-template-unparseable",

@@ -4,6 +4,7 @@
 use super::Rule;
 use crate::finding::Verdict;
 
+/// KRS001 (malicious): a Keras config carries marshalled Python bytecode (Lambda layer).
 pub static KERAS_LAMBDA_BYTECODE: Rule = Rule {
     id: "KRS001",
     name: "keras-lambda-bytecode",
@@ -25,6 +26,8 @@ pub static KERAS_LAMBDA_BYTECODE: Rule = Rule {
     ],
 };
 
+/// KRS002 (malicious): a Keras config names a module or function that runs code, touches files or
+/// turns safety checks off.
 pub static KERAS_DANGEROUS_REFERENCE: Rule = Rule {
     id: "KRS002",
     name: "keras-dangerous-reference",
@@ -51,6 +54,8 @@ pub static KERAS_DANGEROUS_REFERENCE: Rule = Rule {
     ],
 };
 
+/// KRS003 (suspicious): a Keras config needs user code (a custom layer or function from outside
+/// Keras).
 pub static KERAS_CUSTOM_OBJECT: Rule = Rule {
     id: "KRS003",
     name: "keras-custom-object",
@@ -66,6 +71,7 @@ pub static KERAS_CUSTOM_OBJECT: Rule = Rule {
     references: &["https://keras.io/guides/serialization_and_saving/#custom-objects"],
 };
 
+/// KRS004 (suspicious): a Keras config repeats a JSON key in one object.
 pub static KERAS_DUPLICATE_KEY: Rule = Rule {
     id: "KRS004",
     name: "keras-config-duplicate-key",
@@ -79,6 +85,7 @@ pub static KERAS_DUPLICATE_KEY: Rule = Rule {
     references: &["https://bishopfox.com/blog/json-interoperability-vulnerabilities"],
 };
 
+/// HDF001 (malicious): an HDF5 file links to an object in another file.
 pub static HDF5_EXTERNAL_LINK: Rule = Rule {
     id: "HDF001",
     name: "hdf-external-link",
@@ -91,6 +98,7 @@ pub static HDF5_EXTERNAL_LINK: Rule = Rule {
     references: &["https://docs.hdfgroup.org/hdf5/latest/group___h5_l.html"],
 };
 
+/// HDF002 (malicious): an HDF5 dataset keeps its data in another file.
 pub static HDF5_EXTERNAL_DATA: Rule = Rule {
     id: "HDF002",
     name: "hdf-external-data-file",

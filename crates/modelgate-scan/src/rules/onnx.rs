@@ -4,6 +4,8 @@
 use super::Rule;
 use crate::finding::Verdict;
 
+/// ONNX001 (malicious): a tensor's external data location is absolute or climbs out of the model
+/// directory.
 pub static ONNX_EXTERNAL_DATA_TRAVERSAL: Rule = Rule {
     id: "ONNX001",
     name: "onnx-external-data-traversal",
@@ -27,6 +29,8 @@ pub static ONNX_EXTERNAL_DATA_TRAVERSAL: Rule = Rule {
     ],
 };
 
+/// ONNX002 (malicious): a tensor's external data file on disk is a link that leads outside the
+/// model.
 pub static ONNX_EXTERNAL_DATA_LINK: Rule = Rule {
     id: "ONNX002",
     name: "onnx-external-data-link",
@@ -47,6 +51,8 @@ pub static ONNX_EXTERNAL_DATA_LINK: Rule = Rule {
     ],
 };
 
+/// ONNX003 (suspicious): the graph uses an operator from a custom domain that needs a native
+/// custom-op library.
 pub static ONNX_CUSTOM_OP: Rule = Rule {
     id: "ONNX003",
     name: "onnx-custom-op-domain",

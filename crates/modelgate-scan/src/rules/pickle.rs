@@ -7,6 +7,8 @@ use crate::finding::Verdict;
 const CONVERT: &str = "Re-save the weights as safetensors (`safetensors.torch.save_file`), or \
     load them with `torch.load(path, weights_only=True)`; never unpickle this file.";
 
+/// PKL001 (malicious): the pickle imports a callable that runs code, spawns processes or touches
+/// files.
 pub static DANGEROUS_GLOBAL: Rule = Rule {
     id: "PKL001",
     name: "pickle-dangerous-global",
@@ -23,6 +25,7 @@ pub static DANGEROUS_GLOBAL: Rule = Rule {
     ],
 };
 
+/// PKL002 (suspicious): the pickle imports a name that is not known to be safe.
 pub static UNKNOWN_GLOBAL: Rule = Rule {
     id: "PKL002",
     name: "pickle-unknown-global",
@@ -37,6 +40,7 @@ pub static UNKNOWN_GLOBAL: Rule = Rule {
     references: &["https://pytorch.org/docs/stable/notes/serialization.html#weights-only"],
 };
 
+/// PKL003 (malicious): a STACK_GLOBAL import name is computed at load time.
 pub static UNRESOLVED_GLOBAL: Rule = Rule {
     id: "PKL003",
     name: "pickle-unresolved-global",
@@ -53,6 +57,7 @@ pub static UNRESOLVED_GLOBAL: Rule = Rule {
     ],
 };
 
+/// PKL004 (malicious): the pickle imports through the copyreg extension registry (EXT1/EXT2/EXT4).
 pub static EXTENSION_REGISTRY: Rule = Rule {
     id: "PKL004",
     name: "pickle-extension-code",
@@ -66,6 +71,7 @@ pub static EXTENSION_REGISTRY: Rule = Rule {
     references: &["https://docs.python.org/3/library/copyreg.html"],
 };
 
+/// PKL005 (malicious): bUILD sets attributes on an imported module or class, not on a new object.
 pub static GLOBAL_ATTRIBUTE_POISONING: Rule = Rule {
     id: "PKL005",
     name: "pickle-global-state-poisoning",
@@ -82,6 +88,7 @@ pub static GLOBAL_ATTRIBUTE_POISONING: Rule = Rule {
     ],
 };
 
+/// PKL006 (suspicious): the pickle stream breaks before it ends.
 pub static MALFORMED_STREAM: Rule = Rule {
     id: "PKL006",
     name: "pickle-malformed-stream",
@@ -96,6 +103,7 @@ pub static MALFORMED_STREAM: Rule = Rule {
     ],
 };
 
+/// PKL007 (malicious): the pickle reaches a function through getattr at load time.
 pub static DYNAMIC_ATTRIBUTE: Rule = Rule {
     id: "PKL007",
     name: "pickle-dynamic-attribute",
@@ -109,6 +117,7 @@ pub static DYNAMIC_ATTRIBUTE: Rule = Rule {
     references: &["https://github.com/protectai/modelscan/issues/331"],
 };
 
+/// PKL008 (malicious): the pickle calls an object that was itself produced by a call.
 pub static INDIRECT_CALL: Rule = Rule {
     id: "PKL008",
     name: "pickle-indirect-call",
@@ -121,6 +130,7 @@ pub static INDIRECT_CALL: Rule = Rule {
     references: &[],
 };
 
+/// PKL009 (info): a NumPy array of dtype object embeds a pickle.
 pub static OBJECT_ARRAY: Rule = Rule {
     id: "PKL009",
     name: "numpy-object-array",
@@ -133,6 +143,7 @@ pub static OBJECT_ARRAY: Rule = Rule {
     references: &["CVE-2019-6446"],
 };
 
+/// PKL010 (suspicious): a nested payload for an unpickling loader is computed at load time.
 pub static OPAQUE_PAYLOAD: Rule = Rule {
     id: "PKL010",
     name: "pickle-opaque-nested-payload",
@@ -147,6 +158,7 @@ pub static OPAQUE_PAYLOAD: Rule = Rule {
     references: &["https://github.com/trailofbits/fickling"],
 };
 
+/// PKL011 (malicious): an allowlisted callable is handed something that makes it run code.
 pub static GADGET_ARGUMENT: Rule = Rule {
     id: "PKL011",
     name: "pickle-gadget-argument",
@@ -168,6 +180,7 @@ pub static GADGET_ARGUMENT: Rule = Rule {
     ],
 };
 
+/// PKL012 (info): the pickle needs a well-known ML library to load.
 pub static LIBRARY_PROFILE: Rule = Rule {
     id: "PKL012",
     name: "pickle-library-class",
@@ -183,6 +196,8 @@ pub static LIBRARY_PROFILE: Rule = Rule {
     references: &[],
 };
 
+/// PKL013 (malicious): bUILD state plants callables under special names or redirects a trusted
+/// object.
 pub static STATE_HIJACK: Rule = Rule {
     id: "PKL013",
     name: "pickle-state-hijack",
@@ -197,6 +212,8 @@ pub static STATE_HIJACK: Rule = Rule {
     references: &["https://docs.python.org/3/library/pickle.html#pickling-class-instances"],
 };
 
+/// PKL014 (malicious): a pickled numpy.dtype claims object handling for plain values, or drops it
+/// for objects.
 pub static DTYPE_FLAGS: Rule = Rule {
     id: "PKL014",
     name: "numpy-dtype-forged-flags",

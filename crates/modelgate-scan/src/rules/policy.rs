@@ -6,6 +6,7 @@
 use super::Rule;
 use crate::finding::Verdict;
 
+/// POL001 (suspicious): the file's format is not one the policy allows at this path.
 pub static FORMAT_NOT_ALLOWED: Rule = Rule {
     id: "POL001",
     name: "format-not-allowed",
@@ -20,6 +21,7 @@ pub static FORMAT_NOT_ALLOWED: Rule = Rule {
     references: &[],
 };
 
+/// POL002 (suspicious): the file's content is not available to scan.
 pub static CONTENT_UNVERIFIABLE: Rule = Rule {
     id: "POL002",
     name: "content-unverifiable",
@@ -33,6 +35,8 @@ pub static CONTENT_UNVERIFIABLE: Rule = Rule {
     references: &[],
 };
 
+/// POL003 (suspicious): the policy requires a valid model signature by a trusted key and the file
+/// has none.
 pub static SIGNATURE_REQUIRED: Rule = Rule {
     id: "POL003",
     name: "signature-required",

@@ -11,6 +11,8 @@ const RESAVE: &str = "Do not load this file. Download it again from the original
 
 const SPEC: &str = "https://github.com/huggingface/safetensors#format";
 
+/// SFT001 (malicious): the safetensors header length points past the end of the file or is absurdly
+/// large.
 pub static SFT_HEADER_LENGTH: Rule = Rule {
     id: "SFT001",
     name: "safetensors-bad-header-length",
@@ -27,6 +29,7 @@ pub static SFT_HEADER_LENGTH: Rule = Rule {
     ],
 };
 
+/// SFT002 (suspicious): the safetensors header is not valid JSON or does not follow the schema.
 pub static SFT_INVALID_HEADER: Rule = Rule {
     id: "SFT002",
     name: "safetensors-invalid-header",
@@ -40,6 +43,7 @@ pub static SFT_INVALID_HEADER: Rule = Rule {
     references: &[SPEC],
 };
 
+/// SFT003 (suspicious): a key occurs twice in the safetensors JSON header.
 pub static SFT_DUPLICATE_KEY: Rule = Rule {
     id: "SFT003",
     name: "safetensors-duplicate-key",
@@ -55,6 +59,7 @@ pub static SFT_DUPLICATE_KEY: Rule = Rule {
     ],
 };
 
+/// SFT004 (suspicious): a tensor has a dtype the safetensors format does not define.
 pub static SFT_UNKNOWN_DTYPE: Rule = Rule {
     id: "SFT004",
     name: "safetensors-unknown-dtype",
@@ -66,6 +71,7 @@ pub static SFT_UNKNOWN_DTYPE: Rule = Rule {
     references: &[SPEC],
 };
 
+/// SFT005 (malicious): a tensor's data_offsets lie outside the data section.
 pub static SFT_OFFSETS_OUT_OF_RANGE: Rule = Rule {
     id: "SFT005",
     name: "safetensors-offsets-out-of-range",
@@ -78,6 +84,7 @@ pub static SFT_OFFSETS_OUT_OF_RANGE: Rule = Rule {
     references: &[SPEC],
 };
 
+/// SFT006 (malicious): two tensors share bytes of the data section.
 pub static SFT_OVERLAP: Rule = Rule {
     id: "SFT006",
     name: "safetensors-overlapping-tensors",
@@ -90,6 +97,7 @@ pub static SFT_OVERLAP: Rule = Rule {
     references: &[SPEC],
 };
 
+/// SFT007 (suspicious): the data section has bytes that belong to no tensor.
 pub static SFT_GAP: Rule = Rule {
     id: "SFT007",
     name: "safetensors-non-contiguous-data",
@@ -103,6 +111,7 @@ pub static SFT_GAP: Rule = Rule {
     references: &[SPEC],
 };
 
+/// SFT008 (malicious): a tensor's byte length does not equal its dtype size times its shape.
 pub static SFT_SIZE_MISMATCH: Rule = Rule {
     id: "SFT008",
     name: "safetensors-size-mismatch",
@@ -115,6 +124,7 @@ pub static SFT_SIZE_MISMATCH: Rule = Rule {
     references: &[SPEC],
 };
 
+/// SFT009 (suspicious): `__metadata__` is not a map of strings to strings.
 pub static SFT_METADATA_TYPE: Rule = Rule {
     id: "SFT009",
     name: "safetensors-non-string-metadata",

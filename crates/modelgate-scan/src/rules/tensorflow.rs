@@ -4,6 +4,7 @@
 use super::Rule;
 use crate::finding::Verdict;
 
+/// TF001 (malicious): the graph calls back into Python (PyFunc, PyFuncStateless, EagerPyFunc).
 pub static TF_PYTHON_OP: Rule = Rule {
     id: "TF001",
     name: "tf-python-callback-op",
@@ -21,6 +22,7 @@ pub static TF_PYTHON_OP: Rule = Rule {
     ],
 };
 
+/// TF002 (malicious): the graph contains an op that reads, writes or lists host files.
 pub static TF_FILE_OP: Rule = Rule {
     id: "TF002",
     name: "tf-file-access-op",
@@ -38,6 +40,7 @@ pub static TF_FILE_OP: Rule = Rule {
     ],
 };
 
+/// TF003 (malicious): the graph contains an op that makes or serves RPC calls.
 pub static TF_NETWORK_OP: Rule = Rule {
     id: "TF003",
     name: "tf-network-op",
@@ -49,6 +52,7 @@ pub static TF_NETWORK_OP: Rule = Rule {
     references: &["https://github.com/tensorflow/tensorflow/blob/master/SECURITY.md"],
 };
 
+/// TF004 (malicious): a PrintV2 op writes to a file instead of stdout/stderr.
 pub static TF_PRINT_TO_FILE: Rule = Rule {
     id: "TF004",
     name: "tf-print-to-file",
@@ -61,6 +65,8 @@ pub static TF_PRINT_TO_FILE: Rule = Rule {
     references: &["https://www.tensorflow.org/api_docs/python/tf/print"],
 };
 
+/// TF005 (malicious): a saver, restore or file-backed op is wired to a constant absolute or '..'
+/// path.
 pub static TF_PATH_ESCAPE: Rule = Rule {
     id: "TF005",
     name: "tf-constant-path-escape",
@@ -75,6 +81,8 @@ pub static TF_PATH_ESCAPE: Rule = Rule {
     references: &["https://github.com/tensorflow/tensorflow/blob/master/SECURITY.md"],
 };
 
+/// TFL001 (malicious): a TFLite model uses a Flex (select TF ops) op that touches files, Python or
+/// the network.
 pub static TFLITE_DANGEROUS_OP: Rule = Rule {
     id: "TFL001",
     name: "tflite-dangerous-flex-op",
@@ -88,6 +96,7 @@ pub static TFLITE_DANGEROUS_OP: Rule = Rule {
     references: &["https://www.tensorflow.org/lite/guide/ops_select"],
 };
 
+/// TFL002 (suspicious): a TFLite model uses a custom operator the TFLite runtime does not ship.
 pub static TFLITE_CUSTOM_OP: Rule = Rule {
     id: "TFL002",
     name: "tflite-custom-op",

@@ -6,6 +6,8 @@
 use super::Rule;
 use crate::finding::Verdict;
 
+/// TS001 (malicious): torchScript code names an operator that reaches files, Python, other
+/// processes or the network.
 pub static TS_DANGEROUS_OP: Rule = Rule {
     id: "TS001",
     name: "torchscript-dangerous-op",
@@ -30,6 +32,8 @@ pub static TS_DANGEROUS_OP: Rule = Rule {
     ],
 };
 
+/// TS002 (suspicious): torchScript code calls an operator from a namespace that PyTorch does not
+/// ship.
 pub static TS_CUSTOM_NAMESPACE: Rule = Rule {
     id: "TS002",
     name: "torchscript-custom-op-namespace",
@@ -47,6 +51,8 @@ pub static TS_CUSTOM_NAMESPACE: Rule = Rule {
     references: &["https://pytorch.org/tutorials/advanced/torch_script_custom_ops.html"],
 };
 
+/// TS003 (suspicious): torchScript code calls an operator of a PyTorch namespace that is not in the
+/// audited table.
 pub static TS_UNKNOWN_OP: Rule = Rule {
     id: "TS003",
     name: "torchscript-unknown-op",
@@ -62,6 +68,7 @@ pub static TS_UNKNOWN_OP: Rule = Rule {
     references: &[],
 };
 
+/// TS004 (suspicious): torchScript code uses a native (torchbind) class that PyTorch does not ship.
 pub static TS_CUSTOM_CLASS: Rule = Rule {
     id: "TS004",
     name: "torchscript-custom-class",
@@ -77,6 +84,7 @@ pub static TS_CUSTOM_CLASS: Rule = Rule {
     references: &["https://pytorch.org/tutorials/advanced/torch_script_custom_classes.html"],
 };
 
+/// TS005 (suspicious): a TorchScript source file could not be read within the scanner's limits.
 pub static TS_UNPARSEABLE: Rule = Rule {
     id: "TS005",
     name: "torchscript-code-unparseable",
@@ -91,6 +99,8 @@ pub static TS_UNPARSEABLE: Rule = Rule {
     references: &[],
 };
 
+/// TS006 (suspicious): torchScript code uses `torch`, `ops` or `getattr` as a value, hiding which
+/// operators it calls.
 pub static TS_NAMESPACE_ALIAS: Rule = Rule {
     id: "TS006",
     name: "torchscript-namespace-alias",
