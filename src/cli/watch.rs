@@ -46,6 +46,15 @@ pub struct WatchArgs {
     /// Files hashed and scanned at the same time.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
     jobs: u16,
+    /// Verdict cache directory, shared with `modelgate scan --cache DIR`:
+    /// a file either command judged is not scanned again by the other
+    /// (default: `verdicts/` under the state directory). Named apart from
+    /// --cache, which adds a hub cache to watch.
+    #[arg(long, value_name = "DIR")]
+    verdict_cache: Option<PathBuf>,
+    /// Backend for a new verdict-cache directory.
+    #[arg(long, value_enum, value_name = "KIND")]
+    cache_backend: Option<super::cache::Backend>,
     /// Log format on stderr: human-readable lines, or one JSON object per
     /// line (for journald or a log collector).
     #[arg(long, value_enum, default_value_t = LogFormat::Human)]
@@ -116,7 +125,8 @@ pub fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
         once: args.once,
         jobs: usize::from(args.jobs),
         state_dir,
-        policy_key: policy.fingerprint(),
+        verdict_cache: args.verdict_cache,
+        cache_backend: args.cache_backend.map(Into::into),
     };
     let summary = watch::run(cfg, policy)?;
     if args.once {

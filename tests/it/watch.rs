@@ -759,23 +759,25 @@ fn verdict_cache_is_not_poisoned_by_racing_renames() {
     }
     env.sentinel(&d);
     drop(d);
-    let db = env.db();
-    let poisoned: i64 = db
-        .query_row(
-            "SELECT COUNT(*) FROM scan_result WHERE sha256 = ?1 AND action != 'quarantine'",
-            [sha256(EVIL)],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(poisoned, 0, "malicious content cached as harmless");
-    let wrong: i64 = db
-        .query_row(
-            "SELECT COUNT(*) FROM scan_result WHERE sha256 = ?1 AND action = 'quarantine'",
-            [sha256(&benign())],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(wrong, 0, "benign content cached as malicious");
+    // Ask the daemon's verdict cache through `scan`, under the blob's name
+    // (part of the key): each content must come back with its own verdict.
+    let probe = env.dir.path().join("probe");
+    fs::create_dir_all(&probe).unwrap();
+    let file = probe.join("race");
+    for (data, code, what) in [
+        (EVIL, 1, "malicious content cached as harmless"),
+        (&benign()[..], 0, "benign content cached as malicious"),
+    ] {
+        fs::write(&file, data).unwrap();
+        let out = env
+            .cmd()
+            .args(["scan", "--cache"])
+            .arg(env.state().join("verdicts"))
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(code), "{what}: {out:?}");
+    }
 }
 
 /// Items 5: a root deleted and created again, and a root symlink pointed
@@ -1080,10 +1082,10 @@ fn names_are_escaped_and_stale_temporaries_cleaned() {
     }
 }
 
-/// Issue 12: a cached verdict with an unknown action is a miss, never an
-/// allow: the file is scanned again.
+/// Issue 12: a damaged verdict-cache entry is a miss, never an allow: the
+/// file is scanned again and the entry rewritten.
 #[test]
-fn unknown_cached_action_is_a_miss() {
+fn damaged_cached_verdict_is_a_miss() {
     let env = Env::new();
     let repo = env.repo("cache");
     env.download(&repo, "model.safetensors", &benign());
@@ -1092,18 +1094,103 @@ fn unknown_cached_action_is_a_miss() {
     assert!(first.contains("scanned=1"), "{first}");
     let (_, second) = env.once();
     assert!(second.contains("scanned=0"), "{second}");
-    let n = env
-        .db()
-        .execute("UPDATE scan_result SET action = 'allow-ish'", [])
+    let cache = rusqlite::Connection::open(env.state().join("verdicts/verdicts.sqlite3")).unwrap();
+    let n = cache
+        .execute(
+            "UPDATE verdicts SET entry = substr(entry, 1, length(entry) - 3)",
+            [],
+        )
         .unwrap();
     assert_eq!(n, 1);
+    drop(cache);
     let (code, third) = env.once();
     assert_eq!(code, 0, "{third}");
     assert!(
         third.contains("scanned=1"),
-        "cached row was trusted: {third}"
+        "damaged entry was trusted: {third}"
     );
-    assert!(third.contains("unknown value"), "{third}");
+    assert!(third.contains("untrusted verdict-cache entry"), "{third}");
+    let (_, fourth) = env.once();
+    assert!(
+        fourth.contains("scanned=0"),
+        "entry not rewritten: {fourth}"
+    );
+}
+
+/// Issue 15: `scan --cache D` and `watch --verdict-cache D` share one
+/// verdict cache: what one judged the other does not scan again, a cached
+/// malicious report still quarantines, and other scan settings rescan.
+#[test]
+fn scan_and_watch_share_the_verdict_cache() {
+    let env = Env::new();
+    let local = env.dir.path().join("local");
+    fs::create_dir_all(&local).unwrap();
+    fs::write(local.join("model.safetensors"), benign()).unwrap();
+    fs::write(local.join("config.json"), b"{\"model_type\": \"bert\"}\n").unwrap();
+    let cache = env.dir.path().join("verdicts");
+    let cache_arg = cache.to_str().unwrap();
+    let local_arg = local.to_str().unwrap();
+    let scan = |path: &Path| {
+        env.cmd()
+            .args(["scan", "--cache", cache_arg])
+            .arg(path)
+            .output()
+            .unwrap()
+    };
+    let watch = |extra: &[&str]| {
+        let out = env
+            .cmd()
+            .args([
+                "watch",
+                "--once",
+                "--no-default-cache",
+                "--local-dir",
+                local_arg,
+            ])
+            .args(["--verdict-cache", cache_arg])
+            .args(extra)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    assert_eq!(scan(&local).status.code(), Some(0));
+
+    let (code, swept, log) = watch(&[]);
+    assert_eq!(code, 0, "{log}");
+    assert!(
+        log.contains("scanned=0") && log.contains("cached=2"),
+        "{log}"
+    );
+    assert!(
+        swept.contains("2 files checked (0 scanned, 2 known from an earlier scan)"),
+        "{swept}"
+    );
+
+    // Other limits are another key: everything is scanned again.
+    let policy = env.dir.path().join("limits.toml");
+    fs::write(&policy, "[limits]\nmax-pickle-opcodes = 1000\n").unwrap();
+    let (code, _, log) = watch(&["--policy", policy.to_str().unwrap()]);
+    assert_eq!(code, 0, "{log}");
+    assert!(
+        log.contains("scanned=2") && log.contains("cached=0"),
+        "{log}"
+    );
+
+    // A malicious report from `scan` decides the daemon's action unscanned.
+    let evil = local.join("evil.bin");
+    fs::write(&evil, EVIL).unwrap();
+    assert_eq!(scan(&evil).status.code(), Some(1));
+    let (code, _, log) = watch(&[]);
+    assert_eq!(code, 1, "{log}");
+    assert!(
+        log.contains("scanned=0") && log.contains("cached=3"),
+        "{log}"
+    );
+    assert!(is_tombstone(&evil), "{log}");
 }
 
 /// #13 item 6: the generated unit and plist carry absolute paths for
