@@ -1,6 +1,10 @@
 //! `modelgate watch`: run the Hugging Face cache daemon (or one sweep with
 //! `--once`). Logs go to stderr through `tracing`; `MODELGATE_LOG` takes an
-//! env-filter directive (default `info`).
+//! env-filter directive (default `info`). Each file the daemon judges ends
+//! with one `processed` event (target `modelgate::processed`: the path and
+//! its outcome, `allowed`, `warned`, `quarantined` with the id, `refused`,
+//! …): with `--log-format json` a supervisor can follow the daemon's work
+//! line by line; `MODELGATE_LOG=info,modelgate::processed=off` silences it.
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};

@@ -80,6 +80,9 @@ impl Counters {
     }
 }
 
+/// The tracing target of the one event each processed path ends with.
+pub const PROCESSED_TARGET: &str = "modelgate::processed";
+
 /// What processing a path led to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -101,6 +104,23 @@ pub enum Outcome {
     Released(String),
     /// Something failed (logged and counted); worth another try.
     Failed,
+}
+
+impl Outcome {
+    /// The outcome's name in the `processed` event.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Outcome::Ignored => "ignored",
+            Outcome::Refused => "refused",
+            Outcome::Tombstone => "tombstone",
+            Outcome::Allowed => "allowed",
+            Outcome::Warned => "warned",
+            Outcome::Quarantined(_) => "quarantined",
+            Outcome::SignatureLanded(_) => "signature-landed",
+            Outcome::Released(_) => "released",
+            Outcome::Failed => "failed",
+        }
+    }
 }
 
 /// A stage either hands its result to the next one or ends processing
@@ -314,15 +334,31 @@ impl Engine {
     }
 
     /// Processes one path; errors are logged and counted, never fatal.
+    ///
+    /// Every path ends with one `processed` event (target
+    /// [`PROCESSED_TARGET`]) naming the path and its outcome: the daemon's
+    /// audit trail, and what a supervisor or a test waits for instead of
+    /// guessing how long the daemon needs. Paths that are not content
+    /// (bookkeeping, folders, a file already gone) log it at debug level.
     pub fn process(&self, root_idx: usize, path: &Path) -> Outcome {
-        match self.try_process(root_idx, path) {
+        let outcome = match self.try_process(root_idx, path) {
             Ok(o) => o,
             Err(e) => {
                 Counters::bump(&self.counters.errors);
                 tracing::error!(path = %path.display(), error = %e, "cannot process");
                 Outcome::Failed
             }
+        };
+        let id = match &outcome {
+            Outcome::Quarantined(id) | Outcome::Released(id) => Some(id.as_str()),
+            _ => None,
+        };
+        if outcome == Outcome::Ignored {
+            tracing::debug!(target: PROCESSED_TARGET, path = %path.display(), outcome = outcome.as_str(), "processed");
+        } else {
+            tracing::info!(target: PROCESSED_TARGET, path = %path.display(), outcome = outcome.as_str(), id, "processed");
         }
+        outcome
     }
 
     fn tally(&self, root_idx: usize, counter: impl Fn(&RootCounters) -> &AtomicU64) {
