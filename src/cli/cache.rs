@@ -32,8 +32,9 @@ impl From<Backend> for BackendKind {
 #[derive(Debug, Args, Clone)]
 pub struct CacheLocation {
     /// Verdict cache directory (default: `verdicts/` under the state
-    /// directory, `MODELGATE_STATE_DIR` or the platform's).
-    #[arg(long, value_name = "DIR")]
+    /// directory, `MODELGATE_STATE_DIR` or the platform's). `watch` names
+    /// the same directory --verdict-cache.
+    #[arg(long, visible_alias = "verdict-cache", value_name = "DIR")]
     pub cache: Option<PathBuf>,
     /// Backend for a new cache directory.
     #[arg(long, value_enum, value_name = "KIND")]

@@ -109,6 +109,17 @@ enum Source {
     Remote(String),
 }
 
+/// The files of a run with the policy's decisions, in path order, and the
+/// paths that could not be scanned.
+struct Judged {
+    reports: Vec<FileReport>,
+    sources: Vec<Source>,
+    decisions: Vec<Decision>,
+    errors: Errors,
+}
+
+/// The stages: collect the inputs and scan them → judge → render → exit
+/// code. Manifest mode (`--manifest`) has its own runner.
 pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let policy = match super::load_policy(args.policy.as_deref())? {
@@ -126,6 +137,18 @@ pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
             args.quiet,
         );
     }
+    let (scanned, errors) = scan_inputs(&args, &policy)?;
+    let judged = judge(&policy, scanned, errors);
+    render(&args, &policy, &judged, started)?;
+    Ok(exit_code(&judged, args.fail_on))
+}
+
+/// Walks the paths and scans every file, through the verdict cache when
+/// one is asked for.
+fn scan_inputs(
+    args: &ScanArgs,
+    policy: &Policy,
+) -> anyhow::Result<(Vec<(FileReport, Source)>, Errors)> {
     let scanner = Scanner::new(policy.scan_config());
     let cached = if args.use_cache || (args.cache.cache.is_some() && !args.no_cache) {
         Some(modelgate::cache::CachedScanner::new(
@@ -152,18 +175,32 @@ pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
         // hashing here: on unless --no-cache.
         let cache = (!args.no_cache).then(|| args.cache.open()).transpose()?;
         let sources: Vec<String> = remote.iter().map(|p| p.display().to_string()).collect();
-        let (reports, remote_errors) = super::remote::scan(&policy, cache, &sources, args.quiet)?;
+        let (reports, remote_errors) = super::remote::scan(policy, cache, &sources, args.quiet)?;
         scanned.extend(reports.into_iter().map(|(r, sha)| (r, Source::Remote(sha))));
         errors.extend(remote_errors);
     }
-    scanned.sort_by(|a, b| a.0.path.cmp(&b.0.path));
-    let decisions: Vec<Decision> = scanned
-        .iter()
-        .map(|(r, source)| decide(&policy, r, source))
-        .collect();
-    let (reports, sources): (Vec<FileReport>, Vec<Source>) = scanned.into_iter().unzip();
+    Ok((scanned, errors))
+}
 
-    let (mut stdout, to_terminal): (Box<dyn Write>, bool) = match &args.output {
+/// The policy's decision on every file, in path order.
+fn judge(policy: &Policy, mut scanned: Vec<(FileReport, Source)>, errors: Errors) -> Judged {
+    scanned.sort_by(|a, b| a.0.path.cmp(&b.0.path));
+    let decisions = scanned
+        .iter()
+        .map(|(r, source)| decide(policy, r, source))
+        .collect();
+    let (reports, sources) = scanned.into_iter().unzip();
+    Judged {
+        reports,
+        sources,
+        decisions,
+        errors,
+    }
+}
+
+/// Writes the report where and how it was asked for.
+fn render(args: &ScanArgs, policy: &Policy, j: &Judged, started: Instant) -> anyhow::Result<()> {
+    let (mut out, to_terminal): (Box<dyn Write>, bool) = match &args.output {
         Some(file) => (
             Box::new(std::io::BufWriter::new(
                 std::fs::File::create(file)
@@ -186,154 +223,116 @@ pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
                 color: super::color_enabled(to_terminal),
                 actionable: false,
             };
-            for (r, d) in reports.iter().zip(&decisions) {
-                let judged = human::Judged {
-                    path: &r.path,
-                    commit: None,
-                    via_lfs: false,
-                    report: Some(r),
-                    decision: d,
-                };
-                human::write_judged(&mut stdout, &judged, opts)?;
-            }
-            let outcomes: Vec<human::Outcome> = reports
-                .iter()
-                .zip(&decisions)
-                .map(|(r, d)| human::Outcome {
-                    path: &r.path,
-                    action: d.action.as_str(),
-                    stops: d.action.stops(),
-                    rules: {
-                        let mut ids: Vec<&str> = d
-                            .basis
-                            .iter()
-                            .filter(|b| b.action == d.action)
-                            .map(|b| b.rule.id)
-                            .collect();
-                        ids.dedup();
-                        ids
-                    },
-                    inconclusive: match &r.status {
-                        ScanStatus::Inconclusive { reasons } => Some(reasons.as_slice()),
-                        _ => None,
-                    },
-                    exempted: d.exempted.iter().map(|e| e.rule).collect(),
-                })
-                .collect();
-            human::write_outcomes(&mut stdout, &outcomes)?;
-            stdout.flush()?;
-            for (path, err) in &errors {
-                eprintln!("modelgate: error: {path}: {err}");
-            }
-            // Path rules often make things stricter: files they cannot
-            // reach are said, not passed silently.
-            let outside: Vec<&str> = reports
-                .iter()
-                .map(|r| r.path.as_str())
-                .filter(|p| *p != "-" && !policy.path_rules_reach(Place::disk(p, Path::new(p))))
-                .collect();
-            if let Some(first) = outside.first() {
-                let folders: Vec<String> = policy
-                    .path_rule_folders()
-                    .iter()
-                    .map(|d| d.display().to_string())
-                    .collect();
-                eprintln!(
-                    "warning: no path rule applies to {} scanned file(s) (e.g. {first}): path rules apply in the folder of the policy file declaring them ({})",
-                    outside.len(),
-                    folders.join(", ")
-                );
-            }
-            for e in policy.unused_exemptions() {
-                eprintln!(
-                    "warning: exemption {} for sha256 {} matched no scanned file",
-                    e.origin, e.sha256
-                );
-            }
-            if !args.quiet {
-                let summary = Summary::of(&reports, errors.len());
-                human::write_summary(
-                    &mut std::io::stderr(),
-                    &summary,
-                    decisions.iter().filter(|d| d.action.stops()).count(),
-                    started.elapsed().as_secs_f64(),
-                )?;
-            }
+            human::write_decided(&mut out, &j.reports, &j.decisions, opts, true)?;
+            out.flush()?;
+            warn_human(args, policy, j, started)?;
         }
         OutputFormat::Json => {
-            let errs = errors
+            let errs = j
+                .errors
                 .iter()
                 .map(|(path, error)| json::JsonError {
                     path: path.clone(),
                     error: error.clone(),
                 })
                 .collect();
-            let mut doc = json::document(&reports, errs);
+            let mut doc = json::document(&j.reports, errs);
             for (((file, d), r), source) in doc
                 .files
                 .iter_mut()
-                .zip(&decisions)
-                .zip(&reports)
-                .zip(&sources)
+                .zip(&j.decisions)
+                .zip(&j.reports)
+                .zip(&j.sources)
             {
-                file.action = Some(d.action.as_str());
-                file.exempted = d.exempted.iter().map(|e| e.rule).collect();
-                file.policy = d
-                    .basis
-                    .iter()
-                    .filter(|b| b.finding.is_none())
-                    .map(|b| json::PolicyFinding {
-                        rule: b.rule.id,
-                        name: b.rule.name,
-                        action: b.action.as_str(),
-                        message: b.message.clone(),
-                        remediation: b.rule.remediation,
-                    })
-                    .collect();
+                file.decided(d);
                 if !d.basis.is_empty() || !d.exempted.is_empty() || !r.findings.is_empty() {
                     file.sha256 = d.sha256.clone().or_else(|| content_sha256(source));
                 }
             }
-            serde_json::to_writer_pretty(&mut stdout, &doc)?;
-            writeln!(stdout)?;
+            serde_json::to_writer_pretty(&mut out, &doc)?;
+            writeln!(out)?;
         }
         OutputFormat::Sarif => {
-            let errs: Vec<_> = errors
+            let errs: Vec<_> = j
+                .errors
                 .iter()
                 .map(|(path, error)| sarif::ScanError { path, error })
                 .collect();
             let cwd = std::env::current_dir().context("reading the working directory")?;
-            let exempted: Vec<Vec<sarif::Exempted>> = decisions
-                .iter()
-                .map(|d| {
-                    d.exempted
-                        .iter()
-                        .map(|e| sarif::Exempted {
-                            rule: e.rule,
-                            justification: &e.reason,
-                        })
-                        .collect()
-                })
-                .collect();
-            let log = sarif::document(&reports, &exempted, &errs, &args.paths, &cwd);
-            serde_json::to_writer_pretty(&mut stdout, &log)?;
-            writeln!(stdout)?;
+            let exempted = sarif::exemptions(&j.decisions);
+            let log = sarif::document(&j.reports, &exempted, &errs, &args.paths, &cwd);
+            serde_json::to_writer_pretty(&mut out, &log)?;
+            writeln!(out)?;
         }
     }
-    stdout.flush()?;
+    out.flush()?;
+    Ok(())
+}
 
-    if !errors.is_empty() {
-        return Ok(ExitCode::from(EXIT_ERROR));
+/// What the human report says on stderr: scan errors, path rules that
+/// reached no file, unused exemptions, and the summary line.
+fn warn_human(
+    args: &ScanArgs,
+    policy: &Policy,
+    j: &Judged,
+    started: Instant,
+) -> anyhow::Result<()> {
+    for (path, err) in &j.errors {
+        eprintln!("modelgate: error: {path}: {err}");
     }
-    let fails = |d: &Decision| match args.fail_on {
+    // Path rules often make things stricter: files they cannot
+    // reach are said, not passed silently.
+    let outside: Vec<&str> = j
+        .reports
+        .iter()
+        .map(|r| r.path.as_str())
+        .filter(|p| *p != "-" && !policy.path_rules_reach(Place::disk(p, Path::new(p))))
+        .collect();
+    if let Some(first) = outside.first() {
+        let folders: Vec<String> = policy
+            .path_rule_folders()
+            .iter()
+            .map(|d| d.display().to_string())
+            .collect();
+        eprintln!(
+            "warning: no path rule applies to {} scanned file(s) (e.g. {first}): path rules apply in the folder of the policy file declaring them ({})",
+            outside.len(),
+            folders.join(", ")
+        );
+    }
+    for e in policy.unused_exemptions() {
+        eprintln!(
+            "warning: exemption {} for sha256 {} matched no scanned file",
+            e.origin, e.sha256
+        );
+    }
+    if !args.quiet {
+        let summary = Summary::of(&j.reports, j.errors.len());
+        human::write_summary(
+            &mut std::io::stderr(),
+            &summary,
+            j.decisions.iter().filter(|d| d.action.stops()).count(),
+            started.elapsed().as_secs_f64(),
+        )?;
+    }
+    Ok(())
+}
+
+/// 2 when a file could not be scanned, else 1 when a decision (or
+/// `--fail-on`) fails the run, else 0.
+fn exit_code(j: &Judged, fail_on: Option<FailOn>) -> ExitCode {
+    if !j.errors.is_empty() {
+        return ExitCode::from(EXIT_ERROR);
+    }
+    let fails = |d: &Decision| match fail_on {
         None => d.action.stops(),
         Some(FailOn::Suspicious) => d.basis.iter().any(|b| b.verdict >= Verdict::Suspicious),
         Some(FailOn::Malicious) => d.basis.iter().any(|b| b.verdict >= Verdict::Malicious),
     };
-    if decisions.iter().any(fails) {
-        return Ok(ExitCode::from(EXIT_FINDINGS));
+    if j.decisions.iter().any(fails) {
+        return ExitCode::from(EXIT_FINDINGS);
     }
-    Ok(ExitCode::SUCCESS)
+    ExitCode::SUCCESS
 }
 
 /// The sha256 of what was scanned, when it can be read again.

@@ -1,6 +1,10 @@
 //! `modelgate watch`: run the Hugging Face cache daemon (or one sweep with
 //! `--once`). Logs go to stderr through `tracing`; `MODELGATE_LOG` takes an
-//! env-filter directive (default `info`).
+//! env-filter directive (default `info`). Each file the daemon judges ends
+//! with one `processed` event (target `modelgate::processed`: the path and
+//! its outcome, `allowed`, `warned`, `quarantined` with the id, `refused`,
+//! …): with `--log-format json` a supervisor can follow the daemon's work
+//! line by line; `MODELGATE_LOG=info,modelgate::processed=off` silences it.
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
@@ -46,6 +50,15 @@ pub struct WatchArgs {
     /// Files hashed and scanned at the same time.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
     jobs: u16,
+    /// Verdict cache directory, shared with `modelgate scan --cache DIR`:
+    /// a file either command judged is not scanned again by the other
+    /// (default: `verdicts/` under the state directory). Named apart from
+    /// --cache, which adds a hub cache to watch.
+    #[arg(long, value_name = "DIR")]
+    verdict_cache: Option<PathBuf>,
+    /// Backend for a new verdict-cache directory.
+    #[arg(long, value_enum, value_name = "KIND")]
+    cache_backend: Option<super::cache::Backend>,
     /// Log format on stderr: human-readable lines, or one JSON object per
     /// line (for journald or a log collector).
     #[arg(long, value_enum, default_value_t = LogFormat::Human)]
@@ -116,7 +129,8 @@ pub fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
         once: args.once,
         jobs: usize::from(args.jobs),
         state_dir,
-        policy_key: policy.fingerprint(),
+        verdict_cache: args.verdict_cache,
+        cache_backend: args.cache_backend.map(Into::into),
     };
     let summary = watch::run(cfg, policy)?;
     if args.once {

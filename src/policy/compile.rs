@@ -6,6 +6,7 @@
 //! exemptions) are concatenated, base entries first. Path rules therefore
 //! keep their order, and a later rule overrides an earlier one key by key.
 
+use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -15,7 +16,9 @@ use globset::{GlobBuilder, GlobSetBuilder};
 use toml::Spanned;
 
 use super::diag::{Diagnostic, Severity};
-use super::schema::{RawActions, RawPolicy, RawRequireSignature};
+use super::schema::{
+    RawActions, RawExemption, RawPathRule, RawPickle, RawPolicy, RawRequireSignature,
+};
 use super::{
     Action, Actions, AllowedGlobal, Exemption, PathRule, Policy, Scope, SignatureRequirement,
 };
@@ -444,159 +447,219 @@ impl Checker {
 const REPO_ACTIONS: &[Action] = &[Action::Allow, Action::Warn, Action::Block];
 const DAEMON_ACTIONS: &[Action] = &[Action::Allow, Action::Warn, Action::Quarantine];
 
-/// Validates and merges `files` (base first). Returns every error, or the
-/// policy with its warnings.
+/// What the files say, merged in reading order: a later file overrides a
+/// setting or adds to a list.
+struct Merged {
+    actions: Actions,
+    daemon: Actions,
+    daemon_signature: Option<Arc<SignatureRequirement>>,
+    on_error: Action,
+    limits: toml::Table,
+    /// Each allowed global with the file and span it came from.
+    allow: Vec<(AllowedGlobal, usize, Range<usize>)>,
+    deny: Vec<(String, String)>,
+    paths: Vec<PathRule>,
+    scopes: Vec<Scope>,
+    exemptions: Vec<Exemption>,
+}
+
+/// Validates and merges `files` (base first), one function per policy
+/// table. Returns every error, or the policy with its warnings.
 pub fn compile(files: &[LoadedFile], today: jiff::civil::Date) -> Result<Policy, Vec<Diagnostic>> {
     let mut c = Checker { diags: Vec::new() };
-    let mut actions = Actions::REPOSITORY;
-    let mut daemon = Actions::DAEMON;
-    let mut daemon_signature = None;
-    let mut on_error = Action::Block;
     let default_limits = toml::Table::try_from(Limits::default()).unwrap_or_default();
-    let mut limits_table = default_limits.clone();
-    let mut allow: Vec<(AllowedGlobal, usize, Range<usize>)> = Vec::new();
-    let mut deny: Vec<(String, String)> = Vec::new();
-    let mut paths = Vec::new();
-    let mut scopes = Vec::new();
-    let mut exemptions = Vec::new();
-
+    let mut m = Merged {
+        actions: Actions::REPOSITORY,
+        daemon: Actions::DAEMON,
+        daemon_signature: None,
+        on_error: Action::Block,
+        limits: default_limits.clone(),
+        allow: Vec::new(),
+        deny: Vec::new(),
+        paths: Vec::new(),
+        scopes: Vec::new(),
+        exemptions: Vec::new(),
+    };
     for (fi, f) in files.iter().enumerate() {
         let raw = &f.raw;
         if let Some(a) = &raw.actions {
-            c.actions(f, a, &mut actions, REPO_ACTIONS, "[actions]");
+            c.actions(f, a, &mut m.actions, REPO_ACTIONS, "[actions]");
         }
         if let Some(d) = &raw.daemon {
-            c.actions(f, &d.actions(), &mut daemon, DAEMON_ACTIONS, "[daemon]");
+            c.actions(f, &d.actions(), &mut m.daemon, DAEMON_ACTIONS, "[daemon]");
             if let Some(r) = &d.require_signature {
-                daemon_signature = c.require_signature(f, r, true).map(Arc::new);
+                m.daemon_signature = c.require_signature(f, r, true).map(Arc::new);
             }
         }
         if let Some(h) = &raw.hook
             && let Some(a) = c.action(f, &h.on_error, REPO_ACTIONS, "[hook] on-error")
         {
-            on_error = a;
+            m.on_error = a;
         }
         if let Some(l) = &raw.limits {
-            for (key, value) in l {
-                if !default_limits.contains_key(key.get_ref()) {
-                    let known: Vec<&str> = default_limits.keys().map(String::as_str).collect();
-                    c.err(
-                        f,
-                        key.span(),
-                        format!("unknown limit `{}`", key.get_ref()),
-                        Some(format!("known limits: {}", known.join(", "))),
-                    );
-                    continue;
-                }
-                let mut one = toml::Table::new();
-                one.insert(key.get_ref().clone(), value.get_ref().clone());
-                match one.try_into::<Limits>() {
-                    Ok(_) if value.get_ref().as_integer() == Some(0) => c.err(
-                        f,
-                        value.span(),
-                        format!("limit `{}` must be positive", key.get_ref()),
-                        Some("a zero limit would make every file inconclusive".into()),
-                    ),
-                    Ok(_) => {
-                        limits_table.insert(key.get_ref().clone(), value.get_ref().clone());
-                    }
-                    Err(e) => c.err(
-                        f,
-                        value.span(),
-                        format!(
-                            "invalid value for limit `{}`: {}",
-                            key.get_ref(),
-                            e.message().trim()
-                        ),
-                        Some("limits are positive integers (bytes, counts or milliseconds)".into()),
-                    ),
-                }
-            }
+            c.limits(f, l, &default_limits, &mut m.limits);
         }
         if let Some(p) = &raw.pickle {
-            for d in &p.deny {
-                match split_global(d.get_ref()) {
-                    Some(g) => deny.push(g),
-                    None => c.err(
-                        f,
-                        d.span(),
-                        format!("`{}` is not a global name", d.get_ref()),
-                        Some(GLOBAL_HELP.into()),
-                    ),
-                }
+            c.pickle(f, fi, p, &mut m.allow, &mut m.deny);
+        }
+        c.paths(f, &raw.paths, &mut m.paths, &mut m.scopes);
+        for e in &raw.exemptions {
+            m.exemptions.push(c.exemption(f, e, today));
+        }
+    }
+    c.allowed_and_denied(files, &m.allow, &m.deny);
+    c.finish(files, m, today)
+}
+
+impl Checker {
+    /// `[limits]`: known keys, positive values of the right type.
+    fn limits(
+        &mut self,
+        f: &LoadedFile,
+        l: &BTreeMap<Spanned<String>, Spanned<toml::Value>>,
+        default_limits: &toml::Table,
+        limits: &mut toml::Table,
+    ) {
+        for (key, value) in l {
+            if !default_limits.contains_key(key.get_ref()) {
+                let known: Vec<&str> = default_limits.keys().map(String::as_str).collect();
+                self.err(
+                    f,
+                    key.span(),
+                    format!("unknown limit `{}`", key.get_ref()),
+                    Some(format!("known limits: {}", known.join(", "))),
+                );
+                continue;
             }
-            for a in &p.allow {
-                let entry = a.get_ref();
-                let span = if entry.global.span().is_empty() {
-                    a.span()
-                } else {
-                    entry.global.span()
-                };
-                let Some((module, name)) = split_global(entry.global.get_ref()) else {
-                    c.err(
-                        f,
-                        span,
-                        format!("`{}` is not a global name", entry.global.get_ref()),
-                        Some(GLOBAL_HELP.into()),
-                    );
-                    continue;
-                };
-                let overrides = entry
-                    .override_builtin
-                    .as_ref()
-                    .is_some_and(|o| *o.get_ref());
-                let reason = entry
-                    .reason
-                    .as_ref()
-                    .map(|r| r.get_ref().trim().to_string())
-                    .filter(|r| !r.is_empty());
-                let mut override_reason = None;
-                match builtin_denial(&module, &name) {
-                    Some(why) if !overrides => c.err(
-                        f,
-                        span.clone(),
-                        format!("`{module}.{name}` is on the built-in denylist ({why}) and cannot simply be allowed"),
-                        Some(format!(
-                            "if you really trust it, write {{ global = \"{module}.{name}\", override = true, reason = \"...\" }}"
-                        )),
-                    ),
-                    Some(_) if reason.is_none() => c.err(
-                        f,
-                        entry.override_builtin.as_ref().map_or(span.clone(), Spanned::span),
-                        format!("overriding the built-in denylist for `{module}.{name}` needs a reason"),
-                        Some("add reason = \"why this is safe for us\"".into()),
-                    ),
-                    Some(_) => override_reason = reason,
-                    None if overrides => c.warn(
-                        f,
-                        entry.override_builtin.as_ref().map_or(span.clone(), Spanned::span),
-                        format!("`override = true` has no effect: `{module}.{name}` is not on the built-in denylist"),
-                        None,
-                    ),
-                    None => {}
+            let mut one = toml::Table::new();
+            one.insert(key.get_ref().clone(), value.get_ref().clone());
+            match one.try_into::<Limits>() {
+                Ok(_) if value.get_ref().as_integer() == Some(0) => self.err(
+                    f,
+                    value.span(),
+                    format!("limit `{}` must be positive", key.get_ref()),
+                    Some("a zero limit would make every file inconclusive".into()),
+                ),
+                Ok(_) => {
+                    limits.insert(key.get_ref().clone(), value.get_ref().clone());
                 }
-                allow.push((
-                    AllowedGlobal {
-                        module,
-                        name,
-                        override_reason,
-                    },
-                    fi,
-                    span,
-                ));
+                Err(e) => self.err(
+                    f,
+                    value.span(),
+                    format!(
+                        "invalid value for limit `{}`: {}",
+                        key.get_ref(),
+                        e.message().trim()
+                    ),
+                    Some("limits are positive integers (bytes, counts or milliseconds)".into()),
+                ),
             }
         }
+    }
+
+    /// `[pickle]`: global names to deny and to allow (an allowed global on
+    /// the built-in denylist needs `override` and a reason).
+    fn pickle(
+        &mut self,
+        f: &LoadedFile,
+        fi: usize,
+        p: &RawPickle,
+        allow: &mut Vec<(AllowedGlobal, usize, Range<usize>)>,
+        deny: &mut Vec<(String, String)>,
+    ) {
+        for d in &p.deny {
+            match split_global(d.get_ref()) {
+                Some(g) => deny.push(g),
+                None => self.err(
+                    f,
+                    d.span(),
+                    format!("`{}` is not a global name", d.get_ref()),
+                    Some(GLOBAL_HELP.into()),
+                ),
+            }
+        }
+        for a in &p.allow {
+            let entry = a.get_ref();
+            let span = if entry.global.span().is_empty() {
+                a.span()
+            } else {
+                entry.global.span()
+            };
+            let Some((module, name)) = split_global(entry.global.get_ref()) else {
+                self.err(
+                    f,
+                    span,
+                    format!("`{}` is not a global name", entry.global.get_ref()),
+                    Some(GLOBAL_HELP.into()),
+                );
+                continue;
+            };
+            let overrides = entry
+                .override_builtin
+                .as_ref()
+                .is_some_and(|o| *o.get_ref());
+            let reason = entry
+                .reason
+                .as_ref()
+                .map(|r| r.get_ref().trim().to_string())
+                .filter(|r| !r.is_empty());
+            let mut override_reason = None;
+            match builtin_denial(&module, &name) {
+                Some(why) if !overrides => self.err(
+                    f,
+                    span.clone(),
+                    format!("`{module}.{name}` is on the built-in denylist ({why}) and cannot simply be allowed"),
+                    Some(format!(
+                        "if you really trust it, write {{ global = \"{module}.{name}\", override = true, reason = \"...\" }}"
+                    )),
+                ),
+                Some(_) if reason.is_none() => self.err(
+                    f,
+                    entry.override_builtin.as_ref().map_or(span.clone(), Spanned::span),
+                    format!("overriding the built-in denylist for `{module}.{name}` needs a reason"),
+                    Some("add reason = \"why this is safe for us\"".into()),
+                ),
+                Some(_) => override_reason = reason,
+                None if overrides => self.warn(
+                    f,
+                    entry.override_builtin.as_ref().map_or(span.clone(), Spanned::span),
+                    format!("`override = true` has no effect: `{module}.{name}` is not on the built-in denylist"),
+                    None,
+                ),
+                None => {}
+            }
+            allow.push((
+                AllowedGlobal {
+                    module,
+                    name,
+                    override_reason,
+                },
+                fi,
+                span,
+            ));
+        }
+    }
+
+    /// `[[paths]]`: one file's path rules, and the glob set that scopes them
+    /// to the file's directory.
+    fn paths(
+        &mut self,
+        f: &LoadedFile,
+        rules: &[RawPathRule],
+        paths: &mut Vec<PathRule>,
+        scopes: &mut Vec<Scope>,
+    ) {
         let base = super::resolve_dir(policy_dir(&f.path));
         let mut globs = GlobSetBuilder::new();
         let mut glob_owner = Vec::new();
-        for rule in &raw.paths {
+        for rule in rules {
             let idx = paths.len();
             let name = rule
                 .name
                 .as_ref()
                 .map_or_else(|| format!("paths[{idx}]"), |n| n.get_ref().clone());
             if rule.globs.get_ref().is_empty() {
-                c.err(
+                self.err(
                     f,
                     rule.globs.span(),
                     "a path rule needs at least one glob",
@@ -614,7 +677,7 @@ pub fn compile(files: &[LoadedFile], today: jiff::civil::Date) -> Result<Policy,
                         glob_owner.push(idx);
                         patterns.push(g.get_ref().clone());
                     }
-                    Err(e) => c.err(
+                    Err(e) => self.err(
                         f,
                         g.span(),
                         format!("invalid glob `{}`: {}", g.get_ref(), e.kind()),
@@ -625,7 +688,7 @@ pub fn compile(files: &[LoadedFile], today: jiff::civil::Date) -> Result<Policy,
             let mut require_format = None;
             if let Some(list) = &rule.require_format {
                 if list.get_ref().is_empty() {
-                    c.err(
+                    self.err(
                         f,
                         list.span(),
                         "`require-format` is empty, which would forbid every model format",
@@ -637,7 +700,7 @@ pub fn compile(files: &[LoadedFile], today: jiff::civil::Date) -> Result<Policy,
                 }
                 for fmt in list.get_ref() {
                     if crate::scan::Kind::from_name(fmt.get_ref()).is_none() {
-                        c.warn(
+                        self.warn(
                             f,
                             fmt.span(),
                             format!(
@@ -660,12 +723,12 @@ pub fn compile(files: &[LoadedFile], today: jiff::civil::Date) -> Result<Policy,
             let require_signature = rule
                 .require_signature
                 .as_ref()
-                .and_then(|r| c.require_signature(f, r, false))
+                .and_then(|r| self.require_signature(f, r, false))
                 .map(Arc::new);
-            let malicious = c.action(f, &rule.malicious, REPO_ACTIONS, "[[paths]]");
-            let suspicious = c.action(f, &rule.suspicious, REPO_ACTIONS, "[[paths]]");
-            let info = c.action(f, &rule.info, REPO_ACTIONS, "[[paths]]");
-            let unverifiable = c.action(f, &rule.unverifiable, REPO_ACTIONS, "[[paths]]");
+            let malicious = self.action(f, &rule.malicious, REPO_ACTIONS, "[[paths]]");
+            let suspicious = self.action(f, &rule.suspicious, REPO_ACTIONS, "[[paths]]");
+            let info = self.action(f, &rule.info, REPO_ACTIONS, "[[paths]]");
+            let unverifiable = self.action(f, &rule.unverifiable, REPO_ACTIONS, "[[paths]]");
             let sets_nothing = [
                 &rule.malicious,
                 &rule.suspicious,
@@ -677,7 +740,7 @@ pub fn compile(files: &[LoadedFile], today: jiff::civil::Date) -> Result<Policy,
                 && rule.require_format.is_none()
                 && rule.require_signature.is_none();
             if sets_nothing {
-                c.warn(
+                self.warn(
                     f,
                     rule.globs.span(),
                     format!("path rule `{name}` changes nothing"),
@@ -703,7 +766,7 @@ pub fn compile(files: &[LoadedFile], today: jiff::civil::Date) -> Result<Policy,
                     globs,
                     owner: glob_owner,
                 }),
-                Err(e) => c.err(
+                Err(e) => self.err(
                     f,
                     0..0,
                     format!("path globs could not be compiled: {e}"),
@@ -711,130 +774,155 @@ pub fn compile(files: &[LoadedFile], today: jiff::civil::Date) -> Result<Policy,
                 ),
             }
         }
-        for e in &raw.exemptions {
-            let line = f
-                .text
-                .get(..e.sha256.span().start)
-                .map_or(0, |t| t.matches('\n').count())
-                + 1;
-            let origin = format!("{}:{line}", f.path.display());
-            let sha = e.sha256.get_ref().trim().to_ascii_lowercase();
-            if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
-                c.err(
-                    f,
-                    e.sha256.span(),
-                    "`sha256` must be 64 hexadecimal digits",
-                    Some(
-                        "`sha256sum FILE` prints it; hooks print a ready-to-paste exemption".into(),
-                    ),
-                );
-            }
-            let rule = match &e.rule {
-                None => None,
-                Some(r) => match rule_id(r.get_ref()) {
-                    Some(id) => Some(id),
-                    None => {
-                        c.err(
-                            f,
-                            r.span(),
-                            format!("unknown rule `{}`", r.get_ref()),
-                            Some("`modelgate rules` lists the detection rules; POL001, POL002 and POL003 are policy rules".into()),
-                        );
-                        None
-                    }
-                },
-            };
-            let reason = e.reason.get_ref().trim().to_string();
-            if reason.is_empty() {
-                c.err(
-                    f,
-                    e.reason.span(),
-                    "an exemption needs a non-empty reason",
-                    Some("say why this exact file is trusted".into()),
-                );
-            } else if super::is_placeholder_reason(&reason) {
-                c.err(
-                    f,
-                    e.reason.span(),
-                    "the exemption's reason is still a placeholder",
-                    Some("replace it with why this exact file is trusted (who reviewed it, where it comes from)".into()),
-                );
-            }
-            let expires = e
-                .expires
-                .as_ref()
-                .and_then(|x| match parse_date(x.get_ref()) {
-                    Some(d) => Some(d),
-                    None => {
-                        c.err(
-                            f,
-                            x.span(),
-                            "`expires` must be a date",
-                            Some("write expires = 2026-12-31".into()),
-                        );
-                        None
-                    }
-                });
-            if let Some(d) = expires
-                && d < today
-            {
-                c.warn(
-                    f,
-                    e.expires.as_ref().map_or(0..0, Spanned::span),
-                    format!("exemption expired on {d} and no longer applies"),
-                    Some("re-review the file: renew `expires` or remove the exemption".into()),
-                );
-            }
-            let note = e.note.as_ref().map(|n| n.get_ref().clone());
-            exemptions.push(Exemption {
-                sha256: sha,
-                rule,
-                reason,
-                expires,
-                note,
-                origin,
-            });
-        }
     }
 
-    for (g, fi, span) in &allow {
-        if deny.iter().any(|(m, n)| *m == g.module && *n == g.name)
-            && let Some(f) = files.get(*fi)
-        {
-            c.err(
+    /// One `[[exemptions]]` entry.
+    fn exemption(
+        &mut self,
+        f: &LoadedFile,
+        e: &RawExemption,
+        today: jiff::civil::Date,
+    ) -> Exemption {
+        let line = f
+            .text
+            .get(..e.sha256.span().start)
+            .map_or(0, |t| t.matches('\n').count())
+            + 1;
+        let origin = format!("{}:{line}", f.path.display());
+        let sha = e.sha256.get_ref().trim().to_ascii_lowercase();
+        if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+            self.err(
                 f,
-                span.clone(),
-                format!("`{}.{}` is both allowed and denied", g.module, g.name),
-                Some("remove it from one of the lists".into()),
+                e.sha256.span(),
+                "`sha256` must be 64 hexadecimal digits",
+                Some("`sha256sum FILE` prints it; hooks print a ready-to-paste exemption".into()),
             );
         }
+        let rule = match &e.rule {
+            None => None,
+            Some(r) => match rule_id(r.get_ref()) {
+                Some(id) => Some(id),
+                None => {
+                    self.err(
+                        f,
+                        r.span(),
+                        format!("unknown rule `{}`", r.get_ref()),
+                        Some("`modelgate rules` lists the detection rules; POL001, POL002 and POL003 are policy rules".into()),
+                    );
+                    None
+                }
+            },
+        };
+        let reason = e.reason.get_ref().trim().to_string();
+        if reason.is_empty() {
+            self.err(
+                f,
+                e.reason.span(),
+                "an exemption needs a non-empty reason",
+                Some("say why this exact file is trusted".into()),
+            );
+        } else if super::is_placeholder_reason(&reason) {
+            self.err(
+                f,
+                e.reason.span(),
+                "the exemption's reason is still a placeholder",
+                Some("replace it with why this exact file is trusted (who reviewed it, where it comes from)".into()),
+            );
+        }
+        let expires = e
+            .expires
+            .as_ref()
+            .and_then(|x| match parse_date(x.get_ref()) {
+                Some(d) => Some(d),
+                None => {
+                    self.err(
+                        f,
+                        x.span(),
+                        "`expires` must be a date",
+                        Some("write expires = 2026-12-31".into()),
+                    );
+                    None
+                }
+            });
+        if let Some(d) = expires
+            && d < today
+        {
+            self.warn(
+                f,
+                e.expires.as_ref().map_or(0..0, Spanned::span),
+                format!("exemption expired on {d} and no longer applies"),
+                Some("re-review the file: renew `expires` or remove the exemption".into()),
+            );
+        }
+        let note = e.note.as_ref().map(|n| n.get_ref().clone());
+        Exemption {
+            sha256: sha,
+            rule,
+            reason,
+            expires,
+            note,
+            origin,
+        }
     }
 
-    // Every key was checked above, so this cannot fail.
-    let limits = limits_table.try_into::<Limits>().unwrap_or_default();
-    // Report in reading order whatever order the checks ran in.
-    c.diags
-        .sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
-    if c.diags.iter().any(Diagnostic::is_error) {
-        return Err(c.diags);
+    /// A global both allowed and denied (in any files) is an error.
+    fn allowed_and_denied(
+        &mut self,
+        files: &[LoadedFile],
+        allow: &[(AllowedGlobal, usize, Range<usize>)],
+        deny: &[(String, String)],
+    ) {
+        for (g, fi, span) in allow {
+            if deny.iter().any(|(m, n)| *m == g.module && *n == g.name)
+                && let Some(f) = files.get(*fi)
+            {
+                self.err(
+                    f,
+                    span.clone(),
+                    format!("`{}.{}` is both allowed and denied", g.module, g.name),
+                    Some("remove it from one of the lists".into()),
+                );
+            }
+        }
     }
-    let used = exemptions.iter().map(|_| AtomicBool::new(false)).collect();
-    Ok(Policy {
-        files: files.iter().map(|f| f.path.clone()).collect(),
-        actions,
-        daemon,
-        daemon_signature,
-        on_error,
-        limits,
-        allow: allow.into_iter().map(|(g, _, _)| g).collect(),
-        deny,
-        paths,
-        scopes,
-        exemptions,
-        used,
-        today,
-        warnings: c.diags,
-    })
+
+    /// The policy, or every error; diagnostics in reading order.
+    fn finish(
+        mut self,
+        files: &[LoadedFile],
+        m: Merged,
+        today: jiff::civil::Date,
+    ) -> Result<Policy, Vec<Diagnostic>> {
+        // Every key was checked above, so this cannot fail.
+        let limits = m.limits.try_into::<Limits>().unwrap_or_default();
+        // Report in reading order whatever order the checks ran in.
+        self.diags
+            .sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
+        if self.diags.iter().any(Diagnostic::is_error) {
+            return Err(self.diags);
+        }
+        let used = m
+            .exemptions
+            .iter()
+            .map(|_| AtomicBool::new(false))
+            .collect();
+        Ok(Policy {
+            files: files.iter().map(|f| f.path.clone()).collect(),
+            actions: m.actions,
+            daemon: m.daemon,
+            daemon_signature: m.daemon_signature,
+            on_error: m.on_error,
+            limits,
+            allow: m.allow.into_iter().map(|(g, _, _)| g).collect(),
+            deny: m.deny,
+            paths: m.paths,
+            scopes: m.scopes,
+            exemptions: m.exemptions,
+            used,
+            today,
+            warnings: self.diags,
+        })
+    }
 }
 
 /// The directory a policy file's relative paths (keys, `extends`, path

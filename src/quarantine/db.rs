@@ -1,6 +1,6 @@
 //! The state database: one SQLite file (WAL mode) holding the quarantine
-//! index, the content deny/allow lists, the audit trail and the scan-result
-//! cache.
+//! index, the content deny/allow lists, the audit trail and the file
+//! identities already hashed.
 //!
 //! Why SQLite: the daemon and the `modelgate quarantine` CLI read and write
 //! the same records concurrently, and every record change must be atomic.
@@ -12,20 +12,19 @@
 //! bug (or a confused user with the sqlite3 shell) cannot rewrite history
 //! without dropping the triggers first.
 //!
-//! The scan cache has two levels. `file_seen` maps a file's identity on disk
-//! (device, inode, size, mtime and ctime in nanoseconds; ctime cannot be set
-//! from user space, so an edited file never keeps its key) to its SHA-256,
-//! which lets a restarted daemon skip hashing and scanning gigabytes it has
-//! already seen. `scan_result` maps (content hash, engine version, file name)
-//! to the verdict and action: the name is part of the key because a few
-//! rules (a pickle named `.safetensors`) depend on it, and the engine version
-//! because new rules must see old files again.
+//! `file_seen` maps a file's identity on disk (device, inode, size, mtime
+//! and ctime in nanoseconds; ctime cannot be set from user space, so an
+//! edited file never keeps its key) to its SHA-256, which lets a restarted
+//! daemon skip hashing gigabytes it has already seen. The reports
+//! themselves live in the shared verdict cache (the `cache` module); the
+//! `scan_result` table older versions kept here is dropped on open
+//! (schema 2), its rows being keyed less strictly than the cache's.
 
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::Path;
 use std::time::Duration;
 
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS quarantine (
@@ -64,18 +63,7 @@ CREATE TABLE IF NOT EXISTS file_seen (
     sha256   TEXT NOT NULL,
     at       TEXT NOT NULL
 );
-CREATE TABLE IF NOT EXISTS scan_result (
-    sha256   TEXT NOT NULL,
-    engine   TEXT NOT NULL,
-    name     TEXT NOT NULL,
-    verdict  TEXT NOT NULL,
-    action   TEXT NOT NULL,
-    format   TEXT NOT NULL,
-    rules    TEXT NOT NULL,
-    findings TEXT NOT NULL,
-    at       TEXT NOT NULL,
-    PRIMARY KEY (sha256, engine, name)
-);
+DROP TABLE IF EXISTS scan_result;
 ";
 
 /// Which content list a hash is on.
@@ -94,18 +82,6 @@ impl ListKind {
             ListKind::Allow => "allow",
         }
     }
-}
-
-/// A cached scan outcome for one content hash.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CachedScan {
-    pub verdict: String,
-    pub action: String,
-    pub format: String,
-    /// Rule ids, comma-separated.
-    pub rules: String,
-    /// The findings as JSON (an array).
-    pub findings: String,
 }
 
 /// One audit entry.
@@ -318,53 +294,6 @@ impl Db {
         )?;
         Ok(())
     }
-
-    pub fn cached_scan(
-        &self,
-        sha256: &str,
-        engine: &str,
-        name: &str,
-    ) -> rusqlite::Result<Option<CachedScan>> {
-        self.conn
-            .query_row(
-                "SELECT verdict, action, format, rules, findings FROM scan_result
-                 WHERE sha256 = ?1 AND engine = ?2 AND name = ?3",
-                params![sha256, engine, name],
-                |r| {
-                    Ok(CachedScan {
-                        verdict: r.get(0)?,
-                        action: r.get(1)?,
-                        format: r.get(2)?,
-                        rules: r.get(3)?,
-                        findings: r.get(4)?,
-                    })
-                },
-            )
-            .optional()
-    }
-
-    pub fn remember_scan(
-        &self,
-        sha256: &str,
-        engine: &str,
-        name: &str,
-        scan: &CachedScan,
-    ) -> rusqlite::Result<()> {
-        self.conn.execute(
-            "INSERT OR REPLACE INTO scan_result (sha256, engine, name, verdict, action, format, rules, findings, at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            params![sha256, engine, name, scan.verdict, scan.action, scan.format, scan.rules, scan.findings, now()],
-        )?;
-        Ok(())
-    }
-
-    /// Number of scan results stored (tests and `--once` summaries).
-    pub fn scan_count(&self) -> rusqlite::Result<u64> {
-        let n: i64 = self
-            .conn
-            .query_row("SELECT COUNT(*) FROM scan_result", [], |r| r.get(0))?;
-        Ok(u64::try_from(n).unwrap_or(0))
-    }
 }
 
 /// Whether SQLite says the file is damaged or not a database: the cases a
@@ -434,15 +363,44 @@ mod tests {
         assert_eq!(db.list_of("aa").unwrap(), Some(ListKind::Deny));
         db.set_list("aa", ListKind::Allow, "t", None).unwrap();
         assert_eq!(db.list_of("aa").unwrap(), Some(ListKind::Allow));
-        let scan = CachedScan {
-            verdict: "clean".into(),
-            action: "allow".into(),
-            format: "pickle".into(),
-            rules: String::new(),
-            findings: "[]".into(),
-        };
-        db.remember_scan("aa", "e", "n", &scan).unwrap();
-        assert_eq!(db.cached_scan("aa", "e", "n").unwrap(), Some(scan));
-        assert_eq!(db.cached_scan("aa", "e2", "n").unwrap(), None);
+    }
+
+    /// A state database written before the verdict cache moved out still
+    /// opens, keeps its records and lists, and loses only `scan_result`.
+    #[test]
+    fn schema_1_database_opens_and_drops_its_scan_results() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let old = Connection::open(&path).unwrap();
+        old.execute_batch(
+            "CREATE TABLE content_list (sha256 TEXT PRIMARY KEY, list TEXT NOT NULL
+                 CHECK (list IN ('deny', 'allow')), reason TEXT NOT NULL, quarantine_id TEXT,
+                 at TEXT NOT NULL);
+             INSERT INTO content_list VALUES ('aa', 'deny', 'quarantined', NULL, 'then');
+             CREATE TABLE scan_result (sha256 TEXT NOT NULL, engine TEXT NOT NULL,
+                 name TEXT NOT NULL, verdict TEXT NOT NULL, action TEXT NOT NULL,
+                 format TEXT NOT NULL, rules TEXT NOT NULL, findings TEXT NOT NULL,
+                 at TEXT NOT NULL, PRIMARY KEY (sha256, engine, name));
+             INSERT INTO scan_result VALUES ('bb', 'e', 'n', 'clean', 'allow', 'pickle', '', '[]', 'then');
+             PRAGMA user_version = 1;",
+        )
+        .unwrap();
+        drop(old);
+        let db = Db::open(&path).unwrap();
+        assert_eq!(db.list_of("aa").unwrap(), Some(ListKind::Deny));
+        let left: i64 = db
+            .conn
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE name = 'scan_result'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(left, 0);
+        let version: i64 = db
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
     }
 }

@@ -269,6 +269,61 @@ pub struct Outcome<'a> {
     pub exempted: Vec<&'a str>,
 }
 
+impl<'a> Outcome<'a> {
+    /// The outcome of a scanned file the policy decided: the rules behind
+    /// its action (not those of milder findings) and its exemptions.
+    pub fn of(report: &'a FileReport, d: &'a Decision) -> Outcome<'a> {
+        let mut rules: Vec<&'static str> = d
+            .basis
+            .iter()
+            .filter(|b| b.action == d.action)
+            .map(|b| b.rule.id)
+            .collect();
+        rules.dedup();
+        Outcome {
+            path: &report.path,
+            action: d.action.as_str(),
+            stops: d.action.stops(),
+            rules,
+            inconclusive: match &report.status {
+                ScanStatus::Inconclusive { reasons } => Some(reasons.as_slice()),
+                _ => None,
+            },
+            exempted: d.exempted.iter().map(|e| e.rule).collect(),
+        }
+    }
+}
+
+/// Writes scanned files with their decisions (`scan`, `merge`): each
+/// file's blocks, then, with `outcomes`, the closing list.
+pub fn write_decided(
+    out: &mut dyn Write,
+    reports: &[FileReport],
+    decisions: &[Decision],
+    opts: Options,
+    outcomes: bool,
+) -> io::Result<()> {
+    for (r, d) in reports.iter().zip(decisions) {
+        let judged = Judged {
+            path: &r.path,
+            commit: None,
+            via_lfs: false,
+            report: Some(r),
+            decision: d,
+        };
+        write_judged(out, &judged, opts)?;
+    }
+    if outcomes {
+        let all: Vec<Outcome> = reports
+            .iter()
+            .zip(decisions)
+            .map(|(r, d)| Outcome::of(r, d))
+            .collect();
+        write_outcomes(out, &all)?;
+    }
+    Ok(())
+}
+
 /// Ends a report with what decides the exit code: the files that failed
 /// the policy and why, the warnings, what could not be fully read and what
 /// an exemption let through.

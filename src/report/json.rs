@@ -117,6 +117,27 @@ impl<'a> JsonFinding<'a> {
     }
 }
 
+impl JsonFile<'_> {
+    /// Adds the policy's decision: the action, the exemptions that applied
+    /// and the policy rules (POL…) that are not findings of the scan.
+    pub fn decided(&mut self, d: &crate::policy::Decision) {
+        self.action = Some(d.action.as_str());
+        self.exempted = d.exempted.iter().map(|e| e.rule).collect();
+        self.policy = d
+            .basis
+            .iter()
+            .filter(|b| b.finding.is_none())
+            .map(|b| PolicyFinding {
+                rule: b.rule.id,
+                name: b.rule.name,
+                action: b.action.as_str(),
+                message: b.message.clone(),
+                remediation: b.rule.remediation,
+            })
+            .collect();
+    }
+}
+
 pub fn document<'a>(reports: &'a [FileReport], errors: Vec<JsonError>) -> Document<'a> {
     Document {
         schema_version: SCHEMA_VERSION,

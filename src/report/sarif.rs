@@ -215,6 +215,22 @@ pub struct Exempted<'a> {
     pub justification: &'a str,
 }
 
+/// Each decision's exemptions, in the shape [`document`] takes.
+pub fn exemptions(decisions: &[crate::policy::Decision]) -> Vec<Vec<Exempted<'_>>> {
+    decisions
+        .iter()
+        .map(|d| {
+            d.exempted
+                .iter()
+                .map(|e| Exempted {
+                    rule: e.rule,
+                    justification: &e.reason,
+                })
+                .collect()
+        })
+        .collect()
+}
+
 /// A path that could not be scanned (reported as a tool notification, not a
 /// result: there is nothing about its content to say).
 pub struct ScanError<'a> {

@@ -17,39 +17,36 @@
 //! Cost model: a file whose (device, inode, size, mtime, ctime) is already
 //! in the database costs one `open`, one `fstat` and a few indexed lookups,
 //! however large it is. A new file is hashed once and scanned once per
-//! content hash, engine digest, policy and file name: the same checkpoint
-//! in two repos, or a restart, does not rescan. A blob's links (to name it
-//! after its snapshot entry, and to record them) come from a per-repo link
-//! index built by one walk, so a repo of n files costs O(n), not O(n²).
+//! content hash, file name and verdict-cache key (version, detection-core
+//! digest, the policy's scan settings): the same checkpoint in two repos, a
+//! restart, or a file `modelgate scan --cache` already judged is not
+//! rescanned. The policy's decision is taken again on every look (it is
+//! cheap), so editing an action in `[daemon]` applies without a rescan. A
+//! blob's links (to name it after its snapshot entry, and to record them)
+//! come from a per-repo link index built by one walk, so a repo of n files
+//! costs O(n), not O(n²).
 //!
-//! The scan cache fails closed: a row that does not read back as a typed
-//! record (unknown action or verdict) is a miss and the file is rescanned.
+//! The verdict cache ([`crate::cache`]) fails closed: an entry that does
+//! not read back as a typed, checksummed record for this exact key is a
+//! miss and the file is rescanned.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
 use std::io;
+use std::ops::ControlFlow;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, RwLock};
 
 use super::{Action, daemon_action, to_daemon_action};
+use crate::cache::CachedScanner;
 use crate::hfcache::{self, Root};
 use crate::policy::Policy;
-use crate::quarantine::db::{CachedScan, ListKind};
+use crate::quarantine::db::ListKind;
 use crate::quarantine::fsio::AtPath;
 use crate::quarantine::{self, Link, Request, Store, stat_key};
-use crate::scan::{ENGINE_DIGEST, FileReport, Kind, Scanner, Verdict};
-
-/// The code around the detection core that turns a report into an action.
-pub const ENGINE: &str = concat!("modelgate-", env!("CARGO_PKG_VERSION"));
-
-/// The scan-cache key of this build: the daemon's version and the digest of
-/// the detection core's rules, parsers and data tables
-/// ([`ENGINE_DIGEST`]), so that any change to them rescans.
-pub fn engine_key() -> String {
-    format!("{ENGINE}+scan:{ENGINE_DIGEST}")
-}
+use crate::scan::{FileReport, Kind, Verdict};
 
 /// Counters for the sweep summary and `--once` exit code.
 #[derive(Debug, Default)]
@@ -83,6 +80,9 @@ impl Counters {
     }
 }
 
+/// The tracing target of the one event each processed path ends with.
+pub const PROCESSED_TARGET: &str = "modelgate::processed";
+
 /// What processing a path led to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -106,74 +106,109 @@ pub enum Outcome {
     Failed,
 }
 
-/// A cached verdict, typed: a row that does not read back as one (an
-/// unknown action, verdict or format, findings that are not a JSON array)
-/// is a cache miss, so the file is scanned again; it is never read as "allow".
-#[derive(Debug, Clone, PartialEq)]
-struct Summary {
-    verdict: Verdict,
-    action: Action,
-    format: Kind,
-    rules: Vec<String>,
-    findings: serde_json::Value,
+impl Outcome {
+    /// The outcome's name in the `processed` event.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Outcome::Ignored => "ignored",
+            Outcome::Refused => "refused",
+            Outcome::Tombstone => "tombstone",
+            Outcome::Allowed => "allowed",
+            Outcome::Warned => "warned",
+            Outcome::Quarantined(_) => "quarantined",
+            Outcome::SignatureLanded(_) => "signature-landed",
+            Outcome::Released(_) => "released",
+            Outcome::Failed => "failed",
+        }
+    }
 }
 
-const VERDICTS: [Verdict; 4] = [
-    Verdict::Clean,
-    Verdict::Info,
-    Verdict::Suspicious,
-    Verdict::Malicious,
-];
+/// A stage either hands its result to the next one or ends processing
+/// with an outcome.
+type Stage<T> = Result<ControlFlow<Outcome, T>, quarantine::Error>;
 
-impl Summary {
-    fn of(report: &FileReport, action: Action) -> Summary {
-        let mut rules: Vec<String> = report
-            .findings
-            .iter()
-            .map(|f| f.rule.id.to_string())
-            .collect();
-        rules.sort_unstable();
-        rules.dedup();
-        Summary {
-            verdict: report.verdict,
-            action,
-            format: report.format,
-            rules,
-            findings: serde_json::to_value(&report.findings)
-                .unwrap_or_else(|_| serde_json::Value::Array(Vec::new())),
+/// Continues with a stage's result, or returns the outcome it ended with.
+macro_rules! proceed {
+    ($stage:expr) => {
+        match $stage? {
+            ControlFlow::Continue(v) => v,
+            ControlFlow::Break(outcome) => return Ok(outcome),
         }
-    }
+    };
+}
 
-    fn from_row(row: CachedScan) -> Option<Summary> {
-        let verdict = VERDICTS.into_iter().find(|v| v.as_str() == row.verdict)?;
-        let action = serde_json::from_value(serde_json::Value::String(row.action)).ok()?;
-        let format = Kind::from_name(&row.format)?;
-        let findings: serde_json::Value = serde_json::from_str(&row.findings).ok()?;
-        if !findings.is_array() {
-            return None;
-        }
-        Some(Summary {
-            verdict,
-            action,
-            format,
-            rules: row
-                .rules
-                .split(',')
-                .filter(|r| !r.is_empty())
-                .map(str::to_string)
-                .collect(),
-            findings,
-        })
-    }
+/// A path that leads to content inside its root.
+struct Found {
+    /// As the event or the sweep named it.
+    path: PathBuf,
+    /// Whether the path names the file itself (a snapshot entry, a
+    /// local-dir file) rather than a blob known by its hash.
+    named: bool,
+    is_link: bool,
+    real: PathBuf,
+}
 
-    fn to_row(&self) -> CachedScan {
-        CachedScan {
-            verdict: self.verdict.as_str().to_string(),
-            action: self.action.as_str().to_string(),
-            format: self.format.name().to_string(),
-            rules: self.rules.join(","),
-            findings: self.findings.to_string(),
-        }
+/// The one open handle everything after is about.
+struct Opened {
+    file: File,
+    len: u64,
+    /// The file's identity on disk: see [`stat_key`].
+    key: String,
+}
+
+struct Hashed {
+    /// The hash the state database had for this identity on disk.
+    known: Option<String>,
+    sha256: String,
+    /// The bytes that were hashed, when they were.
+    bytes: Option<Bytes>,
+}
+
+/// The name the content is judged and reported under.
+struct Named {
+    shown: PathBuf,
+    display: String,
+    /// The blob's links, when finding the name needed them.
+    links: Option<Vec<Link>>,
+}
+
+/// What the content alone leads to.
+struct Judged {
+    /// `None` only for deny-listed content whose report is not cached.
+    report: Option<FileReport>,
+    action: Action,
+    /// Why, for the quarantine record: `scan` or `deny-list`.
+    reason: &'static str,
+    sha256: String,
+    /// Scanned just now (rather than known from the cache or a list).
+    fresh: bool,
+}
+
+struct Decided {
+    judged: Judged,
+    signature: Option<crate::policy::Decision>,
+    signature_action: Action,
+    action: Action,
+    /// A signature file seen for the first time: its snapshot directory.
+    landed: Option<PathBuf>,
+}
+
+/// The distinct rule ids of a report's findings, sorted.
+fn rule_ids(report: &FileReport) -> Vec<String> {
+    let mut rules: Vec<String> = report
+        .findings
+        .iter()
+        .map(|f| f.rule.id.to_string())
+        .collect();
+    rules.sort_unstable();
+    rules.dedup();
+    rules
+}
+
+fn read_error(real: &Path, source: io::Error) -> quarantine::Error {
+    quarantine::Error::Io {
+        context: format!("cannot read {}", real.display()),
+        source,
     }
 }
 
@@ -186,11 +221,10 @@ pub struct Engine {
     pub counters: Counters,
     /// Per root, by index in `roots`.
     pub per_root: Vec<RootCounters>,
-    scanner: Scanner,
+    /// The scanner behind the shared verdict cache, built with the
+    /// policy's scan settings.
+    scanner: CachedScanner,
     policy: Policy,
-    /// Scan-cache key: engine version, detection-core digest and policy
-    /// content.
-    cache_key: String,
     /// Real paths being processed: a blob and its snapshot link resolve to
     /// the same file and must not be scanned or quarantined twice at once.
     busy: Mutex<HashSet<PathBuf>>,
@@ -245,13 +279,7 @@ impl Bytes {
 }
 
 impl Engine {
-    pub fn new(
-        roots: Vec<Root>,
-        store: Store,
-        scanner: Scanner,
-        policy: Policy,
-        policy_key: String,
-    ) -> Engine {
+    pub fn new(roots: Vec<Root>, store: Store, scanner: CachedScanner, policy: Policy) -> Engine {
         Engine {
             per_root: roots.iter().map(|_| RootCounters::default()).collect(),
             roots: RwLock::new(roots),
@@ -259,7 +287,6 @@ impl Engine {
             counters: Counters::default(),
             scanner,
             policy,
-            cache_key: format!("{}+policy:{policy_key}", engine_key()),
             busy: Mutex::new(HashSet::new()),
             idle: Condvar::new(),
             signatures_seen: Mutex::new(HashSet::new()),
@@ -307,15 +334,31 @@ impl Engine {
     }
 
     /// Processes one path; errors are logged and counted, never fatal.
+    ///
+    /// Every path ends with one `processed` event (target
+    /// [`PROCESSED_TARGET`]) naming the path and its outcome: the daemon's
+    /// audit trail, and what a supervisor or a test waits for instead of
+    /// guessing how long the daemon needs. Paths that are not content
+    /// (bookkeeping, folders, a file already gone) log it at debug level.
     pub fn process(&self, root_idx: usize, path: &Path) -> Outcome {
-        match self.try_process(root_idx, path) {
+        let outcome = match self.try_process(root_idx, path) {
             Ok(o) => o,
             Err(e) => {
                 Counters::bump(&self.counters.errors);
                 tracing::error!(path = %path.display(), error = %e, "cannot process");
                 Outcome::Failed
             }
+        };
+        let id = match &outcome {
+            Outcome::Quarantined(id) | Outcome::Released(id) => Some(id.as_str()),
+            _ => None,
+        };
+        if outcome == Outcome::Ignored {
+            tracing::debug!(target: PROCESSED_TARGET, path = %path.display(), outcome = outcome.as_str(), "processed");
+        } else {
+            tracing::info!(target: PROCESSED_TARGET, path = %path.display(), outcome = outcome.as_str(), id, "processed");
         }
+        outcome
     }
 
     fn tally(&self, root_idx: usize, counter: impl Fn(&RootCounters) -> &AtomicU64) {
@@ -379,18 +422,45 @@ impl Engine {
         }
     }
 
+    /// The stages, each its own function: resolve the path → claim the
+    /// real file → open it (or recognise a tombstone) → hash → name →
+    /// cached decision, else scan → decide → act.
     fn try_process(&self, root_idx: usize, path: &Path) -> Result<Outcome, quarantine::Error> {
         let Some(root) = self.root(root_idx) else {
             return Ok(Outcome::Ignored);
         };
         let root = &root;
+        let found = proceed!(self.resolve(root, path));
+        let _guard = self.claim(&found.real);
+        let file = proceed!(self.open(&found));
+        Counters::bump(&self.counters.files);
+        self.tally(root_idx, |r| &r.files);
+        let mut hashed = self.hash(&found, &file)?;
+        let named = self.name(root, &found);
+        let judged = match proceed!(self.cached_decision(&file, &hashed, &named)) {
+            Some(judged) => judged,
+            None => proceed!(self.scan(&found, &file, &mut hashed, &named)),
+        };
+        if hashed.known.as_deref() != Some(judged.sha256.as_str()) {
+            self.store.db().remember_seen(&file.key, &judged.sha256)?;
+        }
+        let decided = self.decide(root_idx, &named, judged);
+        self.act(root_idx, root, &found, &file, named, decided)
+    }
+
+    /// Where `path` really leads, if it is content inside `root`: a
+    /// symlink to `~/.bashrc`, or a path through a symlinked folder, is
+    /// refused rather than scanned, tombstoned or moved.
+    fn resolve(&self, root: &Root, path: &Path) -> Stage<Found> {
         let place = hfcache::classify(root, path);
         if !place.is_content() {
-            return Ok(Outcome::Ignored);
+            return Ok(ControlFlow::Break(Outcome::Ignored));
         }
         let lmeta = match fs::symlink_metadata(path) {
             Ok(m) => m,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Outcome::Ignored),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Ok(ControlFlow::Break(Outcome::Ignored));
+            }
             Err(e) => {
                 return Err(quarantine::Error::Io {
                     context: format!("cannot stat {}", path.display()),
@@ -400,46 +470,66 @@ impl Engine {
         };
         let is_link = lmeta.file_type().is_symlink();
         if !is_link && !lmeta.is_file() {
-            return Ok(Outcome::Ignored);
+            return Ok(ControlFlow::Break(Outcome::Ignored));
         }
-        // Where the path really leads must be content inside this root: a
-        // symlink to `~/.bashrc`, or a path through a symlinked folder, is
-        // refused rather than scanned, tombstoned or moved.
-        let real = match fs::canonicalize(path) {
-            Ok(r) => r,
-            Err(_) => return Ok(Outcome::Ignored),
+        let Ok(real) = fs::canonicalize(path) else {
+            return Ok(ControlFlow::Break(Outcome::Ignored));
         };
         if !is_link && real != path {
-            return Ok(self.refuse(path, "reached through a symlinked folder"));
+            return Ok(ControlFlow::Break(
+                self.refuse(path, "reached through a symlinked folder"),
+            ));
         }
         if !hfcache::is_content_inside(root, &real) {
             if fs::metadata(&real).is_ok_and(|m| m.is_dir()) {
-                return Ok(self.refuse(path, "symlinked folder is not followed"));
+                return Ok(ControlFlow::Break(
+                    self.refuse(path, "symlinked folder is not followed"),
+                ));
             }
-            return Ok(self.refuse(
+            return Ok(ControlFlow::Break(self.refuse(
                 path,
                 &format!(
                     "symlink leads outside the watched root, to {}",
                     real.display()
                 ),
-            ));
+            )));
         }
         if is_link {
             self.note_link(root, path, &real);
         }
-        let _guard = self.claim(&real);
-        // Opened once, never through a symlink: the file hashed, scanned
-        // and (if it comes to that) quarantined is this one.
-        let at = match AtPath::open(&real, false) {
+        Ok(ControlFlow::Continue(Found {
+            path: path.to_path_buf(),
+            named: place.is_named(),
+            is_link,
+            real,
+        }))
+    }
+
+    /// Opens the real file once, never through a symlink: the file hashed,
+    /// scanned and (if it comes to that) quarantined is this one. One of
+    /// our tombstones ends here.
+    fn open(&self, found: &Found) -> Stage<Opened> {
+        let (path, real) = (found.path.as_path(), &found.real);
+        let at = match AtPath::open(real, false) {
             Ok(at) => at,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Outcome::Ignored),
-            Err(_) => return Ok(self.refuse(path, "a folder on the way is a symlink")),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Ok(ControlFlow::Break(Outcome::Ignored));
+            }
+            Err(_) => {
+                return Ok(ControlFlow::Break(
+                    self.refuse(path, "a folder on the way is a symlink"),
+                ));
+            }
         };
         let file = match at.open_read() {
             Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Outcome::Ignored),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Ok(ControlFlow::Break(Outcome::Ignored));
+            }
             Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
-                return Ok(self.refuse(path, "the file was replaced by a symlink"));
+                return Ok(ControlFlow::Break(
+                    self.refuse(path, "the file was replaced by a symlink"),
+                ));
             }
             Err(e) => {
                 return Err(quarantine::Error::Io {
@@ -448,18 +538,16 @@ impl Engine {
                 });
             }
         };
-        let io_err = |e: io::Error| quarantine::Error::Io {
-            context: format!("cannot read {}", real.display()),
-            source: e,
-        };
-        let meta = file.metadata().map_err(io_err)?;
+        let meta = file.metadata().map_err(|e| read_error(real, e))?;
         if !meta.is_file() {
-            return Ok(Outcome::Ignored);
+            return Ok(ControlFlow::Break(Outcome::Ignored));
         }
         let mut head = [0u8; 1024];
-        let n = read_head(&file, &mut head).map_err(io_err)?;
+        let n = read_head(&file, &mut head).map_err(|e| read_error(real, e))?;
         if let Some(id) = quarantine::parse_tombstone(head.get(..n).unwrap_or_default()) {
-            if is_link && let Ok(target) = fs::read_link(path) {
+            if found.is_link
+                && let Ok(target) = fs::read_link(path)
+            {
                 self.store.add_link(
                     &id,
                     Link {
@@ -468,117 +556,165 @@ impl Engine {
                     },
                 )?;
             }
-            return self.release_if_signed(&id);
+            return self.release_if_signed(&id).map(ControlFlow::Break);
         }
-        Counters::bump(&self.counters.files);
-        self.tally(root_idx, |r| &r.files);
+        Ok(ControlFlow::Continue(Opened {
+            key: stat_key(&meta),
+            len: meta.len(),
+            file,
+        }))
+    }
 
-        let key = stat_key(&meta);
-        let known = self.store.db().seen(&key)?;
-        let mut bytes: Option<Bytes> = None;
-        let sha = match &known {
-            Some(s) => s.clone(),
+    /// The content hash: from the state database when the file's identity
+    /// on disk is unchanged since it was last hashed, else of the mapped
+    /// bytes (kept for the scan, so that both read the same mapping).
+    fn hash(&self, found: &Found, file: &Opened) -> Result<Hashed, quarantine::Error> {
+        let known = self.store.db().seen(&file.key)?;
+        Ok(match known {
+            Some(sha256) => Hashed {
+                known: Some(sha256.clone()),
+                sha256,
+                bytes: None,
+            },
             None => {
-                let b = Bytes::map(&file, meta.len()).map_err(io_err)?;
-                let s = crate::digest::sha256_bytes(b.as_slice());
-                bytes = Some(b);
-                s
+                let bytes =
+                    Bytes::map(&file.file, file.len).map_err(|e| read_error(&found.real, e))?;
+                Hashed {
+                    known: None,
+                    sha256: crate::digest::sha256_bytes(bytes.as_slice()),
+                    bytes: Some(bytes),
+                }
             }
-        };
+        })
+    }
 
-        // Name the scan after the snapshot entry when we can.
-        let mut links: Option<Vec<Link>> = None;
-        let shown: PathBuf = if place.is_named() {
-            path.to_path_buf()
+    /// The name a blob is judged and reported under: its snapshot entry
+    /// when one links to it (a few rules compare name and content).
+    fn name(&self, root: &Root, found: &Found) -> Named {
+        let (shown, links) = if found.named {
+            (found.path.clone(), None)
         } else {
-            let l = self.links_to(root, &real);
-            let name = l
+            let links = self.links_to(root, &found.real);
+            let shown = links
                 .iter()
                 .map(|l| l.path.as_path())
                 .find(|p| hfcache::is_snapshot_entry(p))
-                .map(Path::to_path_buf)
-                .unwrap_or_else(|| real.clone());
-            links = Some(l);
-            name
+                .map_or_else(|| found.real.clone(), Path::to_path_buf);
+            (shown, Some(links))
         };
-        let display_str = shown.to_string_lossy().into_owned();
-        let name_key = shown
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-
-        let listed = self.store.db().list_of(&sha)?;
-        let cached = self.cached(&sha, &name_key);
-        let (action, summary, reason, sha) = match (listed, cached) {
-            (Some(ListKind::Allow), _) => {
-                tracing::debug!(path = %shown.display(), sha256 = sha, "content allowed by an earlier restore");
-                if known.is_none() {
-                    self.store.db().remember_seen(&key, &sha)?;
-                }
-                return Ok(Outcome::Allowed);
-            }
-            (Some(ListKind::Deny), cached) => {
-                let summary = cached.unwrap_or_else(|| Summary {
-                    verdict: Verdict::Malicious,
-                    action: Action::Quarantine,
-                    format: Kind::Unknown,
-                    rules: Vec::new(),
-                    findings: serde_json::Value::Array(Vec::new()),
-                });
-                (Action::Quarantine, summary, "deny-list", sha)
-            }
-            (None, Some(c)) => {
-                Counters::bump(&self.counters.cached);
-                tracing::debug!(path = %shown.display(), sha256 = sha, verdict = c.verdict.as_str(), "unchanged content; cached verdict");
-                (c.action, c, "scan", sha)
-            }
-            (None, None) => {
-                // Hash and scan the same mapped bytes: the verdict is stored
-                // under the hash of exactly what was scanned.
-                let b = match bytes.take() {
-                    Some(b) => b,
-                    None => Bytes::map(&file, meta.len()).map_err(io_err)?,
-                };
-                let sha = crate::digest::sha256_bytes(b.as_slice());
-                let report = self.scanner.scan_mapped(&display_str, b.as_slice(), &real);
-                drop(b);
-                // Written in place while being read: neither hash nor verdict
-                // can be trusted; the write brings another event.
-                let after = file.metadata().map_err(io_err)?;
-                if stat_key(&after) != key {
-                    return Ok(Outcome::Ignored);
-                }
-                Counters::bump(&self.counters.scanned);
-                let action = daemon_action(&self.policy, &report, &sha);
-                let summary = Summary::of(&report, action);
-                self.store.db().remember_scan(
-                    &sha,
-                    &self.cache_key,
-                    &name_key,
-                    &summary.to_row(),
-                )?;
-                tracing::debug!(path = %shown.display(), sha256 = sha, verdict = summary.verdict.as_str(), format = summary.format.name(), "scanned");
-                if action == Action::Warn {
-                    Counters::bump(&self.counters.warned);
-                    self.tally(root_idx, |r| &r.warned);
-                    tracing::warn!(
-                        path = %shown.display(),
-                        sha256 = sha,
-                        verdict = summary.verdict.as_str(),
-                        rules = summary.rules.join(","),
-                        "suspicious download left in place"
-                    );
-                }
-                (action, summary, "scan", sha)
-            }
-        };
-        if known.as_deref() != Some(sha.as_str()) {
-            self.store.db().remember_seen(&key, &sha)?;
+        Named {
+            display: shown.to_string_lossy().into_owned(),
+            shown,
+            links,
         }
-        // Where the file is and which signature sits beside it are not part
-        // of the content, and the signature can land after the file: judged
-        // on every look, never cached.
-        let signature = self.policy.decide_download_signature(&shown, &sha);
+    }
+
+    /// What is already known about this content: a person's restore (allow
+    /// it, done), an earlier quarantine (quarantine again, without a scan),
+    /// or a report in the verdict cache (the policy decides it again, so a
+    /// policy change applies without a rescan). `None`: scan it.
+    fn cached_decision(
+        &self,
+        file: &Opened,
+        hashed: &Hashed,
+        named: &Named,
+    ) -> Stage<Option<Judged>> {
+        let sha256 = &hashed.sha256;
+        // Bound first: the database guard must not live through the match,
+        // whose arms take it again.
+        let listed = self.store.db().list_of(sha256)?;
+        match listed {
+            Some(ListKind::Allow) => {
+                tracing::debug!(path = %named.shown.display(), sha256, "content allowed by an earlier restore");
+                if hashed.known.is_none() {
+                    self.store.db().remember_seen(&file.key, sha256)?;
+                }
+                Ok(ControlFlow::Break(Outcome::Allowed))
+            }
+            Some(ListKind::Deny) => Ok(ControlFlow::Continue(Some(Judged {
+                report: self.scanner.lookup(sha256, &named.display),
+                action: Action::Quarantine,
+                reason: "deny-list",
+                sha256: sha256.clone(),
+                fresh: false,
+            }))),
+            None => Ok(ControlFlow::Continue(
+                self.scanner.lookup(sha256, &named.display).map(|report| {
+                    Counters::bump(&self.counters.cached);
+                    tracing::debug!(path = %named.shown.display(), sha256, verdict = report.verdict.as_str(), "unchanged content; cached verdict");
+                    Judged {
+                        action: daemon_action(&self.policy, &report, sha256),
+                        report: Some(report),
+                        reason: "scan",
+                        sha256: sha256.clone(),
+                        fresh: false,
+                    }
+                }),
+            )),
+        }
+    }
+
+    /// Scans the mapped bytes and stores the report in the verdict cache
+    /// under the hash of exactly those bytes. A file written in place while
+    /// it was read is dropped: neither hash nor verdict can be trusted, and
+    /// the write brings another event.
+    fn scan(
+        &self,
+        found: &Found,
+        file: &Opened,
+        hashed: &mut Hashed,
+        named: &Named,
+    ) -> Stage<Judged> {
+        let read_err = |e| read_error(&found.real, e);
+        let bytes = match hashed.bytes.take() {
+            Some(b) => b,
+            None => Bytes::map(&file.file, file.len).map_err(read_err)?,
+        };
+        let sha256 = crate::digest::sha256_bytes(bytes.as_slice());
+        let report =
+            self.scanner
+                .scanner()
+                .scan_mapped(&named.display, bytes.as_slice(), &found.real);
+        drop(bytes);
+        let after = file.file.metadata().map_err(read_err)?;
+        if stat_key(&after) != file.key {
+            return Ok(ControlFlow::Break(Outcome::Ignored));
+        }
+        Counters::bump(&self.counters.scanned);
+        self.scanner.remember(&sha256, &report);
+        tracing::debug!(path = %named.shown.display(), sha256, verdict = report.verdict.as_str(), format = report.format.name(), "scanned");
+        Ok(ControlFlow::Continue(Judged {
+            action: daemon_action(&self.policy, &report, &sha256),
+            report: Some(report),
+            reason: "scan",
+            sha256,
+            fresh: true,
+        }))
+    }
+
+    /// The content's action joined with the signature requirement. Where
+    /// the file is and which signature sits beside it are not part of the
+    /// content, and the signature can land after the file: judged on every
+    /// look, never cached.
+    fn decide(&self, root_idx: usize, named: &Named, judged: Judged) -> Decided {
+        let sha256 = &judged.sha256;
+        if judged.fresh && judged.action == Action::Warn {
+            Counters::bump(&self.counters.warned);
+            self.tally(root_idx, |r| &r.warned);
+            let (verdict, rules) = judged
+                .report
+                .as_ref()
+                .map(|r| (r.verdict, rule_ids(r).join(",")))
+                .unwrap_or((Verdict::Suspicious, String::new()));
+            tracing::warn!(
+                path = %named.shown.display(),
+                sha256,
+                verdict = verdict.as_str(),
+                rules,
+                "suspicious download left in place"
+            );
+        }
+        let signature = self.policy.decide_download_signature(&named.shown, sha256);
         let signature_action = signature
             .as_ref()
             .map_or(Action::Allow, |d| to_daemon_action(d.action));
@@ -588,52 +724,37 @@ impl Engine {
             Counters::bump(&self.counters.warned);
             self.tally(root_idx, |r| &r.warned);
             for b in &d.basis {
-                tracing::warn!(path = %shown.display(), sha256 = sha, rule = b.rule.id, "{}", b.message);
+                tracing::warn!(path = %named.shown.display(), sha256, rule = b.rule.id, "{}", b.message);
             }
         }
-        let content_action = action;
-        let action = content_action.max(signature_action);
-        let landed = self.signature_landed(&shown, &sha);
-        let outcome = match action {
+        Decided {
+            action: judged.action.max(signature_action),
+            landed: self.signature_landed(&named.shown, sha256),
+            signature,
+            signature_action,
+            judged,
+        }
+    }
+
+    /// Leaves the file, or quarantines it; a signature file that landed
+    /// sends its snapshot for another look.
+    fn act(
+        &self,
+        root_idx: usize,
+        root: &Root,
+        found: &Found,
+        file: &Opened,
+        named: Named,
+        decided: Decided,
+    ) -> Result<Outcome, quarantine::Error> {
+        let outcome = match decided.action {
             Action::Allow => Outcome::Allowed,
             Action::Warn => Outcome::Warned,
             Action::Quarantine => {
-                let mut links = links.unwrap_or_else(|| self.links_to(root, &real));
-                if is_link
-                    && !links.iter().any(|l| l.path == path)
-                    && let Ok(target) = fs::read_link(path)
+                match self
+                    .store
+                    .quarantine(self.request(root, found, file, named, &decided))
                 {
-                    links.push(Link {
-                        path: path.to_path_buf(),
-                        target,
-                    });
-                }
-                let mut rules = summary.rules.clone();
-                let mut findings = match summary.findings.clone() {
-                    serde_json::Value::Array(a) => a,
-                    _ => Vec::new(),
-                };
-                if let Some(d) = signature.as_ref().filter(|_| signature_action == action) {
-                    for b in &d.basis {
-                        rules.push(b.rule.id.to_string());
-                        findings.push(serde_json::to_value(b).unwrap_or_default());
-                    }
-                }
-                let content_is_why = content_action == Action::Quarantine;
-                let req = Request {
-                    path: real.clone(),
-                    stat_key: key.clone(),
-                    sha256: sha.clone(),
-                    links,
-                    display: display_str,
-                    reason: if content_is_why { reason } else { "signature" }.to_string(),
-                    verdict: summary.verdict.as_str().to_string(),
-                    format: summary.format.name().to_string(),
-                    rules,
-                    findings: serde_json::Value::Array(findings),
-                    deny_content: content_is_why,
-                };
-                match self.store.quarantine(req) {
                     Ok(rec) => {
                         Counters::bump(&self.counters.quarantined);
                         self.tally(root_idx, |r| &r.quarantined);
@@ -652,14 +773,14 @@ impl Engine {
                         Outcome::Quarantined(rec.id)
                     }
                     Err(quarantine::Error::Conflict(msg)) => {
-                        tracing::info!(path = %real.display(), "{msg}; will act on the new file when it is reported");
+                        tracing::info!(path = %found.real.display(), "{msg}; will act on the new file when it is reported");
                         Outcome::Ignored
                     }
                     Err(e) => return Err(e),
                 }
             }
         };
-        Ok(match landed {
+        Ok(match decided.landed {
             Some(snapshot) if matches!(outcome, Outcome::Allowed | Outcome::Warned) => {
                 Outcome::SignatureLanded(snapshot)
             }
@@ -667,24 +788,78 @@ impl Engine {
         })
     }
 
-    /// The cached verdict for this content and name, if one reads back as
-    /// a typed record; anything else is a miss.
-    fn cached(&self, sha: &str, name_key: &str) -> Option<Summary> {
-        let row = match self.store.db().cached_scan(sha, &self.cache_key, name_key) {
-            Ok(r) => r?,
-            Err(e) => {
-                tracing::warn!(sha256 = sha, error = %e, "unreadable scan-cache row; scanning again");
-                return None;
-            }
-        };
-        let parsed = Summary::from_row(row);
-        if parsed.is_none() {
-            tracing::warn!(
-                sha256 = sha,
-                "scan-cache row with an unknown value; scanning again"
-            );
+    /// The quarantine request: every link to the file, and the rules and
+    /// findings behind the decision (the content's, and the signature's
+    /// when that is what decided).
+    fn request(
+        &self,
+        root: &Root,
+        found: &Found,
+        file: &Opened,
+        named: Named,
+        decided: &Decided,
+    ) -> Request {
+        let judged = &decided.judged;
+        let mut links = named
+            .links
+            .unwrap_or_else(|| self.links_to(root, &found.real));
+        if found.is_link
+            && !links.iter().any(|l| l.path == found.path)
+            && let Ok(target) = fs::read_link(&found.path)
+        {
+            links.push(Link {
+                path: found.path.clone(),
+                target,
+            });
         }
-        parsed
+        // Deny-listed content whose report is no longer cached: the list
+        // entry itself says it was judged malicious.
+        let (verdict, format, mut rules, mut findings) = match &judged.report {
+            Some(r) => (
+                r.verdict,
+                r.format.name().to_string(),
+                rule_ids(r),
+                r.findings
+                    .iter()
+                    .map(|f| serde_json::to_value(f).unwrap_or_default())
+                    .collect(),
+            ),
+            None => (
+                Verdict::Malicious,
+                Kind::Unknown.name().to_string(),
+                Vec::new(),
+                Vec::new(),
+            ),
+        };
+        if let Some(d) = decided
+            .signature
+            .as_ref()
+            .filter(|_| decided.signature_action == decided.action)
+        {
+            for b in &d.basis {
+                rules.push(b.rule.id.to_string());
+                findings.push(serde_json::to_value(b).unwrap_or_default());
+            }
+        }
+        let content_is_why = judged.action == Action::Quarantine;
+        Request {
+            path: found.real.clone(),
+            stat_key: file.key.clone(),
+            sha256: judged.sha256.clone(),
+            links,
+            display: named.display,
+            reason: if content_is_why {
+                judged.reason
+            } else {
+                "signature"
+            }
+            .to_string(),
+            verdict: verdict.as_str().to_string(),
+            format,
+            rules,
+            findings: serde_json::Value::Array(findings),
+            deny_content: content_is_why,
+        }
     }
 
     /// The snapshot directory `shown` belongs to when `shown` is a
@@ -768,48 +943,4 @@ fn read_head(file: &File, buf: &mut [u8]) -> io::Result<usize> {
         }
     }
     Ok(n)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn row(action: &str, verdict: &str, findings: &str) -> CachedScan {
-        CachedScan {
-            verdict: verdict.into(),
-            action: action.into(),
-            format: "pickle".into(),
-            rules: "PKL001".into(),
-            findings: findings.into(),
-        }
-    }
-
-    fn s_row_with_format(format: &str) -> CachedScan {
-        CachedScan {
-            format: format.into(),
-            ..row("allow", "clean", "[]")
-        }
-    }
-
-    #[test]
-    fn cached_rows_read_back_typed_or_not_at_all() {
-        let s = Summary::from_row(row("quarantine", "malicious", "[]")).unwrap();
-        assert_eq!(s.action, Action::Quarantine);
-        assert_eq!(Summary::from_row(s.to_row()), Some(s));
-        // Unknown values are a miss, never an allow.
-        assert_eq!(Summary::from_row(row("allow-ish", "clean", "[]")), None);
-        assert_eq!(Summary::from_row(row("", "clean", "[]")), None);
-        assert_eq!(Summary::from_row(row("allow", "fine", "[]")), None);
-        assert_eq!(Summary::from_row(row("allow", "clean", "{}")), None);
-        assert_eq!(Summary::from_row(row("allow", "clean", "[")), None);
-        let mut other_format = s_row_with_format("pickel");
-        assert_eq!(Summary::from_row(other_format.clone()), None);
-        other_format.format = "safetensors".into();
-        assert!(Summary::from_row(other_format).is_some());
-    }
-
-    #[test]
-    fn cache_key_carries_the_engine_digest() {
-        assert!(engine_key().contains(ENGINE_DIGEST));
-    }
 }

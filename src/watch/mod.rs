@@ -4,8 +4,9 @@
 //! What it watches: the hub cache huggingface_hub itself would use (same
 //! environment variables, same order: see [`crate::hfcache`]), any extra
 //! `--cache` roots, and `--local-dir` folders people download into
-//! directly. On start it sweeps what is already there (cheaply: results are
-//! cached by file identity and content hash in the state database), then
+//! directly. On start it sweeps what is already there (cheaply: content
+//! hashes are remembered by file identity in the state database, reports
+//! by content hash in the verdict cache `modelgate scan` shares), then
 //! reacts to the two signals that mean "content is final": the rename of a
 //! finished download into `blobs/` (including the ≥1.32 shared store,
 //! `<cache>/blobs/<xx>/<hash>`, reached through two levels of symlinks) and
@@ -34,6 +35,7 @@ pub mod engine;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::cache::{BackendKind, Cache, CachedScanner};
 use crate::hfcache::{Root, RootKind};
 use crate::policy::{self, Policy};
 use crate::quarantine::Store;
@@ -93,9 +95,11 @@ pub struct WatchConfig {
     /// Scans running at the same time.
     pub jobs: usize,
     pub state_dir: PathBuf,
-    /// Identifies the policy's content: part of the scan-cache key, so that
-    /// a policy change re-decides cached files.
-    pub policy_key: String,
+    /// The verdict cache shared with `modelgate scan --cache` (default:
+    /// `verdicts/` under `state_dir`).
+    pub verdict_cache: Option<PathBuf>,
+    /// Backend of a new verdict-cache directory.
+    pub cache_backend: Option<BackendKind>,
 }
 
 /// What a run did, for the `--once` report and exit code.
@@ -129,6 +133,8 @@ pub struct RootSummary {
 pub enum WatchError {
     #[error(transparent)]
     Store(#[from] crate::quarantine::Error),
+    #[error(transparent)]
+    Cache(#[from] crate::cache::CacheError),
     #[error("cannot watch: {0}")]
     Notify(#[from] notify::Error),
     #[error("{context}: {source}")]
@@ -177,14 +183,16 @@ fn prepare_roots(cfg: &WatchConfig) -> Result<Vec<Root>, WatchError> {
 pub fn run(cfg: WatchConfig, policy: Policy) -> Result<RunSummary, WatchError> {
     let roots = prepare_roots(&cfg)?;
     let store = Store::open(&cfg.state_dir)?;
-    let scanner = Scanner::new(policy.scan_config());
-    let engine = Arc::new(engine::Engine::new(
-        roots,
-        store,
-        scanner,
-        policy,
-        cfg.policy_key.clone(),
-    ));
+    let cache_dir = cfg
+        .verdict_cache
+        .clone()
+        .unwrap_or_else(|| cfg.state_dir.join("verdicts"));
+    let scanner = CachedScanner::new(
+        Scanner::new(policy.scan_config()),
+        Some(Cache::open(&cache_dir, cfg.cache_backend)?),
+        policy.scan_settings_digest(),
+    );
+    let engine = Arc::new(engine::Engine::new(roots, store, scanner, policy));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .max_blocking_threads(cfg.jobs.max(1))

@@ -66,6 +66,38 @@ impl Daemon {
         fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The outcomes of every `processed` event for `path` so far (the
+    /// daemon logs JSON lines: see [`Env::spawn`]).
+    fn outcomes(&self, path: &Path) -> Vec<String> {
+        let path = path.to_str().unwrap();
+        self.log()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|e| e["target"] == "modelgate::processed" && e["fields"]["path"] == path)
+            .map(|e| {
+                e["fields"]["outcome"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect()
+    }
+
+    /// Waits until the daemon has processed `path`, and returns the
+    /// outcome: what a test asserts "nothing happened" against, instead
+    /// of sleeping.
+    fn processed(&self, path: &Path) -> String {
+        let mut last = None;
+        wait_for(
+            &format!("the processed event of {}", path.display()),
+            || {
+                last = self.outcomes(path).pop();
+                last.is_some()
+            },
+        );
+        last.unwrap_or_default()
+    }
+
     fn kill(mut self) -> String {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -114,7 +146,7 @@ impl Env {
             .path()
             .join(format!("daemon-{:016x}.log", rand_u64()));
         let mut c = self.cmd();
-        c.arg("watch")
+        c.args(["watch", "--log-format", "json"])
             .args(args)
             .stdout(Stdio::null())
             .stderr(fs::File::create(&log).unwrap());
@@ -487,17 +519,15 @@ mod signatures {
         let repo = env.repo("signed-a");
         env.download(&repo, "model.sig", &fixture("model.p256.sig"));
         let weights = download_model(&env, &repo);
-        wait_for("the weights to be scanned", || {
-            d.log().contains("model.safetensors") && d.log().contains("scanned")
-        });
-        // Everything before the sentinel has been handled once it is.
-        env.sentinel(&d);
+        let blob = fs::canonicalize(&weights).unwrap();
+        assert_eq!(d.processed(&weights), "allowed");
+        assert_eq!(d.processed(&blob), "allowed");
         assert_eq!(
             fs::read(&weights).unwrap(),
             fixture("model/model.safetensors")
         );
         let log = d.kill();
-        assert_eq!(env.records(true).len(), 1, "only the sentinel: {log}");
+        assert!(env.records(true).is_empty(), "{log}");
         assert!(!log.contains("POL003"), "{log}");
     }
 
@@ -550,10 +580,12 @@ mod signatures {
         // Not the content's fault: the same bytes elsewhere are fine.
         let free = env.repo("free");
         let elsewhere = env.download(&free, "model.safetensors", &changed);
-        wait_for("the free repo's copy to be scanned", || {
-            d.log().contains("models--test--free")
-        });
-        env.sentinel(&d);
+        let entry = free
+            .join("snapshots")
+            .join(COMMIT)
+            .join("model.safetensors");
+        assert_eq!(d.processed(&elsewhere), "allowed");
+        assert_eq!(d.processed(&entry), "allowed");
         assert!(!is_tombstone(&elsewhere));
         assert!(is_tombstone(&weights));
         drop(d);
@@ -632,12 +664,10 @@ fn symlinks_outside_the_root_are_refused() {
     let victim2 = outside.join("other");
     fs::write(&victim2, EVIL).unwrap();
     symlink(&victim2, snap.join("model.bin")).unwrap();
-    wait_for("the refusal in the log", || {
-        d.log().contains("model.bin") && d.log().contains("outside the watched root")
-    });
-    env.sentinel(&d);
+    assert_eq!(d.processed(&snap.join("model.bin")), "refused");
+    assert!(d.log().contains("outside the watched root"));
     assert_eq!(fs::read(&victim2).unwrap(), EVIL);
-    assert_eq!(env.records(true).len(), 1, "only the sentinel");
+    assert!(env.records(true).is_empty());
 }
 
 /// Item 1: a repo folder that is a symlink is followed neither by the
@@ -759,23 +789,25 @@ fn verdict_cache_is_not_poisoned_by_racing_renames() {
     }
     env.sentinel(&d);
     drop(d);
-    let db = env.db();
-    let poisoned: i64 = db
-        .query_row(
-            "SELECT COUNT(*) FROM scan_result WHERE sha256 = ?1 AND action != 'quarantine'",
-            [sha256(EVIL)],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(poisoned, 0, "malicious content cached as harmless");
-    let wrong: i64 = db
-        .query_row(
-            "SELECT COUNT(*) FROM scan_result WHERE sha256 = ?1 AND action = 'quarantine'",
-            [sha256(&benign())],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(wrong, 0, "benign content cached as malicious");
+    // Ask the daemon's verdict cache through `scan`, under the blob's name
+    // (part of the key): each content must come back with its own verdict.
+    let probe = env.dir.path().join("probe");
+    fs::create_dir_all(&probe).unwrap();
+    let file = probe.join("race");
+    for (data, code, what) in [
+        (EVIL, 1, "malicious content cached as harmless"),
+        (&benign()[..], 0, "benign content cached as malicious"),
+    ] {
+        fs::write(&file, data).unwrap();
+        let out = env
+            .cmd()
+            .args(["scan", "--cache"])
+            .arg(env.state().join("verdicts"))
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(code), "{what}: {out:?}");
+    }
 }
 
 /// Items 5: a root deleted and created again, and a root symlink pointed
@@ -1080,10 +1112,10 @@ fn names_are_escaped_and_stale_temporaries_cleaned() {
     }
 }
 
-/// Issue 12: a cached verdict with an unknown action is a miss, never an
-/// allow: the file is scanned again.
+/// Issue 12: a damaged verdict-cache entry is a miss, never an allow: the
+/// file is scanned again and the entry rewritten.
 #[test]
-fn unknown_cached_action_is_a_miss() {
+fn damaged_cached_verdict_is_a_miss() {
     let env = Env::new();
     let repo = env.repo("cache");
     env.download(&repo, "model.safetensors", &benign());
@@ -1092,18 +1124,103 @@ fn unknown_cached_action_is_a_miss() {
     assert!(first.contains("scanned=1"), "{first}");
     let (_, second) = env.once();
     assert!(second.contains("scanned=0"), "{second}");
-    let n = env
-        .db()
-        .execute("UPDATE scan_result SET action = 'allow-ish'", [])
+    let cache = rusqlite::Connection::open(env.state().join("verdicts/verdicts.sqlite3")).unwrap();
+    let n = cache
+        .execute(
+            "UPDATE verdicts SET entry = substr(entry, 1, length(entry) - 3)",
+            [],
+        )
         .unwrap();
     assert_eq!(n, 1);
+    drop(cache);
     let (code, third) = env.once();
     assert_eq!(code, 0, "{third}");
     assert!(
         third.contains("scanned=1"),
-        "cached row was trusted: {third}"
+        "damaged entry was trusted: {third}"
     );
-    assert!(third.contains("unknown value"), "{third}");
+    assert!(third.contains("untrusted verdict-cache entry"), "{third}");
+    let (_, fourth) = env.once();
+    assert!(
+        fourth.contains("scanned=0"),
+        "entry not rewritten: {fourth}"
+    );
+}
+
+/// Issue 15: `scan --cache D` and `watch --verdict-cache D` share one
+/// verdict cache: what one judged the other does not scan again, a cached
+/// malicious report still quarantines, and other scan settings rescan.
+#[test]
+fn scan_and_watch_share_the_verdict_cache() {
+    let env = Env::new();
+    let local = env.dir.path().join("local");
+    fs::create_dir_all(&local).unwrap();
+    fs::write(local.join("model.safetensors"), benign()).unwrap();
+    fs::write(local.join("config.json"), b"{\"model_type\": \"bert\"}\n").unwrap();
+    let cache = env.dir.path().join("verdicts");
+    let cache_arg = cache.to_str().unwrap();
+    let local_arg = local.to_str().unwrap();
+    let scan = |path: &Path| {
+        env.cmd()
+            .args(["scan", "--cache", cache_arg])
+            .arg(path)
+            .output()
+            .unwrap()
+    };
+    let watch = |extra: &[&str]| {
+        let out = env
+            .cmd()
+            .args([
+                "watch",
+                "--once",
+                "--no-default-cache",
+                "--local-dir",
+                local_arg,
+            ])
+            .args(["--verdict-cache", cache_arg])
+            .args(extra)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    assert_eq!(scan(&local).status.code(), Some(0));
+
+    let (code, swept, log) = watch(&[]);
+    assert_eq!(code, 0, "{log}");
+    assert!(
+        log.contains("scanned=0") && log.contains("cached=2"),
+        "{log}"
+    );
+    assert!(
+        swept.contains("2 files checked (0 scanned, 2 known from an earlier scan)"),
+        "{swept}"
+    );
+
+    // Other limits are another key: everything is scanned again.
+    let policy = env.dir.path().join("limits.toml");
+    fs::write(&policy, "[limits]\nmax-pickle-opcodes = 1000\n").unwrap();
+    let (code, _, log) = watch(&["--policy", policy.to_str().unwrap()]);
+    assert_eq!(code, 0, "{log}");
+    assert!(
+        log.contains("scanned=2") && log.contains("cached=0"),
+        "{log}"
+    );
+
+    // A malicious report from `scan` decides the daemon's action unscanned.
+    let evil = local.join("evil.bin");
+    fs::write(&evil, EVIL).unwrap();
+    assert_eq!(scan(&evil).status.code(), Some(1));
+    let (code, _, log) = watch(&[]);
+    assert_eq!(code, 1, "{log}");
+    assert!(
+        log.contains("scanned=0") && log.contains("cached=3"),
+        "{log}"
+    );
+    assert!(is_tombstone(&evil), "{log}");
 }
 
 /// #13 item 6: the generated unit and plist carry absolute paths for
