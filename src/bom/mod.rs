@@ -319,15 +319,15 @@ pub fn framework(format: Kind) -> Option<&'static str> {
         Kind::Pickle => "pickle",
         Kind::Joblib => "scikit-learn (joblib)",
         Kind::Safetensors => "safetensors",
-        Kind::Gguf => "gguf (llama.cpp)",
+        // Big-endian GGUF (s390x builds of llama.cpp) is the same format.
+        Kind::Gguf | Kind::GgufBigEndian => "gguf (llama.cpp)",
         Kind::Onnx => "onnx",
         Kind::KerasV3 | Kind::KerasH5 => "keras",
         Kind::Hdf5 => "hdf5",
         Kind::SavedModel => "tensorflow",
         Kind::TfLite => "tensorflow-lite",
         Kind::Numpy | Kind::Npz => "numpy",
-        Kind::GgufBigEndian
-        | Kind::Zip
+        Kind::Zip
         | Kind::Tar
         | Kind::Gzip
         | Kind::Bzip2
