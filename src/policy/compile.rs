@@ -810,6 +810,7 @@ pub fn compile(files: &[LoadedFile], today: jiff::civil::Date) -> Result<Policy,
         }
     }
 
+    let proxy = super::proxy::compile(files, &mut c.diags);
     // Every key was checked above, so this cannot fail.
     let limits = limits_table.try_into::<Limits>().unwrap_or_default();
     // Report in reading order whatever order the checks ran in.
@@ -834,6 +835,7 @@ pub fn compile(files: &[LoadedFile], today: jiff::civil::Date) -> Result<Policy,
         used,
         today,
         warnings: c.diags,
+        proxy,
     })
 }
 
