@@ -480,6 +480,18 @@ impl HubClient {
         })
     }
 
+    /// The upstream URL of `/{repo}/resolve/{rev}/{file}`, every part
+    /// percent-encoded again (a file name cannot add path segments).
+    pub fn resolve_url(&self, file: &FileRef<'_>) -> Result<Url, HubError> {
+        self.url(&format!(
+            "/{}{}/resolve/{}/{}",
+            file.kind.url_prefix(),
+            file.repo,
+            enc(file.rev),
+            enc_path(file.path)
+        ))
+    }
+
     /// Downloads `/{repo}/resolve/{rev}/{file}` to `dest`.
     pub async fn download(
         &self,
@@ -488,19 +500,7 @@ impl HubClient {
         dest: &Path,
         limit: u64,
     ) -> Result<(Spooled, HeaderMap), HubError> {
-        let FileRef {
-            kind,
-            repo,
-            rev,
-            path: file,
-        } = *file;
-        let path = format!(
-            "/{}{repo}/resolve/{}/{}",
-            kind.url_prefix(),
-            enc(rev),
-            enc_path(file)
-        );
-        let url = self.url(&path)?;
+        let url = self.resolve_url(file)?;
         let shown = redact(&url);
         let f = self
             .send(Method::GET, url, auth, &HeaderMap::new(), None)
