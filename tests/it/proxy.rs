@@ -658,3 +658,50 @@ print(json.dumps(out))
         }
     }
 }
+
+#[test]
+fn require_signature_checks_each_file_against_the_snapshot_signature() {
+    let d = tempfile::tempdir().unwrap();
+    let hub = d.path().join("hub");
+    hub_root(&hub);
+    let sign = crate::common::sign_fixtures();
+    let signed = hub.join("models/signed/model");
+    crate::common::copy_dir(&sign.join("model"), &signed);
+    std::fs::copy(sign.join("model.p256.sig"), signed.join("model.sig")).unwrap();
+    let tampered = hub.join("models/signed/tampered");
+    crate::common::copy_dir(&signed, &tampered);
+    std::fs::write(tampered.join("config.json"), b"{\"auto_map\": {}}\n").unwrap();
+    let unsigned = hub.join("models/signed/unsigned");
+    crate::common::copy_dir(&sign.join("model"), &unsigned);
+    crate::common::copy_dir(&sign.join("keys"), &d.path().join("keys"));
+    std::fs::write(
+        d.path().join("policy.toml"),
+        "[proxy]\nrequire-signature = { keys = [\"keys/p256.pub\"], repos = [\"signed/*\"] }\n",
+    )
+    .unwrap();
+    let stub = HubStub::start(&hub);
+    let gate = Gate::start(&stub.url(), d.path(), &["--policy", "policy.toml"]);
+    let get = |repo: &str, file: &str| {
+        let out = curl(&["-i", &format!("{}/{repo}/resolve/main/{file}", gate.url)]);
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    for f in [
+        "model.safetensors",
+        "config.json",
+        "tokenizer/vocab.txt",
+        "README.md",
+    ] {
+        let r = get("signed/model", f);
+        assert!(r.starts_with("HTTP/1.1 200"), "{f}: {r}");
+    }
+    let r = get("signed/tampered", "config.json");
+    assert!(r.starts_with("HTTP/1.1 403"), "{r}");
+    assert!(r.contains("does not vouch for config.json"), "{r}");
+    let r = get("signed/tampered", "model.safetensors");
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    let r = get("signed/unsigned", "model.safetensors");
+    assert!(r.starts_with("HTTP/1.1 403"), "{r}");
+    assert!(r.contains("has no model.sig"), "{r}");
+    let r = get("acme/clean", "model.safetensors");
+    assert!(r.starts_with("HTTP/1.1 200"), "not a listed repo: {r}");
+}
