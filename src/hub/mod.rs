@@ -418,7 +418,8 @@ impl HubClient {
     }
 
     /// Streams the body of a successful response to `dest`, at most `limit`
-    /// bytes, checking the announced length. `on_chunk` may refuse more
+    /// bytes, checking the announced length. Not synced: a caller that
+    /// keeps the file syncs it. `on_chunk` may refuse more
     /// bytes (a spool budget) by returning an error.
     pub async fn spool(
         &self,
@@ -473,7 +474,6 @@ impl HubClient {
             });
         }
         dest.flush().await.map_err(HubError::Spool)?;
-        dest.sync_data().await.map_err(HubError::Spool)?;
         Ok(Spooled {
             size,
             sha256: hex(&hasher.finalize()),
@@ -515,6 +515,7 @@ impl HubClient {
             .await
             .map_err(HubError::Spool)?;
         let s = self.spool(f.response, &mut out, limit, |_| Ok(())).await?;
+        out.sync_data().await.map_err(HubError::Spool)?;
         Ok((s, f.hub_headers))
     }
 }

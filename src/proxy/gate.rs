@@ -15,6 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::http::{copy_headers, upstream_failure};
 use super::{Proxy, client_auth, refuse, refuse_json};
+use crate::cache::Scanned;
 use crate::hub::{FileRef, HubError, RepoKind, lfs_sha256};
 use crate::policy::Action;
 use crate::scan::FileReport;
@@ -501,19 +502,35 @@ async fn download(
     {
         return r;
     }
-    // Scan the spool; the verdict cache may answer for this content.
+    // Scan the spool; the verdict cache may answer for this content. The
+    // sha256 is the one computed while the bytes were written to this
+    // private spool: hashing the file again through a map would pull all
+    // of it into memory for nothing (peak RSS would follow file size).
     let scanner = proxy.scanner.clone();
-    let (path, name) = (spool.path().to_path_buf(), w.path.clone());
-    let scanned = tokio::task::spawn_blocking(move || scanner.scan_file(&path, &name, None)).await;
-    let scanned = match scanned {
-        Ok(Ok(s)) if s.sha256 == sha => s,
-        Ok(Ok(_)) => {
-            return refuse(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "modelgate proxy: the spool changed while it was scanned",
-            );
+    let (path, name, key) = (spool.path().to_path_buf(), w.path.clone(), sha.clone());
+    let scanned = tokio::task::spawn_blocking(move || {
+        if let Some(report) = scanner.lookup(&key, &name) {
+            return Ok(Scanned {
+                report,
+                sha256: key,
+                cached: true,
+                claimed_sha256: None,
+            });
         }
+        let report = scanner.scanner().scan_file(&path, &name)?;
+        scanner.remember(&key, &report);
+        Ok(Scanned {
+            report,
+            sha256: key,
+            cached: false,
+            claimed_sha256: None,
+        })
+    })
+    .await;
+    let scanned: Scanned = match scanned {
+        Ok(Ok(s)) => s,
         Ok(Err(e)) => {
+            let e: crate::scan::ScanError = e;
             return refuse(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 &format!("modelgate proxy: cannot scan the spool: {e}"),
@@ -562,7 +579,13 @@ async fn download(
     let file = match &proxy.blobs {
         Some(blobs) => {
             let dest = blobs.join(&sha);
-            match spool.persist(&dest) {
+            // A store entry is served later on its name alone: it must be
+            // whole on disk before it gets that name.
+            let kept = match spool.as_file().sync_data() {
+                Ok(()) => spool.persist(&dest),
+                Err(error) => Err(tempfile::PersistError { error, file: spool }),
+            };
+            match kept {
                 Ok(f) => {
                     drop(reservation);
                     return serve(
