@@ -558,15 +558,21 @@ fn sigterm_stops_the_gate_cleanly() {
     assert!(gate.log().contains("registry gate stopped"));
 }
 
-/// The real huggingface_hub client with HF_ENDPOINT at the gate.
+/// The real huggingface_hub client with HF_ENDPOINT at the gate: the 0.x
+/// line (requests) and the 2.x line (httpx).
 #[test]
 fn huggingface_hub_downloads_through_the_gate() {
-    let Some(python) = std::env::var_os("MODELGATE_HF_PYTHON") else {
-        eprintln!(
-            "skipped: MODELGATE_HF_PYTHON is not set (tests/fixtures/hf-venv.sh makes it; .ci/run sets it)"
-        );
-        return;
-    };
+    for var in ["MODELGATE_HF_PYTHON", "MODELGATE_HF2_PYTHON"] {
+        match std::env::var_os(var) {
+            Some(python) => hf_client_through_the_gate(Path::new(&python)),
+            None => eprintln!(
+                "skipped: {var} is not set (tests/fixtures/hf-venv.sh makes it; .ci/run sets it)"
+            ),
+        }
+    }
+}
+
+fn hf_client_through_the_gate(python: &Path) {
     let d = tempfile::tempdir().unwrap();
     hub_root(&d.path().join("hub"));
     let stub = HubStub::start(&d.path().join("hub"));
@@ -577,7 +583,7 @@ import json, os, sys
 from huggingface_hub import hf_hub_download, snapshot_download
 from huggingface_hub.utils import HfHubHTTPError
 cache = sys.argv[1]
-out = {}
+out = {"version": __import__("huggingface_hub").__version__}
 out["benign"] = hf_hub_download("acme/tiny", "model.safetensors", cache_dir=cache)
 out["snapshot"] = snapshot_download("acme/clean", cache_dir=cache)
 try:
@@ -609,7 +615,10 @@ print(json.dumps(out))
         String::from_utf8_lossy(&out.stderr)
     );
     let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
-    eprintln!("huggingface_hub exception: {}", v["refused"]["text"]);
+    eprintln!(
+        "huggingface_hub {} raised {}: {}",
+        v["version"], v["refused"]["type"], v["refused"]["text"]
+    );
     assert_eq!(
         std::fs::read(v["benign"].as_str().unwrap()).unwrap(),
         safetensors(300_000)
