@@ -288,6 +288,36 @@ pub(super) fn compile(files: &[LoadedFile], diags: &mut Vec<Diagnostic>) -> Prox
 }
 
 impl ProxyPolicy {
+    /// The table in a few lines, for `modelgate policy`.
+    pub fn describe(&self) -> Vec<String> {
+        let mut out = vec![format!(
+            "proxy: malicious → {}, suspicious → {}, info → {}, unverifiable → {}",
+            self.malicious, self.suspicious, self.info, self.unverifiable
+        )];
+        if let Some((_, globs)) = &self.allow {
+            out.push(format!("proxy: only repos {}", globs.join(", ")));
+        }
+        if let Some((_, globs)) = &self.deny {
+            out.push(format!("proxy: never repos {}", globs.join(", ")));
+        }
+        if let Some(f) = &self.require_format {
+            out.push(format!("proxy: model formats {} only", f.join(", ")));
+        }
+        if let Some(sig) = &self.require_signature {
+            let keys: Vec<String> = sig
+                .key_files
+                .iter()
+                .map(|k| k.display().to_string())
+                .collect();
+            out.push(format!(
+                "proxy: snapshots of {} signed by {}",
+                sig.repo_globs.join(", "),
+                keys.join(", ")
+            ));
+        }
+        out
+    }
+
     /// Why `repo` may not be pulled at all, if it may not.
     pub fn repo_refusal(&self, repo: &str) -> Option<String> {
         if let Some((set, _)) = &self.deny

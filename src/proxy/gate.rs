@@ -664,12 +664,16 @@ fn decided(
                 .take(5)
                 .map(|f| format!("{}: {}", f.rule.id, f.message))
                 .collect();
+            // "malicious", or "malicious (the scan was inconclusive)".
+            let why = if reason == format!("verdict {}", report.verdict) {
+                report.verdict.to_string()
+            } else {
+                format!("{} ({reason})", report.verdict)
+            };
             let msg = format!(
-                "modelgate blocked {}/{} ({}): {}{}",
+                "modelgate blocked {}/{}: {why}{}",
                 w.repo,
                 w.path,
-                report.verdict,
-                reason,
                 if detail.is_empty() {
                     String::new()
                 } else {
