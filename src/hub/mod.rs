@@ -49,7 +49,7 @@ pub enum HubError {
         source: reqwest::Error,
     },
     #[error("upstream {url} sent no data for {secs} s")]
-    Timeout { url: String, secs: u64 },
+    Timeout { url: String, secs: f64 },
     #[error("upstream {url} redirected more than {max} times")]
     TooManyRedirects { url: String, max: usize },
     #[error("upstream {url} sent a redirect without a usable Location")]
@@ -212,7 +212,7 @@ impl HubClient {
     fn timeout(&self, url: &Url) -> HubError {
         HubError::Timeout {
             url: redact(url),
-            secs: self.limits.idle_timeout.as_secs(),
+            secs: self.limits.idle_timeout.as_secs_f64(),
         }
     }
 
@@ -236,7 +236,7 @@ impl HubClient {
                 Err(_) => {
                     return Err(HubError::Timeout {
                         url,
-                        secs: self.limits.idle_timeout.as_secs(),
+                        secs: self.limits.idle_timeout.as_secs_f64(),
                     });
                 }
             };
@@ -453,7 +453,7 @@ impl HubClient {
                 Err(_) => {
                     return Err(HubError::Timeout {
                         url,
-                        secs: self.limits.idle_timeout.as_secs(),
+                        secs: self.limits.idle_timeout.as_secs_f64(),
                     });
                 }
             };

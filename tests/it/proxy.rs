@@ -484,6 +484,16 @@ fn spool_limits_answer_507_and_repo_lists_403() {
     // A pickle is not a required format, whatever its verdict.
     let r = get("/acme/tiny/resolve/main/pytorch_model.bin");
     assert!(r.starts_with("HTTP/1.1 403"), "{r}");
+    // The shared spool budget: busy, not broken (503, retry later).
+    let busy = Gate::start(&stub.url(), d.path(), &["--spool-budget", "100K"]);
+    let out = curl(&[
+        "-i",
+        &format!("{}/acme/tiny/resolve/main/model.safetensors", busy.url),
+    ]);
+    let r = String::from_utf8_lossy(&out.stdout);
+    assert!(r.starts_with("HTTP/1.1 503"), "{r}");
+    assert!(r.to_ascii_lowercase().contains("retry-after: 30"), "{r}");
+    assert!(r.contains("--spool-budget"), "{r}");
     // An invalid [proxy] table stops the gate before it listens.
     std::fs::write(
         d.path().join("bad.toml"),
