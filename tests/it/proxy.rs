@@ -600,7 +600,7 @@ try:
     hf_hub_download("acme/tiny", "pytorch_model.bin", cache_dir=cache)
     out["refused"] = None
 except HfHubHTTPError as e:
-    out["refused"] = {"status": e.response.status_code, "type": type(e).__name__, "text": str(e)}
+    out["refused"] = {"status": e.response.status_code, "type": type(e).__module__ + "." + type(e).__name__, "text": str(e)}
 try:
     snapshot_download("acme/tiny", cache_dir=cache)
     out["snapshot_refused"] = None
