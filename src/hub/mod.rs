@@ -77,9 +77,8 @@ pub enum HubError {
 }
 
 /// A response whose body has not been read yet, with the headers of the
-/// first (Hub) response kept apart from those of the final (CDN) one: the
-/// Hub's `X-Repo-Commit`, `X-Linked-Etag` and `X-Linked-Size` are on the
-/// redirect, not on the CDN's answer.
+/// Hub's answer kept apart from those of the final (CDN) one: the Hub's `X-Repo-Commit`, `X-Linked-Etag` and
+/// `X-Linked-Size` are on the redirect, not on the CDN's answer.
 pub struct Fetched {
     pub hub_status: StatusCode,
     pub hub_headers: HeaderMap,
@@ -158,8 +157,40 @@ impl HubClient {
         extra: &HeaderMap,
         body: Option<Bytes>,
     ) -> Result<Fetched, HubError> {
+        self.send_until(method, url, auth, extra, body, |_| false)
+            .await
+    }
+
+    /// A file's metadata as huggingface_hub reads it: a HEAD that follows
+    /// the Hub's own redirects (a renamed repository) but stops at the LFS
+    /// redirect to the CDN, whose headers (`X-Linked-Etag`,
+    /// `X-Linked-Size`, `X-Repo-Commit`) say everything. A CDN's signed URL
+    /// may be valid for GET only, and the metadata costs it no request.
+    pub async fn head_file(
+        &self,
+        url: Url,
+        auth: Option<&HeaderValue>,
+    ) -> Result<Fetched, HubError> {
+        self.send_until(Method::HEAD, url, auth, &HeaderMap::new(), None, |r| {
+            r.headers().contains_key("x-linked-size")
+        })
+        .await
+    }
+
+    async fn send_until(
+        &self,
+        method: Method,
+        url: Url,
+        auth: Option<&HeaderValue>,
+        extra: &HeaderMap,
+        body: Option<Bytes>,
+        stop: impl Fn(&reqwest::Response) -> bool,
+    ) -> Result<Fetched, HubError> {
         let mut url = url;
-        let mut first: Option<(StatusCode, HeaderMap)> = None;
+        // The Hub's answer: the first one that carries X-Repo-Commit (and
+        // X-Linked-*), even after a redirect of the Hub's own (a renamed
+        // repository); a CDN's answers never replace it.
+        let mut hub: Option<(StatusCode, HeaderMap)> = None;
         for _ in 0..=self.limits.max_redirects {
             let mut req = self
                 .http
@@ -183,11 +214,15 @@ impl HubClient {
                 Err(_) => return Err(self.timeout(&url)),
             };
             let status = resp.status();
-            if first.is_none() {
-                first = Some((status, resp.headers().clone()));
+            let names_commit = |h: &HeaderMap| h.contains_key("x-repo-commit");
+            if hub.is_none()
+                || (names_commit(resp.headers())
+                    && !hub.as_ref().is_some_and(|(_, h)| names_commit(h)))
+            {
+                hub = Some((status, resp.headers().clone()));
             }
-            if !status.is_redirection() || status == StatusCode::NOT_MODIFIED {
-                let (hub_status, hub_headers) = first.unwrap_or((status, HeaderMap::new()));
+            if !status.is_redirection() || status == StatusCode::NOT_MODIFIED || stop(&resp) {
+                let (hub_status, hub_headers) = hub.unwrap_or((status, HeaderMap::new()));
                 return Ok(Fetched {
                     hub_status,
                     hub_headers,

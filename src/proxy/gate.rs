@@ -174,24 +174,16 @@ pub(super) async fn resolve(
         Err(e) => return refuse(StatusCode::BAD_REQUEST, &format!("modelgate proxy: {e}")),
     };
     let auth = client_auth(headers);
-    // Metadata first: the CDN redirect is followed here, with HEAD, so a
-    // file already judged or stored costs no download.
-    let head = match proxy
-        .hub
-        .send(
-            Method::HEAD,
-            url.clone(),
-            auth.as_ref(),
-            &HeaderMap::new(),
-            None,
-        )
-        .await
-    {
+    // Metadata first, from the Hub's own answer (the LFS redirect is not
+    // followed for it), so a file already judged or stored costs no
+    // download.
+    let head = match proxy.hub.head_file(url.clone(), auth.as_ref()).await {
         Ok(f) => f,
         Err(e) => return upstream_failure(proxy, &e),
     };
     let status = head.response.status();
-    if !status.is_success() {
+    let lfs_redirect = status.is_redirection() && head.hub_headers.contains_key("x-linked-size");
+    if !status.is_success() && !lfs_redirect {
         return pass_error(status, &head.hub_headers, head.response.headers());
     }
     let meta = Meta::from(&head.hub_headers, head.response.headers());
