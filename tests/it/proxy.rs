@@ -47,6 +47,10 @@ fn hub_root(root: &Path) {
     std::fs::write(clean.join("model.safetensors"), safetensors(40_000)).unwrap();
     std::fs::write(clean.join("config.json"), b"{\"model_type\": \"gpt2\"}\n").unwrap();
     std::fs::write(clean.join("sub/notes.txt"), b"hello\n").unwrap();
+    let data = root.join("datasets/acme/rows");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("train.pkl"), fixture(MALICIOUS)).unwrap();
+    std::fs::write(data.join("README.md"), b"# rows\n").unwrap();
     let other = root.join("models/evil/thing");
     std::fs::create_dir_all(&other).unwrap();
     std::fs::write(other.join("model.safetensors"), safetensors(1000)).unwrap();
@@ -202,6 +206,29 @@ async fn benign_served_byte_identical_malicious_refused_with_json() {
         .unwrap();
     assert_eq!(metric(&m, "blocks_total"), 1);
     assert_eq!(metric(&m, "scans_total"), 3);
+    assert_eq!(
+        metric(&m, "served_bytes_total"),
+        safetensors(300_000).len() as u64 + 23
+    );
+    // Datasets pass the same gate.
+    let r = c
+        .get(format!(
+            "{}/datasets/acme/rows/resolve/main/train.pkl",
+            gate.url
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let r = c
+        .get(format!(
+            "{}/datasets/acme/rows/resolve/main/README.md",
+            gate.url
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.text().await.unwrap(), "# rows\n");
     let h = c.get(format!("{}/healthz", gate.url)).send().await.unwrap();
     assert_eq!(h.status(), 200);
 }
