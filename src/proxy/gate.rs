@@ -4,14 +4,16 @@
 //! requests too). A HEAD answers the Hub's metadata without a redirect, so
 //! the client downloads through the gate and never from the CDN.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::sync::Semaphore;
 
 use super::http::{copy_headers, upstream_failure};
 use super::{Proxy, client_auth, refuse, refuse_json};
@@ -195,24 +197,8 @@ pub(super) async fn resolve(
         if let Some(r) = quarantine_refusal(proxy, w, sha).await {
             return r;
         }
-        if let Some(report) = cached_report(proxy, sha, &w.path).await {
-            proxy.metrics.cache_hits.fetch_add(1, Ordering::Relaxed);
-            let d = pp.decide(&report);
-            if d.action == Action::Block {
-                return decided(proxy, w, &report, sha, true, d.action, &d.reason);
-            }
-            if *method == Method::GET
-                && let Some((file, path)) = stored_blob(proxy, sha).await
-            {
-                if let Some(r) = signature_refusal(proxy, w, &meta, &path, sha).await {
-                    return r;
-                }
-                proxy.metrics.store_hits.fetch_add(1, Ordering::Relaxed);
-                let logged = decided(proxy, w, &report, sha, true, d.action, &d.reason);
-                let size = report.size;
-                let h = meta.client_headers(Some(size));
-                return serve(proxy, file, size, headers, h, logged, None).await;
-            }
+        if let Some(r) = from_cache(proxy, w, &meta, sha, method, headers).await {
+            return r;
         }
     }
     if *method == Method::HEAD {
@@ -220,7 +206,103 @@ pub(super) async fn resolve(
         *r.headers_mut() = meta.client_headers(None);
         return r;
     }
+    // With a store, one download per content at a time: a cluster pulling
+    // the same model at once costs the upstream one transfer, and the
+    // other requests are served from the store when it is done.
+    let mut waits = 0;
+    let _flight = loop {
+        let Some(sha) = meta.sha256.as_ref().filter(|_| proxy.blobs.is_some()) else {
+            break None;
+        };
+        match proxy.flights.join(sha) {
+            Flight::Leader(guard) => break Some(guard),
+            Flight::Follower(done) => {
+                // Closed when the leader is done, whatever its outcome.
+                let _ = done.acquire().await;
+                if let Some(r) = from_cache(proxy, w, &meta, sha, method, headers).await {
+                    return r;
+                }
+                waits += 1;
+                if waits == 3 {
+                    break None;
+                }
+            }
+        }
+    };
     download(proxy, w, &meta, auth.as_ref(), url, headers).await
+}
+
+/// The answer for content `sha` from the verdict cache and the store: a
+/// block, or (GET) the stored file. `None` when it must be downloaded.
+async fn from_cache(
+    proxy: &Proxy,
+    w: &Wanted,
+    meta: &Meta,
+    sha: &str,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Option<Response> {
+    let report = cached_report(proxy, sha, &w.path).await?;
+    proxy.metrics.cache_hits.fetch_add(1, Ordering::Relaxed);
+    let d = proxy.policy.proxy().decide(&report);
+    if d.action == Action::Block {
+        return Some(decided(proxy, w, &report, sha, true, d.action, &d.reason));
+    }
+    if *method != Method::GET {
+        return None;
+    }
+    let (file, path) = stored_blob(proxy, sha).await?;
+    if let Some(r) = signature_refusal(proxy, w, meta, &path, sha).await {
+        return Some(r);
+    }
+    proxy.metrics.store_hits.fetch_add(1, Ordering::Relaxed);
+    let logged = decided(proxy, w, &report, sha, true, d.action, &d.reason);
+    let size = report.size;
+    let h = meta.client_headers(Some(size));
+    Some(serve(proxy, file, size, headers, h, logged, None).await)
+}
+
+/// Downloads in flight, by content sha256.
+#[derive(Debug, Default)]
+pub(super) struct Flights {
+    map: Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+pub(super) enum Flight<'a> {
+    /// This request downloads; the guard ends the flight when dropped.
+    Leader(FlightGuard<'a>),
+    /// Another request downloads; its semaphore is closed when it is done.
+    Follower(Arc<Semaphore>),
+}
+
+pub(super) struct FlightGuard<'a> {
+    flights: &'a Flights,
+    key: String,
+    done: Arc<Semaphore>,
+}
+
+impl Flights {
+    pub(super) fn join(&self, sha: &str) -> Flight<'_> {
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(done) = map.get(sha) {
+            return Flight::Follower(done.clone());
+        }
+        let done = Arc::new(Semaphore::new(0));
+        map.insert(sha.to_string(), done.clone());
+        Flight::Leader(FlightGuard {
+            flights: self,
+            key: sha.to_string(),
+            done,
+        })
+    }
+}
+
+impl Drop for FlightGuard<'_> {
+    fn drop(&mut self) {
+        let mut map = self.flights.map.lock().unwrap_or_else(|e| e.into_inner());
+        map.remove(&self.key);
+        self.done.close();
+    }
 }
 
 /// Passes an upstream refusal (404 with `X-Error-Code`, 401, gated repos)

@@ -755,3 +755,48 @@ fn require_signature_checks_each_file_against_the_snapshot_signature() {
     let r = get("acme/clean", "model.safetensors");
     assert!(r.starts_with("HTTP/1.1 200"), "not a listed repo: {r}");
 }
+
+#[test]
+fn a_cluster_pulling_one_file_costs_one_upstream_download() {
+    let d = tempfile::tempdir().unwrap();
+    hub_root(&d.path().join("hub"));
+    let stub = HubStub::start(&d.path().join("hub"));
+    let cache = d.path().join("cache");
+    let gate = Gate::start(
+        &stub.url(),
+        d.path(),
+        &["--cache-dir", cache.to_str().unwrap()],
+    );
+    let full = safetensors(300_000);
+    let url = format!("{}/acme/tiny/resolve/main/model.safetensors", gate.url);
+    let bad = format!("{}/acme/tiny/resolve/main/pytorch_model.bin", gate.url);
+    let children: Vec<_> = (0..30)
+        .map(|i| {
+            let dest = d.path().join(format!("c{i}"));
+            let target = if i % 3 == 0 { &bad } else { &url };
+            let child = Command::new("curl")
+                .args(["-sS", "--max-time", "120", "-w", "%{http_code}", "-o"])
+                .arg(&dest)
+                .arg(target)
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap();
+            (i, child, dest)
+        })
+        .collect();
+    for (i, child, dest) in children {
+        let out = child.wait_with_output().unwrap();
+        let code = String::from_utf8_lossy(&out.stdout).to_string();
+        if i % 3 == 0 {
+            assert_eq!(code, "403");
+        } else {
+            assert_eq!(code, "200");
+            assert_eq!(std::fs::read(&dest).unwrap(), full);
+        }
+    }
+    assert_eq!(
+        stub.control.hits_under("/cdn/"),
+        2,
+        "one download per content, whatever the number of clients"
+    );
+}
