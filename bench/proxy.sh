@@ -93,9 +93,10 @@ UP=$(head -1 "$RAW/stub.addr")
 # Starts the gate under GNU time; its peak RSS is read when it stops.
 start_proxy() {
     local name=$1
+    shift
     rm -f "$RAW/$name.addr"
     /usr/bin/time -v -o "$RAW/$name.time" \
-        "$MG" proxy --listen 127.0.0.1:0 --upstream "$UP" --log-format json \
+        "$MG" proxy --listen 127.0.0.1:0 --upstream "$UP" --log-format json "$@" \
         > "$RAW/$name.addr" 2> "$RAW/$name.log" &
     PROXY_PID=$!
     for _ in $(seq 100); do [ -s "$RAW/$name.addr" ] && break; sleep 0.1; done
@@ -152,6 +153,13 @@ log "through the gate: the ${SIZE_MB} MiB file"
 start_proxy gate-big
 big_runs "$GATE/bench/big/resolve/main/model.safetensors" "$RAW/gate-big.txt" ""
 stop_proxy
+log "through the gate with --cache-dir: one cold download, then the store"
+rm -rf "$WORK/store"
+start_proxy gate-store --cache-dir "$WORK/store"
+big_runs "$GATE/bench/big/resolve/main/model.safetensors" "$RAW/gate-store-cold.txt" ""
+big_runs "$GATE/bench/big/resolve/main/model.safetensors" "$RAW/gate-store-warm.txt" ""
+stop_proxy
+rm -rf "$WORK/store"
 
 cat <<EOF
 ### Registry gate (\`modelgate proxy\`) against the stub Hub
@@ -165,6 +173,8 @@ hashed, scanned, then served from the spool).
 |---|---|---|---|---|
 | direct | $(mean_total "$RAW/direct-big.txt") s | $(mean_ttfb "$RAW/direct-big.txt") s | $(mean_speed "$RAW/direct-big.txt") MiB/s | $(codes "$RAW/direct-big.txt")|
 | through the gate | $(mean_total "$RAW/gate-big.txt") s | $(mean_ttfb "$RAW/gate-big.txt") s | $(mean_speed "$RAW/gate-big.txt") MiB/s | $(codes "$RAW/gate-big.txt")|
+| gate with \`--cache-dir\`, first download | $(head -1 "$RAW/gate-store-cold.txt" | awk '{printf "%.3f", $1}') s | $(head -1 "$RAW/gate-store-cold.txt" | awk '{printf "%.3f", $2}') s | $(head -1 "$RAW/gate-store-cold.txt" | awk '{printf "%.0f", $3/1048576}') MiB/s | |
+| gate with \`--cache-dir\`, from the store | $(mean_total "$RAW/gate-store-warm.txt") s | $(mean_ttfb "$RAW/gate-store-warm.txt") s | $(mean_speed "$RAW/gate-store-warm.txt") MiB/s | $(codes "$RAW/gate-store-warm.txt")|
 
 | $SMALL small files (one connection) | p50 | p95 | status |
 |---|---|---|---|
@@ -175,4 +185,5 @@ hashed, scanned, then served from the spool).
 |---|---|
 | after $SMALL small files | $(rss_mb "$RAW/gate-small.time") |
 | after $RUNS × ${SIZE_MB} MiB | $(rss_mb "$RAW/gate-big.time") |
+| with \`--cache-dir\`, after 1 + $RUNS × ${SIZE_MB} MiB | $(rss_mb "$RAW/gate-store.time") |
 EOF
