@@ -91,7 +91,7 @@ pub struct Proxy {
     blobs: Option<PathBuf>,
     spool_dir: PathBuf,
     /// Removes a temporary spool directory when the gate stops.
-    _spool_tmp: Option<tempfile::TempDir>,
+    _spool_tmp: tempfile::TempDir,
     spool_used: Arc<AtomicU64>,
     fetches: tokio::sync::Semaphore,
     flights: gate::Flights,
@@ -113,32 +113,28 @@ impl Proxy {
                 source,
             })
         };
-        let (cache, blobs, spool_dir, spool_tmp) = match &config.cache_dir {
+        let (cache, blobs, spool_parent) = match &config.cache_dir {
             Some(dir) => {
                 let blobs = dir.join("blobs");
-                let spool = dir.join("spool");
+                let spools = dir.join("spool");
                 mkdir(&blobs)?;
-                mkdir(&spool)?;
-                // Spools a crashed run left behind were never served.
-                if let Ok(rd) = std::fs::read_dir(&spool) {
-                    for e in rd.flatten() {
-                        let _ = std::fs::remove_file(e.path());
-                    }
-                }
+                mkdir(&spools)?;
+                remove_stale_spools(&spools);
                 let cache = Cache::open(&dir.join("verdicts"), None)?;
-                (Some(cache), Some(blobs), spool, None)
+                (Some(cache), Some(blobs), spools)
             }
-            None => {
-                let tmp = tempfile::Builder::new()
-                    .prefix("modelgate-proxy-")
-                    .tempdir()
-                    .map_err(|source| ProxyError::Dir {
-                        path: std::env::temp_dir(),
-                        source,
-                    })?;
-                (None, None, tmp.path().to_path_buf(), Some(tmp))
-            }
+            None => (None, None, std::env::temp_dir()),
         };
+        // One spool directory per run, so that gates sharing a cache
+        // directory never touch each other's spools; removed on exit.
+        let spool_tmp = tempfile::Builder::new()
+            .prefix("modelgate-proxy-")
+            .tempdir_in(&spool_parent)
+            .map_err(|source| ProxyError::Dir {
+                path: spool_parent.clone(),
+                source,
+            })?;
+        let spool_dir = spool_tmp.path().to_path_buf();
         let scanner = CachedScanner::new(
             Scanner::new(policy.scan_config()),
             cache,
@@ -182,6 +178,29 @@ impl Proxy {
         axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
             .await
+    }
+}
+
+/// Spool directories of runs that ended without cleaning up (a crash, a
+/// kill) and are a day old: never served, only taking space.
+fn remove_stale_spools(spools: &Path) {
+    let Ok(rd) = std::fs::read_dir(spools) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > Duration::from_secs(24 * 3600));
+        if old
+            && e.file_name()
+                .to_string_lossy()
+                .starts_with("modelgate-proxy-")
+        {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
     }
 }
 
