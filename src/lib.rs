@@ -11,6 +11,7 @@ pub mod git;
 pub mod hfcache;
 pub mod hub;
 pub mod policy;
+pub mod proxy;
 pub mod quarantine;
 pub mod remote;
 pub mod report;

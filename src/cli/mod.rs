@@ -15,6 +15,7 @@ mod guard;
 mod hook;
 mod install;
 mod policy;
+mod proxy;
 mod quarantine;
 mod remote;
 mod rules;
@@ -122,6 +123,8 @@ enum Command {
     Merge(scaleout::MergeArgs),
     /// Show or prune the verdict cache.
     Cache(cache::CacheArgs),
+    /// Gate a team or a cluster: a Hugging Face pull-through proxy (HF_ENDPOINT) that scans every file before serving it.
+    Proxy(proxy::ProxyArgs),
     /// Print shell completions (bash, zsh, fish, elvish, powershell).
     Completions(completions::CompletionsArgs),
     /// Print the man page (roff), e.g. `modelgate man > modelgate.1`.
@@ -170,6 +173,7 @@ pub fn main() -> ExitCode {
         Command::Manifest(args) => scaleout::manifest(args),
         Command::Merge(args) => scaleout::merge(args),
         Command::Cache(args) => cache::run(args),
+        Command::Proxy(args) => proxy::run(args),
         Command::Completions(args) => completions::run_completions(args),
         Command::Man => completions::run_man(),
     };

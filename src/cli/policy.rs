@@ -121,6 +121,9 @@ fn summarize(out: &mut dyn Write, p: &Policy) -> std::io::Result<()> {
             a.malicious, a.suspicious, a.info, a.unverifiable
         )?;
     }
+    for line in p.proxy().describe() {
+        writeln!(out, "  {line}")?;
+    }
     writeln!(out, "  hook internal error → {}", p.on_error())?;
     let table = |l: &modelgate::scan::Limits| toml::Table::try_from(l).unwrap_or_default();
     let (ours, defaults) = (

@@ -51,7 +51,7 @@ pub enum HubError {
         source: reqwest::Error,
     },
     #[error("upstream {url} sent no data for {secs} s")]
-    Timeout { url: String, secs: u64 },
+    Timeout { url: String, secs: f64 },
     #[error("upstream {url} redirected more than {max} times")]
     TooManyRedirects { url: String, max: usize },
     #[error("upstream {url} sent a redirect without a usable Location")]
@@ -79,9 +79,8 @@ pub enum HubError {
 }
 
 /// A response whose body has not been read yet, with the headers of the
-/// first (Hub) response kept apart from those of the final (CDN) one: the
-/// Hub's `X-Repo-Commit`, `X-Linked-Etag` and `X-Linked-Size` are on the
-/// redirect, not on the CDN's answer.
+/// Hub's answer kept apart from those of the final (CDN) one: the Hub's `X-Repo-Commit`, `X-Linked-Etag` and
+/// `X-Linked-Size` are on the redirect, not on the CDN's answer.
 pub struct Fetched {
     pub hub_status: StatusCode,
     pub hub_headers: HeaderMap,
@@ -160,8 +159,40 @@ impl HubClient {
         extra: &HeaderMap,
         body: Option<Bytes>,
     ) -> Result<Fetched, HubError> {
+        self.send_until(method, url, auth, extra, body, |_| false)
+            .await
+    }
+
+    /// A file's metadata as huggingface_hub reads it: a HEAD that follows
+    /// the Hub's own redirects (a renamed repository) but stops at the LFS
+    /// redirect to the CDN, whose headers (`X-Linked-Etag`,
+    /// `X-Linked-Size`, `X-Repo-Commit`) say everything. A CDN's signed URL
+    /// may be valid for GET only, and the metadata costs it no request.
+    pub async fn head_file(
+        &self,
+        url: Url,
+        auth: Option<&HeaderValue>,
+    ) -> Result<Fetched, HubError> {
+        self.send_until(Method::HEAD, url, auth, &HeaderMap::new(), None, |r| {
+            r.headers().contains_key("x-linked-size")
+        })
+        .await
+    }
+
+    async fn send_until(
+        &self,
+        method: Method,
+        url: Url,
+        auth: Option<&HeaderValue>,
+        extra: &HeaderMap,
+        body: Option<Bytes>,
+        stop: impl Fn(&reqwest::Response) -> bool,
+    ) -> Result<Fetched, HubError> {
         let mut url = url;
-        let mut first: Option<(StatusCode, HeaderMap)> = None;
+        // The Hub's answer: the first one that carries X-Repo-Commit (and
+        // X-Linked-*), even after a redirect of the Hub's own (a renamed
+        // repository); a CDN's answers never replace it.
+        let mut hub: Option<(StatusCode, HeaderMap)> = None;
         for _ in 0..=self.limits.max_redirects {
             let mut req = self
                 .http
@@ -185,11 +216,15 @@ impl HubClient {
                 Err(_) => return Err(self.timeout(&url)),
             };
             let status = resp.status();
-            if first.is_none() {
-                first = Some((status, resp.headers().clone()));
+            let names_commit = |h: &HeaderMap| h.contains_key("x-repo-commit");
+            if hub.is_none()
+                || (names_commit(resp.headers())
+                    && !hub.as_ref().is_some_and(|(_, h)| names_commit(h)))
+            {
+                hub = Some((status, resp.headers().clone()));
             }
-            if !status.is_redirection() || status == StatusCode::NOT_MODIFIED {
-                let (hub_status, hub_headers) = first.unwrap_or((status, HeaderMap::new()));
+            if !status.is_redirection() || status == StatusCode::NOT_MODIFIED || stop(&resp) {
+                let (hub_status, hub_headers) = hub.unwrap_or((status, HeaderMap::new()));
                 return Ok(Fetched {
                     hub_status,
                     hub_headers,
@@ -214,7 +249,7 @@ impl HubClient {
     fn timeout(&self, url: &Url) -> HubError {
         HubError::Timeout {
             url: redact(url),
-            secs: self.limits.idle_timeout.as_secs(),
+            secs: self.limits.idle_timeout.as_secs_f64(),
         }
     }
 
@@ -238,7 +273,7 @@ impl HubClient {
                 Err(_) => {
                     return Err(HubError::Timeout {
                         url,
-                        secs: self.limits.idle_timeout.as_secs(),
+                        secs: self.limits.idle_timeout.as_secs_f64(),
                     });
                 }
             };
@@ -420,7 +455,8 @@ impl HubClient {
     }
 
     /// Streams the body of a successful response to `dest`, at most `limit`
-    /// bytes, checking the announced length. `on_chunk` may refuse more
+    /// bytes, checking the announced length. Not synced: a caller that
+    /// keeps the file syncs it. `on_chunk` may refuse more
     /// bytes (a spool budget) by returning an error.
     pub async fn spool(
         &self,
@@ -457,7 +493,7 @@ impl HubClient {
                 Err(_) => {
                     return Err(HubError::Timeout {
                         url,
-                        secs: self.limits.idle_timeout.as_secs(),
+                        secs: self.limits.idle_timeout.as_secs_f64(),
                     });
                 }
             };
@@ -478,11 +514,22 @@ impl HubClient {
             });
         }
         dest.flush().await.map_err(HubError::Spool)?;
-        dest.sync_data().await.map_err(HubError::Spool)?;
         Ok(Spooled {
             size,
             sha256: hex(&hasher.finalize()),
         })
+    }
+
+    /// The upstream URL of `/{repo}/resolve/{rev}/{file}`, every part
+    /// percent-encoded again (a file name cannot add path segments).
+    pub fn resolve_url(&self, file: &FileRef<'_>) -> Result<Url, HubError> {
+        self.url(&format!(
+            "/{}{}/resolve/{}/{}",
+            file.kind.url_prefix(),
+            file.repo,
+            enc(file.rev),
+            enc_path(file.path)
+        ))
     }
 
     /// Downloads `/{repo}/resolve/{rev}/{file}` to `dest`.
@@ -493,19 +540,7 @@ impl HubClient {
         dest: &Path,
         limit: u64,
     ) -> Result<(Spooled, HeaderMap), HubError> {
-        let FileRef {
-            kind,
-            repo,
-            rev,
-            path: file,
-        } = *file;
-        let path = format!(
-            "/{}{repo}/resolve/{}/{}",
-            kind.url_prefix(),
-            enc(rev),
-            enc_path(file)
-        );
-        let url = self.url(&path)?;
+        let url = self.resolve_url(file)?;
         let shown = redact(&url);
         let f = self
             .send(Method::GET, url, auth, &HeaderMap::new(), None)
@@ -520,6 +555,7 @@ impl HubClient {
             .await
             .map_err(HubError::Spool)?;
         let s = self.spool(f.response, &mut out, limit, |_| Ok(())).await?;
+        out.sync_data().await.map_err(HubError::Spool)?;
         Ok((s, f.hub_headers))
     }
 }

@@ -893,6 +893,7 @@ impl Checker {
         m: Merged,
         today: jiff::civil::Date,
     ) -> Result<Policy, Vec<Diagnostic>> {
+        let proxy = super::proxy::compile(files, &mut self.diags);
         // Every key was checked above, so this cannot fail.
         let limits = m.limits.try_into::<Limits>().unwrap_or_default();
         // Report in reading order whatever order the checks ran in.
@@ -921,6 +922,7 @@ impl Checker {
             used,
             today,
             warnings: self.diags,
+            proxy,
         })
     }
 }

@@ -41,6 +41,7 @@
 mod compile;
 pub mod diag;
 pub mod locate;
+pub mod proxy;
 mod schema;
 
 use std::cell::LazyCell;
@@ -262,6 +263,7 @@ pub struct Policy {
     used: Vec<AtomicBool>,
     today: jiff::civil::Date,
     warnings: Vec<Diagnostic>,
+    proxy: proxy::ProxyPolicy,
 }
 
 /// Where a file is, for the path rules (`[[paths]]`). Their globs are
@@ -549,6 +551,11 @@ impl Policy {
     /// What a hook does when it fails internally (cannot read the index…).
     pub fn on_error(&self) -> Action {
         self.on_error
+    }
+
+    /// The `[proxy]` table (`modelgate proxy`).
+    pub fn proxy(&self) -> &proxy::ProxyPolicy {
+        &self.proxy
     }
 
     pub fn limits(&self) -> &Limits {

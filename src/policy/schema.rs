@@ -31,6 +31,8 @@ pub struct RawPolicy {
     pub paths: Vec<RawPathRule>,
     #[serde(default)]
     pub exemptions: Vec<RawExemption>,
+    /// `[proxy]`: the registry gate (`modelgate proxy`).
+    pub proxy: Option<super::proxy::RawProxy>,
 }
 
 /// What to do per verdict. Action names are validated later so that every

@@ -330,6 +330,38 @@ fn insert_audit(conn: &Connection, a: &AuditEntry<'_>) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// Whether content `sha256` must be refused by another process than the
+/// daemon that owns `db_path` (the registry gate): deny-listed, or held in
+/// quarantine (a `pending` one too, failing closed). The database is opened
+/// read-only and nothing is recovered or written: that is the owner's job.
+pub fn refuses_content(db_path: &Path, sha256: &str) -> rusqlite::Result<bool> {
+    let conn = Connection::open_with_flags(
+        db_path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    let listed: Option<String> = conn
+        .query_row(
+            "SELECT list FROM content_list WHERE sha256 = ?1",
+            params![sha256],
+            |r| r.get(0),
+        )
+        .optional()?;
+    match listed.as_deref() {
+        Some("deny") => return Ok(true),
+        Some("allow") => return Ok(false),
+        // An unknown list name is not an allow.
+        Some(_) => return Ok(true),
+        None => {}
+    }
+    let held: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM quarantine WHERE sha256 = ?1 AND state IN ('pending', 'quarantined')",
+        params![sha256],
+        |r| r.get(0),
+    )?;
+    Ok(held > 0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

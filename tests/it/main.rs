@@ -19,6 +19,7 @@ mod hub_stub;
 mod limits;
 mod policy;
 mod policy_signature;
+mod proxy;
 mod regression;
 mod remote;
 mod robustness;

@@ -273,7 +273,12 @@ impl HubStub {
                 .build()
                 .unwrap();
             rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                use axum::serve::ListenerExt;
+                let listener = tokio::net::TcpListener::from_std(listener)
+                    .unwrap()
+                    .tap_io(|tcp| {
+                        let _ = tcp.set_nodelay(true);
+                    });
                 let app = axum::Router::new().fallback(move |m, u, h, b| {
                     let state = state.clone();
                     async move { handle(state, m, u, h, b).await }
