@@ -61,6 +61,10 @@ struct Target {
     /// defaults.
     #[arg(long, value_name = "FILE")]
     policy: Option<PathBuf>,
+    /// Verdict cache for the daemon, shared with `modelgate scan --cache
+    /// DIR` (default: `verdicts/` under the daemon's state directory).
+    #[arg(long, value_name = "DIR")]
+    verdict_cache: Option<PathBuf>,
 }
 
 impl Target {
@@ -92,11 +96,13 @@ impl Target {
             }
             None => None,
         };
+        let verdict_cache = self.verdict_cache.as_ref().map(absolute).transpose()?;
         Ok(Ok(Target {
             kind: self.kind,
             caches,
             local_dirs,
             policy,
+            verdict_cache,
         }))
     }
 }
@@ -169,6 +175,10 @@ fn watch_args(target: &Target) -> Vec<String> {
     if let Some(p) = &target.policy {
         args.push("--policy".into());
         args.push(p.display().to_string());
+    }
+    if let Some(v) = &target.verdict_cache {
+        args.push("--verdict-cache".into());
+        args.push(v.display().to_string());
     }
     args
 }
@@ -257,6 +267,7 @@ fn render(
                 .chain(state)
                 .chain(target.caches.iter().cloned())
                 .chain(target.local_dirs.iter().cloned())
+                .chain(target.verdict_cache.iter().cloned())
                 .map(|p| systemd_quote(&p.display().to_string()))
                 .collect();
             // The rest of the line is the path: no quotes, `%` escaped.
@@ -383,6 +394,7 @@ pub fn install_default() -> anyhow::Result<ExitCode> {
                 caches: Vec::new(),
                 local_dirs: Vec::new(),
                 policy: None,
+                verdict_cache: None,
             },
             now: false,
         },
@@ -514,6 +526,7 @@ mod tests {
             caches: vec![PathBuf::from("/data/hf cache")],
             local_dirs: vec![],
             policy: Some(PathBuf::from("/etc/modelgate/policy.toml")),
+            verdict_cache: Some(PathBuf::from("/srv/modelgate/verdicts")),
         };
         let env = vec![("HF_HOME".to_string(), "/data/hf".to_string())];
         let unit = render(
@@ -525,7 +538,7 @@ mod tests {
         )
         .unwrap();
         assert!(unit.contains(
-            "ExecStart=\"/usr/bin/modelgate\" \"watch\" \"--cache\" \"/data/hf cache\" \"--policy\" \"/etc/modelgate/policy.toml\""
+            "ExecStart=\"/usr/bin/modelgate\" \"watch\" \"--cache\" \"/data/hf cache\" \"--policy\" \"/etc/modelgate/policy.toml\" \"--verdict-cache\" \"/srv/modelgate/verdicts\""
         ));
         assert!(unit.contains("WorkingDirectory=/home/me\n"));
         assert!(unit.contains("Environment=\"HF_HOME=/data/hf\""));
@@ -541,6 +554,7 @@ mod tests {
         )
         .unwrap();
         assert!(plist.contains("<string>/data/hf cache</string>"));
+        assert!(plist.contains("<string>/srv/modelgate/verdicts</string>"));
         assert!(plist.contains("<key>HF_HOME</key>"));
         assert!(!plist.contains("@LABEL@") && !plist.contains("@ENVIRONMENT@"));
     }

@@ -685,41 +685,10 @@ impl Checker {
                     ),
                 }
             }
-            let mut require_format = None;
-            if let Some(list) = &rule.require_format {
-                if list.get_ref().is_empty() {
-                    self.err(
-                        f,
-                        list.span(),
-                        "`require-format` is empty, which would forbid every model format",
-                        Some(
-                            "list the allowed formats, e.g. [\"safetensors\", \"gguf\", \"onnx\"]"
-                                .into(),
-                        ),
-                    );
-                }
-                for fmt in list.get_ref() {
-                    if crate::scan::Kind::from_name(fmt.get_ref()).is_none() {
-                        self.warn(
-                            f,
-                            fmt.span(),
-                            format!(
-                                "`{}` is not a format name the scanner reports",
-                                fmt.get_ref()
-                            ),
-                            Some(format!(
-                                "known formats: {}",
-                                crate::scan::Kind::ALL
-                                    .iter()
-                                    .map(|k| k.name())
-                                    .collect::<Vec<_>>()
-                                    .join(", ")
-                            )),
-                        );
-                    }
-                }
-                require_format = Some(list.get_ref().iter().map(|s| s.get_ref().clone()).collect());
-            }
+            let require_format = rule
+                .require_format
+                .as_ref()
+                .map(|list| self.require_format(f, list));
             let require_signature = rule
                 .require_signature
                 .as_ref()
@@ -774,6 +743,44 @@ impl Checker {
                 ),
             }
         }
+    }
+
+    /// A path rule's `require-format`: an empty list is an error (it would
+    /// forbid every format), a name the scanner never reports a warning.
+    fn require_format(
+        &mut self,
+        f: &LoadedFile,
+        list: &Spanned<Vec<Spanned<String>>>,
+    ) -> Vec<String> {
+        if list.get_ref().is_empty() {
+            self.err(
+                f,
+                list.span(),
+                "`require-format` is empty, which would forbid every model format",
+                Some("list the allowed formats, e.g. [\"safetensors\", \"gguf\", \"onnx\"]".into()),
+            );
+        }
+        for fmt in list.get_ref() {
+            if crate::scan::Kind::from_name(fmt.get_ref()).is_none() {
+                self.warn(
+                    f,
+                    fmt.span(),
+                    format!(
+                        "`{}` is not a format name the scanner reports",
+                        fmt.get_ref()
+                    ),
+                    Some(format!(
+                        "known formats: {}",
+                        crate::scan::Kind::ALL
+                            .iter()
+                            .map(|k| k.name())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )),
+                );
+            }
+        }
+        list.get_ref().iter().map(|s| s.get_ref().clone()).collect()
     }
 
     /// One `[[exemptions]]` entry.

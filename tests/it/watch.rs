@@ -375,7 +375,21 @@ fn local_dir_downloads_are_watched() {
     fs::write(&tmp, EVIL).unwrap();
     let dest = local.join("model.ckpt");
     fs::rename(&tmp, &dest).unwrap();
-    wait_for("the local tombstone", || is_tombstone(&dest));
+    wait_for("the quarantined event", || {
+        d.outcomes(&dest)
+            .first()
+            .is_some_and(|o| o == "quarantined")
+    });
+    assert!(is_tombstone(&dest));
+    // The event names the quarantine: a supervisor can follow up on it.
+    let id = id_of(&env.records(false)[0]);
+    assert!(
+        d.log()
+            .lines()
+            .any(|l| l.contains("modelgate::processed") && l.contains(&id)),
+        "{}",
+        d.log()
+    );
     drop(d);
 }
 
