@@ -265,16 +265,7 @@ pub fn merge(args: MergeArgs) -> anyhow::Result<ExitCode> {
                 color: false,
                 actionable: false,
             };
-            for (r, d) in reports.iter().zip(&decisions) {
-                let judged = human::Judged {
-                    path: &r.path,
-                    commit: None,
-                    via_lfs: false,
-                    report: Some(r),
-                    decision: d,
-                };
-                human::write_judged(&mut out, &judged, opts)?;
-            }
+            human::write_decided(&mut out, &reports, &decisions, opts, true)?;
             out.flush()?;
             for (path, err) in &errors {
                 eprintln!("modelgate: error: {path}: {err}");
@@ -297,7 +288,7 @@ pub fn merge(args: MergeArgs) -> anyhow::Result<ExitCode> {
                 .collect();
             let mut doc = json::document(&reports, errs);
             for ((file, d), l) in doc.files.iter_mut().zip(&decisions).zip(&kept) {
-                file.action = Some(d.action.as_str());
+                file.decided(d);
                 file.sha256 = l.sha256.clone();
             }
             serde_json::to_writer_pretty(&mut out, &doc)?;
@@ -309,18 +300,7 @@ pub fn merge(args: MergeArgs) -> anyhow::Result<ExitCode> {
                 .map(|(path, error)| sarif::ScanError { path, error })
                 .collect();
             let cwd = std::env::current_dir()?;
-            let exempted: Vec<Vec<sarif::Exempted>> = decisions
-                .iter()
-                .map(|d| {
-                    d.exempted
-                        .iter()
-                        .map(|e| sarif::Exempted {
-                            rule: e.rule,
-                            justification: &e.reason,
-                        })
-                        .collect()
-                })
-                .collect();
+            let exempted = sarif::exemptions(&decisions);
             let log = sarif::document(&reports, &exempted, &errs, &[], &cwd);
             serde_json::to_writer_pretty(&mut out, &log)?;
             writeln!(out)?;
