@@ -118,3 +118,31 @@ fn top_level_modules_have_no_cycle() {
         visit(m, &graph, &mut Vec::new(), &mut done);
     }
 }
+
+/// Adapters reach the detection core through its root API (plus the rule
+/// registry and the directory walk), never into its parsers: format
+/// knowledge stays in the core.
+#[test]
+fn adapters_do_no_format_work() {
+    const INTERNALS: &[&str] = &["sniff", "pickle", "formats", "archive", "compress"];
+    let mut texts = Vec::new();
+    sources(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+        &mut texts,
+    );
+    for t in &texts {
+        for (i, _) in t.match_indices("scan::") {
+            let rest = t.get(i + "scan::".len()..).unwrap_or_default();
+            let module: String = rest
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            let line = t.get(..i).map_or(0, |b| b.matches('\n').count()) + 1;
+            assert!(
+                !INTERNALS.contains(&module.as_str()),
+                "an adapter uses the core's `{module}` module (line {line} of a file under src/): \
+                 expose what it needs at the core's root instead"
+            );
+        }
+    }
+}

@@ -88,7 +88,6 @@ fn collect_model_folders(dir: &Path, depth: usize, found: &mut Vec<PathBuf>) {
 /// `config.json`, or a file whose content (not its name) is a model or an
 /// archive format.
 pub fn is_model_folder(dir: &Path) -> bool {
-    use crate::scan::sniff::{self, Format};
     use std::io::Read;
     let Ok(entries) = std::fs::read_dir(dir) else {
         return false;
@@ -105,11 +104,7 @@ pub fn is_model_folder(dir: &Path) -> bool {
         let mut head = Vec::new();
         let read =
             std::fs::File::open(&path).and_then(|f| f.take(SNIFF_BYTES).read_to_end(&mut head));
-        read.is_ok()
-            && !matches!(
-                sniff::sniff(&head, &name),
-                Format::Text | Format::Image | Format::Unknown | Format::Tombstone
-            )
+        read.is_ok() && crate::scan::is_model_or_archive(&head, &name)
     })
 }
 

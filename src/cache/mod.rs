@@ -89,7 +89,7 @@ impl CacheKey {
     pub fn new(sha256: &str, name: &str, settings_digest: &str) -> CacheKey {
         CacheKey {
             sha256: sha256.to_ascii_lowercase(),
-            name: crate::scan::sniff::base_name(name).to_string(),
+            name: crate::scan::base_name(name).to_string(),
             version: VERSION.to_string(),
             rules_digest: ENGINE_DIGEST.to_string(),
             settings_digest: settings_digest.to_string(),

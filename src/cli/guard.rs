@@ -10,7 +10,6 @@ use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand, ValueEnum};
 
 use modelgate::policy::Policy;
-use modelgate::scan::pickle::globals;
 
 use super::{EXIT_ERROR, EXIT_FINDINGS};
 
@@ -66,8 +65,8 @@ struct Export {
 
 impl Export {
     fn of(policy: &Policy) -> Export {
-        let globals = globals::allowlist(&policy.scan_config().globals);
-        let aliases = globals::python2_aliases(&globals);
+        let globals = modelgate::scan::allowlist(&policy.scan_config().globals);
+        let aliases = modelgate::scan::python2_aliases(&globals);
         let mut listed = String::new();
         for (m, n) in &globals {
             let _ = writeln!(listed, "{m}.{n}");

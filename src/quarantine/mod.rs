@@ -70,7 +70,7 @@ use std::time::Duration;
 
 /// The first bytes of every tombstone. Starts with NUL so that no loader
 /// mistakes it for a model (see the module documentation).
-pub use crate::scan::sniff::TOMBSTONE_MAGIC;
+pub use crate::scan::TOMBSTONE_MAGIC;
 
 /// The tool version recorded with every quarantine.
 pub const TOOL_VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -35,8 +35,8 @@ pub use engine_digest::ENGINE_DIGEST;
 pub use finding::{FileReport, Finding, Location, ScanStatus, Verdict};
 pub use kind::Kind;
 pub use limits::Limits;
-pub use pickle::globals::{GlobalLists, Resolver, builtin_denial};
-pub use sniff::Format;
+pub use pickle::globals::{GlobalLists, Resolver, allowlist, builtin_denial, python2_aliases};
+pub use sniff::{Format, TOMBSTONE_MAGIC, base_name};
 
 use rules::Rule;
 
@@ -51,6 +51,17 @@ pub fn is_model_content(data: &[u8], name: &str) -> bool {
         Format::Image => false,
         _ => true,
     }
+}
+
+/// Whether a file's first bytes are a model or an archive format (what a
+/// folder of weights holds), by content: false for text, images, unknown
+/// bytes and the daemon's tombstones. The ML-BOM uses it to tell model
+/// folders from others without knowing the formats.
+pub fn is_model_or_archive(head: &[u8], name: &str) -> bool {
+    !matches!(
+        sniff::sniff(head, name),
+        Format::Text | Format::Image | Format::Unknown | Format::Tombstone
+    )
 }
 
 /// Errors that stop a file from being scanned at all (as opposed to
