@@ -295,7 +295,10 @@ fn path_denial(full: &str) -> Option<&'static str> {
             }
         }
     }
-    t.deny_module.get(full).or_else(|| t.deny.get(full)).copied()
+    t.deny_module
+        .get(full)
+        .or_else(|| t.deny.get(full))
+        .copied()
 }
 
 /// The audit of a trusted global: which arguments it calls. Globals the
