@@ -238,7 +238,11 @@ fn dunder_in_code(source: &str) -> Option<(usize, &str)> {
         v.into_iter().chain(b).min()
     }) {
         let start = at + open + 2;
-        let close_pat = if bytes.get(at + open + 1) == Some(&b'{') { "}}" } else { "%}" };
+        let close_pat = if bytes.get(at + open + 1) == Some(&b'{') {
+            "}}"
+        } else {
+            "%}"
+        };
         let end = source
             .get(start..)
             .and_then(|rest| rest.find(close_pat))
@@ -620,7 +624,11 @@ mod tests {
             assert_eq!(ids(&report), ["GGUF012", "GGUF010"], "{t}");
         }
         // Output text is not code; nor is a name that only starts with `__`.
-        for t in ["__init__ {{ +1 }}", "{{ +x.__private }}", "{{ +1 }}{# __globals__ #}"] {
+        for t in [
+            "__init__ {{ +1 }}",
+            "{{ +x.__private }}",
+            "{{ +1 }}{# __globals__ #}",
+        ] {
             assert_eq!(ids(&scan(t)), ["GGUF012"], "{t}");
         }
         assert_eq!(dunder_in_code("{{ a }}{% b.__c__ %}"), Some((12, "__c__")));
