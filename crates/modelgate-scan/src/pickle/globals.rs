@@ -261,18 +261,47 @@ fn denial_as_written(module: &str, name: &str) -> Option<&'static str> {
             return Some(reason);
         }
     }
-    // Module paths and their submodules / attributes, at every prefix.
+    // A step may also be a module a module imported under another name
+    // (`argparse._os`, `collections._sys`, `ipaddress.functools`): the rest
+    // of the name is then an import from that module. Modules are lowercase
+    // by convention and CPython's own aliases add leading underscores;
+    // capitalised steps are classes (`Outer.Inner`), judged as they are.
+    // Table keys are a few components long, so each step looks only that
+    // far ahead: a hostile name of many steps costs linear time.
+    let mut rest = name;
+    while let Some((step, tail)) = rest.split_once('.') {
+        let bare = step.trim_start_matches('_');
+        if bare.starts_with(|c: char| c.is_ascii_lowercase()) {
+            let ahead: Vec<&str> = tail.splitn(LOOKAHEAD + 1, '.').take(LOOKAHEAD).collect();
+            for module in [step, bare] {
+                if let Some(reason) = path_denial(&format!("{module}.{}", ahead.join("."))) {
+                    return Some(reason);
+                }
+            }
+        }
+        rest = tail;
+    }
+    path_denial(&full)
+}
+
+/// How many steps after a module alias are matched against the table.
+const LOOKAHEAD: usize = 6;
+
+/// A dotted path denied as a module (and everything under it) or as an
+/// exact qualname (and attributes reached through it), at every prefix.
+fn path_denial(full: &str) -> Option<&'static str> {
+    let t = tables();
     for (i, c) in full.char_indices() {
         if c == '.' {
-            let prefix = &full[..i];
+            let prefix = full.get(..i).unwrap_or_default();
             if let Some(reason) = t.deny_module.get(prefix).or_else(|| t.deny.get(prefix)) {
                 return Some(reason);
             }
         }
     }
     t.deny_module
-        .get(full.as_str())
-        .or_else(|| t.deny.get(&full))
+        .get(full)
+        .or_else(|| t.deny.get(full))
         .copied()
 }
 
@@ -612,6 +641,21 @@ mod tests {
             class("torch", "serialization.load"),
             Class::Dangerous(_)
         ));
+    }
+
+    #[test]
+    fn dotted_name_through_an_imported_module_is_that_import() {
+        for (m, n) in [
+            ("argparse", "_os.system"),
+            ("collections", "_sys.modules"),
+            ("ipaddress", "functools.reduce"),
+            ("enum", "_functools.partialmethod"),
+            ("argparse", "_re.copyreg.os.system"),
+        ] {
+            assert!(matches!(class(m, n), Class::Dangerous(_)), "{m}.{n}");
+        }
+        assert_eq!(class("collections", "OrderedDict.fromkeys"), Class::Unknown);
+        assert_eq!(class("mymodule", "Outer.Inner"), Class::Unknown);
     }
 
     #[test]

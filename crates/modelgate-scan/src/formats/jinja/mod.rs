@@ -189,6 +189,19 @@ pub fn scan_template(cx: &mut Ctx, name: &str, raw: &[u8], base_offset: u64) {
                 Some(base_offset),
                 format!("{name} is not valid Jinja{line}: {detail}"),
             );
+            // Jinja2 accepts syntax minijinja does not (unary `+`, Unicode
+            // names, a call on a filter's result): a dunder name written in
+            // the code of such a template is still the sandbox escape.
+            if let Some((at, word)) = dunder_in_code(&source) {
+                cx.report(
+                    &rules::TEMPLATE_CODE_EXECUTION,
+                    Some(base_offset + at as u64),
+                    format!(
+                        "{name}: code that could not be parsed names `{word}`, a Python special attribute (sandbox escape)"
+                    ),
+                    Some(word.to_string()),
+                );
+            }
             return;
         }
     };
@@ -211,6 +224,51 @@ pub fn scan_template(cx: &mut Ctx, name: &str, raw: &[u8], base_offset: u64) {
         Some(base_offset),
         format!("{name} {why}; it was not fully analysed"),
     );
+}
+
+/// The first dunder name (`__globals__`) inside a `{{ }}` or `{% %}` block,
+/// with its offset. Lexical only, for templates the parser rejected: text
+/// outside the blocks is output, not code.
+fn dunder_in_code(source: &str) -> Option<(usize, &str)> {
+    let bytes = source.as_bytes();
+    let mut at = 0;
+    while let Some(open) = source.get(at..).and_then(|rest| {
+        let v = rest.find("{{");
+        let b = rest.find("{%");
+        v.into_iter().chain(b).min()
+    }) {
+        let start = at + open + 2;
+        let close_pat = if bytes.get(at + open + 1) == Some(&b'{') {
+            "}}"
+        } else {
+            "%}"
+        };
+        let end = source
+            .get(start..)
+            .and_then(|rest| rest.find(close_pat))
+            .map_or(source.len(), |e| start + e);
+        let code = source.get(start..end).unwrap_or_default();
+        let mut from = 0;
+        while let Some(i) = code.get(from..).and_then(|c| c.find("__")) {
+            let begin = from + i;
+            let word_len = code
+                .get(begin..)
+                .unwrap_or_default()
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(code.len() - begin);
+            let word = code.get(begin..begin + word_len).unwrap_or_default();
+            let inner = word.trim_matches('_');
+            if word.len() >= inner.len() + 4
+                && word.ends_with("__")
+                && inner.starts_with(|c: char| c.is_ascii_alphabetic())
+            {
+                return Some((start + begin, word));
+            }
+            from = begin + word_len.max(2);
+        }
+        at = end;
+    }
+    None
 }
 
 /// Replaces `{% generation %}` / `{% endgeneration %}` (HF's marker for
@@ -552,6 +610,28 @@ mod tests {
             cx.finish("t", 0)
         };
         assert_eq!(ids(&report), ["GGUF012"]);
+    }
+
+    #[test]
+    fn unparseable_templates_naming_a_dunder_are_malicious() {
+        // Jinja2 parses all three; minijinja rejects them.
+        for t in [
+            "{{ +1 }}{{ cycler.__init__.__globals__.os.popen('id').read() }}",
+            "{% set \u{e9} = lipsum %}{{ \u{e9}.__globals__ }}",
+            "{%- if x -%}{{ x|attr('__class__')('os') }}{%- endif -%}",
+        ] {
+            let report = scan(t);
+            assert_eq!(ids(&report), ["GGUF012", "GGUF010"], "{t}");
+        }
+        // Output text is not code; nor is a name that only starts with `__`.
+        for t in [
+            "__init__ {{ +1 }}",
+            "{{ +x.__private }}",
+            "{{ +1 }}{# __globals__ #}",
+        ] {
+            assert_eq!(ids(&scan(t)), ["GGUF012"], "{t}");
+        }
+        assert_eq!(dunder_in_code("{{ a }}{% b.__c__ %}"), Some((12, "__c__")));
     }
 
     #[test]
