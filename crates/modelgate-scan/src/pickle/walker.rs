@@ -1235,8 +1235,37 @@ impl<'a> Walker<'a> {
             | ("joblib.numpy_pickle" | "sklearn.externals.joblib.numpy_pickle", _) => {
                 self.check_wrapper_state(at, &name, state)
             }
+            ("statsmodels.base.data", _) => self.check_model_data_state(at, &name, state),
             _ => {}
         }
+    }
+
+    /// statsmodels' `ModelData.__setstate__` (statsmodels/base/data.py)
+    /// rebuilds a formula model's design matrices when its state carries
+    /// `restore_design_info`: patsy evaluates the state's `formula`, whose
+    /// terms are Python expressions. Without that key it only updates
+    /// `__dict__`. A state that is not a literal dict cannot be shown to
+    /// lack the key.
+    fn check_model_data_state(&mut self, at: usize, class: &str, state: &Value) {
+        let detail = match state {
+            Value::Dict(_) => match dict_entry(state, "restore_design_info") {
+                None => return,
+                Some(_) => {
+                    let formula = dict_entry(state, "formula")
+                        .map_or_else(|| "its formula".to_owned(), |f| self.describe(&f));
+                    format!(
+                        "statsmodels `{class}` state sets `restore_design_info`: loading evaluates \
+                         the patsy formula {formula}, whose terms are Python expressions"
+                    )
+                }
+            },
+            other => format!(
+                "statsmodels `{class}` state is {}, not a dict shown to lack \
+                 `restore_design_info` (which makes loading evaluate a patsy formula)",
+                self.describe(other)
+            ),
+        };
+        self.events.push(Event::StateHijack { offset: at, detail });
     }
 
     /// PyTorch's rebuild helpers apply a state argument themselves:
