@@ -1236,8 +1236,35 @@ impl<'a> Walker<'a> {
                 self.check_wrapper_state(at, &name, state)
             }
             ("statsmodels.base.data", _) => self.check_model_data_state(at, &name, state),
+            ("sklearn_crfsuite._fileresource", "FileResource") => {
+                self.check_file_resource_state(at, state)
+            }
             _ => {}
         }
+    }
+
+    /// sklearn-crfsuite's `FileResource` (sklearn_crfsuite/_fileresource.py)
+    /// owns a model file: `__setstate__` writes the pickled CRFsuite bytes to
+    /// a new temporary file, and `__del__` unlinks the file its `name` names.
+    /// A state that names a file turns that into deleting any path; only a
+    /// state with no name (the temporary file is made at load) is data.
+    fn check_file_resource_state(&mut self, at: usize, state: &Value) {
+        let detail = match state {
+            Value::Dict(_) => match dict_entry(state, "name") {
+                None | Some(Value::None) => return,
+                Some(name) => format!(
+                    "sklearn-crfsuite `FileResource` state names the file {}: its `__del__` \
+                     deletes that file",
+                    self.describe(&name)
+                ),
+            },
+            other => format!(
+                "sklearn-crfsuite `FileResource` state is {}, not a dict shown to name no file \
+                 (its `__del__` deletes the named file)",
+                self.describe(other)
+            ),
+        };
+        self.events.push(Event::StateHijack { offset: at, detail });
     }
 
     /// statsmodels' `ModelData.__setstate__` (statsmodels/base/data.py)
