@@ -1951,12 +1951,12 @@ impl<'a> Walker<'a> {
 
     fn push_unicode(&mut self, at: usize, n: usize) -> Step<()> {
         let b = self.take(at, n)?;
-        match std::str::from_utf8(b) {
-            Ok(s) => {
-                self.stack.push(str_value(s));
+        match decode_surrogatepass(b) {
+            Some(s) => {
+                self.stack.push(str_value(&s));
                 Ok(())
             }
-            Err(_) => self.broken(at, "unicode string is not valid UTF-8"),
+            None => self.broken(at, "unicode string is not valid UTF-8"),
         }
     }
 
@@ -2003,6 +2003,39 @@ fn dict_entry(state: &Value, key: &str) -> Option<Value> {
         }),
         _ => None,
     })
+}
+
+/// The unpickler decodes BINUNICODE strings as UTF-8 with `surrogatepass`
+/// (pickle.py, _pickle.c): the three-byte encodings of lone surrogates
+/// (U+D800..U+DFFF, which strict UTF-8 rejects) load as those code points.
+/// Rust strings cannot hold them, so each becomes U+FFFD: a name holding one
+/// matches no table row and stays unknown. Any other invalid byte fails the
+/// load, and so fails here.
+fn decode_surrogatepass(b: &[u8]) -> Option<std::borrow::Cow<'_, str>> {
+    let mut rest = match std::str::from_utf8(b) {
+        Ok(s) => return Some(std::borrow::Cow::Borrowed(s)),
+        Err(_) => b,
+    };
+    let mut out = String::with_capacity(b.len());
+    loop {
+        match std::str::from_utf8(rest) {
+            Ok(s) => {
+                out.push_str(s);
+                return Some(std::borrow::Cow::Owned(out));
+            }
+            Err(e) => {
+                let (valid, bad) = rest.split_at(e.valid_up_to());
+                out.push_str(std::str::from_utf8(valid).ok()?);
+                match bad {
+                    [0xED, 0xA0..=0xBF, 0x80..=0xBF, tail @ ..] => {
+                        out.push(char::REPLACEMENT_CHARACTER);
+                        rest = tail;
+                    }
+                    _ => return None,
+                }
+            }
+        }
+    }
 }
 
 /// A file name that `os.path.join(dirname, name)` keeps in `dirname`.
