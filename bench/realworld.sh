@@ -77,11 +77,14 @@ MODELGATE=$(cd "$(dirname "$MODELGATE")" && pwd)/$(basename "$MODELGATE")
 
 # --- packages ----------------------------------------------------------------
 PKGS=()
+SEEN=" "
 while read -r spec extra; do
     case $spec in ''|'#'*) continue ;; esac
     name=${spec%%==*}
-    # A second pin of the same package is kept apart under name-version.
-    if [[ " ${PKGS[*]} " == *" $name "* ]]; then name=$name-${spec#*==}; fi
+    # A second pin of the same package is kept apart under name-version,
+    # whether or not --only selects the first pin.
+    if [[ "$SEEN" == *" $name "* ]]; then name=$name-${spec#*==}; fi
+    SEEN="$SEEN${spec%%==*} "
     if [ -n "$ONLY" ] && [[ ",$ONLY," != *",$name,"* ]]; then continue; fi
     PKGS+=("$name")
     dl=$WORK/dl/$name

@@ -1328,8 +1328,64 @@ impl<'a> Walker<'a> {
             | ("joblib.numpy_pickle" | "sklearn.externals.joblib.numpy_pickle", _) => {
                 self.check_wrapper_state(at, &name, state)
             }
+            ("statsmodels.base.data", _) => self.check_model_data_state(at, &name, state),
+            ("sklearn_crfsuite._fileresource", "FileResource") => {
+                self.check_file_resource_state(at, state)
+            }
             _ => {}
         }
+    }
+
+    /// sklearn-crfsuite's `FileResource` (sklearn_crfsuite/_fileresource.py)
+    /// owns a model file: `__setstate__` writes the pickled CRFsuite bytes to
+    /// a new temporary file, and `__del__` unlinks the file its `name` names.
+    /// A state that names a file turns that into deleting any path; only a
+    /// state with no name (the temporary file is made at load) is data.
+    fn check_file_resource_state(&mut self, at: usize, state: &Value) {
+        let detail = match state {
+            Value::Dict(_) => match dict_entry(state, "name") {
+                None | Some(Value::None) => return,
+                Some(name) => format!(
+                    "sklearn-crfsuite `FileResource` state names the file {}: its `__del__` \
+                     deletes that file",
+                    self.describe(&name)
+                ),
+            },
+            other => format!(
+                "sklearn-crfsuite `FileResource` state is {}, not a dict shown to name no file \
+                 (its `__del__` deletes the named file)",
+                self.describe(other)
+            ),
+        };
+        self.events.push(Event::StateHijack { offset: at, detail });
+    }
+
+    /// statsmodels' `ModelData.__setstate__` (statsmodels/base/data.py)
+    /// rebuilds a formula model's design matrices when its state carries
+    /// `restore_design_info`: patsy evaluates the state's `formula`, whose
+    /// terms are Python expressions. Without that key it only updates
+    /// `__dict__`. A state that is not a literal dict cannot be shown to
+    /// lack the key.
+    fn check_model_data_state(&mut self, at: usize, class: &str, state: &Value) {
+        let detail = match state {
+            Value::Dict(_) => match dict_entry(state, "restore_design_info") {
+                None => return,
+                Some(_) => {
+                    let formula = dict_entry(state, "formula")
+                        .map_or_else(|| "its formula".to_owned(), |f| self.describe(&f));
+                    format!(
+                        "statsmodels `{class}` state sets `restore_design_info`: loading evaluates \
+                         the patsy formula {formula}, whose terms are Python expressions"
+                    )
+                }
+            },
+            other => format!(
+                "statsmodels `{class}` state is {}, not a dict shown to lack \
+                 `restore_design_info` (which makes loading evaluate a patsy formula)",
+                self.describe(other)
+            ),
+        };
+        self.events.push(Event::StateHijack { offset: at, detail });
     }
 
     /// PyTorch's rebuild helpers apply a state argument themselves:
@@ -1988,12 +2044,12 @@ impl<'a> Walker<'a> {
 
     fn push_unicode(&mut self, at: usize, n: usize) -> Step<()> {
         let b = self.take(at, n)?;
-        match std::str::from_utf8(b) {
-            Ok(s) => {
-                self.stack.push(str_value(s));
+        match decode_surrogatepass(b) {
+            Some(s) => {
+                self.stack.push(str_value(&s));
                 Ok(())
             }
-            Err(_) => self.broken(at, "unicode string is not valid UTF-8"),
+            None => self.broken(at, "unicode string is not valid UTF-8"),
         }
     }
 
@@ -2040,6 +2096,39 @@ fn dict_entry(state: &Value, key: &str) -> Option<Value> {
         }),
         _ => None,
     })
+}
+
+/// The unpickler decodes BINUNICODE strings as UTF-8 with `surrogatepass`
+/// (pickle.py, _pickle.c): the three-byte encodings of lone surrogates
+/// (U+D800..U+DFFF, which strict UTF-8 rejects) load as those code points.
+/// Rust strings cannot hold them, so each becomes U+FFFD: a name holding one
+/// matches no table row and stays unknown. Any other invalid byte fails the
+/// load, and so fails here.
+fn decode_surrogatepass(b: &[u8]) -> Option<std::borrow::Cow<'_, str>> {
+    let mut rest = match std::str::from_utf8(b) {
+        Ok(s) => return Some(std::borrow::Cow::Borrowed(s)),
+        Err(_) => b,
+    };
+    let mut out = String::with_capacity(b.len());
+    loop {
+        match std::str::from_utf8(rest) {
+            Ok(s) => {
+                out.push_str(s);
+                return Some(std::borrow::Cow::Owned(out));
+            }
+            Err(e) => {
+                let (valid, bad) = rest.split_at(e.valid_up_to());
+                out.push_str(std::str::from_utf8(valid).ok()?);
+                match bad {
+                    [0xED, 0xA0..=0xBF, 0x80..=0xBF, tail @ ..] => {
+                        out.push(char::REPLACEMENT_CHARACTER);
+                        rest = tail;
+                    }
+                    _ => return None,
+                }
+            }
+        }
+    }
 }
 
 /// A file name that `os.path.join(dirname, name)` keeps in `dirname`.
