@@ -56,43 +56,60 @@ fn valid_name(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
+fn syntax(text: &str, why: &str) -> RemoteError {
+    RemoteError::Syntax {
+        source_text: text.to_string(),
+        why: why.to_string(),
+    }
+}
+
+/// `hf://[datasets/|spaces/|models/]REST`: the repository kind and REST.
+fn strip_scheme_and_kind(text: &str) -> Result<(RepoKind, &str), RemoteError> {
+    let rest = text
+        .strip_prefix("hf://")
+        .ok_or_else(|| syntax(text, "no hf:// prefix"))?;
+    Ok(match rest.split_once('/') {
+        Some(("datasets", r)) => (RepoKind::Dataset, r),
+        Some(("spaces", r)) => (RepoKind::Space, r),
+        Some(("models", r)) => (RepoKind::Model, r),
+        _ => (RepoKind::Model, rest),
+    })
+}
+
+/// `NAME[@REV]`: a revision is non-empty and has no `..`.
+fn split_revision<'a>(text: &str, s: &'a str) -> Result<(&'a str, Option<&'a str>), RemoteError> {
+    match s.split_once('@') {
+        Some((name, rev)) if !rev.is_empty() && !rev.contains("..") => Ok((name, Some(rev))),
+        Some(_) => Err(syntax(text, "empty or invalid revision after @")),
+        None => Ok((s, None)),
+    }
+}
+
+const NAME_RULE: &str = "names are letters, digits, '-', '_' and '.', not starting with '.'";
+
 impl FromStr for HfSource {
     type Err = RemoteError;
 
     fn from_str(s: &str) -> Result<HfSource, RemoteError> {
-        let bad = |why: &str| RemoteError::Syntax {
-            source_text: s.to_string(),
-            why: why.to_string(),
-        };
-        let rest = s
-            .strip_prefix("hf://")
-            .ok_or_else(|| bad("no hf:// prefix"))?;
-        let (rest, rev) = match rest.split_once('@') {
-            Some((r, rev)) if !rev.is_empty() && !rev.contains("..") => (r, Some(rev.to_string())),
-            Some(_) => return Err(bad("empty or invalid revision after @")),
-            None => (rest, None),
-        };
-        let parts: Vec<&str> = rest.trim_end_matches('/').split('/').collect();
-        let (kind, names) = match parts.as_slice() {
-            ["datasets", names @ ..] => (RepoKind::Dataset, names),
-            ["spaces", names @ ..] => (RepoKind::Space, names),
-            ["models", names @ ..] => (RepoKind::Model, names),
-            names => (RepoKind::Model, names),
-        };
+        let (kind, rest) = strip_scheme_and_kind(s)?;
+        let (rest, rev) = split_revision(s, rest)?;
+        let names: Vec<&str> = rest.trim_end_matches('/').split('/').collect();
         if !names.iter().all(|n| valid_name(n)) {
-            return Err(bad(
-                "names are letters, digits, '-', '_' and '.', not starting with '.'",
-            ));
+            return Err(syntax(s, NAME_RULE));
         }
-        match (names, rev) {
+        match (names.as_slice(), rev) {
             ([org], None) if kind == RepoKind::Model => Ok(HfSource::Org((*org).to_string())),
-            ([_], Some(_)) => Err(bad("a revision needs a repository (hf://ORG/REPO@REV)")),
+            ([_], Some(_)) => Err(syntax(
+                s,
+                "a revision needs a repository (hf://ORG/REPO@REV)",
+            )),
             ([org, name], rev) => Ok(HfSource::Repo {
                 kind,
                 repo: format!("{org}/{name}"),
-                rev,
+                rev: rev.map(str::to_string),
             }),
-            _ => Err(bad(
+            _ => Err(syntax(
+                s,
                 "expected hf://ORG, hf://ORG/REPO[@REV] or hf://datasets/ORG/REPO",
             )),
         }
@@ -113,33 +130,15 @@ impl FromStr for HfFileUrl {
     type Err = RemoteError;
 
     fn from_str(s: &str) -> Result<HfFileUrl, RemoteError> {
-        let bad = |why: &str| RemoteError::Syntax {
-            source_text: s.to_string(),
-            why: why.to_string(),
-        };
-        let rest = s
-            .strip_prefix("hf://")
-            .ok_or_else(|| bad("no hf:// prefix"))?;
-        let (kind, rest) = match rest.split_once('/') {
-            Some(("datasets", r)) => (RepoKind::Dataset, r),
-            Some(("spaces", r)) => (RepoKind::Space, r),
-            Some(("models", r)) => (RepoKind::Model, r),
-            _ => (RepoKind::Model, rest),
-        };
+        let (kind, rest) = strip_scheme_and_kind(s)?;
         let mut parts = rest.splitn(3, '/');
         let (Some(org), Some(name_rev), Some(path)) = (parts.next(), parts.next(), parts.next())
         else {
-            return Err(bad("expected hf://ORG/REPO[@REV]/PATH"));
+            return Err(syntax(s, "expected hf://ORG/REPO[@REV]/PATH"));
         };
-        let (name, rev) = match name_rev.split_once('@') {
-            Some((n, r)) if !r.is_empty() && !r.contains("..") => (n, r),
-            Some(_) => return Err(bad("empty or invalid revision after @")),
-            None => (name_rev, "main"),
-        };
+        let (name, rev) = split_revision(s, name_rev)?;
         if !valid_name(org) || !valid_name(name) {
-            return Err(bad(
-                "names are letters, digits, '-', '_' and '.', not starting with '.'",
-            ));
+            return Err(syntax(s, NAME_RULE));
         }
         // The path goes into a URL only (percent-encoded per segment), but
         // `..` or empty segments are never a file the Hub lists.
@@ -147,12 +146,12 @@ impl FromStr for HfFileUrl {
             .split('/')
             .any(|seg| seg.is_empty() || seg == "." || seg == "..")
         {
-            return Err(bad("the file path has an empty, `.` or `..` segment"));
+            return Err(syntax(s, "the file path has an empty, `.` or `..` segment"));
         }
         Ok(HfFileUrl {
             kind,
             repo: format!("{org}/{name}"),
-            rev: rev.to_string(),
+            rev: rev.unwrap_or("main").to_string(),
             path: path.to_string(),
         })
     }
