@@ -37,7 +37,7 @@ MODEL_EXTS = {
     "ptl", "onnx", "tflite", "lite", "pb", "h5", "hdf5", "hdf", "keras", "gguf", "ggml",
     "safetensors", "task", "model", "msgpack",
 }
-COMPRESSED_EXTS = {"gz", "gzip", "bz2", "xz", "lzma", "z", "zlib"}
+COMPRESSED_EXTS = {"gz", "gzip", "bz2", "pbz", "xz", "lzma", "z", "zlib"}
 # Extensions that are never model files, even in a test-data directory.
 CODE_EXTS = {
     "py", "pyi", "pyc", "pyx", "pxd", "so", "c", "h", "cpp", "hpp", "txt", "md", "rst",

@@ -4,7 +4,7 @@
 # modelscan, fickling and modelaudit, and prints per package how many files
 # each tool flags. Every file here is benign (published, widely installed), so
 # every flag is a false alarm to explain. Never run in CI: it downloads
-# about 500 MB and unpacks about 1 GB.
+# about 1 GB and unpacks about 2 GB.
 #
 #   bench/realworld.sh [--packages FILE] [--work DIR] [--tools LIST]
 #                      [--timeout SECONDS] [--only PKG,...]
