@@ -169,7 +169,7 @@ pub(super) async fn resolve(
 ) -> Response {
     let pp = proxy.policy.proxy();
     if let Some(why) = pp.repo_refusal(&w.repo) {
-        return blocked(proxy, w, None, None, &why);
+        return blocked(proxy, w, None, &why);
     }
     let url = match proxy.hub.resolve_url(&w.file_ref()) {
         Ok(u) => u,
@@ -361,7 +361,6 @@ async fn quarantine_refusal(proxy: &Proxy, w: &Wanted, sha: &str) -> Option<Resp
             proxy,
             w,
             Some(sha),
-            None,
             &format!("content {sha} is quarantined or deny-listed by modelgate"),
         )),
         Err(e) => Some(refuse(
@@ -447,7 +446,7 @@ async fn signature_refusal(
             }
         }
     };
-    Some(blocked(proxy, w, Some(sha), None, &why))
+    Some(blocked(proxy, w, Some(sha), &why))
 }
 
 /// Fetches, checks, scans and decides a file, then serves it.
@@ -781,13 +780,7 @@ fn decided(
 
 /// A 403 for a file refused before any scan (repo lists, quarantine,
 /// signature), logged like every decision.
-fn blocked(
-    proxy: &Proxy,
-    w: &Wanted,
-    sha: Option<&str>,
-    verdict: Option<&str>,
-    why: &str,
-) -> Response {
+fn blocked(proxy: &Proxy, w: &Wanted, sha: Option<&str>, why: &str) -> Response {
     proxy.metrics.blocks.fetch_add(1, Ordering::Relaxed);
     tracing::info!(
         target: "modelgate::proxy",
@@ -806,7 +799,8 @@ fn blocked(
         &msg,
         serde_json::json!({
             "error": msg,
-            "verdict": verdict,
+            // Refused before any scan: no verdict, no rule.
+            "verdict": null,
             "rules": [],
             "file": w.path,
             "repo": w.repo,
