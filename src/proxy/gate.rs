@@ -252,7 +252,7 @@ async fn from_cache(
         return None;
     }
     let (file, path) = stored_blob(proxy, sha).await?;
-    if let Some(r) = signature_refusal(proxy, w, meta, &path, sha).await {
+    if let Some(r) = signature_refusal(proxy, w, meta, &path, sha, headers).await {
         return Some(r);
     }
     proxy.metrics.store_hits.fetch_add(1, Ordering::Relaxed);
@@ -379,6 +379,7 @@ async fn signature_refusal(
     meta: &Meta,
     file: &std::path::Path,
     sha: &str,
+    client: &HeaderMap,
 ) -> Option<Response> {
     let req = proxy.policy.proxy().require_signature.as_ref()?;
     if !req.applies_to(&w.repo) || w.path == crate::sign::SIGNATURE_FILE {
@@ -407,7 +408,12 @@ async fn signature_refusal(
     };
     let why = match proxy
         .hub
-        .download(&sig_ref, None, spool.path(), 16 << 20)
+        .download(
+            &sig_ref,
+            client_auth(client).as_ref(),
+            spool.path(),
+            16 << 20,
+        )
         .await
     {
         Err(HubError::Status { status, .. }) if status == StatusCode::NOT_FOUND => {
@@ -634,7 +640,7 @@ async fn download(
             &d.reason,
         );
     }
-    if let Some(r) = signature_refusal(proxy, w, meta, spool.path(), &sha).await {
+    if let Some(r) = signature_refusal(proxy, w, meta, spool.path(), &sha, client_headers).await {
         return r;
     }
     let logged = decided(
