@@ -800,3 +800,32 @@ fn a_cluster_pulling_one_file_costs_one_upstream_download() {
         "one download per content, whatever the number of clients"
     );
 }
+
+#[tokio::test]
+async fn the_token_goes_to_the_hub_only_never_to_the_cdn() {
+    let d = tempfile::tempdir().unwrap();
+    hub_root(&d.path().join("hub"));
+    let stub = HubStub::start(&d.path().join("hub"));
+    // The CDN as another origin than the Hub, as in production.
+    *stub.control.cdn_host.lock().unwrap() = Some("localhost".into());
+    let gate = Gate::start(&stub.url(), d.path(), &[]);
+    let r = client()
+        .get(format!(
+            "{}/acme/tiny/resolve/main/model.safetensors",
+            gate.url
+        ))
+        .header("authorization", "Bearer hf_secret_token_123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.unwrap().to_vec(), safetensors(300_000));
+    assert_eq!(
+        stub.control.authorized_under("/acme/tiny/resolve/"),
+        2,
+        "HEAD and GET"
+    );
+    assert_eq!(stub.control.hits_under("/cdn/"), 1);
+    assert_eq!(stub.control.authorized_under("/cdn/"), 0);
+    assert!(!gate.log().contains("hf_secret"));
+}
