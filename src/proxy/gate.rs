@@ -167,8 +167,13 @@ pub(super) async fn resolve(
     method: &Method,
     headers: &HeaderMap,
 ) -> Response {
-    let pp = proxy.policy.proxy();
-    if let Some(why) = pp.repo_refusal(&w.repo) {
+    // Every refusal is made on GET, none on HEAD: huggingface_hub turns a
+    // failed HEAD into "cannot find the requested files in the local
+    // cache, check your connection", and modelgate's message would only be
+    // in the chained cause; a failed GET raises an HfHubHTTPError that
+    // says it. HEAD is metadata only and never serves a byte.
+    let get = *method == Method::GET;
+    if get && let Some(why) = proxy.policy.proxy().repo_refusal(&w.repo) {
         return blocked(proxy, w, None, &why);
     }
     let url = match proxy.hub.resolve_url(&w.file_ref()) {
@@ -190,6 +195,11 @@ pub(super) async fn resolve(
     }
     let meta = Meta::from(&head.hub_headers, head.response.headers());
     drop(head);
+    if !get {
+        let mut r = Response::new(Body::empty());
+        *r.headers_mut() = meta.client_headers(None);
+        return r;
+    }
     if meta.size.is_some_and(|s| s > proxy.config.max_file_size) {
         return too_large(proxy, w, meta.size.unwrap_or(0));
     }
@@ -197,14 +207,9 @@ pub(super) async fn resolve(
         if let Some(r) = quarantine_refusal(proxy, w, sha).await {
             return r;
         }
-        if let Some(r) = from_cache(proxy, w, &meta, sha, method, headers).await {
+        if let Some(r) = from_cache(proxy, w, &meta, sha, headers).await {
             return r;
         }
-    }
-    if *method == Method::HEAD {
-        let mut r = Response::new(Body::empty());
-        *r.headers_mut() = meta.client_headers(None);
-        return r;
     }
     // With a store, one download per content at a time: a cluster pulling
     // the same model at once costs the upstream one transfer, and the
@@ -219,7 +224,7 @@ pub(super) async fn resolve(
             Flight::Follower(done) => {
                 // Closed when the leader is done, whatever its outcome.
                 let _ = done.acquire().await;
-                if let Some(r) = from_cache(proxy, w, &meta, sha, method, headers).await {
+                if let Some(r) = from_cache(proxy, w, &meta, sha, headers).await {
                     return r;
                 }
                 waits += 1;
@@ -233,13 +238,12 @@ pub(super) async fn resolve(
 }
 
 /// The answer for content `sha` from the verdict cache and the store: a
-/// block, or (GET) the stored file. `None` when it must be downloaded.
+/// block, or the stored file. `None` when it must be downloaded.
 async fn from_cache(
     proxy: &Proxy,
     w: &Wanted,
     meta: &Meta,
     sha: &str,
-    method: &Method,
     headers: &HeaderMap,
 ) -> Option<Response> {
     let report = cached_report(proxy, sha, &w.path).await?;
@@ -247,9 +251,6 @@ async fn from_cache(
     let d = proxy.policy.proxy().decide(&report);
     if d.action == Action::Block {
         return Some(decided(proxy, w, &report, sha, true, d.action, &d.reason));
-    }
-    if *method != Method::GET {
-        return None;
     }
     let (file, path) = stored_blob(proxy, sha).await?;
     if let Some(r) = signature_refusal(proxy, w, meta, &path, sha, headers).await {

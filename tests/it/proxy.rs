@@ -617,7 +617,12 @@ fn hf_client_through_the_gate(python: &Path) {
     let d = tempfile::tempdir().unwrap();
     hub_root(&d.path().join("hub"));
     let stub = HubStub::start(&d.path().join("hub"));
-    let gate = Gate::start(&stub.url(), d.path(), &[]);
+    let gate_cache = d.path().join("gate-cache");
+    let gate = Gate::start(
+        &stub.url(),
+        d.path(),
+        &["--cache-dir", gate_cache.to_str().unwrap()],
+    );
     let cache = d.path().join("hf-cache");
     let script = r#"
 import json, os, sys
@@ -632,6 +637,12 @@ try:
     out["refused"] = None
 except HfHubHTTPError as e:
     out["refused"] = {"status": e.response.status_code, "type": type(e).__module__ + "." + type(e).__name__, "text": str(e)}
+# Again, into another cache: the gate knows the content and refuses at HEAD.
+try:
+    hf_hub_download("acme/tiny", "pytorch_model.bin", cache_dir=cache + "-again")
+    out["refused_again"] = None
+except HfHubHTTPError as e:
+    out["refused_again"] = {"status": e.response.status_code, "text": str(e)}
 try:
     snapshot_download("acme/tiny", cache_dir=cache)
     out["snapshot_refused"] = None
@@ -681,6 +692,18 @@ print(json.dumps(out))
     );
     assert!(text.contains("PKL001"), "{text}");
     assert_eq!(v["snapshot_refused"]["status"], 403);
+    assert_eq!(v["refused_again"]["status"], 403);
+    let again = v["refused_again"]["text"].as_str().unwrap();
+    assert!(
+        again.contains("modelgate blocked acme/tiny/pytorch_model.bin"),
+        "{again}"
+    );
+    let head_refusals = gate
+        .log()
+        .lines()
+        .filter(|l| l.contains("\"cached\":true") && l.contains("\"action\":\"block\""))
+        .count();
+    assert!(head_refusals >= 1, "{}", gate.log());
     // Nothing of the refused file is anywhere in the client's cache.
     let bad = fixture(MALICIOUS);
     let mut stack = vec![cache.clone()];
