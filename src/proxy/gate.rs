@@ -465,16 +465,34 @@ async fn download(
     url: reqwest::Url,
     client_headers: &HeaderMap,
 ) -> Response {
-    let permit =
-        match tokio::time::timeout(proxy.config.queue_timeout, proxy.fetches.acquire()).await {
-            Ok(Ok(p)) => p,
-            _ => {
-                return refuse(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "modelgate proxy: too many downloads in flight (--max-fetches); retry later",
-                );
+    let permit = match proxy.fetches.try_acquire() {
+        Ok(p) => p,
+        Err(_) => {
+            // Wait for a slot, unless too many requests already do.
+            let waiting = proxy.waiting.fetch_add(1, Ordering::AcqRel);
+            let slot = if waiting >= proxy.config.max_waiting {
+                None
+            } else {
+                tokio::time::timeout(proxy.config.queue_timeout, proxy.fetches.acquire())
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+            };
+            proxy.waiting.fetch_sub(1, Ordering::AcqRel);
+            match slot {
+                Some(p) => p,
+                None => {
+                    return refuse(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        &format!(
+                            "modelgate proxy: {} downloads in flight and {} waiting (--max-fetches, --max-waiting); retry later",
+                            proxy.config.max_fetches, proxy.config.max_waiting
+                        ),
+                    );
+                }
             }
-        };
+        }
+    };
     let mut reservation = Reservation::new(proxy.spool_used.clone(), proxy.config.spool_budget);
     if !reservation.hold(meta.size.unwrap_or(0)) {
         return budget_full(proxy);

@@ -852,3 +852,51 @@ async fn the_token_goes_to_the_hub_only_never_to_the_cdn() {
     assert_eq!(stub.control.authorized_under("/cdn/"), 0);
     assert!(!gate.log().contains("hf_secret"));
 }
+
+#[test]
+fn waiting_requests_are_bounded() {
+    let d = tempfile::tempdir().unwrap();
+    hub_root(&d.path().join("hub"));
+    let stub = HubStub::start(&d.path().join("hub"));
+    stub.control
+        .set_mode("acme/tiny", "model.safetensors", Mode::HangAfter(10));
+    let gate = Gate::start(
+        &stub.url(),
+        d.path(),
+        &[
+            "--max-fetches",
+            "1",
+            "--max-waiting",
+            "1",
+            "--upstream-timeout",
+            "3",
+        ],
+    );
+    let start = |file: &str| {
+        Command::new("curl")
+            .args([
+                "-sS",
+                "--max-time",
+                "30",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+            ])
+            .arg(format!("{}/acme/tiny/resolve/main/{file}", gate.url))
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let code =
+        |c: Child| String::from_utf8_lossy(&c.wait_with_output().unwrap().stdout).to_string();
+    // The one slot hangs on the upstream; one request may wait for it.
+    let holder = start("model.safetensors");
+    std::thread::sleep(Duration::from_millis(500));
+    let waiter = start("config.json");
+    std::thread::sleep(Duration::from_millis(500));
+    let turned_away = start("pytorch_model.bin");
+    assert_eq!(code(turned_away), "503");
+    assert_eq!(code(holder), "504");
+    assert_eq!(code(waiter), "200");
+}
