@@ -5,7 +5,6 @@
 //! the client downloads through the gate and never from the CDN.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -252,8 +251,8 @@ async fn from_cache(
     if d.action == Action::Block {
         return Some(decided(proxy, w, &report, sha, true, d.action, &d.reason));
     }
-    let (file, path) = stored_blob(proxy, sha).await?;
-    if let Some(r) = signature_refusal(proxy, w, meta, &path, sha, headers).await {
+    let file = stored_blob(proxy, sha).await?;
+    if let Some(r) = signature_refusal(proxy, w, meta, sha, headers).await {
         return Some(r);
     }
     proxy.metrics.store_hits.fetch_add(1, Ordering::Relaxed);
@@ -340,10 +339,9 @@ async fn cached_report(proxy: &Proxy, sha: &str, name: &str) -> Option<FileRepor
 }
 
 /// The gate's stored copy of content `sha`, opened.
-async fn stored_blob(proxy: &Proxy, sha: &str) -> Option<(tokio::fs::File, PathBuf)> {
+async fn stored_blob(proxy: &Proxy, sha: &str) -> Option<tokio::fs::File> {
     let path = proxy.blobs.as_ref()?.join(sha);
-    let f = tokio::fs::File::open(&path).await.ok()?;
-    Some((f, path))
+    tokio::fs::File::open(&path).await.ok()
 }
 
 /// A 403 when the daemon's store deny-lists or holds `sha`; a 503 when its
@@ -378,7 +376,6 @@ async fn signature_refusal(
     proxy: &Proxy,
     w: &Wanted,
     meta: &Meta,
-    file: &std::path::Path,
     sha: &str,
     client: &HeaderMap,
 ) -> Option<Response> {
@@ -426,30 +423,38 @@ async fn signature_refusal(
         }
         Err(e) => return Some(upstream_failure(proxy, &e)),
         Ok(_) => {
-            let policy = proxy.policy.clone();
-            let (sig, name, path) = (
-                spool.path().to_path_buf(),
-                w.path.clone(),
-                file.to_path_buf(),
-            );
-            let checked = tokio::task::spawn_blocking(move || {
-                let Some(req) = policy.proxy().require_signature.as_ref() else {
-                    return Ok(());
-                };
-                let m = crate::sign::open_signature(&sig, &req.keys)
-                    .map_err(|e| format!("{}: {e}", crate::sign::SIGNATURE_FILE))?;
-                m.check_file(&name, &path).map_err(|e| {
-                    format!(
-                        "{} does not vouch for {name}: {e}",
-                        crate::sign::SIGNATURE_FILE
-                    )
-                })
+            let (keys, sig) = (proxy.policy.clone(), spool.path().to_path_buf());
+            let opened = tokio::task::spawn_blocking(move || {
+                let req = keys.proxy().require_signature.as_ref().ok_or_else(|| {
+                    "the signature requirement is gone from the policy".to_string()
+                })?;
+                crate::sign::open_signature(&sig, &req.keys).map_err(|e| e.to_string())
             })
             .await
             .unwrap_or_else(|e| Err(e.to_string()));
-            match checked {
-                Ok(()) => return None,
-                Err(e) => format!("{}: {e}", w.repo),
+            // The file's content is known (`sha`, hashed while spooled):
+            // compare it with the signed digest instead of hashing again.
+            match opened {
+                Err(e) => format!("{}: {}: {e}", w.repo, crate::sign::SIGNATURE_FILE),
+                Ok(m) if m.method != crate::sign::Method::Files => format!(
+                    "{}: {} is not a files-mode signature, which per-file checks need",
+                    w.repo,
+                    crate::sign::SIGNATURE_FILE
+                ),
+                Ok(m) => match m.digest_of(&w.path) {
+                    Some(d) if d.eq_ignore_ascii_case(sha) => return None,
+                    None if m.leaves_out(&w.path) => return None,
+                    Some(d) => format!(
+                        "{} signed {} with sha256 {d}, but the Hub serves {sha}",
+                        crate::sign::SIGNATURE_FILE,
+                        w.path
+                    ),
+                    None => format!(
+                        "{} does not list {} (a file added after signing)",
+                        crate::sign::SIGNATURE_FILE,
+                        w.path
+                    ),
+                },
             }
         }
     };
@@ -659,7 +664,7 @@ async fn download(
             &d.reason,
         );
     }
-    if let Some(r) = signature_refusal(proxy, w, meta, spool.path(), &sha, client_headers).await {
+    if let Some(r) = signature_refusal(proxy, w, meta, &sha, client_headers).await {
         return r;
     }
     let logged = decided(
