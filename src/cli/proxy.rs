@@ -46,6 +46,10 @@ pub struct ProxyArgs {
     /// Upstream downloads running at once; further requests wait.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=1024))]
     max_fetches: u16,
+    /// Requests that may wait for a download slot; more are answered 503 at
+    /// once.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    max_waiting: u32,
     /// Seconds the upstream may stay silent inside a response.
     #[arg(long, default_value_t = 60.0, value_name = "SECS")]
     upstream_timeout: f64,
@@ -97,6 +101,7 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
         max_file_size: args.max_file_size,
         spool_budget: args.spool_budget,
         max_fetches: usize::from(args.max_fetches),
+        max_waiting: args.max_waiting as usize,
         upstream_timeout: Duration::from_secs_f64(args.upstream_timeout),
         quarantine_dir,
         ..ProxyConfig::default()

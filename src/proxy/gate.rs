@@ -5,7 +5,6 @@
 //! the client downloads through the gate and never from the CDN.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -167,9 +166,14 @@ pub(super) async fn resolve(
     method: &Method,
     headers: &HeaderMap,
 ) -> Response {
-    let pp = proxy.policy.proxy();
-    if let Some(why) = pp.repo_refusal(&w.repo) {
-        return blocked(proxy, w, None, None, &why);
+    // Every refusal is made on GET, none on HEAD: huggingface_hub turns a
+    // failed HEAD into "cannot find the requested files in the local
+    // cache, check your connection", and modelgate's message would only be
+    // in the chained cause; a failed GET raises an HfHubHTTPError that
+    // says it. HEAD is metadata only and never serves a byte.
+    let get = *method == Method::GET;
+    if get && let Some(why) = proxy.policy.proxy().repo_refusal(&w.repo) {
+        return blocked(proxy, w, None, &why);
     }
     let url = match proxy.hub.resolve_url(&w.file_ref()) {
         Ok(u) => u,
@@ -190,6 +194,11 @@ pub(super) async fn resolve(
     }
     let meta = Meta::from(&head.hub_headers, head.response.headers());
     drop(head);
+    if !get {
+        let mut r = Response::new(Body::empty());
+        *r.headers_mut() = meta.client_headers(None);
+        return r;
+    }
     if meta.size.is_some_and(|s| s > proxy.config.max_file_size) {
         return too_large(proxy, w, meta.size.unwrap_or(0));
     }
@@ -197,14 +206,9 @@ pub(super) async fn resolve(
         if let Some(r) = quarantine_refusal(proxy, w, sha).await {
             return r;
         }
-        if let Some(r) = from_cache(proxy, w, &meta, sha, method, headers).await {
+        if let Some(r) = from_cache(proxy, w, &meta, sha, headers).await {
             return r;
         }
-    }
-    if *method == Method::HEAD {
-        let mut r = Response::new(Body::empty());
-        *r.headers_mut() = meta.client_headers(None);
-        return r;
     }
     // With a store, one download per content at a time: a cluster pulling
     // the same model at once costs the upstream one transfer, and the
@@ -219,7 +223,7 @@ pub(super) async fn resolve(
             Flight::Follower(done) => {
                 // Closed when the leader is done, whatever its outcome.
                 let _ = done.acquire().await;
-                if let Some(r) = from_cache(proxy, w, &meta, sha, method, headers).await {
+                if let Some(r) = from_cache(proxy, w, &meta, sha, headers).await {
                     return r;
                 }
                 waits += 1;
@@ -233,13 +237,12 @@ pub(super) async fn resolve(
 }
 
 /// The answer for content `sha` from the verdict cache and the store: a
-/// block, or (GET) the stored file. `None` when it must be downloaded.
+/// block, or the stored file. `None` when it must be downloaded.
 async fn from_cache(
     proxy: &Proxy,
     w: &Wanted,
     meta: &Meta,
     sha: &str,
-    method: &Method,
     headers: &HeaderMap,
 ) -> Option<Response> {
     let report = cached_report(proxy, sha, &w.path).await?;
@@ -248,11 +251,8 @@ async fn from_cache(
     if d.action == Action::Block {
         return Some(decided(proxy, w, &report, sha, true, d.action, &d.reason));
     }
-    if *method != Method::GET {
-        return None;
-    }
-    let (file, path) = stored_blob(proxy, sha).await?;
-    if let Some(r) = signature_refusal(proxy, w, meta, &path, sha).await {
+    let file = stored_blob(proxy, sha).await?;
+    if let Some(r) = signature_refusal(proxy, w, meta, sha, headers).await {
         return Some(r);
     }
     proxy.metrics.store_hits.fetch_add(1, Ordering::Relaxed);
@@ -339,10 +339,9 @@ async fn cached_report(proxy: &Proxy, sha: &str, name: &str) -> Option<FileRepor
 }
 
 /// The gate's stored copy of content `sha`, opened.
-async fn stored_blob(proxy: &Proxy, sha: &str) -> Option<(tokio::fs::File, PathBuf)> {
+async fn stored_blob(proxy: &Proxy, sha: &str) -> Option<tokio::fs::File> {
     let path = proxy.blobs.as_ref()?.join(sha);
-    let f = tokio::fs::File::open(&path).await.ok()?;
-    Some((f, path))
+    tokio::fs::File::open(&path).await.ok()
 }
 
 /// A 403 when the daemon's store deny-lists or holds `sha`; a 503 when its
@@ -361,7 +360,6 @@ async fn quarantine_refusal(proxy: &Proxy, w: &Wanted, sha: &str) -> Option<Resp
             proxy,
             w,
             Some(sha),
-            None,
             &format!("content {sha} is quarantined or deny-listed by modelgate"),
         )),
         Err(e) => Some(refuse(
@@ -378,8 +376,8 @@ async fn signature_refusal(
     proxy: &Proxy,
     w: &Wanted,
     meta: &Meta,
-    file: &std::path::Path,
     sha: &str,
+    client: &HeaderMap,
 ) -> Option<Response> {
     let req = proxy.policy.proxy().require_signature.as_ref()?;
     if !req.applies_to(&w.repo) || w.path == crate::sign::SIGNATURE_FILE {
@@ -408,7 +406,12 @@ async fn signature_refusal(
     };
     let why = match proxy
         .hub
-        .download(&sig_ref, None, spool.path(), 16 << 20)
+        .download(
+            &sig_ref,
+            client_auth(client).as_ref(),
+            spool.path(),
+            16 << 20,
+        )
         .await
     {
         Err(HubError::Status { status, .. }) if status == StatusCode::NOT_FOUND => {
@@ -420,34 +423,42 @@ async fn signature_refusal(
         }
         Err(e) => return Some(upstream_failure(proxy, &e)),
         Ok(_) => {
-            let policy = proxy.policy.clone();
-            let (sig, name, path) = (
-                spool.path().to_path_buf(),
-                w.path.clone(),
-                file.to_path_buf(),
-            );
-            let checked = tokio::task::spawn_blocking(move || {
-                let Some(req) = policy.proxy().require_signature.as_ref() else {
-                    return Ok(());
-                };
-                let m = crate::sign::open_signature(&sig, &req.keys)
-                    .map_err(|e| format!("{}: {e}", crate::sign::SIGNATURE_FILE))?;
-                m.check_file(&name, &path).map_err(|e| {
-                    format!(
-                        "{} does not vouch for {name}: {e}",
-                        crate::sign::SIGNATURE_FILE
-                    )
-                })
+            let (keys, sig) = (proxy.policy.clone(), spool.path().to_path_buf());
+            let opened = tokio::task::spawn_blocking(move || {
+                let req = keys.proxy().require_signature.as_ref().ok_or_else(|| {
+                    "the signature requirement is gone from the policy".to_string()
+                })?;
+                crate::sign::open_signature(&sig, &req.keys).map_err(|e| e.to_string())
             })
             .await
             .unwrap_or_else(|e| Err(e.to_string()));
-            match checked {
-                Ok(()) => return None,
-                Err(e) => format!("{}: {e}", w.repo),
+            // The file's content is known (`sha`, hashed while spooled):
+            // compare it with the signed digest instead of hashing again.
+            match opened {
+                Err(e) => format!("{}: {}: {e}", w.repo, crate::sign::SIGNATURE_FILE),
+                Ok(m) if m.method != crate::sign::Method::Files => format!(
+                    "{}: {} is not a files-mode signature, which per-file checks need",
+                    w.repo,
+                    crate::sign::SIGNATURE_FILE
+                ),
+                Ok(m) => match m.digest_of(&w.path) {
+                    Some(d) if d.eq_ignore_ascii_case(sha) => return None,
+                    None if m.leaves_out(&w.path) => return None,
+                    Some(d) => format!(
+                        "{} signed {} with sha256 {d}, but the Hub serves {sha}",
+                        crate::sign::SIGNATURE_FILE,
+                        w.path
+                    ),
+                    None => format!(
+                        "{} does not list {} (a file added after signing)",
+                        crate::sign::SIGNATURE_FILE,
+                        w.path
+                    ),
+                },
             }
         }
     };
-    Some(blocked(proxy, w, Some(sha), None, &why))
+    Some(blocked(proxy, w, Some(sha), &why))
 }
 
 /// Fetches, checks, scans and decides a file, then serves it.
@@ -459,16 +470,34 @@ async fn download(
     url: reqwest::Url,
     client_headers: &HeaderMap,
 ) -> Response {
-    let permit =
-        match tokio::time::timeout(proxy.config.queue_timeout, proxy.fetches.acquire()).await {
-            Ok(Ok(p)) => p,
-            _ => {
-                return refuse(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "modelgate proxy: too many downloads in flight (--max-fetches); retry later",
-                );
+    let permit = match proxy.fetches.try_acquire() {
+        Ok(p) => p,
+        Err(_) => {
+            // Wait for a slot, unless too many requests already do.
+            let waiting = proxy.waiting.fetch_add(1, Ordering::AcqRel);
+            let slot = if waiting >= proxy.config.max_waiting {
+                None
+            } else {
+                tokio::time::timeout(proxy.config.queue_timeout, proxy.fetches.acquire())
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+            };
+            proxy.waiting.fetch_sub(1, Ordering::AcqRel);
+            match slot {
+                Some(p) => p,
+                None => {
+                    return refuse(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        &format!(
+                            "modelgate proxy: {} downloads in flight and {} waiting (--max-fetches, --max-waiting); retry later",
+                            proxy.config.max_fetches, proxy.config.max_waiting
+                        ),
+                    );
+                }
             }
-        };
+        }
+    };
     let mut reservation = Reservation::new(proxy.spool_used.clone(), proxy.config.spool_budget);
     if !reservation.hold(meta.size.unwrap_or(0)) {
         return budget_full(proxy);
@@ -635,7 +664,7 @@ async fn download(
             &d.reason,
         );
     }
-    if let Some(r) = signature_refusal(proxy, w, meta, spool.path(), &sha).await {
+    if let Some(r) = signature_refusal(proxy, w, meta, &sha, client_headers).await {
         return r;
     }
     let logged = decided(
@@ -781,13 +810,7 @@ fn decided(
 
 /// A 403 for a file refused before any scan (repo lists, quarantine,
 /// signature), logged like every decision.
-fn blocked(
-    proxy: &Proxy,
-    w: &Wanted,
-    sha: Option<&str>,
-    verdict: Option<&str>,
-    why: &str,
-) -> Response {
+fn blocked(proxy: &Proxy, w: &Wanted, sha: Option<&str>, why: &str) -> Response {
     proxy.metrics.blocks.fetch_add(1, Ordering::Relaxed);
     tracing::info!(
         target: "modelgate::proxy",
@@ -806,7 +829,8 @@ fn blocked(
         &msg,
         serde_json::json!({
             "error": msg,
-            "verdict": verdict,
+            // Refused before any scan: no verdict, no rule.
+            "verdict": null,
             "rules": [],
             "file": w.path,
             "repo": w.repo,

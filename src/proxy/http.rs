@@ -114,11 +114,13 @@ pub(super) fn copy_headers(from: &HeaderMap, to: &mut HeaderMap) {
     }
 }
 
-/// Keeps the upstream's `Link` entries that are not Xet hints, with its own
-/// origin replaced by the gate's, so pagination stays behind the gate. A
-/// link to any other host is dropped.
+/// Keeps the upstream's `Link` entries that are not Xet hints, with the
+/// upstream's URL replaced by the gate's, so pagination stays behind the
+/// gate. A link to any other host is dropped.
 fn rewrite_links(from: &HeaderMap, to: &mut HeaderMap, base: &reqwest::Url, host: &str) {
-    let origin = base.origin().ascii_serialization();
+    // The upstream with its path: a mirror at `https://host/hf/` links to
+    // `https://host/hf/api/...`, which is `/api/...` at the gate.
+    let upstream = base.as_str().trim_end_matches('/');
     let mut kept = Vec::new();
     for v in from.get_all(header::LINK) {
         let Ok(v) = v.to_str() else { continue };
@@ -131,8 +133,11 @@ fn rewrite_links(from: &HeaderMap, to: &mut HeaderMap, base: &reqwest::Url, host
                 continue;
             }
             let target = target.trim().trim_start_matches('<').trim_end_matches('>');
-            let Some(rest) = target.strip_prefix(&origin) else {
-                continue;
+            let rest = match target.strip_prefix(upstream) {
+                Some(rest) if rest.starts_with('/') => rest,
+                // Already relative to the gate's root.
+                _ if target.starts_with('/') && !target.starts_with("//") => target,
+                _ => continue,
             };
             kept.push(format!("<http://{host}{rest}>;{params}"));
         }
@@ -178,6 +183,20 @@ mod tests {
         assert_eq!(
             to.get(header::LINK).unwrap(),
             "<http://127.0.0.1:9/api/models?cursor=2>; rel=\"next\""
+        );
+        let mut from = HeaderMap::new();
+        from.insert(
+            header::LINK,
+            HeaderValue::from_static(
+                "<https://hub.example/hf/api/models?cursor=3>; rel=\"next\", <https://hub.example/other/x>; rel=\"x\"",
+            ),
+        );
+        let mut to = HeaderMap::new();
+        let base = reqwest::Url::parse("https://hub.example/hf/").unwrap();
+        rewrite_links(&from, &mut to, &base, "gate:1");
+        assert_eq!(
+            to.get(header::LINK).unwrap(),
+            "<http://gate:1/api/models?cursor=3>; rel=\"next\""
         );
     }
 }

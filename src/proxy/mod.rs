@@ -46,6 +46,9 @@ pub struct ProxyConfig {
     pub max_fetches: usize,
     /// How long a request waits for a download slot before a 503.
     pub queue_timeout: Duration,
+    /// Requests that may wait for a download slot; more get a 503 at once
+    /// (a client asking for 10,000 files at a time).
+    pub max_waiting: usize,
     /// Longest silence of the upstream inside one response.
     pub upstream_timeout: Duration,
     /// The daemon's state directory, whose deny-list and quarantine the
@@ -62,6 +65,7 @@ impl Default for ProxyConfig {
             spool_budget: 400 << 30,
             max_fetches: 8,
             queue_timeout: Duration::from_secs(300),
+            max_waiting: 1024,
             upstream_timeout: Duration::from_secs(60),
             quarantine_dir: None,
         }
@@ -94,6 +98,7 @@ pub struct Proxy {
     _spool_tmp: tempfile::TempDir,
     spool_used: Arc<AtomicU64>,
     fetches: tokio::sync::Semaphore,
+    waiting: std::sync::atomic::AtomicUsize,
     flights: gate::Flights,
     quarantine_db: Option<PathBuf>,
     config: ProxyConfig,
@@ -154,6 +159,7 @@ impl Proxy {
             _spool_tmp: spool_tmp,
             spool_used: Arc::new(AtomicU64::new(0)),
             fetches: tokio::sync::Semaphore::new(config.max_fetches.max(1)),
+            waiting: std::sync::atomic::AtomicUsize::new(0),
             flights: gate::Flights::default(),
             quarantine_db,
             config,

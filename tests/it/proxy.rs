@@ -617,7 +617,12 @@ fn hf_client_through_the_gate(python: &Path) {
     let d = tempfile::tempdir().unwrap();
     hub_root(&d.path().join("hub"));
     let stub = HubStub::start(&d.path().join("hub"));
-    let gate = Gate::start(&stub.url(), d.path(), &[]);
+    let gate_cache = d.path().join("gate-cache");
+    let gate = Gate::start(
+        &stub.url(),
+        d.path(),
+        &["--cache-dir", gate_cache.to_str().unwrap()],
+    );
     let cache = d.path().join("hf-cache");
     let script = r#"
 import json, os, sys
@@ -632,6 +637,12 @@ try:
     out["refused"] = None
 except HfHubHTTPError as e:
     out["refused"] = {"status": e.response.status_code, "type": type(e).__module__ + "." + type(e).__name__, "text": str(e)}
+# Again, into another cache: the gate knows the content and refuses at HEAD.
+try:
+    hf_hub_download("acme/tiny", "pytorch_model.bin", cache_dir=cache + "-again")
+    out["refused_again"] = None
+except HfHubHTTPError as e:
+    out["refused_again"] = {"status": e.response.status_code, "text": str(e)}
 try:
     snapshot_download("acme/tiny", cache_dir=cache)
     out["snapshot_refused"] = None
@@ -681,6 +692,18 @@ print(json.dumps(out))
     );
     assert!(text.contains("PKL001"), "{text}");
     assert_eq!(v["snapshot_refused"]["status"], 403);
+    assert_eq!(v["refused_again"]["status"], 403);
+    let again = v["refused_again"]["text"].as_str().unwrap();
+    assert!(
+        again.contains("modelgate blocked acme/tiny/pytorch_model.bin"),
+        "{again}"
+    );
+    let head_refusals = gate
+        .log()
+        .lines()
+        .filter(|l| l.contains("\"cached\":true") && l.contains("\"action\":\"block\""))
+        .count();
+    assert!(head_refusals >= 1, "{}", gate.log());
     // Nothing of the refused file is anywhere in the client's cache.
     let bad = fixture(MALICIOUS);
     let mut stack = vec![cache.clone()];
@@ -746,7 +769,7 @@ fn require_signature_checks_each_file_against_the_snapshot_signature() {
     }
     let r = get("signed/tampered", "config.json");
     assert!(r.starts_with("HTTP/1.1 403"), "{r}");
-    assert!(r.contains("does not vouch for config.json"), "{r}");
+    assert!(r.contains("signed config.json with sha256"), "{r}");
     let r = get("signed/tampered", "model.safetensors");
     assert!(r.starts_with("HTTP/1.1 200"), "{r}");
     let r = get("signed/unsigned", "model.safetensors");
@@ -799,4 +822,81 @@ fn a_cluster_pulling_one_file_costs_one_upstream_download() {
         2,
         "one download per content, whatever the number of clients"
     );
+}
+
+#[tokio::test]
+async fn the_token_goes_to_the_hub_only_never_to_the_cdn() {
+    let d = tempfile::tempdir().unwrap();
+    hub_root(&d.path().join("hub"));
+    let stub = HubStub::start(&d.path().join("hub"));
+    // The CDN as another origin than the Hub, as in production.
+    *stub.control.cdn_host.lock().unwrap() = Some("localhost".into());
+    let gate = Gate::start(&stub.url(), d.path(), &[]);
+    let r = client()
+        .get(format!(
+            "{}/acme/tiny/resolve/main/model.safetensors",
+            gate.url
+        ))
+        .header("authorization", "Bearer hf_secret_token_123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.unwrap().to_vec(), safetensors(300_000));
+    assert_eq!(
+        stub.control.authorized_under("/acme/tiny/resolve/"),
+        2,
+        "HEAD and GET"
+    );
+    assert_eq!(stub.control.hits_under("/cdn/"), 1);
+    assert_eq!(stub.control.authorized_under("/cdn/"), 0);
+    assert!(!gate.log().contains("hf_secret"));
+}
+
+#[test]
+fn waiting_requests_are_bounded() {
+    let d = tempfile::tempdir().unwrap();
+    hub_root(&d.path().join("hub"));
+    let stub = HubStub::start(&d.path().join("hub"));
+    stub.control
+        .set_mode("acme/tiny", "model.safetensors", Mode::HangAfter(10));
+    let gate = Gate::start(
+        &stub.url(),
+        d.path(),
+        &[
+            "--max-fetches",
+            "1",
+            "--max-waiting",
+            "1",
+            "--upstream-timeout",
+            "3",
+        ],
+    );
+    let start = |file: &str| {
+        Command::new("curl")
+            .args([
+                "-sS",
+                "--max-time",
+                "30",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+            ])
+            .arg(format!("{}/acme/tiny/resolve/main/{file}", gate.url))
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let code =
+        |c: Child| String::from_utf8_lossy(&c.wait_with_output().unwrap().stdout).to_string();
+    // The one slot hangs on the upstream; one request may wait for it.
+    let holder = start("model.safetensors");
+    std::thread::sleep(Duration::from_millis(500));
+    let waiter = start("config.json");
+    std::thread::sleep(Duration::from_millis(500));
+    let turned_away = start("pytorch_model.bin");
+    assert_eq!(code(turned_away), "503");
+    assert_eq!(code(holder), "504");
+    assert_eq!(code(waiter), "200");
 }

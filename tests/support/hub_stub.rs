@@ -50,6 +50,11 @@ pub struct StubControl {
     modes: Mutex<HashMap<String, Mode>>,
     /// Entries per page of tree and model listings.
     pub page_size: AtomicUsize,
+    /// The host name LFS redirects name (`localhost` makes the CDN another
+    /// origin than `127.0.0.1`, as a real CDN is); default: the request's.
+    pub cdn_host: Mutex<Option<String>>,
+    /// Requests per path that carried an `Authorization` header.
+    authorized: Mutex<HashMap<String, u64>>,
 }
 
 impl Default for StubControl {
@@ -58,6 +63,8 @@ impl Default for StubControl {
             hits: Mutex::default(),
             modes: Mutex::default(),
             page_size: AtomicUsize::new(50),
+            cdn_host: Mutex::default(),
+            authorized: Mutex::default(),
         }
     }
 }
@@ -99,13 +106,23 @@ impl StubControl {
             .unwrap_or(Mode::Normal)
     }
 
-    fn hit(&self, path: &str) {
-        *self
-            .hits
-            .lock()
-            .unwrap()
-            .entry(path.to_string())
-            .or_default() += 1;
+    /// Requests under `prefix` that carried an `Authorization` header.
+    pub fn authorized_under(&self, prefix: &str) -> u64 {
+        let h = self.authorized.lock().unwrap();
+        h.iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .map(|(_, v)| v)
+            .sum()
+    }
+
+    fn hit(&self, path: &str, authorized: bool) {
+        let count = |m: &Mutex<HashMap<String, u64>>| {
+            *m.lock().unwrap().entry(path.to_string()).or_default() += 1;
+        };
+        count(&self.hits);
+        if authorized {
+            count(&self.authorized);
+        }
     }
 }
 
@@ -239,6 +256,7 @@ fn build_index(root: &Path) -> std::io::Result<Index> {
 struct State {
     index: Index,
     control: Arc<StubControl>,
+    port: u16,
 }
 
 /// A stub Hub running on its own thread; dropping it stops it.
@@ -265,6 +283,7 @@ impl HubStub {
         let state = Arc::new(State {
             index,
             control: control.clone(),
+            port: addr.port(),
         });
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread()
@@ -373,7 +392,9 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    state.control.hit(uri.path());
+    state
+        .control
+        .hit(uri.path(), headers.contains_key(header::AUTHORIZATION));
     let raw: Vec<&str> = uri.path().trim_start_matches('/').split('/').collect();
     let Some(segs) = raw.iter().map(|s| decode(s)).collect::<Option<Vec<_>>>() else {
         return status(StatusCode::BAD_REQUEST, "bad path encoding");
@@ -624,7 +645,11 @@ async fn resolve(
         let mut r = Response::new(Body::empty());
         *r.status_mut() = StatusCode::FOUND;
         let h = r.headers_mut();
-        let loc = format!("http://{}/cdn/{}", host(headers), f.sha256);
+        let cdn = match state.control.cdn_host.lock().unwrap().as_ref() {
+            Some(name) => format!("{name}:{}", state.port),
+            None => host(headers),
+        };
+        let loc = format!("http://{cdn}/cdn/{}", f.sha256);
         h.insert(header::LOCATION, HeaderValue::from_str(&loc).unwrap());
         h.insert(
             header::ETAG,
