@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use globset::{GlobBuilder, GlobSetBuilder};
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use toml::Spanned;
 
 use super::diag::{Diagnostic, Severity};
@@ -390,8 +390,7 @@ impl Checker {
                 }
             }
         }
-        let mut repos = Vec::new();
-        let mut repo_globs = GlobSetBuilder::new();
+        let (mut repos, mut repo_globs) = (Vec::new(), GlobSet::empty());
         match (&r.repos, daemon) {
             (Some(list), false) => {
                 self.err(
@@ -403,28 +402,11 @@ impl Checker {
                 ok = false;
             }
             (Some(list), true) => {
-                for g in list.get_ref() {
-                    match GlobBuilder::new(g.get_ref())
-                        .literal_separator(true)
-                        .build()
-                    {
-                        Ok(glob) => {
-                            repo_globs.add(glob);
-                            repos.push(g.get_ref().clone());
-                        }
-                        Err(e) => {
-                            self.err(
-                                f,
-                                g.span(),
-                                format!("invalid repo glob `{}`: {}", g.get_ref(), e.kind()),
-                                Some(
-                                    "write a Hugging Face repo id or glob: \"org/name\", \"org/*\""
-                                        .into(),
-                                ),
-                            );
-                            ok = false;
-                        }
-                    }
+                match repo_glob_set(list.get_ref(), |g, msg| {
+                    self.err(f, g.span(), msg, Some(REPO_GLOB_HELP.into()))
+                }) {
+                    Some((set, names)) => (repo_globs, repos) = (set, names),
+                    None => ok = false,
                 }
             }
             (None, _) => {}
@@ -433,7 +415,6 @@ impl Checker {
             return None;
         }
         let keys = crate::sign::TrustedKeys::from_files(&key_files).ok()?;
-        let repo_globs = repo_globs.build().ok()?;
         Some(SignatureRequirement {
             key_files,
             keys,
@@ -932,6 +913,44 @@ impl Checker {
             proxy,
         })
     }
+}
+
+/// What a bad repo glob's diagnostic suggests.
+pub(super) const REPO_GLOB_HELP: &str =
+    "write a Hugging Face repo id or glob: \"org/name\", \"org/*\"";
+
+/// Compiles a list of repo-id globs (`/` is literal, as in repo ids), or
+/// `None` after reporting every glob that does not compile through
+/// `report(glob, message)`.
+pub(super) fn repo_glob_set(
+    list: &[Spanned<String>],
+    mut report: impl FnMut(&Spanned<String>, String),
+) -> Option<(GlobSet, Vec<String>)> {
+    let mut builder = GlobSetBuilder::new();
+    let mut names = Vec::new();
+    let mut ok = true;
+    for g in list {
+        match GlobBuilder::new(g.get_ref())
+            .literal_separator(true)
+            .build()
+        {
+            Ok(glob) => {
+                builder.add(glob);
+                names.push(g.get_ref().clone());
+            }
+            Err(e) => {
+                ok = false;
+                report(
+                    g,
+                    format!("invalid repo glob `{}`: {}", g.get_ref(), e.kind()),
+                );
+            }
+        }
+    }
+    if !ok {
+        return None;
+    }
+    builder.build().ok().map(|set| (set, names))
 }
 
 /// The directory a policy file's relative paths (keys, `extends`, path

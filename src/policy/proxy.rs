@@ -8,7 +8,7 @@
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+use globset::GlobSet;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -127,36 +127,15 @@ impl Diags<'_> {
         f: &LoadedFile,
         list: &Spanned<Vec<Spanned<String>>>,
     ) -> Option<(GlobSet, Vec<String>)> {
-        let mut b = GlobSetBuilder::new();
-        let mut names = Vec::new();
-        let mut ok = true;
-        for g in list.get_ref() {
-            match GlobBuilder::new(g.get_ref())
-                .literal_separator(true)
-                .build()
-            {
-                Ok(glob) => {
-                    b.add(glob);
-                    names.push(g.get_ref().clone());
-                }
-                Err(e) => {
-                    ok = false;
-                    self.push(
-                        Severity::Error,
-                        f,
-                        g.span(),
-                        format!("invalid repo glob `{}`: {}", g.get_ref(), e.kind()),
-                        Some(
-                            "write a Hugging Face repo id or glob: \"org/name\", \"org/*\"".into(),
-                        ),
-                    );
-                }
-            }
-        }
-        if !ok {
-            return None;
-        }
-        b.build().ok().map(|s| (s, names))
+        super::compile::repo_glob_set(list.get_ref(), |g, msg| {
+            self.push(
+                Severity::Error,
+                f,
+                g.span(),
+                msg,
+                Some(super::compile::REPO_GLOB_HELP.into()),
+            )
+        })
     }
 
     fn signature(

@@ -219,7 +219,14 @@ pub(super) async fn resolve(
             break None;
         };
         match proxy.flights.join(sha) {
-            Flight::Leader(guard) => break Some(guard),
+            Flight::Leader(guard) => {
+                // A flight that ended between the cache check above and
+                // this join has stored the content: serve that.
+                if let Some(r) = from_cache(proxy, w, &meta, sha, headers).await {
+                    return r;
+                }
+                break Some(guard);
+            }
             Flight::Follower(done) => {
                 // Closed when the leader is done, whatever its outcome.
                 let _ = done.acquire().await;
