@@ -43,6 +43,10 @@ pub struct ProxyArgs {
     /// beyond it requests get 503 until space is free.
     #[arg(long, default_value = "400G", value_parser = parse_size, value_name = "SIZE")]
     spool_budget: u64,
+    /// Most disk the store of clean files under --cache-dir may use (K, M,
+    /// G, T suffixes); past it the least recently served files are removed.
+    #[arg(long, default_value = "500G", value_parser = parse_size, value_name = "SIZE")]
+    store_max_size: u64,
     /// Upstream downloads running at once; further requests wait.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=1024))]
     max_fetches: u16,
@@ -104,6 +108,7 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
         max_waiting: args.max_waiting as usize,
         upstream_timeout: Duration::from_secs_f64(args.upstream_timeout),
         quarantine_dir,
+        store_max_bytes: args.store_max_size,
         ..ProxyConfig::default()
     };
     let proxy = Arc::new(Proxy::new(config, policy)?);

@@ -345,10 +345,79 @@ async fn cached_report(proxy: &Proxy, sha: &str, name: &str) -> Option<FileRepor
         .flatten()
 }
 
-/// The gate's stored copy of content `sha`, opened.
+/// The gate's stored copy of content `sha`, opened. Its modification time
+/// becomes now: eviction goes by least recent use.
 async fn stored_blob(proxy: &Proxy, sha: &str) -> Option<tokio::fs::File> {
     let path = proxy.blobs.as_ref()?.join(sha);
-    tokio::fs::File::open(&path).await.ok()
+    let file = tokio::fs::File::open(&path).await.ok()?.into_std().await;
+    let _ = file.set_modified(std::time::SystemTime::now());
+    Some(tokio::fs::File::from_std(file))
+}
+
+/// Is `name` a store entry (64 lowercase hex digits)?
+fn is_blob_name(name: &str) -> bool {
+    name.len() == 64 && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// Bytes held by the store's entries, read once at start-up.
+pub(super) fn store_size(blobs: &std::path::Path) -> u64 {
+    std::fs::read_dir(blobs)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| is_blob_name(&e.file_name().to_string_lossy()))
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+/// Counts a new entry of `size` bytes and, past `--store-max-size`, removes
+/// the least recently served entries (never `keep`, the one just stored)
+/// until the store is back under 90 % of it. A file being served from an
+/// entry removed meanwhile is unaffected: its handle stays valid.
+async fn keep_store_under_cap(proxy: &Proxy, blobs: &std::path::Path, keep: &str, size: u64) {
+    let max = proxy.config.store_max_bytes;
+    if proxy.store_used.fetch_add(size, Ordering::Relaxed) + size <= max {
+        return;
+    }
+    let (dir, keep) = (blobs.to_path_buf(), keep.to_string());
+    let target = max / 10 * 9;
+    let removed = tokio::task::spawn_blocking(move || {
+        let mut entries: Vec<(std::time::SystemTime, u64, std::path::PathBuf)> =
+            std::fs::read_dir(&dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    is_blob_name(&name) && name != keep
+                })
+                .filter_map(|e| {
+                    let m = e.metadata().ok()?;
+                    Some((m.modified().ok()?, m.len(), e.path()))
+                })
+                .collect();
+        entries.sort();
+        let total: u64 = entries.iter().map(|e| e.1).sum::<u64>() + size;
+        let mut freed = 0u64;
+        for (_, len, path) in entries {
+            if total - freed <= target {
+                break;
+            }
+            if std::fs::remove_file(&path).is_ok() {
+                freed += len;
+            }
+        }
+        (total, freed)
+    })
+    .await;
+    if let Ok((total, freed)) = removed {
+        // The directory is the truth: re-base the counter on what it held.
+        proxy.store_used.store(total - freed, Ordering::Relaxed);
+        if freed > 0 {
+            tracing::info!(target: "modelgate::proxy", freed, held = total - freed, "store over --store-max-size: least recently served files removed");
+        }
+    }
 }
 
 /// A 403 when the daemon's store deny-lists or holds `sha`; a 503 when its
@@ -698,6 +767,7 @@ async fn download(
             match kept {
                 Ok(f) => {
                     drop(reservation);
+                    keep_store_under_cap(proxy, blobs, &sha, size).await;
                     return serve(
                         proxy,
                         tokio::fs::File::from_std(f),

@@ -54,6 +54,9 @@ pub struct ProxyConfig {
     /// The daemon's state directory, whose deny-list and quarantine the
     /// gate honours (read-only).
     pub quarantine_dir: Option<PathBuf>,
+    /// Most bytes the store of clean files may hold; the least recently
+    /// served files go first when a new one passes it.
+    pub store_max_bytes: u64,
 }
 
 impl Default for ProxyConfig {
@@ -68,6 +71,7 @@ impl Default for ProxyConfig {
             max_waiting: 1024,
             upstream_timeout: Duration::from_secs(60),
             quarantine_dir: None,
+            store_max_bytes: 500 << 30,
         }
     }
 }
@@ -97,6 +101,8 @@ pub struct Proxy {
     /// Removes a temporary spool directory when the gate stops.
     _spool_tmp: tempfile::TempDir,
     spool_used: Arc<AtomicU64>,
+    /// Bytes the store of clean files holds.
+    store_used: AtomicU64,
     fetches: tokio::sync::Semaphore,
     waiting: std::sync::atomic::AtomicUsize,
     flights: gate::Flights,
@@ -150,6 +156,7 @@ impl Proxy {
             .as_ref()
             .map(|d| d.join("state.db"))
             .filter(|p| p.exists());
+        let store_used = blobs.as_deref().map_or(0, gate::store_size);
         Ok(Proxy {
             hub,
             policy: Arc::new(policy),
@@ -158,6 +165,7 @@ impl Proxy {
             spool_dir,
             _spool_tmp: spool_tmp,
             spool_used: Arc::new(AtomicU64::new(0)),
+            store_used: AtomicU64::new(store_used),
             fetches: tokio::sync::Semaphore::new(config.max_fetches.max(1)),
             waiting: std::sync::atomic::AtomicUsize::new(0),
             flights: gate::Flights::default(),

@@ -352,6 +352,58 @@ async fn clean_files_are_kept_and_served_again_without_fetching() {
     assert_eq!(stored, vec![safetensors(300_000)]);
 }
 
+/// `--store-max-size`: past the cap the least recently served clean file
+/// leaves the store (and is fetched again when asked for), the newest stays.
+#[tokio::test]
+async fn the_store_keeps_under_its_cap_least_recently_served_first() {
+    let d = tempfile::tempdir().unwrap();
+    hub_root(&d.path().join("hub"));
+    let stub = HubStub::start(&d.path().join("hub"));
+    let cache = d.path().join("cache");
+    // 40,000 + 300,000 bytes do not fit in 320 KiB; 300,000 alone does.
+    let gate = Gate::start(
+        &stub.url(),
+        d.path(),
+        &[
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            "--store-max-size",
+            "320K",
+        ],
+    );
+    let (small, large) = (safetensors(40_000).len(), safetensors(300_000).len());
+    let c = client();
+    let get = |repo: &str| {
+        let url = format!("{}/acme/{repo}/resolve/main/model.safetensors", gate.url);
+        let c = c.clone();
+        async move {
+            let r = c.get(url).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            r.bytes().await.unwrap().len()
+        }
+    };
+    assert_eq!(get("clean").await, small);
+    assert_eq!(get("tiny").await, large);
+    let held: Vec<usize> = std::fs::read_dir(cache.join("blobs"))
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len() as usize)
+        .collect();
+    assert_eq!(held, vec![large], "the older file left the store");
+    let cdn = stub.control.hits_under("/cdn/");
+    assert_eq!(get("tiny").await, large);
+    assert_eq!(
+        stub.control.hits_under("/cdn/"),
+        cdn,
+        "the kept file is served from the store"
+    );
+    assert_eq!(get("clean").await, small);
+    assert_eq!(
+        stub.control.hits_under("/cdn/"),
+        cdn + 1,
+        "the evicted file is fetched again"
+    );
+}
+
 #[test]
 fn curl_range_resume_and_fifty_concurrent_downloads() {
     let d = tempfile::tempdir().unwrap();
