@@ -361,35 +361,10 @@ impl Checker {
     ) -> Option<SignatureRequirement> {
         let r = raw.get_ref();
         let dir = policy_dir(&f.path);
-        let mut ok = true;
-        if r.keys.get_ref().is_empty() {
-            self.err(
-                f,
-                r.keys.span(),
-                "`require-signature` needs at least one trusted public key",
-                Some("e.g. keys = [\"keys/team.pub\"] (relative to this policy file)".into()),
-            );
-            ok = false;
-        }
-        let mut key_files = Vec::new();
-        for k in r.keys.get_ref() {
-            let path = dir.join(k.get_ref());
-            match crate::sign::PublicKey::from_file(&path) {
-                Ok(_) => key_files.push(path),
-                Err(e) => {
-                    self.err(
-                        f,
-                        k.span(),
-                        format!("trusted key `{}` cannot be used: {e}", k.get_ref()),
-                        Some(
-                            "key paths are relative to the policy file; a key is a PEM public key (`modelgate sign` prints one)"
-                                .into(),
-                        ),
-                    );
-                    ok = false;
-                }
-            }
-        }
+        let key_files = trusted_key_files(dir, &r.keys, |span, msg, help| {
+            self.err(f, span, msg, Some(help))
+        });
+        let mut ok = key_files.is_some();
         let (mut repos, mut repo_globs) = (Vec::new(), GlobSet::empty());
         match (&r.repos, daemon) {
             (Some(list), false) => {
@@ -411,9 +386,7 @@ impl Checker {
             }
             (None, _) => {}
         }
-        if !ok {
-            return None;
-        }
+        let key_files = key_files.filter(|_| ok)?;
         let keys = crate::sign::TrustedKeys::from_files(&key_files).ok()?;
         Some(SignatureRequirement {
             key_files,
@@ -915,6 +888,43 @@ impl Checker {
     }
 }
 
+/// The trusted keys of a `require-signature`, resolved against the policy
+/// file's folder; `None` after reporting, through `report(span, message,
+/// help)`, an empty list or every key that cannot be used.
+pub(super) fn trusted_key_files(
+    dir: &Path,
+    keys: &Spanned<Vec<Spanned<String>>>,
+    mut report: impl FnMut(Range<usize>, String, String),
+) -> Option<Vec<PathBuf>> {
+    let mut ok = true;
+    if keys.get_ref().is_empty() {
+        report(
+            keys.span(),
+            "`require-signature` needs at least one trusted public key".into(),
+            "e.g. keys = [\"keys/team.pub\"] (relative to this policy file)".into(),
+        );
+        ok = false;
+    }
+    let mut files = Vec::new();
+    for k in keys.get_ref() {
+        let path = dir.join(k.get_ref());
+        match crate::sign::PublicKey::from_file(&path) {
+            Ok(_) => files.push(path),
+            Err(e) => {
+                report(
+                    k.span(),
+                    format!("trusted key `{}` cannot be used: {e}", k.get_ref()),
+                    "key paths are relative to the policy file; a key is a PEM public key \
+                     (`modelgate sign` prints one)"
+                        .into(),
+                );
+                ok = false;
+            }
+        }
+    }
+    ok.then_some(files)
+}
+
 /// What a bad repo glob's diagnostic suggests.
 pub(super) const REPO_GLOB_HELP: &str =
     "write a Hugging Face repo id or glob: \"org/name\", \"org/*\"";
@@ -955,7 +965,7 @@ pub(super) fn repo_glob_set(
 
 /// The directory a policy file's relative paths (keys, `extends`, path
 /// globs) start from.
-fn policy_dir(file: &Path) -> &Path {
+pub(super) fn policy_dir(file: &Path) -> &Path {
     match file.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),

@@ -6,7 +6,7 @@
 //! the same diagnostics as the rest of the policy.
 
 use std::ops::Range;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use globset::GlobSet;
 use serde::Deserialize;
@@ -144,38 +144,10 @@ impl Diags<'_> {
         raw: &Spanned<RawRequireSignature>,
     ) -> Option<ProxySignature> {
         let r = raw.get_ref();
-        let dir = match f.path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
-        let mut ok = true;
-        if r.keys.get_ref().is_empty() {
-            ok = false;
-            self.push(
-                Severity::Error,
-                f,
-                r.keys.span(),
-                "`require-signature` needs at least one trusted public key".into(),
-                Some("e.g. keys = [\"keys/team.pub\"] (relative to this policy file)".into()),
-            );
-        }
-        let mut key_files = Vec::new();
-        for k in r.keys.get_ref() {
-            let path = dir.join(k.get_ref());
-            match crate::sign::PublicKey::from_file(&path) {
-                Ok(_) => key_files.push(path),
-                Err(e) => {
-                    ok = false;
-                    self.push(
-                        Severity::Error,
-                        f,
-                        k.span(),
-                        format!("trusted key `{}` cannot be used: {e}", k.get_ref()),
-                        Some("key paths are relative to the policy file".into()),
-                    );
-                }
-            }
-        }
+        let dir = super::compile::policy_dir(&f.path);
+        let key_files = super::compile::trusted_key_files(dir, &r.keys, |span, msg, help| {
+            self.push(Severity::Error, f, span, msg, Some(help))
+        });
         let Some(repos) = &r.repos else {
             self.push(
                 Severity::Error,
@@ -188,9 +160,7 @@ impl Diags<'_> {
         };
         let globs = self.repo_globs(f, repos);
         let (repos, repo_globs) = globs?;
-        if !ok {
-            return None;
-        }
+        let key_files = key_files?;
         let keys = crate::sign::TrustedKeys::from_files(&key_files).ok()?;
         Some(ProxySignature {
             keys,
