@@ -319,24 +319,15 @@ async fn scan_one(
     dest: &Path,
 ) -> RemoteFile {
     if let Some(sha) = &file.sha256 {
-        let lookup = {
+        let hit = {
             let scanner = Arc::clone(scanner);
             let (sha, display) = (sha.clone(), display.clone());
-            tokio::task::spawn_blocking(move || scanner.lookup(&sha, &display)).await
+            tokio::task::spawn_blocking(move || scanner.from_cache(&sha, &display)).await
         };
-        if let Ok(Some(report)) = lookup {
-            scanner
-                .counters
-                .cached
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Ok(Some(scanned)) = hit {
             return RemoteFile {
                 display,
-                outcome: Ok(Scanned {
-                    report,
-                    sha256: sha.clone(),
-                    cached: true,
-                    claimed_sha256: None,
-                }),
+                outcome: Ok(scanned),
                 downloaded: false,
             };
         }
@@ -362,9 +353,11 @@ async fn scan_one(
             _ => {
                 let scanner = Arc::clone(scanner);
                 let (path, shown, sha) = (dest.to_path_buf(), display.clone(), spooled.sha256);
+                // The spool's own sha256 (equal to the listed one when
+                // there is one): the download is not hashed a second time.
                 tokio::task::spawn_blocking(move || {
                     scanner
-                        .scan_file(&path, &shown, Some(&sha))
+                        .scan_hashed_file(&path, &shown, &sha)
                         .map_err(|e| e.to_string())
                 })
                 .await

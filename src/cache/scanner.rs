@@ -88,6 +88,19 @@ impl CachedScanner {
         }
     }
 
+    /// The trusted cached verdict for content `sha256` named `display`,
+    /// counted as served from the cache; `None` on a miss.
+    pub fn from_cache(&self, sha256: &str, display: &str) -> Option<Scanned> {
+        let report = self.lookup(sha256, display)?;
+        bump(&self.counters.cached);
+        Some(Scanned {
+            report,
+            sha256: sha256.to_ascii_lowercase(),
+            cached: true,
+            claimed_sha256: None,
+        })
+    }
+
     /// Stores a report the caller produced for content `sha256`.
     pub fn remember(&self, sha256: &str, report: &FileReport) {
         let Some(cache) = &self.cache else { return };
@@ -109,16 +122,8 @@ impl CachedScanner {
         display: &str,
         claimed: Option<&str>,
     ) -> Result<Scanned, ScanError> {
-        if let Some(sha) = claimed
-            && let Some(report) = self.lookup(sha, display)
-        {
-            bump(&self.counters.cached);
-            return Ok(Scanned {
-                report,
-                sha256: sha.to_ascii_lowercase(),
-                cached: true,
-                claimed_sha256: None,
-            });
+        if let Some(hit) = claimed.and_then(|sha| self.from_cache(sha, display)) {
+            return Ok(hit);
         }
         let io = |source| ScanError::Io {
             path: path.to_path_buf(),
@@ -137,17 +142,10 @@ impl CachedScanner {
         };
         let sha256 = crate::digest::sha256_bytes(data);
         let mismatch = claimed.filter(|c| !c.eq_ignore_ascii_case(&sha256));
-        if mismatch.is_none()
-            && claimed.is_none()
-            && let Some(report) = self.lookup(&sha256, display)
+        if claimed.is_none()
+            && let Some(hit) = self.from_cache(&sha256, display)
         {
-            bump(&self.counters.cached);
-            return Ok(Scanned {
-                report,
-                sha256,
-                cached: true,
-                claimed_sha256: None,
-            });
+            return Ok(hit);
         }
         let report = self.scanner.scan_mapped(display, data, path);
         bump(&self.counters.scanned);
@@ -160,17 +158,34 @@ impl CachedScanner {
         })
     }
 
+    /// Scans `path`, whose sha256 the caller computed from exactly these
+    /// bytes while writing them (a private download spool): the file is not
+    /// hashed again, which would read all of it for nothing.
+    pub fn scan_hashed_file(
+        &self,
+        path: &Path,
+        display: &str,
+        sha256: &str,
+    ) -> Result<Scanned, ScanError> {
+        if let Some(hit) = self.from_cache(sha256, display) {
+            return Ok(hit);
+        }
+        let report = self.scanner.scan_file(path, display)?;
+        bump(&self.counters.scanned);
+        self.remember(sha256, &report);
+        Ok(Scanned {
+            report,
+            sha256: sha256.to_ascii_lowercase(),
+            cached: false,
+            claimed_sha256: None,
+        })
+    }
+
     /// Scans bytes that are not a file on disk (a download in memory).
     pub fn scan_bytes(&self, display: &str, data: &[u8]) -> Scanned {
         let sha256 = crate::digest::sha256_bytes(data);
-        if let Some(report) = self.lookup(&sha256, display) {
-            bump(&self.counters.cached);
-            return Scanned {
-                report,
-                sha256,
-                cached: true,
-                claimed_sha256: None,
-            };
+        if let Some(hit) = self.from_cache(&sha256, display) {
+            return hit;
         }
         let report = self.scanner.scan_bytes(display, data);
         bump(&self.counters.scanned);

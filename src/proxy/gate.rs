@@ -687,25 +687,8 @@ async fn download(
     // of it into memory for nothing (peak RSS would follow file size).
     let scanner = proxy.scanner.clone();
     let (path, name, key) = (spool.path().to_path_buf(), w.path.clone(), sha.clone());
-    let scanned = tokio::task::spawn_blocking(move || {
-        if let Some(report) = scanner.lookup(&key, &name) {
-            return Ok(Scanned {
-                report,
-                sha256: key,
-                cached: true,
-                claimed_sha256: None,
-            });
-        }
-        let report = scanner.scanner().scan_file(&path, &name)?;
-        scanner.remember(&key, &report);
-        Ok(Scanned {
-            report,
-            sha256: key,
-            cached: false,
-            claimed_sha256: None,
-        })
-    })
-    .await;
+    let scanned =
+        tokio::task::spawn_blocking(move || scanner.scan_hashed_file(&path, &name, &key)).await;
     let scanned: Scanned = match scanned {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
