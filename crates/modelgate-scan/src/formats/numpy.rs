@@ -401,22 +401,13 @@ impl Parser<'_> {
     fn escape(&mut self, bytes: bool, out: &mut String) -> Result<(), String> {
         let c = self.next_char()?;
         let simple = match c {
-            '\n' => Some(None),
             '\r' => {
                 if self.peek() == Some(b'\n') {
                     self.pos += 1;
                 }
                 Some(None)
             }
-            '\\' | '\'' | '"' => Some(Some(c)),
-            'a' => Some(Some('\x07')),
-            'b' => Some(Some('\x08')),
-            'f' => Some(Some('\x0c')),
-            'n' => Some(Some('\n')),
-            'r' => Some(Some('\r')),
-            't' => Some(Some('\t')),
-            'v' => Some(Some('\x0b')),
-            _ => None,
+            _ => super::python_simple_escape(c),
         };
         if let Some(ch) = simple {
             out.extend(ch);

@@ -156,15 +156,6 @@ fn unescape_into(body: &str, out: &mut Vec<Piece>) {
                 .filter(|_| digits.len() == n)
         };
         let decoded = match d {
-            '\n' => Some(None),
-            '\\' | '\'' | '"' => Some(Some(d)),
-            'a' => Some(Some('\x07')),
-            'b' => Some(Some('\x08')),
-            'f' => Some(Some('\x0c')),
-            'n' => Some(Some('\n')),
-            'r' => Some(Some('\r')),
-            't' => Some(Some('\t')),
-            'v' => Some(Some('\x0b')),
             '0'..='7' => {
                 let mut v = d.to_digit(8).unwrap_or(0);
                 for _ in 0..2 {
@@ -189,7 +180,7 @@ fn unescape_into(body: &str, out: &mut Vec<Piece>) {
                     continue;
                 }
             }
-            _ => None,
+            _ => crate::formats::python_simple_escape(d),
         };
         match decoded {
             Some(Some(c)) => lit.push(c),
