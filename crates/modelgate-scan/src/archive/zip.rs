@@ -219,13 +219,7 @@ fn scan_torch_view(
         }
         check_path(cx, &entry.name, entry.local_offset);
         let Some(local) = locate(data, entry) else {
-            cx.in_member(&entry.name, |cx| {
-                cx.inconclusive(
-                    &rules::UNPARSEABLE,
-                    Some(entry.local_offset),
-                    "local header missing or truncated",
-                )
-            });
+            member_unparseable(cx, entry, "local header missing or truncated");
             continue;
         };
         if local.local_name != entry.raw_name {
@@ -397,13 +391,7 @@ fn scan_located(
     let Some(raw) = usize::try_from(local.data_start).ok().and_then(|start| {
         data.get(start..start.checked_add(usize::try_from(entry.compressed).ok()?)?)
     }) else {
-        cx.in_member(&entry.name, |cx| {
-            cx.inconclusive(
-                &rules::UNPARSEABLE,
-                Some(entry.local_offset),
-                "member data runs past the end of the archive",
-            )
-        });
+        member_unparseable(cx, entry, "member data runs past the end of the archive");
         return;
     };
     let codec = match entry.method {
@@ -413,13 +401,7 @@ fn scan_located(
         14 => Some(Codec::ZipLzma),
         95 => Some(Codec::Xz),
         m => {
-            cx.in_member(&entry.name, |cx| {
-                cx.inconclusive(
-                    &rules::UNPARSEABLE,
-                    Some(entry.local_offset),
-                    format!("unsupported compression method {m}"),
-                )
-            });
+            member_unparseable(cx, entry, format!("unsupported compression method {m}"));
             return;
         }
     };
@@ -447,13 +429,7 @@ fn scan_located(
     };
     if torch_view && (entry.flags | local.local_flags) & FLAG_ENCRYPTED != 0 {
         if sniff::sniff(&head, &entry.name) == sniff::Format::Unknown {
-            cx.in_member(&entry.name, |cx| {
-                cx.inconclusive(
-                    &rules::UNPARSEABLE,
-                    Some(entry.local_offset),
-                    "member is encrypted and cannot be inspected",
-                )
-            });
+            member_unparseable(cx, entry, "member is encrypted and cannot be inspected");
             return;
         }
         cx.report(
@@ -894,6 +870,14 @@ pub fn read_zipfile_view(data: &[u8], max_members: u64) -> Result<Vec<Entry>, St
         end = e.local_offset;
     }
     Ok(entries)
+}
+
+/// A member that cannot be read: inconclusive (GEN001) at its local
+/// header, named by its path.
+fn member_unparseable(cx: &mut Ctx, entry: &Entry, why: impl Into<String>) {
+    cx.in_member(&entry.name, |cx| {
+        cx.inconclusive(&rules::UNPARSEABLE, Some(entry.local_offset), why)
+    });
 }
 
 #[cfg(test)]
