@@ -157,38 +157,6 @@ impl FromStr for HfFileUrl {
     }
 }
 
-/// Scans one file named by URL. With `sha256` (a manifest's) that the
-/// cache knows, nothing is downloaded; a download whose bytes are not that
-/// sha256 is an error.
-pub async fn scan_file_url(
-    client: &HubClient,
-    scanner: &Arc<CachedScanner>,
-    opts: &RemoteOptions,
-    url: &HfFileUrl,
-    display: String,
-    sha256: Option<String>,
-) -> RemoteFile {
-    let tmp = match tempfile::Builder::new().prefix("modelgate-hf-").tempdir() {
-        Ok(t) => t,
-        Err(e) => {
-            return RemoteFile {
-                display,
-                outcome: Err(RemoteError::TempDir(e).to_string()),
-                downloaded: false,
-            };
-        }
-    };
-    let file = Listed {
-        path: url.path.clone(),
-        sha256,
-    };
-    let dest = tmp.path().join("0.download");
-    scan_one(
-        client, scanner, opts, url.kind, &url.repo, &url.rev, file, display, &dest,
-    )
-    .await
-}
-
 /// How remote files are fetched.
 #[derive(Debug, Clone)]
 pub struct RemoteOptions {
@@ -253,170 +221,206 @@ fn listed_files(repo: &str, tree: &[serde_json::Value]) -> Result<Vec<Listed>, R
     Ok(out)
 }
 
-/// The commit a revision names, so the listing and every download read one
-/// snapshot even if the branch moves meanwhile.
-async fn pin_revision(
-    client: &HubClient,
-    kind: RepoKind,
-    repo: &str,
-    rev: &str,
-    auth: Option<&HeaderValue>,
-) -> Result<String, RemoteError> {
-    let info = client.revision_info(kind, repo, rev, auth).await?;
-    Ok(info
-        .get("sha")
-        .and_then(|s| s.as_str())
-        .filter(|s| s.len() == 40 && s.bytes().all(|b| b.is_ascii_hexdigit()))
-        .map_or_else(|| rev.to_string(), str::to_string))
+/// What remote scans run with: the upstream, the cached scanner and how to
+/// fetch.
+pub struct Remote<'a> {
+    pub client: &'a HubClient,
+    pub scanner: &'a Arc<CachedScanner>,
+    pub opts: &'a RemoteOptions,
 }
 
-/// Scans every file of one repository.
-async fn scan_repo(
-    client: &HubClient,
-    scanner: &Arc<CachedScanner>,
-    opts: &RemoteOptions,
-    kind: RepoKind,
-    repo: &str,
-    rev: &str,
-) -> Result<Vec<RemoteFile>, RemoteError> {
-    let auth = opts.auth.as_ref();
-    let commit = pin_revision(client, kind, repo, rev, auth).await?;
-    let tree = client.tree(kind, repo, &commit, auth).await?;
-    let files = listed_files(repo, &tree)?;
-    let tmp = tempfile::Builder::new()
-        .prefix("modelgate-hf-")
-        .tempdir()
-        .map_err(RemoteError::TempDir)?;
-    let prefix = format!("hf://{}{repo}@{rev}", kind.url_prefix());
-    let results = futures_util::stream::iter(files.into_iter().enumerate())
-        .map(|(n, file)| {
-            let display = format!("{prefix}/{}", file.path);
-            let dest = tmp.path().join(format!("{n}.download"));
-            let commit = &commit;
-            async move {
-                scan_one(
-                    client, scanner, opts, kind, repo, commit, file, display, &dest,
-                )
-                .await
+impl Remote<'_> {
+    /// Scans `source`: one repository, or every model of an organisation.
+    /// An error listing a repository of an organisation is that
+    /// repository's result; an error listing the organisation itself is
+    /// the call's.
+    pub async fn scan_source(&self, source: &HfSource) -> Result<Vec<RemoteFile>, RemoteError> {
+        match source {
+            HfSource::Repo { kind, repo, rev } => {
+                let rev = rev.as_deref().unwrap_or("main");
+                self.scan_repo(*kind, repo, rev).await
             }
-        })
-        .buffer_unordered(PARALLEL_DOWNLOADS)
-        .collect::<Vec<_>>()
-        .await;
-    Ok(results)
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn scan_one(
-    client: &HubClient,
-    scanner: &Arc<CachedScanner>,
-    opts: &RemoteOptions,
-    kind: RepoKind,
-    repo: &str,
-    commit: &str,
-    file: Listed,
-    display: String,
-    dest: &Path,
-) -> RemoteFile {
-    if let Some(sha) = &file.sha256 {
-        let hit = {
-            let scanner = Arc::clone(scanner);
-            let (sha, display) = (sha.clone(), display.clone());
-            tokio::task::spawn_blocking(move || scanner.from_cache(&sha, &display)).await
-        };
-        if let Ok(Some(scanned)) = hit {
-            return RemoteFile {
-                display,
-                outcome: Ok(scanned),
-                downloaded: false,
-            };
-        }
-    }
-    let at = FileRef {
-        kind,
-        repo,
-        rev: commit,
-        path: &file.path,
-    };
-    let fetched = client
-        .download(&at, opts.auth.as_ref(), dest, opts.max_file_bytes)
-        .await;
-    let outcome = match fetched {
-        Err(e) => Err(e.to_string()),
-        Ok((spooled, _)) => match &file.sha256 {
-            // The bytes must be the ones the listing named: a mismatch is
-            // an upstream that serves other content than it lists.
-            Some(listed) if *listed != spooled.sha256 => Err(format!(
-                "the upstream listed sha256 {listed} but served {}",
-                spooled.sha256
-            )),
-            _ => {
-                let scanner = Arc::clone(scanner);
-                let (path, shown, sha) = (dest.to_path_buf(), display.clone(), spooled.sha256);
-                // The spool's own sha256 (equal to the listed one when
-                // there is one): the download is not hashed a second time.
-                tokio::task::spawn_blocking(move || {
-                    scanner
-                        .scan_hashed_file(&path, &shown, &sha)
-                        .map_err(|e| e.to_string())
-                })
-                .await
-                .unwrap_or_else(|e| Err(format!("the scan did not finish: {e}")))
-            }
-        },
-    };
-    // Deleting the download is best effort: the temporary directory goes
-    // when the repository is done.
-    let _ = tokio::fs::remove_file(dest).await;
-    RemoteFile {
-        display,
-        outcome,
-        downloaded: true,
-    }
-}
-
-/// Scans `source`: one repository, or every model of an organisation. An
-/// error listing a repository of an organisation is that repository's
-/// result; an error listing the organisation itself is the call's.
-pub async fn scan_source(
-    client: &HubClient,
-    scanner: &Arc<CachedScanner>,
-    opts: &RemoteOptions,
-    source: &HfSource,
-) -> Result<Vec<RemoteFile>, RemoteError> {
-    match source {
-        HfSource::Repo { kind, repo, rev } => {
-            let rev = rev.as_deref().unwrap_or("main");
-            scan_repo(client, scanner, opts, *kind, repo, rev).await
-        }
-        HfSource::Org(org) => {
-            let models = client.list_models(org, opts.auth.as_ref()).await?;
-            let mut out = Vec::new();
-            for m in models {
-                let Some(id) = m
-                    .get("id")
-                    .or_else(|| m.get("modelId"))
-                    .and_then(|i| i.as_str())
-                    .filter(|id| {
-                        id.split_once('/')
-                            .is_some_and(|(o, n)| valid_name(o) && valid_name(n))
-                    })
-                else {
-                    return Err(RemoteError::Listing {
-                        repo: org.clone(),
-                        why: format!("a model entry has no valid id: {m}"),
-                    });
-                };
-                match scan_repo(client, scanner, opts, RepoKind::Model, id, "main").await {
-                    Ok(files) => out.extend(files),
-                    Err(e) => out.push(RemoteFile {
-                        display: format!("hf://{id}@main"),
-                        outcome: Err(e.to_string()),
-                        downloaded: false,
-                    }),
+            HfSource::Org(org) => {
+                let models = self
+                    .client
+                    .list_models(org, self.opts.auth.as_ref())
+                    .await?;
+                let mut out = Vec::new();
+                for m in models {
+                    let Some(id) = m
+                        .get("id")
+                        .or_else(|| m.get("modelId"))
+                        .and_then(|i| i.as_str())
+                        .filter(|id| {
+                            id.split_once('/')
+                                .is_some_and(|(o, n)| valid_name(o) && valid_name(n))
+                        })
+                    else {
+                        return Err(RemoteError::Listing {
+                            repo: org.clone(),
+                            why: format!("a model entry has no valid id: {m}"),
+                        });
+                    };
+                    match self.scan_repo(RepoKind::Model, id, "main").await {
+                        Ok(files) => out.extend(files),
+                        Err(e) => out.push(RemoteFile {
+                            display: format!("hf://{id}@main"),
+                            outcome: Err(e.to_string()),
+                            downloaded: false,
+                        }),
+                    }
                 }
+                Ok(out)
             }
-            Ok(out)
+        }
+    }
+
+    /// Scans one file named by URL. With `sha256` (a manifest's) that the
+    /// cache knows, nothing is downloaded; a download whose bytes are not
+    /// that sha256 is an error.
+    pub async fn scan_file_url(
+        &self,
+        url: &HfFileUrl,
+        display: String,
+        sha256: Option<String>,
+    ) -> RemoteFile {
+        let tmp = match tempfile::Builder::new().prefix("modelgate-hf-").tempdir() {
+            Ok(t) => t,
+            Err(e) => {
+                return RemoteFile {
+                    display,
+                    outcome: Err(RemoteError::TempDir(e).to_string()),
+                    downloaded: false,
+                };
+            }
+        };
+        let at = FileRef {
+            kind: url.kind,
+            repo: &url.repo,
+            rev: &url.rev,
+            path: &url.path,
+        };
+        self.scan_one(at, sha256, display, &tmp.path().join("0.download"))
+            .await
+    }
+
+    /// The commit a revision names, so the listing and every download read
+    /// one snapshot even if the branch moves meanwhile.
+    async fn pin_revision(
+        &self,
+        kind: RepoKind,
+        repo: &str,
+        rev: &str,
+    ) -> Result<String, RemoteError> {
+        let info = self
+            .client
+            .revision_info(kind, repo, rev, self.opts.auth.as_ref())
+            .await?;
+        Ok(info
+            .get("sha")
+            .and_then(|s| s.as_str())
+            .filter(|s| s.len() == 40 && s.bytes().all(|b| b.is_ascii_hexdigit()))
+            .map_or_else(|| rev.to_string(), str::to_string))
+    }
+
+    /// Scans every file of one repository.
+    async fn scan_repo(
+        &self,
+        kind: RepoKind,
+        repo: &str,
+        rev: &str,
+    ) -> Result<Vec<RemoteFile>, RemoteError> {
+        let commit = self.pin_revision(kind, repo, rev).await?;
+        let tree = self
+            .client
+            .tree(kind, repo, &commit, self.opts.auth.as_ref())
+            .await?;
+        let files = listed_files(repo, &tree)?;
+        let tmp = tempfile::Builder::new()
+            .prefix("modelgate-hf-")
+            .tempdir()
+            .map_err(RemoteError::TempDir)?;
+        let prefix = format!("hf://{}{repo}@{rev}", kind.url_prefix());
+        let results = futures_util::stream::iter(files.into_iter().enumerate())
+            .map(|(n, file)| {
+                let display = format!("{prefix}/{}", file.path);
+                let dest = tmp.path().join(format!("{n}.download"));
+                let commit = &commit;
+                async move {
+                    let at = FileRef {
+                        kind,
+                        repo,
+                        rev: commit,
+                        path: &file.path,
+                    };
+                    self.scan_one(at, file.sha256.clone(), display, &dest).await
+                }
+            })
+            .buffer_unordered(PARALLEL_DOWNLOADS)
+            .collect::<Vec<_>>()
+            .await;
+        Ok(results)
+    }
+
+    /// One file: its verdict from the cache when `sha256` (the listing's)
+    /// is known there, else downloaded to `dest`, checked against that
+    /// sha256, scanned and deleted.
+    async fn scan_one(
+        &self,
+        at: FileRef<'_>,
+        sha256: Option<String>,
+        display: String,
+        dest: &Path,
+    ) -> RemoteFile {
+        if let Some(sha) = &sha256 {
+            let hit = {
+                let scanner = Arc::clone(self.scanner);
+                let (sha, display) = (sha.clone(), display.clone());
+                tokio::task::spawn_blocking(move || scanner.from_cache(&sha, &display)).await
+            };
+            if let Ok(Some(scanned)) = hit {
+                return RemoteFile {
+                    display,
+                    outcome: Ok(scanned),
+                    downloaded: false,
+                };
+            }
+        }
+        let fetched = self
+            .client
+            .download(&at, self.opts.auth.as_ref(), dest, self.opts.max_file_bytes)
+            .await;
+        let outcome = match fetched {
+            Err(e) => Err(e.to_string()),
+            Ok((spooled, _)) => match &sha256 {
+                // The bytes must be the ones the listing named: a mismatch
+                // is an upstream that serves other content than it lists.
+                Some(listed) if *listed != spooled.sha256 => Err(format!(
+                    "the upstream listed sha256 {listed} but served {}",
+                    spooled.sha256
+                )),
+                _ => {
+                    let scanner = Arc::clone(self.scanner);
+                    let (path, shown, sha) = (dest.to_path_buf(), display.clone(), spooled.sha256);
+                    // The spool's own sha256 (equal to the listed one when
+                    // there is one): the download is not hashed again.
+                    tokio::task::spawn_blocking(move || {
+                        scanner
+                            .scan_hashed_file(&path, &shown, &sha)
+                            .map_err(|e| e.to_string())
+                    })
+                    .await
+                    .unwrap_or_else(|e| Err(format!("the scan did not finish: {e}")))
+                }
+            },
+        };
+        // Deleting the download is best effort: the temporary directory
+        // goes when the repository is done.
+        let _ = tokio::fs::remove_file(dest).await;
+        RemoteFile {
+            display,
+            outcome,
+            downloaded: true,
         }
     }
 }

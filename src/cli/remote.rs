@@ -11,7 +11,7 @@ use modelgate::cache::manifest::{ManifestEntry, ResultLine};
 use modelgate::cache::{Cache, CachedScanner};
 use modelgate::hub::{HubClient, HubLimits};
 use modelgate::policy::Policy;
-use modelgate::remote::{self, HfFileUrl, HfSource, RemoteOptions};
+use modelgate::remote::{HfFileUrl, HfSource, Remote, RemoteOptions};
 use modelgate::scan::{FileReport, Scanner};
 
 /// Where `hf://` sources are read from, as huggingface_hub reads it.
@@ -73,7 +73,11 @@ pub fn scan_manifest_urls(
     }
     let (client, opts, _) = upstream()?;
     let runtime = runtime()?;
-    let (client, opts) = (&client, &opts);
+    let remote = &Remote {
+        client: &client,
+        scanner,
+        opts: &opts,
+    };
     let lines = runtime.block_on(
         futures_util::stream::iter(entries)
             .map(|e| async move {
@@ -82,15 +86,9 @@ pub fn scan_manifest_urls(
                     Ok(u) => u,
                     Err(err) => return ResultLine::error(url, e.digest(), err.to_string()),
                 };
-                let f = remote::scan_file_url(
-                    client,
-                    scanner,
-                    opts,
-                    &parsed,
-                    url.to_string(),
-                    e.digest(),
-                )
-                .await;
+                let f = remote
+                    .scan_file_url(&parsed, url.to_string(), e.digest())
+                    .await;
                 match f.outcome {
                     Ok(s) => ResultLine::scanned(&s),
                     Err(err) => ResultLine::error(url, e.digest(), err),
@@ -125,12 +123,17 @@ pub fn scan(
         policy.scan_settings_digest(),
     ));
     let runtime = runtime()?;
+    let remote = Remote {
+        client: &client,
+        scanner: &scanner,
+        opts: &opts,
+    };
     let mut scanned = Vec::new();
     let mut errors = Vec::new();
     let mut downloads = 0usize;
     for (text, source) in sources.iter().zip(&parsed) {
         let files = runtime
-            .block_on(remote::scan_source(&client, &scanner, &opts, source))
+            .block_on(remote.scan_source(source))
             .with_context(|| format!("cannot read {text} from {endpoint}"))?;
         for f in files {
             downloads += usize::from(f.downloaded);
